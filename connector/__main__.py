@@ -1,0 +1,7 @@
+"""Entry point for `python -m connector`."""
+
+from __future__ import annotations
+
+from connector.cli import main
+
+raise SystemExit(main())

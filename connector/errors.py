@@ -1,0 +1,192 @@
+"""The exception tree: the class of an error says what the engine does next (retry, skip, stop)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Exit codes (sysexits-style, documented in the README).
+EXIT_OK = 0
+EXIT_REJECTIONS = 1
+EXIT_CRASH = 2
+EXIT_TEMPFAIL = 75
+EXIT_NOPERM = 77
+EXIT_CONFIG = 78
+
+
+class ConnectorError(Exception):
+    """Root of every error the connector raises on purpose."""
+
+    exit_code: int = EXIT_CRASH
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem in the configuration, with the key path and where the value could come from."""
+
+    key_path: str
+    message: str
+    source_hint: str = ""
+
+    def __str__(self) -> str:
+        hint = f"; {self.source_hint}" if self.source_hint else ""
+        return f"{self.key_path}: {self.message}{hint}"
+
+
+class ConfigError(ConnectorError):
+    """The configuration is invalid; every problem is listed. Fix the config and run again."""
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, problems: Sequence[ConfigProblem], source: str = "") -> None:
+        self.problems = list(problems)
+        self.source = source
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.source} " if self.source else ""
+        lines = [f"{where}{problem}" for problem in self.problems]
+        return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+class MappingError(ConnectorError):
+    """A field mapping names a field that is missing, read-only or of the wrong type."""
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        mapping_file: str = "",
+        key: str = "",
+        crm_object: str = "",
+        crm_field: str = "",
+        suggestions: Sequence[str] = (),
+    ) -> None:
+        self.message = message
+        self.mapping_file = mapping_file
+        self.key = key
+        self.crm_object = crm_object
+        self.crm_field = crm_field
+        self.suggestions = list(suggestions)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = ":".join(part for part in (self.mapping_file, self.key) if part)
+        target = ".".join(part for part in (self.crm_object, self.crm_field) if part)
+        text = f"{where} ({target}): {self.message}" if target else f"{where}: {self.message}"
+        if self.suggestions:
+            text += f" (did you mean: {', '.join(self.suggestions)}?)"
+        return text
+
+
+class MappingErrors(ConnectorError):
+    """Several mapping problems reported together, so an admin fixes them in one pass."""
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, errors: Sequence[MappingError]) -> None:
+        self.errors = list(errors)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "invalid mapping:\n  " + "\n  ".join(str(error) for error in self.errors)
+
+
+class CrmError(ConnectorError):
+    """A CRM answered with an error. `code` is the CRM's own error code when it sent one."""
+
+    def __init__(self, message: str, *, code: str = "", status: int | None = None) -> None:
+        self.message = message
+        self.code = code
+        self.status = status
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.code:
+            parts.append(f"code={self.code}")
+        if self.status is not None:
+            parts.append(f"http={self.status}")
+        return " ".join(parts)
+
+
+class RetriableCrmError(CrmError):
+    """Transient CRM failure (429, 5xx, dropped connection): retry with backoff, or next run."""
+
+    exit_code = EXIT_TEMPFAIL
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, code=code, status=status)
+
+
+class QuotaExhaustedError(RetriableCrmError):
+    """The API budget for this run or the org's daily quota is spent: stop cleanly, resume next run."""
+
+
+class FatalCrmError(CrmError):
+    """A CRM error that retrying will not fix (malformed request, unknown object): stop the run."""
+
+    exit_code = EXIT_CRASH
+
+
+class AuthError(CrmError):
+    """Authentication or permission refused: fix credentials; never retried automatically."""
+
+    exit_code = EXIT_NOPERM
+
+
+class RecordError(CrmError):
+    """One record was rejected or is invalid: log it, keep it for retry, and go on with the others."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        record_id: str,
+        code: str = "",
+        fields: Sequence[str] = (),
+        status: int | None = None,
+    ) -> None:
+        self.record_id = record_id
+        self.fields = list(fields)
+        super().__init__(message, code=code, status=status)
+
+    def __str__(self) -> str:
+        fields = f" fields={','.join(self.fields)}" if self.fields else ""
+        return f"record {self.record_id}: {super().__str__()}{fields}"
+
+
+class LockHeldError(ConnectorError):
+    """Another process holds this connection's run lease: try again later."""
+
+    exit_code = EXIT_TEMPFAIL
+
+    def __init__(self, connection: str, holder: str, expires_at: str) -> None:
+        self.connection = connection
+        self.holder = holder
+        self.expires_at = expires_at
+        super().__init__(
+            f"connection {connection!r} is already running (held by {holder} until {expires_at})"
+        )
+
+
+class StoreError(ConnectorError):
+    """The state store is unusable (schema newer than this program, corrupt file)."""
+
+    exit_code = EXIT_CRASH
+
+
+class RunCancelled(ConnectorError):
+    """A signal asked the run to stop; what was confirmed is kept, the rest waits for the next run."""
+
+    exit_code = EXIT_OK

@@ -1,0 +1,185 @@
+"""The contract between the core and every CRM adapter: one small Protocol plus declared capabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import Field, SecretStr
+
+from connector.models import (
+    RawRecord,
+    RecordChange,
+    StrictModel,
+    TaskAction,
+    TaskState,
+    WriteResult,
+)
+
+TASK_MARKER_PREFIX = "[crm-risk:"
+
+
+def task_marker(dedupe_key: str) -> str:
+    """The marker written into a task's description so a task created before a crash is found again."""
+    return f"{TASK_MARKER_PREFIX}{dedupe_key}]"
+
+
+def find_task_marker(text: str | None) -> str | None:
+    """Return the dedupe key carried by a task description, or None."""
+    if not text:
+        return None
+    start = text.find(TASK_MARKER_PREFIX)
+    if start < 0:
+        return None
+    end = text.find("]", start)
+    return text[start + len(TASK_MARKER_PREFIX) : end] if end > start else None
+
+
+@dataclass(frozen=True)
+class AdapterCapabilities:
+    """What an adapter can do, as data: the writer sizes batches and the tests pick cases from it."""
+
+    name: str
+    max_write_batch: int
+    max_read_page: int
+    supports_bulk_read: bool = False
+    supports_bulk_write: bool = False
+    supports_tasks: bool = True
+    can_close_tasks: bool = True
+    task_external_id: bool = False
+    max_concurrency: int = 1
+
+
+@dataclass(frozen=True)
+class FieldDescription:
+    """One CRM field as its metadata API describes it (Salesforce describe, Zoho settings/fields)."""
+
+    name: str
+    type: str
+    label: str = ""
+    updateable: bool = False
+    createable: bool = False
+    nillable: bool = True
+    length: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+    picklist_values: tuple[str, ...] = ()
+    custom: bool = False
+    # Canonical type family the mapping checks against: string, text, number, integer,
+    # currency, percent, boolean, date, datetime, picklist, reference, id, other.
+    family: str = "other"
+
+
+@dataclass(frozen=True)
+class ObjectDescription:
+    """A CRM object (Salesforce sObject, Zoho module) and its fields."""
+
+    name: str
+    fields: dict[str, FieldDescription]
+    label: str = ""
+
+
+@dataclass
+class ApiUsage:
+    """API calls made by this adapter instance and the quota the CRM reports as left."""
+
+    calls: dict[str, int] = field(default_factory=dict)
+    remaining: int | None = None
+    limit: int | None = None
+
+    @property
+    def total_calls(self) -> int:
+        """All calls made, over every endpoint."""
+        return sum(self.calls.values())
+
+
+class KeyValueStore(Protocol):
+    """Small persistent store an adapter may use for tokens (shared across processes)."""
+
+    def get_value(self, key: str) -> str | None:
+        """Return the stored value or None."""
+        ...
+
+    def set_value(self, key: str, value: str) -> None:
+        """Store a value durably."""
+        ...
+
+
+class CrmSettings(StrictModel):
+    """Connection settings an adapter needs; secrets are SecretStr and come from env or secrets file."""
+
+    name: str
+    kind: str
+    base_url: str | None = None
+    login_url: str | None = None
+    token_url: str | None = None
+    data_centre: str | None = None
+    api_version: str | None = None
+    auth: str = "refresh_token"
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    security_token: SecretStr | None = None
+    private_key: SecretStr | None = None
+    private_key_file: str | None = None
+    ca_bundle: str | None = None
+    verify_tls: bool = True
+    timeout_seconds: float = 30.0
+    max_retries: int = 4
+    # Stop the run cleanly once it used this share of the quota the CRM reported as remaining.
+    api_budget_share: float = 0.5
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+@runtime_checkable
+class CrmAdapter(Protocol):
+    """What the core needs from a CRM. Objects and fields are CRM names resolved by the mapping."""
+
+    capabilities: AdapterCapabilities
+
+    def describe(self, crm_object: str) -> ObjectDescription:
+        """Return field metadata for one object; raises FatalCrmError if the object does not exist."""
+        ...
+
+    def read_changed(
+        self, crm_object: str, fields: Sequence[str], since: datetime | None
+    ) -> Iterator[RawRecord]:
+        """Yield records modified at or after `since` (all when None), oldest first, ties by id.
+
+        When `since` is given, records deleted since then are yielded with `deleted=True`.
+        """
+        ...
+
+    def read_by_ids(
+        self, crm_object: str, fields: Sequence[str], ids: Sequence[str]
+    ) -> Iterator[RawRecord]:
+        """Yield the current state of the given records (missing ids are skipped)."""
+        ...
+
+    def write(self, crm_object: str, changes: Sequence[RecordChange]) -> list[WriteResult]:
+        """Update existing records; one result per change, same order. At most max_write_batch."""
+        ...
+
+    def create_tasks(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
+        """Create follow-up tasks idempotently by dedupe key; one result per task, same order."""
+        ...
+
+    def update_tasks(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
+        """Escalate, comment on or complete existing tasks (crm_task_id set); same order."""
+        ...
+
+    def find_tasks(self, dedupe_keys: Sequence[str]) -> dict[str, TaskState]:
+        """Find tasks this connector created, by the dedupe marker they carry."""
+        ...
+
+    def usage(self) -> ApiUsage:
+        """API calls made so far and the quota left as last reported by the CRM."""
+        ...
+
+    def close(self) -> None:
+        """Release HTTP sessions."""
+        ...

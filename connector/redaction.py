@@ -1,0 +1,123 @@
+"""One redact() for every log line, error message and report: secrets never leave the process."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+REDACTED = "***"
+
+# Keys whose values are secrets wherever they appear (headers, query strings, JSON, form bodies).
+SECRET_KEYS = frozenset(
+    {
+        "access_token",
+        "refresh_token",
+        "client_secret",
+        "password",
+        "security_token",
+        "private_key",
+        "assertion",
+        "authorization",
+        "session_id",
+        "sessionid",
+        "sid",
+        "token",
+        "id_token",
+        "cookie",
+        "set-cookie",
+        "x-sfdc-session",
+    }
+)
+
+_PATTERNS = [
+    # Authorization headers and their values in free text.
+    re.compile(r"(?i)\b(Bearer|OAuth|Zoho-oauthtoken)\s+[A-Za-z0-9._~+/=!\-]{8,}"),
+    # key=value and "key": "value" pairs for secret keys.
+    re.compile(
+        r"(?i)(\"?(?:access_token|refresh_token|client_secret|password|security_token|"
+        r"assertion|session_id|id_token)\"?\s*[:=]\s*\"?)([^\"&\s,}]+)"
+    ),
+    # Salesforce session ids: 00D org prefix, '!' and a long tail.
+    re.compile(r"\b00D[A-Za-z0-9]{12,15}![A-Za-z0-9._]{20,}"),
+    # Zoho access and refresh tokens: 1000.<hex>.<hex>
+    re.compile(r"\b1000\.[0-9a-f]{16,}\.[0-9a-f]{16,}\b"),
+    # PEM private keys.
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
+    # JSON web tokens.
+    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b"),
+]
+
+_known_secrets: set[str] = set()
+_known_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so that redact() removes it verbatim wherever it appears."""
+    if value and len(value) >= 6:
+        with _known_lock:
+            _known_secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Return text with every known secret and every token-shaped string replaced by ***."""
+    if not text:
+        return text
+    with _known_lock:
+        known = sorted(_known_secrets, key=len, reverse=True)
+    for secret in known:
+        text = text.replace(secret, REDACTED)
+    for pattern in _PATTERNS:
+        if pattern.groups == 2:
+            text = pattern.sub(lambda match: match.group(1) + REDACTED, text)
+        elif pattern.groups == 1:
+            text = pattern.sub(lambda match: match.group(1) + " " + REDACTED, text)
+        else:
+            text = pattern.sub(REDACTED, text)
+    return text
+
+
+def redact_url(url: str) -> str:
+    """Drop credentials and secret query parameters from a URL (after dlt's sanitize_url)."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    query = urlencode(
+        [
+            (key, REDACTED if key.lower() in SECRET_KEYS else value)
+            for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="*",
+    )
+    return redact(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
+
+
+def redact_mapping(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy a dict (headers, JSON body) with secret keys masked, recursively."""
+    clean: dict[str, Any] = {}
+    for key, value in values.items():
+        if key.lower() in SECRET_KEYS:
+            clean[key] = REDACTED
+        elif isinstance(value, Mapping):
+            clean[key] = redact_mapping(value)
+        elif isinstance(value, list):
+            clean[key] = [_redact_value(item) for item in value]
+        else:
+            clean[key] = _redact_value(value)
+    return clean
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return redact_mapping(value)
+    if isinstance(value, str):
+        return redact(value)
+    return value
+
+
+def redact_all(values: Iterable[str]) -> list[str]:
+    """Redact each string of an iterable."""
+    return [redact(value) for value in values]
