@@ -1,0 +1,632 @@
+"""The `crm-risk` command line: the only place that turns exceptions into messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from connector import __version__
+from connector.errors import (
+    EXIT_CONFIG,
+    EXIT_CRASH,
+    EXIT_OK,
+    ConfigError,
+    ConfigProblem,
+    ConnectorError,
+)
+from connector.redaction import redact
+
+log = logging.getLogger("crm_risk.cli")
+
+EXIT_CODES_HELP = """exit codes:
+  0   success
+  1   finished, but some records were rejected or are pending retry
+  2   unexpected crash
+  75  try again later (quota spent, CRM unavailable, run lock held)
+  77  authentication or permission refused
+  78  configuration or mapping invalid
+"""
+
+Handler = Callable[[argparse.Namespace, Console], int]
+
+
+def _add_config(parser: argparse.ArgumentParser, *, connection: bool = True) -> None:
+    parser.add_argument(
+        "--config", "-c", default="crm-risk.toml", help="TOML config file (default: crm-risk.toml)"
+    )
+    parser.add_argument(
+        "--secrets",
+        help="TOML secrets file (default: $CRMRISK_SECRETS_FILE or crm-risk.secrets.toml)",
+    )
+    if connection:
+        parser.add_argument("--connection", help="connection name (default: the only enabled one)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="crm-risk",
+        description="Explainable customer credit risk, synced into your CRM.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"crm-risk {__version__}")
+    parser.add_argument(
+        "--log-format", choices=["auto", "json", "text"], help="override [logging] format"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="override [logging] level",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    sync = commands.add_parser("sync", help="run one sync now: pull, score, plan, write")
+    _add_config(sync)
+    sync.add_argument(
+        "--dry-run", action="store_true", help="plan and print changes; write nothing"
+    )
+    sync.add_argument(
+        "--full", action="store_true", help="re-read everything and rescore every account"
+    )
+    sync.add_argument(
+        "--json", action="store_true", help="print the run report as one JSON document"
+    )
+    sync.add_argument(
+        "--as-of", type=date.fromisoformat, help="score as of this date (default: today)"
+    )
+    sync.set_defaults(handler=cmd_sync)
+
+    run = commands.add_parser(
+        "run", help="run the scheduler service: every connection on its schedule"
+    )
+    _add_config(run, connection=False)
+    run.add_argument("--interval-seconds", type=int, help="override every connection's schedule")
+    run.add_argument(
+        "--max-runs", type=int, help="stop after this many completed runs (for trials)"
+    )
+    run.set_defaults(handler=cmd_run)
+
+    status = commands.add_parser("status", help="show recent runs and the next scheduled time")
+    _add_config(status)
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--limit", type=int, default=10, help="how many runs to show")
+    status.set_defaults(handler=cmd_status)
+
+    check = commands.add_parser("check", help="validate config and mapping against the live CRM")
+    _add_config(check)
+    check.add_argument("--json", action="store_true", help="print JSON")
+    check.add_argument(
+        "--offline", action="store_true", help="validate config and mapping files only"
+    )
+    check.set_defaults(handler=cmd_check)
+
+    explain = commands.add_parser(
+        "explain", help="explain one account's score, band, limit and reasons"
+    )
+    _add_config(explain)
+    explain.add_argument("account_id", help="CRM id of the account")
+    explain.add_argument("--json", action="store_true", help="print JSON")
+    explain.set_defaults(handler=cmd_explain)
+
+    backtest = commands.add_parser(
+        "backtest", help="replay payment history through the model and report AUC/KS"
+    )
+    backtest.add_argument("--invoices", required=True, help="CSV file of invoices")
+    backtest.add_argument(
+        "--format", choices=["ibm-ar", "canonical"], default="ibm-ar", help="CSV layout"
+    )
+    backtest.add_argument(
+        "--split-date", type=date.fromisoformat, help="tune before, report after (out of time)"
+    )
+    backtest.add_argument(
+        "--fit", action="store_true", help="also fit a logistic calibration (needs scikit-learn)"
+    )
+    backtest.add_argument("--json", action="store_true", help="print JSON")
+    backtest.add_argument(
+        "--config", "-c", help="config file whose [policy] to use (default: built-in policy)"
+    )
+    backtest.set_defaults(handler=cmd_backtest)
+
+    audit = commands.add_parser("audit", help="print the audit log of CRM writes and task actions")
+    _add_config(audit)
+    audit.add_argument("--account", help="only this account")
+    audit.add_argument(
+        "--since", type=date.fromisoformat, help="only entries on or after this date"
+    )
+    audit.add_argument("--json", action="store_true", help="print JSON")
+    audit.add_argument("--limit", type=int, default=200, help="at most this many lines")
+    audit.set_defaults(handler=cmd_audit)
+
+    demo = commands.add_parser(
+        "demo", help="start a local sandbox CRM and show two syncs against it"
+    )
+    demo.add_argument(
+        "--crm", choices=["salesforce", "zoho", "both"], default="both", help="which sandbox CRM"
+    )
+    demo.add_argument("--accounts", type=int, default=60, help="accounts in the sandbox")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the generated portfolio")
+    demo.add_argument("--keep", help="keep the demo state and config in this folder")
+    demo.set_defaults(handler=cmd_demo)
+
+    sandbox = commands.add_parser("sandbox", help="local sandbox CRMs")
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="SUBCOMMAND")
+    sandbox_commands.required = True
+    serve = sandbox_commands.add_parser("serve", help="serve a sandbox CRM until SIGTERM or SIGINT")
+    serve.add_argument("--crm", choices=["salesforce", "zoho"], required=True)
+    serve.add_argument("--port", type=int, default=0)
+    serve.add_argument("--accounts", type=int, default=60)
+    serve.add_argument("--seed", type=int, default=7)
+    serve.add_argument("--latency-ms", type=float, default=0)
+    serve.add_argument("--faults", default="", help="fault spec, e.g. rate_429=0.1,burst_429=3")
+    serve.add_argument("--state-file", help="persist the sandbox's data in this JSON file")
+    serve.add_argument(
+        "--json", action="store_true", help="print one JSON line with URLs and credentials"
+    )
+    serve.set_defaults(handler=cmd_sandbox_serve)
+
+    fields = commands.add_parser("fields", help="custom fields the mapping needs")
+    fields_commands = fields.add_subparsers(dest="fields_command", metavar="SUBCOMMAND")
+    fields_commands.required = True
+    plan = fields_commands.add_parser("plan", help="list the custom fields the CRM lacks")
+    _add_config(plan)
+    plan.add_argument("--format", choices=["text", "json", "salesforce-metadata"], default="text")
+    plan.add_argument("--output", help="folder for salesforce-metadata files (default: print)")
+    plan.set_defaults(handler=cmd_fields_plan)
+
+    mappings = commands.add_parser("mappings", help="field mappings")
+    mappings_commands = mappings.add_subparsers(dest="mappings_command", metavar="SUBCOMMAND")
+    mappings_commands.required = True
+    show = mappings_commands.add_parser(
+        "show", help="print the effective mapping after extends and overrides"
+    )
+    _add_config(show)
+    show.add_argument("--json", action="store_true", help="print JSON instead of TOML")
+    show.set_defaults(handler=cmd_mappings_show)
+    return parser
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from connector.config import load_config
+
+    return load_config(args.config, secrets_path=getattr(args, "secrets", None))
+
+
+def _open_store(config: Any) -> Any:
+    from connector.store import open_store
+
+    return open_store(config.store.url)
+
+
+def _mapping_for(connection: Any, config: Any) -> Any:
+    from connector.mapping import load_mapping
+
+    base_dir = (
+        Path(config.source).parent
+        if config.source and config.source != "environment"
+        else Path.cwd()
+    )
+    return load_mapping(connection.mapping, base_dir=base_dir)
+
+
+def _print_json(console: Console, payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str, indent=2) + "\n")
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+def cmd_sync(args: argparse.Namespace, console: Console) -> int:
+    """Run one sync for a connection."""
+    from connector.registry import create_adapter
+    from connector.sync import SyncOptions, classify_exit, run_sync
+
+    config = _load(args)
+    connection = config.connection(args.connection)
+    mapping = _mapping_for(connection, config)
+    with ExitStack() as stack:
+        store = _open_store(config)
+        stack.callback(store.close)
+        adapter = create_adapter(connection.crm_settings(), state=store)
+        stack.callback(adapter.close)
+        _refuse_on_mapping_errors(adapter, mapping)
+        options = SyncOptions(dry_run=args.dry_run, full=args.full, trigger="cli", as_of=args.as_of)
+        _install_signal_handlers(options.cancel)
+        report = run_sync(
+            config=config,
+            connection=connection,
+            adapter=adapter,
+            store=store,
+            mapping=mapping,
+            options=options,
+        )
+    if args.json:
+        _print_json(console, report.to_dict())
+    else:
+        from connector.render import render_report
+
+        console.print(render_report(report.to_dict()))
+    return classify_exit(report)
+
+
+def _refuse_on_mapping_errors(adapter: Any, mapping: Any) -> None:
+    """`sync` refuses to start on a mapping error rather than skipping the field."""
+    from connector.errors import MappingErrors
+    from connector.mapping_check import check_mapping
+
+    errors = [
+        error
+        for error in check_mapping(mapping, adapter.describe)
+        if getattr(error, "severity", "error") == "error"
+    ]
+    if errors:
+        raise MappingErrors(errors)
+
+
+def _install_signal_handlers(cancel: Any) -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        log.warning("signal %s received: finishing the current batch, then stopping", signum)
+        cancel.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    """Run the scheduler service."""
+    from connector.scheduler import serve
+
+    config = _load(args)
+    return int(serve(config, interval_seconds=args.interval_seconds, max_runs=args.max_runs))
+
+
+def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    """Show recent runs."""
+    config = _load(args)
+    store = _open_store(config)
+    try:
+        name = args.connection
+        runs = store.recent_runs(name, limit=args.limit)
+        connections = [name] if name else sorted(config.connections)
+        leases = {conn: store.lease(conn) for conn in connections}
+        pending = {conn: len(store.failed_writes(conn)) for conn in connections}
+    finally:
+        store.close()
+    from connector.scheduler import next_run_times
+
+    next_runs = next_run_times(config, connections)
+    if args.json:
+        _print_json(
+            console,
+            {
+                "runs": runs,
+                "connections": {
+                    conn: {
+                        "lease": leases[conn],
+                        "pending_retries": pending[conn],
+                        "next_run": next_runs.get(conn),
+                    }
+                    for conn in connections
+                },
+            },
+        )
+        return EXIT_OK
+    table = Table(title="Recent runs")
+    for column in (
+        "run",
+        "connection",
+        "trigger",
+        "status",
+        "started",
+        "read",
+        "written",
+        "rejected",
+        "tasks",
+        "api calls",
+    ):
+        table.add_column(column)
+    for run in runs:
+        report = run["report"]
+        objects = report.get("objects", {})
+        writes = report.get("writes", {}).get("account", {})
+        tasks = report.get("tasks", {})
+        table.add_row(
+            run["run_id"],
+            run["connection"],
+            run["trigger"],
+            run["status"],
+            run["started_at"][:19],
+            str(sum(counts.get("read", 0) for counts in objects.values())),
+            str(writes.get("written", 0)),
+            str(writes.get("rejected", 0) + writes.get("unknown", 0)),
+            str(sum(tasks.get(k, 0) for k in ("create", "escalate", "complete", "comment"))),
+            str(report.get("api", {}).get("calls", "")),
+        )
+    console.print(table)
+    for conn in connections:
+        lease = leases[conn]
+        held = (
+            f"running (held by {lease['holder']} until {lease['expires_at'][:19]})"
+            if lease
+            else "idle"
+        )
+        console.print(
+            f"{conn}: {held}; pending retries {pending[conn]}; next run {next_runs.get(conn) or '-'}"
+        )
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    """Validate config and mapping, then the mapping against the live CRM."""
+    from connector.mapping_check import check_mapping
+    from connector.registry import create_adapter
+
+    config = _load(args)
+    names = [args.connection] if args.connection else sorted(config.connections)
+    results: dict[str, Any] = {}
+    exit_code = EXIT_OK
+    for name in names:
+        connection = config.connection(name)
+        mapping = _mapping_for(connection, config)
+        entry: dict[str, Any] = {
+            "mapping": str(mapping.source),
+            "problems": [],
+            "quota_remaining": None,
+        }
+        if not args.offline:
+            store = _open_store(config)
+            adapter = create_adapter(connection.crm_settings(), state=store)
+            try:
+                problems = check_mapping(mapping, adapter.describe)
+                usage = adapter.usage()
+                entry["quota_remaining"] = usage.remaining
+                entry["quota_limit"] = usage.limit
+                entry["api_calls"] = usage.total_calls
+            finally:
+                adapter.close()
+                store.close()
+            entry["problems"] = [
+                {
+                    "severity": getattr(problem, "severity", "error"),
+                    "file": problem.mapping_file,
+                    "key": problem.key,
+                    "crm_object": problem.crm_object,
+                    "crm_field": problem.crm_field,
+                    "message": str(problem),
+                    "suggestions": problem.suggestions,
+                }
+                for problem in problems
+            ]
+            if any(problem["severity"] == "error" for problem in entry["problems"]):
+                exit_code = EXIT_CONFIG
+        results[name] = entry
+    if args.json:
+        _print_json(console, {"ok": exit_code == EXIT_OK, "connections": results})
+        return exit_code
+    for name, entry in results.items():
+        if not entry["problems"]:
+            quota = entry["quota_remaining"]
+            quota_text = f"; API quota left: {quota}" if quota is not None else ""
+            console.print(
+                f"[green]ok[/] {name}: config and mapping {entry['mapping']} valid{quota_text}"
+            )
+        for problem in entry["problems"]:
+            colour = "red" if problem["severity"] == "error" else "yellow"
+            console.print(f"[{colour}]{problem['severity']}[/] {name}: {problem['message']}")
+    return exit_code
+
+
+def cmd_explain(args: argparse.Namespace, console: Console) -> int:
+    """Explain one account from the state store."""
+    from connector.explain import explanation_dict, render_explanation
+
+    config = _load(args)
+    connection = config.connection(args.connection)
+    store = _open_store(config)
+    try:
+        stored = store.get_account(connection.name, args.account_id)
+        assessment = store.get_assessment(connection.name, args.account_id)
+    finally:
+        store.close()
+    if stored is None or assessment is None:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "account_id",
+                    f"account {args.account_id!r} has not been scored",
+                    "run `crm-risk sync` first",
+                )
+            ]
+        )
+    if args.json:
+        _print_json(console, explanation_dict(stored.account, assessment))
+    else:
+        console.print(render_explanation(stored.account, assessment))
+    return EXIT_OK
+
+
+def cmd_backtest(args: argparse.Namespace, console: Console) -> int:
+    """Backtest the model on an invoice history file."""
+    from connector.backtest import render_backtest, run_backtest
+    from connector.policy import ScoringPolicy
+
+    policy = _load(args).policy if args.config else ScoringPolicy()
+    report = run_backtest(Path(args.invoices), args.format, args.split_date, policy, fit=args.fit)
+    if args.json:
+        _print_json(console, report.to_dict())
+    else:
+        console.print(render_backtest(report))
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace, console: Console) -> int:
+    """Print the audit log."""
+    config = _load(args)
+    store = _open_store(config)
+    try:
+        since = (
+            datetime.combine(args.since, datetime.min.time()).astimezone() if args.since else None
+        )
+        rows = store.audit(args.connection, record_id=args.account, since=since, limit=args.limit)
+    finally:
+        store.close()
+    if args.json:
+        _print_json(console, rows)
+        return EXIT_OK
+    table = Table(title="Audit log")
+    for column in ("at", "run", "record", "action", "field", "old", "new", "cause", "CRM answer"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["at"][:19],
+            row["run_id"],
+            row["record_id"],
+            row["action"],
+            row["field"] or "",
+            _short(row["old_value"]),
+            _short(row["new_value"]),
+            row["cause"] or "",
+            row["crm_response"] or "",
+        )
+    console.print(table)
+    return EXIT_OK
+
+
+def _short(value: Any) -> str:
+    text = (
+        ""
+        if value is None
+        else (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+    )
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    """Start sandbox CRMs in-process and show two syncs."""
+    from connector.demo import run_demo
+
+    return run_demo(console, crm=args.crm, accounts=args.accounts, seed=args.seed, keep=args.keep)
+
+
+def cmd_sandbox_serve(args: argparse.Namespace, console: Console) -> int:
+    """Serve a sandbox CRM until SIGTERM or SIGINT."""
+    from connector.registry import sandbox_starter
+
+    starter = sandbox_starter(args.crm)
+    module = sys.modules[starter.__module__]
+    serve_main = module.main
+    argv = ["serve", "--crm", args.crm, "--port", str(args.port), "--accounts", str(args.accounts)]
+    argv += ["--seed", str(args.seed), "--latency-ms", str(args.latency_ms)]
+    if args.faults:
+        argv += ["--faults", args.faults]
+    if args.state_file:
+        argv += ["--state-file", args.state_file]
+    if args.json:
+        argv.append("--json")
+    return int(serve_main(argv) or 0)
+
+
+def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
+    """List (and optionally render as Salesforce metadata) the custom fields the CRM lacks."""
+    from connector.mapping_check import plan_fields, salesforce_metadata, zoho_field_instructions
+    from connector.registry import create_adapter
+
+    config = _load(args)
+    connection = config.connection(args.connection)
+    mapping = _mapping_for(connection, config)
+    store = _open_store(config)
+    adapter = create_adapter(connection.crm_settings(), state=store)
+    try:
+        missing = plan_fields(mapping, adapter.describe)
+    finally:
+        adapter.close()
+        store.close()
+    if args.format == "json":
+        _print_json(console, [getattr(item, "__dict__", item) for item in missing])
+    elif args.format == "salesforce-metadata":
+        files = salesforce_metadata(missing)
+        if args.output:
+            for relative, text in files.items():
+                target = Path(args.output) / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text)
+            console.print(f"wrote {len(files)} field files under {args.output}")
+        else:
+            for relative, text in files.items():
+                sys.stdout.write(f"<!-- {relative} -->\n{text}\n")
+    else:
+        if not missing:
+            console.print("every mapped custom field exists")
+        elif connection.kind == "zoho":
+            console.print(zoho_field_instructions(missing))
+        else:
+            for item in missing:
+                console.print(str(item))
+    return EXIT_OK
+
+
+def cmd_mappings_show(args: argparse.Namespace, console: Console) -> int:
+    """Print the effective mapping."""
+    config = _load(args)
+    connection = config.connection(args.connection)
+    mapping = _mapping_for(connection, config)
+    if args.json:
+        _print_json(console, mapping.effective_dict())
+    else:
+        sys.stdout.write(mapping.to_toml())
+    return EXIT_OK
+
+
+# -- entry point -----------------------------------------------------------------------------------
+
+
+def _report_error(console: Console, error: ConnectorError) -> None:
+    console.print(f"[bold red]error:[/] {redact(str(error))}", highlight=False, markup=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from connector.logs import setup_logging
+
+    setup_logging(args.log_format or "auto", args.log_level or "INFO")
+    console = Console(stderr=False, highlight=False)
+    err_console = Console(stderr=True, highlight=False)
+    handler: Handler = args.handler
+    try:
+        return handler(args, console)
+    except ConnectorError as error:
+        _report_error(err_console, error)
+        return error.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return EXIT_OK
+    except Exception as error:  # the one place that turns a crash into exit code 2
+        err_console.print(f"[bold red]crash:[/] {redact(f'{type(error).__name__}: {error}')}")
+        log.debug("crash", exc_info=True)
+        return EXIT_CRASH
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""Finds adapters and sandbox CRMs by kind through entry points; the core never imports one by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, cast
+
+from connector.errors import ConfigError, ConfigProblem
+from connector.protocol import CrmAdapter, CrmSettings, KeyValueStore
+
+ADAPTER_GROUP = "crm_risk_connector.adapters"
+SANDBOX_GROUP = "crm_risk_connector.sandboxes"
+
+
+def _entry_points(group: str) -> dict[str, EntryPoint]:
+    return {entry.name: entry for entry in entry_points(group=group)}
+
+
+def available_adapters() -> list[str]:
+    """Kinds of CRM this installation can talk to."""
+    return sorted(_entry_points(ADAPTER_GROUP))
+
+
+def available_sandboxes() -> list[str]:
+    """Kinds of local sandbox CRM this installation can start."""
+    return sorted(_entry_points(SANDBOX_GROUP))
+
+
+def _load(group: str, kind: str, what: str) -> Any:
+    found = _entry_points(group)
+    if kind not in found:
+        names = ", ".join(sorted(found)) or "none installed"
+        raise ConfigError(
+            [ConfigProblem("kind", f"no {what} named {kind!r}", f"available: {names}")]
+        )
+    # Imported lazily: a broken adapter does not break the others.
+    return found[kind].load()
+
+
+def create_adapter(settings: CrmSettings, *, state: KeyValueStore | None = None) -> CrmAdapter:
+    """Build the adapter for `settings.kind`.
+
+    Args:
+        settings: the connection's CRM settings.
+        state: a small persistent store for tokens (the state store).
+
+    Returns:
+        An adapter instance that satisfies the CrmAdapter protocol.
+
+    Raises:
+        ConfigError: when no adapter of that kind is installed.
+    """
+    factory = _load(ADAPTER_GROUP, settings.kind, "adapter")
+    return cast(CrmAdapter, factory(settings, state=state))
+
+
+def sandbox_starter(kind: str) -> Callable[..., Any]:
+    """The function that starts the local sandbox CRM of this kind."""
+    return cast(Callable[..., Any], _load(SANDBOX_GROUP, kind, "sandbox CRM"))

@@ -1,0 +1,414 @@
+"""One sync run: pull changed records, store them, score, plan, write, and report."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from connector.errors import ConnectorError, CrmError, RecordError, RunCancelled
+from connector.mapping import FieldMapping
+from connector.models import RawRecord
+from connector.planner import LedgerView, plan_account, plan_tasks
+from connector.policy import policy_fingerprint
+from connector.protocol import CrmAdapter
+from connector.redaction import redact
+from connector.report import RunReport
+from connector.scoring import assess, build_portfolio_context, portfolio_report
+from connector.store import SqliteStore
+from connector.task_rules import RuleContext, evaluate
+from connector.writer import PendingAccount, Writer
+
+if TYPE_CHECKING:
+    from connector.config import AppConfig, ConnectionConfig
+
+log = logging.getLogger("crm_risk.sync")
+
+CHECKPOINT_EVERY = 500
+
+
+@dataclass
+class SyncOptions:
+    """How to run: dry run, full rescore, what triggered it, and the clock (a parameter, for tests)."""
+
+    dry_run: bool = False
+    full: bool = False
+    trigger: str = "cli"
+    as_of: date | None = None
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    cancel: threading.Event = field(default_factory=threading.Event)
+    progress: Callable[[str, int, int | None], None] | None = None
+    portfolio: bool = True
+    # Test hook: called after each committed write batch (the chaos tests kill the run here).
+    after_batch: Callable[[], None] | None = None
+
+
+def holder_id() -> str:
+    """Who holds a lease: host, process and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def run_sync(
+    *,
+    config: AppConfig,
+    connection: ConnectionConfig,
+    adapter: CrmAdapter,
+    store: SqliteStore,
+    mapping: FieldMapping,
+    options: SyncOptions | None = None,
+) -> RunReport:
+    """Run one complete sync for a connection and return its report.
+
+    The run holds the connection's lease in the store for its whole duration. Watermarks move
+    only with the rows they cover (same transaction); a write counts only when the CRM confirmed
+    it. A dry run works on an in-memory copy of the store and never writes to the CRM.
+
+    Args:
+        config: the whole configuration (policies).
+        connection: the connection to run.
+        adapter: an adapter instance for this connection.
+        store: the state store.
+        mapping: the connection's validated field mapping.
+        options: dry run, full rescore, trigger, clock, cancellation.
+
+    Returns:
+        The run report (also stored in the run history unless dry run).
+
+    Raises:
+        LockHeldError: another process runs this connection (exit 75).
+        ConnectorError: fatal CRM, auth or quota errors, after the run is recorded.
+    """
+    options = options or SyncOptions()
+    run_id = f"{options.now().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    holder = holder_id()
+    lease_ttl = config.store.lease_seconds
+    store.acquire_lease(connection.name, holder, lease_ttl)
+    work_store = store.snapshot() if options.dry_run else store
+    report = RunReport(
+        run_id=run_id,
+        connection=connection.name,
+        crm=connection.kind,
+        trigger=options.trigger,
+        dry_run=options.dry_run,
+        started_at=options.now().isoformat(),
+    )
+    if not options.dry_run:
+        store.start_run(run_id, connection.name, options.trigger)
+
+    def heartbeat() -> None:
+        if not store.heartbeat_lease(connection.name, holder, lease_ttl):
+            raise RunCancelled("lost the run lease to another process; stopping")
+
+    try:
+        engine = _Engine(
+            config, connection, adapter, work_store, mapping, options, report, run_id, heartbeat
+        )
+        engine.run()
+        report.status = "succeeded_with_rejections" if report.rejected else "succeeded"
+    except RunCancelled as exc:
+        report.status = "cancelled"
+        report.message = str(exc)
+    except ConnectorError as exc:
+        report.status = "failed"
+        report.message = redact(str(exc))
+        raise
+    except Exception as exc:
+        report.status = "failed"
+        report.message = redact(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        usage = adapter.usage()
+        report.api_calls = dict(usage.calls)
+        report.quota_remaining = usage.remaining
+        report.quota_limit = usage.limit
+        report.watermarks_after = work_store.watermarks(connection.name)
+        report.ended_at = options.now().isoformat()
+        if not options.dry_run:
+            store.finish_run(run_id, report.status, report.to_dict())
+        else:
+            work_store.close()
+        store.release_lease(connection.name, holder)
+    return report
+
+
+class _Engine:
+    """The steps of one run, sharing the run's context."""
+
+    def __init__(
+        self,
+        config: AppConfig,
+        connection: ConnectionConfig,
+        adapter: CrmAdapter,
+        store: SqliteStore,
+        mapping: FieldMapping,
+        options: SyncOptions,
+        report: RunReport,
+        run_id: str,
+        heartbeat: Callable[[], None],
+    ) -> None:
+        self.config = config
+        self.connection = connection
+        self.name = connection.name
+        self.adapter = adapter
+        self.store = store
+        self.mapping = mapping
+        self.options = options
+        self.report = report
+        self.run_id = run_id
+        self.heartbeat = heartbeat
+        self.policy = config.policy_for(connection)
+        self.task_policy = config.tasks_for(connection)
+        self.governance = config.governance_for(connection)
+        self.fingerprint = policy_fingerprint(self.policy)
+        self.as_of = options.as_of or options.now().date()
+        self.write_fields = [name for name in mapping.write_fields()]
+        self.write_modes = {name: mapping.write_mode("account", name) for name in self.write_fields}
+        self.max_lengths = mapping.max_lengths("account")
+
+    def run(self) -> None:
+        self.report.watermarks_before = self.store.watermarks(self.name)
+        self._pull("account")
+        self._pull("invoice")
+        self._score_plan_write()
+        if self.options.portfolio:
+            self._portfolio()
+
+    # -- pull -------------------------------------------------------------------------------
+
+    def _since(self, kind: str) -> datetime | None:
+        if self.options.full:
+            return None
+        watermark = self.store.get_watermark(self.name, kind)
+        if watermark is None:
+            return None
+        return watermark - timedelta(seconds=self.connection.overlap_seconds)
+
+    def _pull(self, kind: str) -> None:
+        crm_object = self.mapping.crm_object(kind)
+        fields = self.mapping.read_fields(kind)
+        since = self._since(kind)
+        counts = self.report.objects[kind]
+        records = self.adapter.read_changed(crm_object, fields, since)
+        for chunk in _chunks(records, CHECKPOINT_EVERY):
+            if self.options.cancel.is_set():
+                raise RunCancelled(
+                    "stopped while reading; the watermark stays at the last checkpoint"
+                )
+            newest: datetime | None = None
+            with self.store.transaction():
+                for raw in chunk:
+                    counts["read"] += 1
+                    self._ingest(kind, raw, counts)
+                    if newest is None or raw.modified_at > newest:
+                        newest = raw.modified_at
+                if newest is not None:
+                    # Same transaction as the rows: a crash never leaves a half-advanced watermark.
+                    self.store.set_watermark(self.name, kind, newest)
+            self.heartbeat()
+            if self.options.progress:
+                self.options.progress(f"read {kind}s", counts["read"], None)
+
+    def _ingest(self, kind: str, raw: RawRecord, counts: Any) -> None:
+        if kind == "account":
+            if raw.deleted:
+                counts["deleted"] += 1
+                self.store.mark_account_deleted(self.name, raw.crm_id)
+                return
+            try:
+                account = self.mapping.to_account(raw)
+                crm_values = {
+                    name: self.mapping.crm_value_to_canonical("account", name, raw)
+                    for name in self.write_fields
+                }
+            except RecordError as exc:
+                self._quarantine(kind, raw.crm_id, exc, counts)
+                return
+            if self.store.upsert_account(self.name, account, crm_values):
+                counts["changed"] += 1
+            self.store.release_quarantine(self.name, kind, raw.crm_id)
+            return
+        if raw.deleted:
+            counts["deleted"] += 1
+            self.store.mark_invoice_deleted(self.name, raw.crm_id)
+            return
+        try:
+            invoice = self.mapping.to_invoice(raw)
+        except RecordError as exc:
+            self._quarantine(kind, raw.crm_id, exc, counts)
+            return
+        if invoice is None:
+            # Excluded by the mapping's filter (e.g. Draft, Cancelled): it leaves scoring.
+            counts["excluded"] += 1
+            self.store.mark_invoice_deleted(self.name, raw.crm_id)
+            return
+        if self.store.upsert_invoice(self.name, invoice):
+            counts["changed"] += 1
+        self.store.release_quarantine(self.name, kind, raw.crm_id)
+
+    def _quarantine(self, kind: str, record_id: str, exc: RecordError, counts: Any) -> None:
+        counts["invalid"] += 1
+        reason = redact(str(exc))
+        self.report.quarantined.append({"object": kind, "record_id": record_id, "reason": reason})
+        self.report.errors.add(exc.code or "INVALID_RECORD", record_id, reason)
+        self.store.quarantine(self.name, kind, record_id, reason, self.run_id)
+        log.warning(
+            "record quarantined", extra={"object": kind, "record_id": record_id, "detail": reason}
+        )
+
+    # -- score, plan, write -----------------------------------------------------------------
+
+    def _score_plan_write(self) -> None:
+        store, name = self.store, self.name
+        if self.options.full:
+            store.flag_for_scoring(name)
+        else:
+            store.flag_stale_assessments(name, self.as_of, self.fingerprint)
+        pending_retry = {row["record_id"] for row in store.failed_writes(name)}
+        if pending_retry:
+            store.flag_for_scoring(name, pending_retry)
+            self.report.writes["account"]["retried_from_previous"] += len(pending_retry)
+        total = store.count_accounts(name, only_flagged=True)
+        if total == 0:
+            return
+        exposures = store.open_exposures(name)
+        portfolio = build_portfolio_context(
+            (
+                (stored.account, exposures.get(stored.account.crm_id, Decimal(0)))
+                for stored in store.iter_accounts(name)
+            ),
+            self.policy,
+        )
+        writer = Writer(
+            adapter=self.adapter,
+            store=store,
+            connection=name,
+            run_id=self.run_id,
+            account_object=self.mapping.crm_object("account"),
+            to_crm_values=self.mapping.to_crm_values,
+            report=self.report,
+            policy_fingerprint=self.fingerprint,
+            cancel=self.options.cancel,
+            heartbeat=self._heartbeat_and_hook,
+            dry_run=self.options.dry_run,
+        )
+        now = self.options.now()
+        done = 0
+        for stored in store.iter_accounts(name, only_flagged=True):
+            if self.options.cancel.is_set():
+                writer.flush()
+                raise RunCancelled(
+                    "stopped after the current batch; the rest waits for the next run"
+                )
+            account = stored.account
+            invoices = store.invoices_for(name, account.crm_id)
+            assessment = assess(account, invoices, portfolio, self.policy, self.as_of)
+            self.report.scored += 1
+            self.report.bands[assessment.band] += 1
+            previous = store.get_assessment(name, account.crm_id)
+            plan = plan_account(
+                account,
+                assessment,
+                crm_values=stored.crm_values,
+                last_written=store.last_written(name, account.crm_id),
+                write_fields=self.write_fields,
+                write_modes=self.write_modes,
+                max_lengths=self.max_lengths,
+                governance=self.governance,
+                now=now,
+            )
+            ledger = store.task_ledger(name, account.crm_id)
+            downgrade = ledger.get("band_downgrade")
+            context = RuleContext(
+                previous=previous,
+                limit_held_for_approval=plan.limit_held is not None,
+                held_limit=plan.limit_held,
+                manual_conflicts=plan.conflicts,
+                last_review=_last_review(ledger),
+                tracked_since=stored.first_seen.date(),
+                downgrade_baseline=(
+                    downgrade.meta.get("baseline")
+                    if downgrade is not None and downgrade.state == "open"
+                    else None
+                ),
+            )
+            firings = evaluate(account, assessment, context, self.task_policy, self.as_of)
+            task_plan = plan_tasks(
+                name,
+                account.crm_id,
+                firings,
+                {
+                    rule: LedgerView(e.episode, e.state, e.crm_task_id, e.level, e.dedupe_key)
+                    for rule, e in ledger.items()
+                },
+                self.task_policy.rules if self.task_policy.enabled else (),
+                self.as_of,
+            )
+            baseline_meta = {}
+            if any(a.rule == "band_downgrade" and a.action == "create" for a in task_plan.actions):
+                baseline_meta["band_downgrade"] = previous.band if previous else assessment.band
+            writer.add(
+                PendingAccount(
+                    account_id=account.crm_id,
+                    assessment=assessment,
+                    exposure=exposures.get(account.crm_id, Decimal(0)),
+                    plan=plan,
+                    tasks=task_plan,
+                    ledger=dict(ledger),
+                    baseline_meta=baseline_meta,
+                )
+            )
+            done += 1
+            if self.options.progress and done % 200 == 0:
+                self.options.progress("scored and planned", done, total)
+        writer.flush()
+        if self.options.progress:
+            self.options.progress("scored and planned", done, total)
+
+    def _heartbeat_and_hook(self) -> None:
+        self.heartbeat()
+        if self.options.after_batch is not None:
+            self.options.after_batch()
+
+    def _portfolio(self) -> None:
+        rows = []
+        for stored in self.store.iter_accounts(self.name):
+            assessment = self.store.get_assessment(self.name, stored.account.crm_id)
+            if assessment is not None:
+                exposure = Decimal(str(assessment.features.get("exposure") or 0))
+                rows.append((stored.account, assessment, exposure))
+        if rows:
+            self.report.portfolio = portfolio_report(rows).to_dict()
+
+
+def _last_review(ledger: dict[str, Any]) -> date | None:
+    entry = ledger.get("review_due")
+    if entry is None or entry.closed_at is None:
+        return None
+    closed: datetime = entry.closed_at
+    return closed.date()
+
+
+def _chunks(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord]]:
+    chunk: list[RawRecord] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def classify_exit(report: RunReport) -> int:
+    """Exit code for a finished run: 0 clean, 1 when records were rejected or are pending retry."""
+    return 1 if report.status == "succeeded_with_rejections" else 0
+
+
+__all__ = ["CrmError", "SyncOptions", "classify_exit", "holder_id", "run_sync"]

@@ -1,0 +1,359 @@
+"""Sends planned writes and task actions through an adapter in batches and records what the CRM confirmed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from connector.errors import RunCancelled
+from connector.models import AccountUpdate, RecordChange, RiskAssessment, TaskAction, WriteResult
+from connector.planner import AccountPlan, TaskPlan
+from connector.protocol import CrmAdapter
+from connector.redaction import redact
+from connector.report import RunReport
+from connector.store import SqliteStore, TaskLedgerEntry
+
+log = logging.getLogger("crm_risk.writer")
+
+ToCrmValues = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+@dataclass
+class PendingAccount:
+    """An account whose plan waits in the current batch."""
+
+    account_id: str
+    assessment: RiskAssessment
+    exposure: Decimal
+    plan: AccountPlan
+    tasks: TaskPlan
+    ledger: dict[str, TaskLedgerEntry]
+    baseline_meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Writer:
+    """Batches account updates and task actions by the adapter's capabilities.
+
+    Nothing is recorded as written unless the CRM confirmed it: `ok` results update the diff
+    baseline and the audit log; rejected and unknown results go to failed writes for the next run.
+    """
+
+    def __init__(
+        self,
+        *,
+        adapter: CrmAdapter,
+        store: SqliteStore,
+        connection: str,
+        run_id: str,
+        account_object: str,
+        to_crm_values: ToCrmValues,
+        report: RunReport,
+        policy_fingerprint: str,
+        cancel: threading.Event | None = None,
+        heartbeat: Callable[[], None] | None = None,
+        dry_run: bool = False,
+    ) -> None:
+        self.adapter = adapter
+        self.store = store
+        self.connection = connection
+        self.run_id = run_id
+        self.account_object = account_object
+        self.to_crm_values = to_crm_values
+        self.report = report
+        self.policy_fingerprint = policy_fingerprint
+        self.cancel = cancel or threading.Event()
+        self.heartbeat = heartbeat or (lambda: None)
+        self.dry_run = dry_run
+        self.batch_size = max(1, adapter.capabilities.max_write_batch)
+        self._pending: list[PendingAccount] = []
+        self._pending_updates = 0
+        # Accounts with a failed task action keep last run's assessment as "previous", so a
+        # downgrade that should have opened a task is detected again next run.
+        self._failed_task_accounts: set[str] = set()
+
+    # -- public ----------------------------------------------------------------------------
+
+    def add(self, pending: PendingAccount) -> None:
+        """Queue one account's plan; flushes when a batch is full."""
+        self._pending.append(pending)
+        if pending.plan.update is not None or pending.tasks.actions:
+            self._pending_updates += 1
+        if self._pending_updates >= self.batch_size or len(self._pending) >= 5 * self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write everything queued, then record the outcome of each account."""
+        if not self._pending:
+            return
+        if self.cancel.is_set():
+            raise RunCancelled("stopped before the next batch; pending work stays for the next run")
+        self.heartbeat()
+        batch, self._pending, self._pending_updates = self._pending, [], 0
+        updates = [item.plan.update for item in batch if item.plan.update is not None]
+        for chunk_start in range(0, len(updates), self.batch_size):
+            self._write_updates(updates[chunk_start : chunk_start + self.batch_size])
+        actions = [action for item in batch for action in item.tasks.actions]
+        self._apply_tasks(actions, {item.account_id: item for item in batch})
+        for item in batch:
+            self._finalize(item)
+
+    # -- accounts ----------------------------------------------------------------------------
+
+    def _write_updates(self, updates: Sequence[AccountUpdate]) -> None:
+        counts = self.report.writes["account"]
+        counts["planned"] += len(updates)
+        if self.dry_run:
+            for update in updates:
+                self.report.planned.append(
+                    {
+                        "account_id": update.account_id,
+                        "fields": {
+                            name: {
+                                "old": _jsonable(update.previous.get(name)),
+                                "new": _jsonable(value),
+                            }
+                            for name, value in update.fields.items()
+                        },
+                        "cause": update.cause,
+                    }
+                )
+            return
+        changes = [
+            RecordChange(
+                crm_id=update.account_id, fields=self.to_crm_values("account", dict(update.fields))
+            )
+            for update in updates
+        ]
+        results = self.adapter.write(self.account_object, changes)
+        if len(results) != len(updates):
+            # The adapter broke its contract: nothing in this batch counts as written.
+            results = [
+                WriteResult(
+                    crm_id=update.account_id, status="unknown", error_code="RESULT_COUNT_MISMATCH"
+                )
+                for update in updates
+            ]
+        for update, result in zip(updates, results, strict=True):
+            self._record_account_result(update, result)
+
+    def _record_account_result(self, update: AccountUpdate, result: WriteResult) -> None:
+        counts = self.report.writes["account"]
+        if result.status == "ok":
+            counts["written"] += 1
+            values = dict(update.fields)
+            with self.store.transaction():
+                self.store.record_written(self.connection, update.account_id, values, self.run_id)
+                self.store.update_crm_values(self.connection, update.account_id, values)
+                self.store.clear_failed_write(self.connection, "account", update.account_id)
+                for name, value in values.items():
+                    self.store.append_audit(
+                        self.run_id,
+                        self.connection,
+                        obj="account",
+                        record_id=update.account_id,
+                        action="update",
+                        field=name,
+                        old=_jsonable(update.previous.get(name)),
+                        new=_jsonable(value),
+                        cause=update.cause,
+                        response="ok",
+                    )
+            return
+        counts[result.status] += 1
+        message = redact(result.message)
+        self.report.errors.add(result.error_code, update.account_id, message)
+        self.store.record_failed_write(
+            self.connection,
+            "account",
+            update.account_id,
+            list(update.fields),
+            result.error_code or result.status.upper(),
+            message,
+        )
+        log.warning(
+            "write rejected",
+            extra={
+                "record_id": update.account_id,
+                "error_code": result.error_code,
+                "detail": message,
+            },
+        )
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    def _apply_tasks(self, actions: Sequence[TaskAction], items: dict[str, PendingAccount]) -> None:
+        if not actions:
+            return
+        for action in actions:
+            self.report.tasks[f"planned_{action.action}"] += 1
+        if self.dry_run:
+            self.report.planned.extend(
+                {
+                    "account_id": action.account_id,
+                    "task": action.action,
+                    "rule": action.rule,
+                    "subject": action.subject,
+                    "priority": action.priority.value,
+                    "owner_id": action.owner_id,
+                }
+                for action in actions
+            )
+            return
+        creates = [action for action in actions if action.action == "create"]
+        others = [action for action in actions if action.action != "create"]
+        for start in range(0, len(creates), self.batch_size):
+            chunk = creates[start : start + self.batch_size]
+            self._record_task_results(chunk, self.adapter.create_tasks(chunk), items)
+        for start in range(0, len(others), self.batch_size):
+            chunk = others[start : start + self.batch_size]
+            self._record_task_results(chunk, self.adapter.update_tasks(chunk), items)
+
+    def _record_task_results(
+        self,
+        actions: Sequence[TaskAction],
+        results: Sequence[WriteResult],
+        items: dict[str, PendingAccount],
+    ) -> None:
+        if len(results) != len(actions):
+            results = [
+                WriteResult(
+                    crm_id=None,
+                    status="unknown",
+                    error_code="RESULT_COUNT_MISMATCH",
+                    key=a.dedupe_key,
+                )
+                for a in actions
+            ]
+        now = self.store.now()
+        for action, result in zip(actions, results, strict=True):
+            item = items[action.account_id]
+            if result.status != "ok":
+                self._failed_task_accounts.add(action.account_id)
+                self.report.tasks["failed"] += 1
+                self.report.errors.add(result.error_code, action.account_id, redact(result.message))
+                self.store.record_failed_write(
+                    self.connection,
+                    f"task:{action.rule}",
+                    action.account_id,
+                    [action.action],
+                    result.error_code or result.status.upper(),
+                    redact(result.message),
+                )
+                continue
+            self.report.tasks[action.action] += 1
+            self.store.clear_failed_write(self.connection, f"task:{action.rule}", action.account_id)
+            self._update_ledger(action, result, item, now)
+            self.store.append_audit(
+                self.run_id,
+                self.connection,
+                obj="task",
+                record_id=action.account_id,
+                action=f"task_{action.action}",
+                field=action.rule,
+                new={
+                    "task_id": result.crm_id or action.crm_task_id,
+                    "priority": action.priority.value,
+                    "owner_id": action.owner_id,
+                    "subject": action.subject,
+                },
+                cause=action.rule,
+                response="ok",
+            )
+
+    def _update_ledger(
+        self, action: TaskAction, result: WriteResult, item: PendingAccount, now: datetime
+    ) -> None:
+        previous = item.ledger.get(action.rule)
+        level = item.tasks.levels.get(action.rule, previous.level if previous else 0)
+        meta = dict(previous.meta) if previous else {}
+        if action.rule in item.baseline_meta:
+            meta["baseline"] = item.baseline_meta[action.rule]
+        if action.action == "create":
+            episode = int(action.dedupe_key.rsplit(":", 1)[-1])
+            entry = TaskLedgerEntry(
+                account_id=action.account_id,
+                rule=action.rule,
+                episode=episode,
+                state="open",
+                dedupe_key=action.dedupe_key,
+                crm_task_id=result.crm_id,
+                level=level,
+                priority=action.priority.value,
+                owner_id=action.owner_id,
+                meta=meta,
+                opened_at=now,
+                closed_at=None,
+            )
+        elif previous is None:
+            return
+        elif action.action == "escalate":
+            entry = TaskLedgerEntry(
+                **{
+                    **previous.__dict__,
+                    "level": level,
+                    "priority": action.priority.value,
+                    "owner_id": action.owner_id or previous.owner_id,
+                }
+            )
+        else:
+            entry = TaskLedgerEntry(**{**previous.__dict__, "state": "closed", "closed_at": now})
+        self.store.save_ledger(self.connection, entry)
+        item.ledger[action.rule] = entry
+
+    # -- accounts done -------------------------------------------------------------------------
+
+    def _finalize(self, item: PendingAccount) -> None:
+        plan = item.plan
+        counts = self.report.writes["account"]
+        counts["unchanged"] += plan.count("unchanged")
+        counts["skipped_override"] += plan.count("frozen")
+        counts["held_for_approval"] += plan.count("held")
+        counts["conflicts"] += plan.count("conflict")
+        if self.dry_run:
+            return
+        now = self.store.now()
+        with self.store.transaction():
+            if plan.baseline:
+                self.store.record_written(
+                    self.connection, item.account_id, plan.baseline, self.run_id
+                )
+            for decision in plan.decisions:
+                if decision.action in ("conflict", "held"):
+                    self.store.append_audit(
+                        self.run_id,
+                        self.connection,
+                        obj="account",
+                        record_id=item.account_id,
+                        action=decision.action,
+                        field=decision.field,
+                        old=_jsonable(decision.current),
+                        new=_jsonable(decision.desired),
+                        cause=decision.cause,
+                        response="not sent",
+                    )
+            for rule in item.tasks.close_without_action:
+                previous = item.ledger.get(rule)
+                if previous is not None:
+                    self.store.save_ledger(
+                        self.connection,
+                        TaskLedgerEntry(
+                            **{**previous.__dict__, "state": "closed", "closed_at": now}
+                        ),
+                    )
+            self.store.save_assessment(
+                self.connection, item.assessment, self.policy_fingerprint, item.exposure
+            )
+            self.store.clear_scoring_flag(self.connection, [item.account_id])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
