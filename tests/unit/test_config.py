@@ -1,0 +1,188 @@
+"""Config: file + secrets file + environment, every problem reported at once, secrets never echoed."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from connector.cli import main
+from connector.config import load_config
+from connector.errors import EXIT_CONFIG, ConfigError
+
+VALID = """
+[store]
+url = "{db}"
+
+[connections.acme_zoho]
+kind = "zoho"
+mapping = "zoho.inventory"
+data_centre = "eu"
+client_id = "1000.ABC"
+schedule = {{ interval_seconds = 900 }}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "crm-risk.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("CRMRISK_"):
+            monkeypatch.delenv(key)
+
+
+def test_valid_config_with_secrets_from_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRMRISK_CONNECTIONS__ACME_ZOHO__CLIENT_SECRET", "env-secret-value")
+    monkeypatch.setenv("CRMRISK_CONNECTIONS__ACME_ZOHO__REFRESH_TOKEN", "env-refresh-value")
+    config = load_config(write(tmp_path, VALID.format(db=tmp_path / "s.db")))
+    conn = config.connection("acme_zoho")
+    assert conn.name == "acme_zoho"
+    assert conn.schedule.interval_seconds == 900
+    assert (
+        conn.client_secret is not None
+        and conn.client_secret.get_secret_value() == "env-secret-value"
+    )
+    assert "env-secret-value" not in repr(conn)
+    assert conn.crm_settings().kind == "zoho"
+
+
+def test_secrets_file_fills_secrets_and_env_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_path = write(tmp_path, VALID.format(db=tmp_path / "s.db"))
+    write(
+        tmp_path,
+        """
+        [connections.acme_zoho]
+        client_secret = "from-file"
+        refresh_token = "refresh-from-file"
+        """,
+        "crm-risk.secrets.toml",
+    )
+    monkeypatch.setenv("CRMRISK_CONNECTIONS__ACME_ZOHO__CLIENT_SECRET", "from-env")
+    conn = load_config(config_path).connection("acme_zoho")
+    assert conn.client_secret is not None and conn.client_secret.get_secret_value() == "from-env"
+    assert (
+        conn.refresh_token is not None
+        and conn.refresh_token.get_secret_value() == "refresh-from-file"
+    )
+
+
+def test_env_overrides_plain_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRMRISK_CONNECTIONS__ACME_ZOHO__CLIENT_SECRET", "x-secret")
+    monkeypatch.setenv("CRMRISK_CONNECTIONS__ACME_ZOHO__REFRESH_TOKEN", "x-refresh")
+    monkeypatch.setenv("CRMRISK_STORE__LEASE_SECONDS", "42")
+    config = load_config(write(tmp_path, VALID.format(db=tmp_path / "s.db")))
+    assert config.store.lease_seconds == 42
+
+
+def test_all_problems_reported_at_once_without_values(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [connections.acme_zoho]
+        kind = "zoho"
+        mapping = "zoho.inventory"
+        clinet_id = "typo"
+        overlap_seconds = "ten minutes"
+        """,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert "[connections.acme_zoho] clinet_id: unknown key" in text
+    assert "did you mean client_id" in text
+    assert "[connections.acme_zoho] overlap_seconds" in text
+    assert "ten minutes" not in text
+    assert "[connections.acme_zoho] client_secret: missing" in text
+    assert "CRMRISK_CONNECTIONS__ACME_ZOHO__CLIENT_SECRET" in text
+    assert len(caught.value.problems) >= 4  # refresh_token is missing too
+
+
+def test_cli_exits_78_and_prints_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        """
+        [store]
+        url = "x.db"
+        lease_secs = 10
+        [connections.acme_zoho]
+        kind = "zoho"
+        mapping = "zoho.inventory"
+        overlap_seconds = [1, 2]
+        """,
+    )
+    assert main(["sync", "--config", str(path)]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "[store] lease_secs: unknown key" in err
+    assert "overlap_seconds" in err
+    assert "client_secret: missing" in err
+
+
+def test_secret_in_config_file_is_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [connections.acme_zoho]
+        kind = "zoho"
+        mapping = "zoho.inventory"
+        client_secret = "oops-committed-secret"
+        refresh_token = "oops-refresh"
+        """,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert "secrets are not read from the config file" in text
+    assert "oops-committed-secret" not in text
+
+
+def test_bad_toml_names_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "[store\nurl = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "line 1" in str(caught.value)
+
+
+def test_unknown_connection_suggests_close_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRMRISK_CONNECTIONS__ACME_ZOHO__CLIENT_SECRET", "x-secret")
+    monkeypatch.setenv("CRMRISK_CONNECTIONS__ACME_ZOHO__REFRESH_TOKEN", "x-refresh")
+    config = load_config(write(tmp_path, VALID.format(db=tmp_path / "s.db")))
+    with pytest.raises(ConfigError, match="did you mean acme_zoho"):
+        config.connection("acme_zoh")
+
+
+def test_policy_overrides_per_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRMRISK_CONNECTIONS__ACME_ZOHO__CLIENT_SECRET", "x-secret")
+    monkeypatch.setenv("CRMRISK_CONNECTIONS__ACME_ZOHO__REFRESH_TOKEN", "x-refresh")
+    text = (
+        VALID.format(db=tmp_path / "s.db")
+        + "\n[connections.acme_zoho.governance]\nincrease_relative = 0.5\n"
+    )
+    config = load_config(write(tmp_path, text))
+    conn = config.connection("acme_zoho")
+    assert config.governance_for(conn).increase_relative == 0.5
+    assert config.governance.increase_relative == 0.2
+
+
+def test_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = Path(__file__).resolve().parents[2]
+    for key in ("SANDBOX_ZOHO", "SANDBOX_SALESFORCE"):
+        monkeypatch.setenv(f"CRMRISK_CONNECTIONS__{key}__CLIENT_SECRET", "example-secret")
+        monkeypatch.setenv(f"CRMRISK_CONNECTIONS__{key}__REFRESH_TOKEN", "example-refresh")
+    config = load_config(root / "config.example.toml")
+    assert config.connections

@@ -1,0 +1,206 @@
+"""The SQLite state store on a real file: leases, watermarks, change detection, audit, permissions."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from connector.errors import LockHeldError, StoreError
+from connector.models import Account, Invoice
+from connector.store import open_store
+
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: Clock):
+    opened = open_store(str(tmp_path / "state.db"), clock=clock)
+    yield opened
+    opened.close()
+
+
+def account(crm_id: str = "A1", **changes: object) -> Account:
+    return Account(crm_id=crm_id, name="Acme", currency="EUR", modified_at=T0, **changes)
+
+
+def invoice(crm_id: str = "I1", account_id: str = "A1", open_amount: str = "100") -> Invoice:
+    return Invoice(
+        crm_id=crm_id,
+        account_id=account_id,
+        issue_date=date(2026, 9, 1),
+        due_date=date(2026, 10, 1),
+        amount=Decimal("100"),
+        open_amount=Decimal(open_amount),
+    )
+
+
+def test_state_file_is_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+    open_store(str(path)).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    open_store(str(path)).close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match="newer"):
+        open_store(str(path))
+
+
+def test_second_holder_is_refused_until_the_lease_expires(store, clock: Clock) -> None:
+    store.acquire_lease("c", "first", ttl_seconds=60)
+    with pytest.raises(LockHeldError, match="already running"):
+        store.acquire_lease("c", "second", ttl_seconds=60)
+    clock.now += timedelta(seconds=61)
+    store.acquire_lease("c", "second", ttl_seconds=60)
+    assert store.lease("c")["holder"] == "second"
+    assert not store.heartbeat_lease("c", "first", 60), (
+        "the old holder must learn it lost the lease"
+    )
+
+
+def test_lease_is_exclusive_across_connections_of_one_file(tmp_path: Path, clock: Clock) -> None:
+    one = open_store(str(tmp_path / "s.db"), clock=clock)
+    two = open_store(str(tmp_path / "s.db"), clock=clock)
+    try:
+        one.acquire_lease("c", "p1", 60)
+        with pytest.raises(LockHeldError):
+            two.acquire_lease("c", "p2", 60)
+        one.release_lease("c", "p1")
+        two.acquire_lease("c", "p2", 60)
+    finally:
+        one.close()
+        two.close()
+
+
+def test_watermark_never_moves_backwards(store) -> None:
+    store.set_watermark("c", "account", T0)
+    store.set_watermark("c", "account", T0 - timedelta(hours=1))
+    assert store.get_watermark("c", "account") == T0
+
+
+def test_watermark_in_rolled_back_transaction_is_not_kept(store) -> None:
+    with pytest.raises(RuntimeError), store.transaction():
+        store.upsert_account("c", account(), {})
+        store.set_watermark("c", "account", T0)
+        raise RuntimeError("crash mid page")
+    assert store.get_watermark("c", "account") is None
+    assert store.get_account("c", "A1") is None
+
+
+def test_upsert_reports_changes_only_when_inputs_change(store) -> None:
+    assert store.upsert_account("c", account(), {"risk_band": None})
+    store.clear_scoring_flag("c", ["A1"])
+    # A new modification time alone (our own write) is not a change of scoring inputs.
+    assert not store.upsert_account(
+        "c", account().model_copy(update={"modified_at": T0 + timedelta(1)}), {"risk_band": "B"}
+    )
+    assert not store.get_account("c", "A1").needs_scoring
+    assert store.get_account("c", "A1").crm_values == {"risk_band": "B"}
+    assert store.upsert_account("c", account(industry="Retail"), {})
+    assert store.get_account("c", "A1").needs_scoring
+
+
+def test_invoice_change_and_deletion_flag_the_account(store) -> None:
+    store.upsert_account("c", account(), {})
+    store.clear_scoring_flag("c", ["A1"])
+    assert store.upsert_invoice("c", invoice()) == {"A1"}
+    assert store.upsert_invoice("c", invoice()) == set(), "an identical invoice is not a change"
+    store.clear_scoring_flag("c", ["A1"])
+    assert store.mark_invoice_deleted("c", "I1") == {"A1"}
+    assert store.get_account("c", "A1").needs_scoring
+    assert store.invoices_for("c", "A1") == []
+
+
+def test_invoice_moved_to_another_account_flags_both(store) -> None:
+    store.upsert_invoice("c", invoice(account_id="A1"))
+    assert store.upsert_invoice("c", invoice(account_id="A2")) == {"A1", "A2"}
+
+
+def test_open_exposures_sum_live_open_amounts(store) -> None:
+    store.upsert_invoice("c", invoice("I1", open_amount="100"))
+    store.upsert_invoice("c", invoice("I2", open_amount="50.5"))
+    store.upsert_invoice("c", invoice("I3", open_amount="0"))
+    store.mark_invoice_deleted("c", "I2")
+    assert store.open_exposures("c") == {"A1": Decimal("100")}
+
+
+def test_snapshot_is_isolated(store) -> None:
+    store.upsert_account("c", account(), {})
+    copy = store.snapshot()
+    copy.upsert_account("c", account("A2"), {})
+    copy.set_watermark("c", "account", T0)
+    copy.close()
+    assert store.get_account("c", "A2") is None
+    assert store.get_watermark("c", "account") is None
+
+
+def test_audit_is_append_only_and_filterable(store, clock: Clock) -> None:
+    store.append_audit(
+        "r1",
+        "c",
+        obj="account",
+        record_id="A1",
+        action="update",
+        field="risk_band",
+        old="B",
+        new="C",
+    )
+    clock.now += timedelta(days=2)
+    store.append_audit(
+        "r2",
+        "c",
+        obj="account",
+        record_id="A2",
+        action="update",
+        field="risk_band",
+        old=None,
+        new="A",
+    )
+    assert [row["run_id"] for row in store.audit("c")] == ["r1", "r2"]
+    assert [row["record_id"] for row in store.audit("c", record_id="A1")] == ["A1"]
+    assert [row["run_id"] for row in store.audit("c", since=T0 + timedelta(days=1))] == ["r2"]
+    assert store.audit("c")[0]["old_value"] == "B"
+
+
+def test_failed_writes_count_attempts_and_flag_account(store) -> None:
+    store.upsert_account("c", account(), {})
+    store.clear_scoring_flag("c", ["A1"])
+    store.record_failed_write("c", "account", "A1", ["risk_band"], "UNABLE_TO_LOCK_ROW", "locked")
+    store.record_failed_write("c", "account", "A1", ["risk_band"], "UNABLE_TO_LOCK_ROW", "locked")
+    rows = store.failed_writes("c")
+    assert len(rows) == 1 and rows[0]["attempts"] == 2
+    assert store.get_account("c", "A1").needs_scoring
+    store.clear_failed_write("c", "account", "A1")
+    assert store.failed_writes("c") == []
+
+
+def test_kv_values_are_shared_between_connections_to_one_file(tmp_path: Path) -> None:
+    one = open_store(str(tmp_path / "s.db"))
+    two = open_store(str(tmp_path / "s.db"))
+    try:
+        one.set_value("zoho:c:token", "value-1")
+        assert two.get_value("zoho:c:token") == "value-1"
+    finally:
+        one.close()
+        two.close()
