@@ -100,10 +100,14 @@ def test_watermark_never_moves_backwards(store) -> None:
 
 
 def test_watermark_in_rolled_back_transaction_is_not_kept(store) -> None:
-    with pytest.raises(RuntimeError), store.transaction():
-        store.upsert_account("c", account(), {})
-        store.set_watermark("c", "account", T0)
-        raise RuntimeError("crash mid page")
+    def crash_mid_page() -> None:
+        with store.transaction():
+            store.upsert_account("c", account(), {})
+            store.set_watermark("c", "account", T0)
+            raise RuntimeError("crash mid page")
+
+    with pytest.raises(RuntimeError):
+        crash_mid_page()
     assert store.get_watermark("c", "account") is None
     assert store.get_account("c", "A1") is None
 
