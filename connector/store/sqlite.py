@@ -527,6 +527,24 @@ class SqliteStore:
         for row in rows:
             yield RiskAssessment.model_validate_json(row["data"]), Decimal(row["exposure"])
 
+    def top_assessments(
+        self, connection: str, limit: int = 10
+    ) -> list[tuple[Account, RiskAssessment]]:
+        """The riskiest live accounts, highest score first."""
+        rows = self._query(
+            "SELECT c.data AS account, a.data AS assessment FROM assessments a JOIN accounts c ON "
+            "c.connection = a.connection AND c.crm_id = a.account_id WHERE a.connection = ? AND "
+            "c.deleted = 0 ORDER BY a.score DESC, a.account_id LIMIT ?",
+            (connection, limit),
+        )
+        return [
+            (
+                Account.model_validate_json(row["account"]),
+                RiskAssessment.model_validate_json(row["assessment"]),
+            )
+            for row in rows
+        ]
+
     # -- last written values ----------------------------------------------------------------
 
     def last_written(self, connection: str, account_id: str) -> dict[str, Any]:

@@ -1,0 +1,191 @@
+"""`crm-risk demo`: start a sandbox CRM in-process, run two syncs, and show what was written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from connector.config import load_config
+from connector.errors import EXIT_OK, ConnectorError
+from connector.mapping import load_mapping
+from connector.registry import (
+    available_adapters,
+    available_sandboxes,
+    create_adapter,
+    sandbox_starter,
+)
+from connector.store import open_store
+from connector.sync import SyncOptions, run_sync
+
+# The sandboxes seed their portfolio relative to this date, so the demo is the same on every run.
+DEMO_AS_OF = date(2026, 11, 1)
+
+
+@contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def demo_config(snippet: str, state_path: Path) -> str:
+    """A config for the demo: the example's policies, the sandbox connection and a state file."""
+    return "\n".join(
+        [
+            "# Written by `crm-risk demo`.",
+            "[store]",
+            f'url = "{state_path.as_posix()}"',
+            "",
+            "[tasks]",
+            'credit_manager_id = ""',
+            "",
+            snippet,
+            "",
+        ]
+    )
+
+
+def run_demo(
+    console: Console,
+    *,
+    crm: str = "both",
+    accounts: int = 60,
+    seed: int = 7,
+    keep: str | None = None,
+) -> int:
+    """Run the demo for one or both sandbox CRMs; returns an exit code."""
+    kinds = ["zoho", "salesforce"] if crm == "both" else [crm]
+    ready = [
+        kind for kind in kinds if kind in available_sandboxes() and kind in available_adapters()
+    ]
+    if not ready:
+        raise ConnectorError(f"no sandbox CRM available for {crm}; reinstall crm-risk-connector")
+    folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="crm-risk-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind in ready:
+        _demo_one(console, kind, accounts, seed, folder)
+    console.print(f"\nDemo state and config kept in {folder}" if keep else "")
+    return EXIT_OK
+
+
+def _demo_one(console: Console, kind: str, accounts: int, seed: int, folder: Path) -> None:
+    console.rule(f"[bold]{kind} sandbox CRM")
+    started = time.monotonic()
+    with sandbox_starter(kind)(accounts=accounts, seed=seed) as sandbox:
+        state_path = folder / f"demo-{kind}.db"
+        if state_path.exists():
+            state_path.unlink()
+        config_path = folder / f"demo-{kind}.toml"
+        config_path.write_text(demo_config(sandbox.config_snippet(), state_path))
+        console.print(
+            f"Sandbox at {sandbox.base_url} with {accounts} accounts (seed {seed}); config {config_path}"
+        )
+        with _environ(dict(sandbox.env_vars())):
+            config = load_config(config_path)
+            connection = next(iter(config.connections.values()))
+            mapping = load_mapping(connection.mapping, base_dir=config_path.parent)
+            store = open_store(config.store.url)
+            adapter = create_adapter(connection.crm_settings(), state=store)
+            try:
+                first = run_sync(
+                    config=config,
+                    connection=connection,
+                    adapter=adapter,
+                    store=store,
+                    mapping=mapping,
+                    options=SyncOptions(trigger="demo", as_of=DEMO_AS_OF),
+                )
+                calls_after_first = sum(first.api_calls.values())
+                _show_first(console, store, connection.name, first.to_dict())
+                second = run_sync(
+                    config=config,
+                    connection=connection,
+                    adapter=adapter,
+                    store=store,
+                    mapping=mapping,
+                    options=SyncOptions(trigger="demo", as_of=DEMO_AS_OF, portfolio=False),
+                )
+                _show_second(console, second.to_dict(), calls_after_first)
+            finally:
+                adapter.close()
+                store.close()
+    console.print(f"[dim]{kind} demo took {time.monotonic() - started:.1f} s[/]")
+
+
+def _show_first(console: Console, store: Any, connection: str, report: dict[str, Any]) -> None:
+    writes = report["writes"].get("account", {})
+    console.print(
+        f"First sync: read {report['objects'].get('account', {}).get('read', 0)} accounts and "
+        f"{report['objects'].get('invoice', {}).get('read', 0)} invoices, scored {report['scored']}, "
+        f"wrote {writes.get('written', 0)} accounts, created {report['tasks'].get('create', 0)} tasks, "
+        f"held {writes.get('held_for_approval', 0)} limit changes for approval, "
+        f"{report['api']['calls']} API calls."
+    )
+    bands = Table(title="Rating distribution", header_style="bold")
+    bands.add_column("band")
+    bands.add_column("accounts", justify="right")
+    bands.add_column("share of exposure", justify="right")
+    exposure_by_band = report.get("portfolio", {}).get("exposure_by_band", {})
+    total = sum(float(v) for v in exposure_by_band.values()) or 1.0
+    for band, count in sorted(report["bands"].items()):
+        share = float(exposure_by_band.get(band, 0)) / total
+        bands.add_row(band, str(count), f"{share:.0%}")
+    console.print(bands)
+    riskiest = Table(title="Riskiest accounts", header_style="bold")
+    for column in ("account", "band", "score", "recommended limit", "top reasons"):
+        riskiest.add_column(column, overflow="fold")
+    for account, assessment in store.top_assessments(connection, 10):
+        limit = assessment.recommended_credit_limit
+        riskiest.add_row(
+            account.name,
+            assessment.band,
+            f"{assessment.score:.0f}",
+            f"{limit:,.0f} {account.currency or ''}" if limit is not None else "-",
+            "\n".join(f"{reason.code}: {reason.text}" for reason in assessment.reasons[:2]),
+        )
+    console.print(riskiest)
+    created = [
+        row for row in store.audit(connection, limit=100000) if row["action"] == "task_create"
+    ]
+    by_rule = Counter(row["field"] for row in created)
+    tasks = Table(title=f"Follow-up tasks created ({len(created)})", header_style="bold")
+    tasks.add_column("rule")
+    tasks.add_column("count", justify="right")
+    tasks.add_column("example")
+    for rule, count in by_rule.most_common():
+        example = next(row for row in created if row["field"] == rule)
+        tasks.add_row(rule, str(count), (example["new_value"] or {}).get("subject", ""))
+    console.print(tasks)
+
+
+def _show_second(console: Console, report: dict[str, Any], calls_before: int) -> None:
+    writes = report["writes"].get("account", {})
+    tasks = report["tasks"]
+    written = writes.get("written", 0)
+    created = tasks.get("create", 0)
+    verdict = (
+        "[green]nothing to write: the CRM already holds every value[/]"
+        if written == 0 and created == 0
+        else "[yellow]it still wrote something[/]"
+    )
+    console.print(
+        f"Second sync: wrote {written} accounts, created {created} tasks, "
+        f"{report['api']['calls'] - calls_before} API calls -> {verdict}"
+    )
