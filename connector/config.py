@@ -278,7 +278,7 @@ def _model_for(loc: tuple[int | str, ...]) -> type[StrictModel] | None:
 
 
 def _missing_secret_problems(raw: Mapping[str, Any]) -> list[ConfigProblem]:
-    problems = []
+    problems: list[ConfigProblem] = []
     connections = raw.get("connections")
     if not isinstance(connections, Mapping):
         return problems
