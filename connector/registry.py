@@ -38,12 +38,15 @@ def _load(group: str, kind: str, what: str) -> Any:
     return found[kind].load()
 
 
-def create_adapter(settings: CrmSettings, *, state: KeyValueStore | None = None) -> CrmAdapter:
+def create_adapter(
+    settings: CrmSettings, *, state: KeyValueStore | None = None, **options: Any
+) -> CrmAdapter:
     """Build the adapter for `settings.kind`.
 
     Args:
         settings: the connection's CRM settings.
         state: a small persistent store for tokens (the state store).
+        **options: passed to the adapter (tests pass `sleep` to skip real back-off waits).
 
     Returns:
         An adapter instance that satisfies the CrmAdapter protocol.
@@ -52,7 +55,7 @@ def create_adapter(settings: CrmSettings, *, state: KeyValueStore | None = None)
         ConfigError: when no adapter of that kind is installed.
     """
     factory = _load(ADAPTER_GROUP, settings.kind, "adapter")
-    return cast(CrmAdapter, factory(settings, state=state))
+    return cast(CrmAdapter, factory(settings, state=state, **options))
 
 
 def sandbox_starter(kind: str) -> Callable[..., Any]:

@@ -1,0 +1,96 @@
+"""Fixtures for the shared adapter contract: each adapter against its sandbox CRM over real HTTPS."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from connector.protocol import CrmAdapter, CrmSettings
+from connector.registry import (
+    available_adapters,
+    available_sandboxes,
+    create_adapter,
+    sandbox_starter,
+)
+
+ADAPTERS = ["salesforce", "zoho"]
+ACCOUNT_OBJECT = {"salesforce": "Account", "zoho": "Accounts"}
+INVOICE_OBJECT = {"salesforce": "blng__Invoice__c", "zoho": "Invoices"}
+SCORE_FIELD = {"salesforce": "Risk_Score__c", "zoho": "Risk_Score"}
+BAND_FIELD = {"salesforce": "Risk_Rating__c", "zoho": "Risk_Rating"}
+NAME_FIELD = {"salesforce": "Name", "zoho": "Account_Name"}
+
+
+class MemoryKv:
+    """A KeyValueStore in memory (adapters persist tokens in it)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def get_value(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    def set_value(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+
+def settings_for(sandbox: Any, **overrides: Any) -> CrmSettings:
+    """CrmSettings from the sandbox's own config snippet and secret env vars, as a user would set them."""
+    snippet = tomllib.loads(sandbox.config_snippet())
+    name, section = next(iter(snippet["connections"].items()))
+    prefix = f"CRMRISK_CONNECTIONS__{name.upper()}__"
+    for key, value in sandbox.env_vars().items():
+        if key.startswith(prefix):
+            section[key[len(prefix) :].lower()] = value
+    for key in (
+        "mapping",
+        "schedule",
+        "overlap_seconds",
+        "enabled",
+        "policy",
+        "tasks",
+        "governance",
+    ):
+        section.pop(key, None)
+    section.update(overrides)
+    return CrmSettings(name=name, **section)
+
+
+def _require(kind: str) -> None:
+    if kind not in available_adapters() or kind not in available_sandboxes():
+        pytest.skip(f"{kind} adapter or sandbox not installed")
+
+
+@pytest.fixture(scope="module", params=ADAPTERS)
+def crm(request: pytest.FixtureRequest) -> str:
+    _require(request.param)
+    return str(request.param)
+
+
+@pytest.fixture
+def sandbox(crm: str) -> Iterator[Any]:
+    try:
+        starter = sandbox_starter(crm)
+        running = starter(accounts=30, seed=11)
+    except NotImplementedError:
+        pytest.skip(f"{crm} sandbox not implemented yet")
+    with running:
+        yield running
+
+
+@pytest.fixture
+def kv() -> MemoryKv:
+    return MemoryKv()
+
+
+@pytest.fixture
+def adapter(crm: str, sandbox: Any, kv: MemoryKv) -> Iterator[CrmAdapter]:
+    sleeps: list[float] = []
+    # No real waiting in tests: adapters take an injectable sleep for back-off.
+    built = create_adapter(settings_for(sandbox, max_retries=3), state=kv, sleep=sleeps.append)
+    built.sleeps = sleeps  # type: ignore[attr-defined]
+    yield built
+    built.close()

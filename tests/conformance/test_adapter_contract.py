@@ -1,0 +1,257 @@
+"""The contract every adapter must honour, run against each sandbox CRM over real HTTPS.
+
+Failures read `test_partial_batch_failure[zoho]`: the same case for every CRM.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from connector.errors import AuthError, FatalCrmError
+from connector.models import RecordChange, TaskAction, TaskPriority
+from connector.protocol import CrmAdapter, find_task_marker
+from tests.conformance.conftest import (
+    ACCOUNT_OBJECT,
+    INVOICE_OBJECT,
+    NAME_FIELD,
+    SCORE_FIELD,
+    settings_for,
+)
+
+
+def account_ids(sandbox: Any, crm: str) -> list[str]:
+    return sorted(
+        str(record["Id" if crm == "salesforce" else "id"])
+        for record in sandbox.emulator.records(ACCOUNT_OBJECT[crm])
+    )
+
+
+def crm_value(sandbox: Any, crm: str, record_id: str, field: str) -> Any:
+    for record in sandbox.emulator.records(ACCOUNT_OBJECT[crm]):
+        if str(record.get("Id", record.get("id"))) == record_id:
+            return record.get(field)
+    raise KeyError(record_id)
+
+
+def test_declares_capabilities(adapter: CrmAdapter) -> None:
+    caps = adapter.capabilities
+    assert caps.max_write_batch >= 1
+    assert caps.max_read_page >= 1
+    assert caps.supports_tasks
+
+
+def test_describe_lists_mapped_fields(adapter: CrmAdapter, crm: str) -> None:
+    description = adapter.describe(ACCOUNT_OBJECT[crm])
+    assert SCORE_FIELD[crm] in description.fields
+    assert description.fields[SCORE_FIELD[crm]].updateable
+    assert description.fields[SCORE_FIELD[crm]].family in (
+        "number",
+        "integer",
+        "currency",
+        "percent",
+    )
+
+
+def test_describe_unknown_object_is_fatal(adapter: CrmAdapter) -> None:
+    with pytest.raises(FatalCrmError):
+        adapter.describe("No_Such_Object__x")
+
+
+def test_reads_every_record_to_the_last_page(adapter: CrmAdapter, crm: str, sandbox: Any) -> None:
+    records = list(adapter.read_changed(INVOICE_OBJECT[crm], [], None))
+    expected = len(sandbox.emulator.records(INVOICE_OBJECT[crm]))
+    assert expected > adapter.capabilities.max_read_page or expected >= 100
+    assert len(records) == expected
+    assert len({record.crm_id for record in records}) == expected
+    stamps = [(record.modified_at, record.crm_id) for record in records]
+    assert stamps == sorted(stamps), "records come oldest first, ties by id"
+
+
+def test_honours_since_with_a_closed_start(adapter: CrmAdapter, crm: str, sandbox: Any) -> None:
+    everything = list(adapter.read_changed(ACCOUNT_OBJECT[crm], [NAME_FIELD[crm]], None))
+    pivot = everything[len(everything) // 2].modified_at
+    later = list(adapter.read_changed(ACCOUNT_OBJECT[crm], [NAME_FIELD[crm]], pivot))
+    expected = {record.crm_id for record in everything if record.modified_at >= pivot}
+    assert {record.crm_id for record in later if not record.deleted} == expected
+
+
+def test_sees_an_edit_made_after_a_read(adapter: CrmAdapter, crm: str, sandbox: Any) -> None:
+    first = list(adapter.read_changed(ACCOUNT_OBJECT[crm], [NAME_FIELD[crm]], None))
+    newest = max(record.modified_at for record in first)
+    target = first[0].crm_id
+    sandbox.emulator.set_field(ACCOUNT_OBJECT[crm], target, NAME_FIELD[crm], "Renamed GmbH")
+    changed = list(adapter.read_changed(ACCOUNT_OBJECT[crm], [NAME_FIELD[crm]], newest))
+    assert target in {record.crm_id for record in changed}
+    renamed = next(record for record in changed if record.crm_id == target)
+    assert renamed.fields[NAME_FIELD[crm]] == "Renamed GmbH"
+
+
+def test_write_is_confirmed_and_visible(adapter: CrmAdapter, crm: str, sandbox: Any) -> None:
+    ids = account_ids(sandbox, crm)[:3]
+    changes = [
+        RecordChange(crm_id=record_id, fields={SCORE_FIELD[crm]: Decimal("42.5")})
+        for record_id in ids
+    ]
+    results = adapter.write(ACCOUNT_OBJECT[crm], changes)
+    assert [result.status for result in results] == ["ok"] * 3
+    assert [result.crm_id for result in results] == ids
+    for record_id in ids:
+        assert float(crm_value(sandbox, crm, record_id, SCORE_FIELD[crm])) == 42.5
+
+
+def test_partial_batch_failure_is_reported_per_record(
+    adapter: CrmAdapter, crm: str, sandbox: Any
+) -> None:
+    ids = account_ids(sandbox, crm)[:3]
+    changes = [
+        RecordChange(crm_id=ids[0], fields={SCORE_FIELD[crm]: Decimal(10)}),
+        RecordChange(crm_id=ids[1], fields={"No_Such_Field_Xyz": 1}),
+        RecordChange(crm_id=ids[2], fields={SCORE_FIELD[crm]: Decimal(30)}),
+    ]
+    results = adapter.write(ACCOUNT_OBJECT[crm], changes)
+    assert [result.status for result in results] == ["ok", "rejected", "ok"]
+    assert results[1].error_code
+    assert float(crm_value(sandbox, crm, ids[0], SCORE_FIELD[crm])) == 10
+    assert float(crm_value(sandbox, crm, ids[2], SCORE_FIELD[crm])) == 30
+
+
+def test_write_batches_respect_the_declared_maximum(
+    adapter: CrmAdapter, crm: str, sandbox: Any
+) -> None:
+    ids = account_ids(sandbox, crm)
+    batch = [
+        RecordChange(crm_id=record_id, fields={SCORE_FIELD[crm]: Decimal(5)})
+        for record_id in ids[: adapter.capabilities.max_write_batch]
+    ]
+    results = adapter.write(ACCOUNT_OBJECT[crm], batch)
+    assert all(result.status == "ok" for result in results)
+
+
+def test_transient_errors_are_retried(adapter: CrmAdapter, crm: str, sandbox: Any) -> None:
+    sandbox.server.faults.burst_429 = 2
+    ids = account_ids(sandbox, crm)[:1]
+    results = adapter.write(
+        ACCOUNT_OBJECT[crm], [RecordChange(crm_id=ids[0], fields={SCORE_FIELD[crm]: Decimal(7)})]
+    )
+    assert results[0].status == "ok"
+    assert len(adapter.sleeps) >= 2  # type: ignore[attr-defined]
+
+
+def test_server_errors_are_retried(adapter: CrmAdapter, crm: str, sandbox: Any) -> None:
+    sandbox.server.faults.rate_503 = 1.0
+    calls: list[int] = []
+
+    def clear_after_two(seconds: float) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            sandbox.server.faults.rate_503 = 0.0
+
+    adapter.sleeps.append = clear_after_two  # type: ignore[attr-defined]
+    records = list(adapter.read_changed(ACCOUNT_OBJECT[crm], [NAME_FIELD[crm]], None))
+    assert records
+    assert len(calls) >= 2
+
+
+def test_expired_session_refreshes_once(adapter: CrmAdapter, crm: str, sandbox: Any) -> None:
+    list(adapter.read_changed(ACCOUNT_OBJECT[crm], [NAME_FIELD[crm]], None))
+    sandbox.emulator.expire_tokens()
+    records = list(adapter.read_changed(ACCOUNT_OBJECT[crm], [NAME_FIELD[crm]], None))
+    assert records
+
+
+def test_bad_credentials_fail_fast(crm: str, sandbox: Any, kv: Any) -> None:
+    from connector.registry import create_adapter
+
+    broken = create_adapter(
+        settings_for(sandbox, client_id="wrong-client"), state=kv, sleep=lambda s: None
+    )
+    try:
+        with pytest.raises(AuthError):
+            list(broken.read_changed(ACCOUNT_OBJECT[crm], [NAME_FIELD[crm]], None))
+    finally:
+        broken.close()
+
+
+def task(account_id: str, key: str) -> TaskAction:
+    return TaskAction(
+        action="create",
+        account_id=account_id,
+        rule="past_due",
+        dedupe_key=key,
+        subject="Invoices 95 days past due",
+        description="Please call the customer.",
+        priority=TaskPriority.HIGH,
+    )
+
+
+def test_no_duplicate_task_for_one_dedupe_key(adapter: CrmAdapter, crm: str, sandbox: Any) -> None:
+    account_id = account_ids(sandbox, crm)[0]
+    first = adapter.create_tasks([task(account_id, "conf:1:past_due:1")])
+    again = adapter.create_tasks([task(account_id, "conf:1:past_due:1")])
+    assert first[0].status == "ok" and again[0].status == "ok"
+    assert first[0].crm_id == again[0].crm_id
+    ours = [
+        t
+        for t in sandbox.emulator.tasks()
+        if find_task_marker(str(t.get("Description"))) == "conf:1:past_due:1"
+    ]
+    assert len(ours) == 1
+    found = adapter.find_tasks(["conf:1:past_due:1", "conf:1:past_due:2"])
+    assert set(found) == {"conf:1:past_due:1"}
+    assert not found["conf:1:past_due:1"].is_closed
+
+
+def test_lost_create_response_leaves_exactly_one_task(
+    adapter: CrmAdapter, crm: str, sandbox: Any
+) -> None:
+    account_id = account_ids(sandbox, crm)[1]
+    sandbox.server.faults.drop_after_commit = 1
+    results = adapter.create_tasks([task(account_id, "conf:2:past_due:1")])
+    sandbox.server.faults.drop_after_commit = 0
+    assert results[0].status in ("ok", "unknown")
+    if results[0].status == "unknown":
+        results = adapter.create_tasks([task(account_id, "conf:2:past_due:1")])
+    ours = [
+        t
+        for t in sandbox.emulator.tasks()
+        if find_task_marker(str(t.get("Description"))) == "conf:2:past_due:1"
+    ]
+    assert len(ours) == 1
+    assert results[0].status == "ok"
+
+
+def test_complete_closes_the_task(adapter: CrmAdapter, crm: str, sandbox: Any) -> None:
+    account_id = account_ids(sandbox, crm)[2]
+    created = adapter.create_tasks([task(account_id, "conf:3:past_due:1")])[0]
+    done = adapter.update_tasks(
+        [
+            TaskAction(
+                action="complete",
+                account_id=account_id,
+                rule="past_due",
+                dedupe_key="conf:3:past_due:1",
+                crm_task_id=created.crm_id,
+            )
+        ]
+    )
+    assert done[0].status == "ok"
+    assert adapter.find_tasks(["conf:3:past_due:1"])["conf:3:past_due:1"].is_closed
+
+
+def test_usage_counts_calls(adapter: CrmAdapter, crm: str) -> None:
+    list(adapter.read_changed(ACCOUNT_OBJECT[crm], [NAME_FIELD[crm]], None))
+    usage = adapter.usage()
+    assert usage.total_calls >= 1
+
+
+def test_overlap_window_rereads_are_idempotent(adapter: CrmAdapter, crm: str) -> None:
+    everything = list(adapter.read_changed(ACCOUNT_OBJECT[crm], [NAME_FIELD[crm]], None))
+    newest = max(record.modified_at for record in everything)
+    window = list(
+        adapter.read_changed(ACCOUNT_OBJECT[crm], [NAME_FIELD[crm]], newest - timedelta(days=3650))
+    )
+    assert {r.crm_id for r in window if not r.deleted} == {r.crm_id for r in everything}
