@@ -1,0 +1,784 @@
+"""The scheduled service: one APScheduler job per connection, run history in the store, clean shutdown.
+
+How the service behaves, in short:
+
+* One job per enabled connection, ``id`` = the connection name, ``replace_existing=True``,
+  ``max_instances=1``, ``coalesce=True`` and the schedule's own ``misfire_grace_time`` (APScheduler's
+  1 s default is too small for a restart). Registering again replaces the job, never adds one.
+* Jobs live in APScheduler's memory job store; the truth about what ran is the run history in
+  the state store. At start-up each job's first run time is computed from that history: the
+  next time due after the last run started; when that is already past (the service was down),
+  the job runs immediately, once, whatever number of runs were missed (coalesced). A connection
+  that never ran runs at start-up. We do not use a persistent job store because APScheduler 3
+  pickles jobs and cannot share one between processes (FAQ); the history already has what we need.
+* Every run opens its own store connection and adapter; ``run_sync`` takes the connection's lease
+  and records the run. A run that would overlap the previous one (EVENT_JOB_MAX_INSTANCES), one
+  whose lease another process holds (LockHeldError) and one missed beyond its grace time are
+  recorded as ``skipped`` with the reason.
+* SIGTERM/SIGINT set the current runs' cancel events (run_sync stops before its next batch and
+  records ``cancelled``), then the scheduler shuts down waiting for them, and ``serve`` returns 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+)
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from connector.errors import ConfigError, ConfigProblem, LockHeldError
+from connector.health import SUCCESS_STATUSES, Expectation, health_report
+from connector.metrics import Metrics, MetricsServer
+from connector.redaction import redact
+from connector.store import SqliteStore, open_store
+
+if TYPE_CHECKING:
+    from connector.config import AppConfig, ConnectionConfig, ScheduleConfig
+
+log = logging.getLogger("crm_risk.scheduler")
+
+TRIGGER = "schedule"
+HISTORY_SCAN = 100
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+# -- schedules ----------------------------------------------------------------------------------
+
+
+def _zone(connection: ConnectionConfig) -> ZoneInfo:
+    try:
+        return ZoneInfo(connection.schedule.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    f"[connections.{connection.name}] schedule.timezone",
+                    f"unknown time zone {connection.schedule.timezone!r}",
+                    "use an IANA name such as 'UTC' or 'Europe/Berlin'",
+                )
+            ]
+        ) from None
+
+
+def _day_number(text: str) -> int:
+    if text.isdigit():
+        number = int(text)
+        if 0 <= number <= 7:
+            return number
+        raise ValueError(f"day of week {number} is outside 0-7")
+    name = text[:3].lower()
+    if name in _DAY_NAMES:
+        return _DAY_NAMES.index(name)
+    raise ValueError(f"unknown day of week {text!r}")
+
+
+def crontab_day_of_week(field: str) -> str:
+    """Translate a crontab day-of-week field into APScheduler 3 day names.
+
+    APScheduler 3 numbers weekdays from Monday = 0, while crontab uses Sunday = 0 (and 7), so a
+    numeric ``1-5`` would silently mean Tuesday to Saturday (APScheduler issue #286). Writing the
+    days as names removes the ambiguity.
+
+    Args:
+        field: the fifth crontab field, e.g. ``1-5``, ``0,6``, ``*/2``, ``mon-fri``.
+
+    Returns:
+        A comma-separated list of day names, or ``*``.
+
+    Raises:
+        ValueError: for a field crontab would reject.
+    """
+    if field in ("*", "?"):
+        return "*"
+    days: list[str] = []
+    for part in field.split(","):
+        base, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if step < 1:
+            raise ValueError(f"step {step} in {field!r} must be positive")
+        if base == "*":
+            low, high = 0, 6
+        elif "-" in base:
+            low_text, high_text = base.split("-", 1)
+            low, high = _day_number(low_text), _day_number(high_text)
+        else:
+            low = _day_number(base)
+            high = 6 if step_text else low
+        if high < low:
+            raise ValueError(f"range {base!r} in {field!r} runs backwards")
+        days.extend(_DAY_NAMES[day % 7] for day in range(low, high + 1, step))
+    return ",".join(dict.fromkeys(days))
+
+
+def build_trigger(connection: ConnectionConfig, interval_override: float | None = None) -> Any:
+    """The APScheduler trigger of a connection's schedule.
+
+    Cron expressions are standard crontab (Sunday = 0), evaluated in the schedule's time zone.
+    As in APScheduler, a cron with both day-of-month and day-of-week restricted needs both to
+    match (crontab would accept either).
+
+    Args:
+        connection: the connection whose [schedule] to use.
+        interval_override: seconds; replaces every schedule (``run --interval-seconds``).
+
+    Returns:
+        An IntervalTrigger or CronTrigger.
+
+    Raises:
+        ConfigError: for an unknown time zone or an invalid cron expression.
+    """
+    schedule = connection.schedule
+    zone = _zone(connection)
+    jitter = schedule.jitter_seconds or None
+    if interval_override is not None:
+        return IntervalTrigger(seconds=interval_override, timezone=zone)
+    if schedule.cron:
+        fields = schedule.cron.split()
+        try:
+            if len(fields) != 5:
+                raise ValueError(f"expected 5 fields, got {len(fields)}")
+            # CronTrigger.from_crontab with the weekday field translated (see crontab_day_of_week),
+            # built directly because from_crontab takes no jitter.
+            return CronTrigger(
+                minute=fields[0],
+                hour=fields[1],
+                day=fields[2],
+                month=fields[3],
+                day_of_week=crontab_day_of_week(fields[4]),
+                timezone=zone,
+                jitter=jitter,
+            )
+        except ValueError as exc:
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        f"[connections.{connection.name}] schedule.cron",
+                        f"invalid cron expression {schedule.cron!r}: {exc}",
+                        "use five crontab fields: minute hour day-of-month month day-of-week",
+                    )
+                ]
+            ) from None
+    return IntervalTrigger(seconds=_interval_seconds(schedule), timezone=zone, jitter=jitter)
+
+
+def _interval_seconds(schedule: ScheduleConfig) -> int:
+    return schedule.interval_seconds or 3600
+
+
+def due_after(
+    connection: ConnectionConfig, last_started: datetime, interval_override: float | None = None
+) -> datetime | None:
+    """When the run after one that started at `last_started` is due (None: the cron never fires).
+
+    Args:
+        connection: the connection.
+        last_started: when its last run started (aware).
+        interval_override: the `--interval-seconds` override, if any.
+
+    Returns:
+        The due time in UTC, or None.
+    """
+    if interval_override is not None:
+        return (last_started + timedelta(seconds=interval_override)).astimezone(UTC)
+    if connection.schedule.cron:
+        trigger = build_trigger(connection.model_copy(update={"schedule": _no_jitter(connection)}))
+        fire: datetime | None = trigger.get_next_fire_time(None, last_started)
+        return fire.astimezone(UTC) if fire is not None else None
+    seconds = _interval_seconds(connection.schedule)
+    return (last_started + timedelta(seconds=seconds)).astimezone(UTC)
+
+
+def _no_jitter(connection: ConnectionConfig) -> ScheduleConfig:
+    return connection.schedule.model_copy(update={"jitter_seconds": 0})
+
+
+def first_run_time(
+    connection: ConnectionConfig,
+    last_started: datetime | None,
+    now: datetime,
+    interval_override: float | None = None,
+) -> datetime:
+    """The first run time of a job at start-up: now when a run is overdue or none ever ran.
+
+    This is how a run missed while the service was down runs exactly once at start-up.
+
+    Args:
+        connection: the connection.
+        last_started: when its last (non-skipped) run started, from the run history.
+        now: the current time (aware).
+        interval_override: the `--interval-seconds` override, if any.
+
+    Returns:
+        The time to pass as the job's next_run_time.
+    """
+    if last_started is None:
+        return now
+    due = due_after(connection, last_started, interval_override)
+    if due is None or due <= now:
+        return now
+    return due
+
+
+def expected_interval(
+    connection: ConnectionConfig, now: datetime, interval_override: float | None = None
+) -> float:
+    """Seconds between two runs of the schedule (for a cron: the gap between its next two fires).
+
+    Args:
+        connection: the connection.
+        now: the current time (aware).
+        interval_override: the `--interval-seconds` override, if any.
+
+    Returns:
+        The interval in seconds.
+    """
+    if interval_override is not None:
+        return float(interval_override)
+    if not connection.schedule.cron:
+        return float(_interval_seconds(connection.schedule))
+    first = due_after(connection, now)
+    second = due_after(connection, first + timedelta(seconds=1)) if first else None
+    if first is None or second is None:
+        return float(_interval_seconds(connection.schedule))
+    return (second - first).total_seconds()
+
+
+def last_run_started(store: SqliteStore, connection: str) -> datetime | None:
+    """When the connection's last run that actually started began (skipped rows do not count).
+
+    Runs from `crm-risk sync` count too: the data is as fresh as the last run of any trigger.
+    """
+    for run in store.recent_runs(connection, limit=HISTORY_SCAN):
+        if run["status"] != "skipped":
+            return datetime.fromisoformat(run["started_at"])
+    return None
+
+
+def next_run_times(config: AppConfig, connection_names: list[str]) -> dict[str, str | None]:
+    """When each connection's next scheduled run is due, from its schedule and the run history.
+
+    Needs no running scheduler. A time in the past means the run is overdue (a service that is
+    not running; it runs at start-up). Disabled or unknown connections map to None.
+
+    Args:
+        config: the configuration.
+        connection_names: the connections to report.
+
+    Returns:
+        Connection name -> ISO time in UTC, or None.
+    """
+    now = datetime.now(UTC)
+    result: dict[str, str | None] = {}
+    store = open_store(config.store.url)
+    try:
+        for name in connection_names:
+            connection = config.connections.get(name)
+            if connection is None or not connection.enabled:
+                result[name] = None
+                continue
+            last = last_run_started(store, name)
+            due = now if last is None else due_after(connection, last)
+            result[name] = due.isoformat() if due is not None else None
+    finally:
+        store.close()
+    return result
+
+
+# -- one run --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What the service learns from one run: its report and the writes left for the next one."""
+
+    report: dict[str, Any]
+    pending_retries: int | None = None
+
+
+Runner = Callable[["ConnectionConfig", threading.Event], RunResult]
+
+
+def _run_id() -> str:
+    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+class ConnectionRunner:
+    """Runs one connection: fresh store connection and adapter, mapping checked once, run_sync.
+
+    Raises LockHeldError when another process holds the lease; every other failure comes back as
+    a `failed` report that is also in the run history.
+    """
+
+    def __init__(self, config: AppConfig) -> None:
+        """Remember the configuration; the mapping of each connection is checked at its first run."""
+        self.config = config
+        self._checked: set[str] = set()
+
+    def _open_store(self) -> SqliteStore:
+        return open_store(self.config.store.url)
+
+    def __call__(self, connection: ConnectionConfig, cancel: threading.Event) -> RunResult:
+        """Run one sync of `connection`, stopping before the next batch once `cancel` is set."""
+        from connector.registry import create_adapter
+        from connector.sync import SyncOptions, run_sync
+
+        store = self._open_store()
+        try:
+            try:
+                mapping = self._load_mapping(connection)
+                adapter = create_adapter(connection.crm_settings(), state=store)
+            except Exception as exc:
+                return self._setup_failed(store, connection, exc)
+            try:
+                try:
+                    self._check_mapping(connection, adapter, mapping)
+                except Exception as exc:
+                    return self._setup_failed(store, connection, exc)
+                try:
+                    report = run_sync(
+                        config=self.config,
+                        connection=connection,
+                        adapter=adapter,
+                        store=store,
+                        mapping=mapping,
+                        options=SyncOptions(trigger=TRIGGER, cancel=cancel),
+                    )
+                except LockHeldError:
+                    raise
+                except Exception as exc:
+                    # run_sync recorded the failed run before raising; read its report back.
+                    return RunResult(
+                        self._failed_report(store, connection, exc),
+                        len(store.failed_writes(connection.name)),
+                    )
+                return RunResult(report.to_dict(), len(store.failed_writes(connection.name)))
+            finally:
+                adapter.close()
+        finally:
+            store.close()
+
+    def _load_mapping(self, connection: ConnectionConfig) -> Any:
+        from connector.mapping import load_mapping
+
+        source = self.config.source
+        base_dir = Path(source).parent if source and source != "environment" else Path.cwd()
+        return load_mapping(connection.mapping, base_dir=base_dir)
+
+    def _check_mapping(self, connection: ConnectionConfig, adapter: Any, mapping: Any) -> None:
+        """Refuse to run on a mapping error (as `sync` does), checked once per service life."""
+        if connection.name in self._checked:
+            return
+        from connector.errors import MappingErrors
+        from connector.mapping_check import check_mapping
+
+        errors = [
+            error
+            for error in check_mapping(mapping, adapter.describe)
+            if getattr(error, "severity", "error") == "error"
+        ]
+        if errors:
+            raise MappingErrors(errors)
+        self._checked.add(connection.name)
+
+    def _setup_failed(
+        self, store: SqliteStore, connection: ConnectionConfig, exc: Exception
+    ) -> RunResult:
+        """A run that failed before run_sync started: still recorded, so `status` shows why."""
+        run_id = _run_id()
+        report = {
+            "run_id": run_id,
+            "connection": connection.name,
+            "crm": connection.kind,
+            "trigger": TRIGGER,
+            "status": "failed",
+            "started_at": datetime.now(UTC).isoformat(),
+            "ended_at": datetime.now(UTC).isoformat(),
+            "message": redact(str(exc) or type(exc).__name__),
+        }
+        store.start_run(run_id, connection.name, TRIGGER)
+        store.finish_run(run_id, "failed", report)
+        return RunResult(report, None)
+
+    def _failed_report(
+        self, store: SqliteStore, connection: ConnectionConfig, exc: Exception
+    ) -> dict[str, Any]:
+        for run in store.recent_runs(connection.name, limit=1):
+            report = run["report"]
+            if run["status"] == "failed" and report.get("run_id") == run["run_id"]:
+                return dict(report)
+        return {
+            "connection": connection.name,
+            "crm": connection.kind,
+            "trigger": TRIGGER,
+            "status": "failed",
+            "message": redact(str(exc) or type(exc).__name__),
+        }
+
+
+# -- the service ----------------------------------------------------------------------------------
+
+
+class Service:
+    """The scheduler with its jobs, listeners, metrics and shutdown logic."""
+
+    def __init__(
+        self,
+        config: AppConfig,
+        *,
+        interval_seconds: float | None = None,
+        max_runs: int | None = None,
+        runner: Runner | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        """Validate the schedules and build the (not yet started) scheduler.
+
+        Args:
+            config: the configuration.
+            interval_seconds: replaces every connection's schedule.
+            max_runs: stop after this many completed runs (for trials and tests).
+            runner: runs one connection (tests inject a fake); default ConnectionRunner.
+            clock: current time, for the start-up computation (tests).
+
+        Raises:
+            ConfigError: no enabled connection, or an invalid schedule.
+        """
+        self.config = config
+        self.interval_override = interval_seconds
+        self.max_runs = max_runs
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.runner: Runner = runner or ConnectionRunner(config)
+        self.connections = {name: conn for name, conn in config.connections.items() if conn.enabled}
+        if not self.connections:
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        "connections",
+                        "no enabled connection to schedule",
+                        "add a [connections.NAME] section or set enabled = true",
+                    )
+                ],
+                config.source,
+            )
+        # Validate every schedule before starting anything, so a typo fails fast with exit 78.
+        self.triggers = {
+            name: build_trigger(conn, interval_seconds) for name, conn in self.connections.items()
+        }
+        self.metrics = Metrics()
+        self.stop_event = threading.Event()
+        self.started_at: datetime | None = None
+        self._lock = threading.Lock()
+        self._active: dict[str, threading.Event] = {}
+        self._completed = 0
+        self._server: MetricsServer | None = None
+        # Explicit UTC and one worker per connection: max_instances=1 means no more are needed.
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(max_workers=len(self.connections))},
+            job_defaults={"coalesce": True, "max_instances": 1},
+        )
+        self.scheduler.add_listener(
+            self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def open_store(self) -> SqliteStore:
+        """A new connection to the state store (each thread and run has its own)."""
+        return open_store(self.config.store.url)
+
+    def start(self) -> None:
+        """Start the scheduler and register the jobs (and the metrics endpoint, if configured)."""
+        self.started_at = self.clock()
+        self._seed_metrics()
+        if self.config.metrics.port is not None:
+            self._server = MetricsServer(
+                self.metrics,
+                self.health,
+                host=self.config.metrics.host,
+                port=self.config.metrics.port,
+            ).start()
+        # Started paused so add_job goes straight to the job store: replace_existing applies and
+        # no job fires before every job is registered.
+        self.scheduler.start(paused=True)
+        self.register_jobs()
+        self.scheduler.resume()
+
+    def register_jobs(self) -> None:
+        """Add (or replace) one job per enabled connection; safe to call again."""
+        now = self.clock()
+        store = self.open_store()
+        try:
+            last = {name: last_run_started(store, name) for name in self.connections}
+        finally:
+            store.close()
+        for name, connection in self.connections.items():
+            first = first_run_time(connection, last[name], now, self.interval_override)
+            self.scheduler.add_job(
+                self._run_job,
+                trigger=self.triggers[name],
+                args=(name,),
+                id=name,
+                name=f"sync {name}",
+                replace_existing=True,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=connection.schedule.misfire_grace_seconds,
+                next_run_time=first,
+            )
+            catch_up = last[name] is not None and first == now
+            log.info(
+                "job scheduled; first run %s%s",
+                first.isoformat(),
+                " (catching up a missed run)" if catch_up else "",
+                extra={"connection": name, "crm": connection.kind},
+            )
+
+    def run_forever(self) -> int:
+        """Start, block until stop is requested (signal or max_runs), shut down; returns 0."""
+        self.start()
+        try:
+            # A timeout keeps the main thread responsive to signals on every platform.
+            while not self.stop_event.wait(0.5):
+                pass
+        finally:
+            self.shutdown()
+        return 0
+
+    def request_stop(self, *, cancel_runs: bool = True) -> None:
+        """Stop starting runs; with cancel_runs, ask the running ones to stop before their next batch."""
+        with self._lock:
+            self.stop_event.set()
+            if cancel_runs:
+                for cancel in self._active.values():
+                    cancel.set()
+
+    def shutdown(self) -> None:
+        """Stop the scheduler, waiting for running jobs, and close the metrics endpoint."""
+        if self.scheduler.running:
+            self.scheduler.pause()
+            self.scheduler.shutdown(wait=True)
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        log.info("scheduler stopped", extra={"detail": f"{self._completed} runs completed"})
+
+    @property
+    def completed_runs(self) -> int:
+        """Runs finished since start (skipped ones excluded)."""
+        return self._completed
+
+    @property
+    def metrics_server(self) -> MetricsServer | None:
+        """The running metrics endpoint, if configured."""
+        return self._server
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def _run_job(self, name: str) -> None:
+        connection = self.connections[name]
+        cancel = threading.Event()
+        with self._lock:
+            if self.stop_event.is_set():
+                return
+            self._active[name] = cancel
+        context = {"connection": name, "crm": connection.kind}
+        log.info("run starting", extra=context)
+        try:
+            result = self.runner(connection, cancel)
+        except LockHeldError as exc:
+            self._record_skipped(name, str(exc))
+            return
+        except Exception as exc:  # a bug in the runner must not kill the scheduler thread
+            log.exception("run crashed", extra=context)
+            result = RunResult(
+                {
+                    "connection": name,
+                    "crm": connection.kind,
+                    "status": "failed",
+                    "message": redact(f"{type(exc).__name__}: {exc}"),
+                }
+            )
+        finally:
+            with self._lock:
+                self._active.pop(name, None)
+        self.metrics.record_run(result.report, result.pending_retries)
+        status = str(result.report.get("status"))
+        level = logging.WARNING if status == "failed" else logging.INFO
+        log.log(
+            level,
+            "run finished: %s",
+            status,
+            extra={
+                **context,
+                "run_id": result.report.get("run_id"),
+                "detail": result.report.get("message") or None,
+            },
+        )
+        with self._lock:
+            self._completed += 1
+            if self.max_runs is not None and self._completed >= self.max_runs:
+                self.stop_event.set()
+
+    def _on_event(self, event: Any) -> None:
+        name = str(event.job_id)
+        try:
+            if event.code == EVENT_JOB_MAX_INSTANCES:
+                self._record_skipped(
+                    name, "the previous run of this connection is still going (max_instances=1)"
+                )
+            elif event.code == EVENT_JOB_MISSED:
+                grace = self.connections[name].schedule.misfire_grace_seconds
+                self._record_skipped(
+                    name,
+                    f"missed its start time {event.scheduled_run_time.isoformat()} by more than "
+                    f"the misfire grace of {grace} s; the next run catches up",
+                )
+            elif event.code == EVENT_JOB_ERROR:
+                log.error(
+                    "job raised: %s",
+                    redact(repr(event.exception)),
+                    extra={"connection": name},
+                )
+        except Exception:  # listeners run in the scheduler thread; it must survive
+            log.exception("could not record a scheduler event", extra={"connection": name})
+
+    def _record_skipped(self, name: str, reason: str) -> None:
+        log.warning("run skipped: %s", reason, extra={"connection": name})
+        self.metrics.record_skipped(name)
+        store = self.open_store()
+        try:
+            store.record_skipped_run(_run_id(), name, TRIGGER, redact(reason))
+        finally:
+            store.close()
+
+    # -- metrics and health -------------------------------------------------------------------
+
+    def _seed_metrics(self) -> None:
+        """Start the gauges from the history, so a restart does not reset last success to nothing."""
+        store = self.open_store()
+        try:
+            for name in self.connections:
+                self.metrics.declare(name)
+                self.metrics.pending_retries.labels(connection=name).set(
+                    len(store.failed_writes(name))
+                )
+                for run in store.recent_runs(name, limit=HISTORY_SCAN):
+                    if run["status"] in SUCCESS_STATUSES and run.get("ended_at"):
+                        ended = datetime.fromisoformat(run["ended_at"])
+                        self.metrics.set_last_success(name, ended)
+                        break
+        finally:
+            store.close()
+
+    def expectations(self) -> dict[str, Expectation]:
+        """Each connection's expected interval and grace, for /healthz."""
+        now = self.clock()
+        return {
+            name: Expectation(
+                expected_interval(conn, now, self.interval_override),
+                float(conn.schedule.misfire_grace_seconds),
+            )
+            for name, conn in self.connections.items()
+        }
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, details) for /healthz, read from the run history."""
+        store = self.open_store()
+        try:
+            runs = {name: store.recent_runs(name, limit=HISTORY_SCAN) for name in self.connections}
+        finally:
+            store.close()
+        return health_report(
+            runs, self.expectations(), now=self.clock(), service_started=self.started_at
+        )
+
+
+@contextmanager
+def _stop_on_signals(stop: Callable[[int], None]) -> Iterator[None]:
+    """Route SIGTERM and SIGINT to `stop` while the service runs; restore the old handlers after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous: Mapping[int, Any] = {sig: signal.getsignal(sig) for sig in signals}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop(signum)
+
+    for sig in signals:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+def serve(
+    config: AppConfig, interval_seconds: int | None = None, max_runs: int | None = None
+) -> int:
+    """Run the scheduler service until SIGTERM/SIGINT (or until max_runs runs completed).
+
+    Args:
+        config: the configuration.
+        interval_seconds: replaces every connection's schedule (trials and tests).
+        max_runs: stop after this many completed runs.
+
+    Returns:
+        The exit code: 0 after a clean shutdown.
+
+    Raises:
+        ConfigError: no enabled connection or an invalid schedule (exit 78).
+    """
+    service = Service(config, interval_seconds=interval_seconds, max_runs=max_runs)
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        # Only sets events here: logging from a signal handler can deadlock on the handler lock.
+        received.append(signum)
+        service.request_stop(cancel_runs=True)
+
+    with _stop_on_signals(stop):
+        log.info(
+            "scheduler starting",
+            extra={"detail": f"{len(service.connections)} connection(s)"},
+        )
+        code = service.run_forever()
+    if received:
+        log.info(
+            "stopped by signal %s",
+            signal.Signals(received[0]).name,
+            extra={"detail": "running runs were asked to stop after their current batch"},
+        )
+    return code
+
+
+__all__ = [
+    "ConnectionRunner",
+    "RunResult",
+    "Service",
+    "build_trigger",
+    "crontab_day_of_week",
+    "expected_interval",
+    "first_run_time",
+    "next_run_times",
+    "serve",
+]
