@@ -294,8 +294,12 @@ class MetricsServer:
 
     def start(self) -> MetricsServer:
         """Serve in a background thread."""
+        # A short poll keeps shutdown quick; an idle poll every 0.1 s costs nothing measurable.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="crm-risk-metrics", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="crm-risk-metrics",
+            daemon=True,
         )
         self._thread.start()
         log.info("metrics endpoint listening", extra={"detail": self.url})
