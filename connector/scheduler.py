@@ -460,6 +460,10 @@ class Service:
         Raises:
             ConfigError: no enabled connection, or an invalid schedule.
         """
+        if interval_seconds is not None and interval_seconds <= 0:
+            raise ConfigError(
+                [ConfigProblem("--interval-seconds", "must be a positive number of seconds")]
+            )
         self.config = config
         self.interval_override = interval_seconds
         self.max_runs = max_runs
@@ -508,13 +512,24 @@ class Service:
         """Start the scheduler and register the jobs (and the metrics endpoint, if configured)."""
         self.started_at = self.clock()
         self._seed_metrics()
-        if self.config.metrics.port is not None:
-            self._server = MetricsServer(
-                self.metrics,
-                self.health,
-                host=self.config.metrics.host,
-                port=self.config.metrics.port,
-            ).start()
+        metrics = self.config.metrics
+        if metrics.port is not None:
+            try:
+                server = MetricsServer(
+                    self.metrics, self.health, host=metrics.host, port=metrics.port
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    [
+                        ConfigProblem(
+                            "[metrics] port",
+                            f"cannot listen on {metrics.host}:{metrics.port}: {exc.strerror or exc}",
+                            "choose a free port or remove it to disable the endpoint",
+                        )
+                    ],
+                    self.config.source,
+                ) from None
+            self._server = server.start()
         # Started paused so add_job goes straight to the job store: replace_existing applies and
         # no job fires before every job is registered.
         self.scheduler.start(paused=True)
@@ -553,8 +568,8 @@ class Service:
 
     def run_forever(self) -> int:
         """Start, block until stop is requested (signal or max_runs), shut down; returns 0."""
-        self.start()
         try:
+            self.start()
             # A timeout keeps the main thread responsive to signals on every platform.
             while not self.stop_event.wait(0.5):
                 pass

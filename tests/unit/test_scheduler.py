@@ -195,6 +195,11 @@ def test_invalid_schedule_is_a_config_error_naming_the_key(
     assert caught.value.problems[0].key_path == f"[connections.acme] {key}"
 
 
+def test_non_positive_interval_override_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="interval-seconds"):
+        Service(make_config(tmp_path), interval_seconds=0, runner=FakeRunner())
+
+
 def test_service_without_enabled_connections_refuses_to_start(tmp_path: Path) -> None:
     config = make_config(tmp_path, {"acme": {"enabled": False}})
     with pytest.raises(ConfigError, match="no enabled connection"):
@@ -457,3 +462,19 @@ def test_expected_interval_of_a_cron_is_the_gap_between_fires(tmp_path: Path) ->
     assert expected_interval(config.connections["daily"], NOW) == 86400
     assert expected_interval(config.connections["hourly"], NOW) == 3600
     assert expected_interval(config.connections["hourly"], NOW, interval_override=5) == 5
+
+
+def test_busy_metrics_port_is_a_config_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = make_config(tmp_path).model_copy(
+            update={"metrics": AppConfig().metrics.model_copy(update={"port": port})}
+        )
+        service = Service(config, runner=FakeRunner())
+        with pytest.raises(ConfigError, match=r"\[metrics\] port"):
+            service.run_forever()
+    assert not service.scheduler.running
