@@ -254,6 +254,9 @@ def cmd_sync(args: argparse.Namespace, console: Console) -> int:
             mapping=mapping,
             options=options,
         )
+        from connector.metrics import export_one_shot
+
+        export_one_shot(config, report.to_dict(), len(store.failed_writes(connection.name)))
     if args.json:
         _print_json(console, report.to_dict())
     else:
