@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.errors import ConnectorError, CrmError, RecordError, RunCancelled
 from connector.mapping import FieldMapping
-from connector.models import RawRecord
+from connector.models import Account, RawRecord, RiskAssessment
 from connector.planner import LedgerView, plan_account, plan_tasks
 from connector.policy import policy_fingerprint
 from connector.protocol import CrmAdapter
@@ -377,14 +377,18 @@ class _Engine:
             self.options.after_batch()
 
     def _portfolio(self) -> None:
-        rows = []
+        report = portfolio_report(self._scored_rows())
+        summary = report.to_dict()
+        if summary:
+            self.report.portfolio = summary
+
+    def _scored_rows(self) -> Iterator[tuple[Account, RiskAssessment, Decimal]]:
+        # A generator: a 100k-account portfolio is summarised without holding it in memory.
         for stored in self.store.iter_accounts(self.name):
             assessment = self.store.get_assessment(self.name, stored.account.crm_id)
             if assessment is not None:
                 exposure = Decimal(str(assessment.features.get("exposure") or 0))
-                rows.append((stored.account, assessment, exposure))
-        if rows:
-            self.report.portfolio = portfolio_report(rows).to_dict()
+                yield stored.account, assessment, exposure
 
 
 def _last_review(ledger: dict[str, Any]) -> date | None:
