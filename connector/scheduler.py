@@ -747,6 +747,25 @@ def _stop_on_signals(stop: Callable[[int], None]) -> Iterator[None]:
             signal.signal(number, old)
 
 
+@contextmanager
+def _apscheduler_logs_through_ours() -> Iterator[None]:
+    """Send APScheduler's errors through our (JSON, redacting) handlers instead of bare stderr.
+
+    Only ERROR and above: its skip and misfire warnings duplicate the ones we log with context.
+    """
+    ours = logging.getLogger("crm_risk")
+    theirs = logging.getLogger("apscheduler")
+    saved = (list(theirs.handlers), theirs.level, theirs.propagate)
+    theirs.handlers = list(ours.handlers)
+    theirs.setLevel(logging.ERROR)
+    theirs.propagate = False
+    try:
+        yield
+    finally:
+        theirs.handlers, level, theirs.propagate = saved[0], saved[1], saved[2]
+        theirs.setLevel(level)
+
+
 def serve(
     config: AppConfig, interval_seconds: int | None = None, max_runs: int | None = None
 ) -> int:
@@ -771,7 +790,7 @@ def serve(
         received.append(signum)
         service.request_stop(cancel_runs=True)
 
-    with _stop_on_signals(stop):
+    with _stop_on_signals(stop), _apscheduler_logs_through_ours():
         log.info(
             "scheduler starting",
             extra={"detail": f"{len(service.connections)} connection(s)"},
