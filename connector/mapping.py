@@ -535,6 +535,14 @@ class CompiledField:
         """The CRM field path, or an empty string for a static value."""
         return self.spec.crm or ""
 
+    def accepts(self, crm_value: Any) -> bool:
+        """Whether a CRM value converts to a canonical value (e.g. a known invoice status)."""
+        try:
+            self.convert(crm_value)
+        except _Bad:
+            return False
+        return True
+
     def read(self, fields: Mapping[str, Any]) -> Any:
         """The canonical value in a record's CRM fields; None when empty. Raises _Bad."""
         if self.has_static:
@@ -709,6 +717,7 @@ class FieldMapping:
         self.crm = spec.crm
         self._objects: dict[str, ObjectSpec] = {str(k): v for k, v in spec.objects.items()}
         where = origin or (lambda _key: source)
+        self._origin = where
         errors: list[MappingError] = []
         self._fields: dict[str, dict[str, CompiledField]] = {}
         self._filters: dict[
@@ -798,6 +807,10 @@ class FieldMapping:
                 key=f"objects.{kind}.fields.{name}",
             ) from None
 
+    def file_for(self, key: str) -> str:
+        """The mapping file that set a key (the user's file or the preset it extends)."""
+        return self._origin(key)
+
     def crm_object(self, kind: str) -> str:
         """The CRM object (Salesforce sObject, Zoho module) holding this canonical kind."""
         obj = self._objects.get(kind)
@@ -808,6 +821,10 @@ class FieldMapping:
                 key=f"objects.{kind}",
             )
         return str(obj.crm_object)
+
+    def object_spec(self, kind: str) -> ObjectSpec | None:
+        """The object section as written (after extends), or None when absent."""
+        return self._objects.get(kind)
 
     def has_object(self, kind: str) -> bool:
         """Whether the mapping configures this kind (task is optional)."""

@@ -1,0 +1,589 @@
+"""Check a mapping against the CRM's live field metadata, and plan the custom fields it lacks.
+
+`check_mapping` answers "will this mapping work on this org?" before the first write: every
+mapped field exists, has a compatible type and length, is writable where we write it, and the
+picklist values we use exist. `plan_fields` lists the custom fields to create, and renders them
+as Salesforce CustomField metadata (source format) or as Zoho setup steps.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from connector.errors import FatalCrmError, MappingError
+from connector.mapping import CANONICAL_LABELS, CompiledField, FieldMapping
+from connector.protocol import FieldDescription, ObjectDescription
+
+Describe = Callable[[str], ObjectDescription]
+METADATA_NS = "http://soap.sforce.com/2006/04/metadata"
+PERMISSION_SET = "CRM_Risk_Connector"
+# Below this a reasons field holds little more than the first reason.
+MIN_REASONS_LENGTH = 255
+
+# CRM type (mapping side) -> field families that can hold it.
+_READ_FAMILIES: dict[str, frozenset[str]] = {
+    "id": frozenset({"id", "reference", "string"}),
+    "reference": frozenset({"reference", "id", "string"}),
+    "string": frozenset({"string", "text", "picklist", "reference", "id", "other"}),
+    "text": frozenset({"text", "string"}),
+    "picklist": frozenset({"picklist", "string", "text"}),
+    "integer": frozenset({"integer", "number"}),
+    "number": frozenset({"number", "integer", "currency", "percent"}),
+    "currency": frozenset({"currency", "number", "integer"}),
+    "percent": frozenset({"percent", "number"}),
+    "boolean": frozenset({"boolean"}),
+    "date": frozenset({"date", "datetime"}),
+    "datetime": frozenset({"datetime"}),
+}
+# Writes are stricter: a decimal into an integer field is rejected or silently rounded by the CRM.
+_WRITE_FAMILIES: dict[str, frozenset[str]] = {
+    **_READ_FAMILIES,
+    "number": frozenset({"number", "currency"}),
+    "currency": frozenset({"currency", "number"}),
+    "date": frozenset({"date"}),
+}
+_TEXT_FAMILIES = frozenset({"string", "text", "picklist"})
+_FAMILY_HINT = {
+    "integer": "integer",
+    "number": "number",
+    "currency": "currency",
+    "percent": "percent",
+    "string": "string",
+    "text": "text",
+    "picklist": "picklist",
+    "date": "date",
+    "datetime": "datetime",
+    "boolean": "boolean",
+}
+
+
+class MappingWarning(MappingError):
+    """A mapping problem that does not stop a sync (the engine copes, but the admin should know)."""
+
+    severity = "warning"
+
+
+def _field_key(item: CompiledField) -> str:
+    return f"objects.{item.kind}.fields.{item.name}"
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    description: FieldDescription | None
+    # True when the path goes through a relationship: the leaf lives on another object.
+    via_relationship: bool = False
+
+
+def _resolve(path: str, obj: ObjectDescription, case_insensitive: bool) -> _Resolved | None:
+    head, dot, _rest = path.partition(".")
+    fields = obj.fields
+    found = fields.get(head)
+    if found is None and case_insensitive:
+        lowered = {name.lower(): desc for name, desc in fields.items()}
+        found = lowered.get(head.lower())
+    if not dot:
+        return _Resolved(found) if found is not None else None
+    if found is not None:
+        return _Resolved(found, via_relationship=True)
+    # Salesforce relationship names: Owner -> OwnerId, Parent__r -> Parent__c.
+    candidates = [f"{head}Id", f"{head[:-3]}__c" if head.endswith("__r") else ""]
+    for candidate in filter(None, candidates):
+        found = fields.get(candidate)
+        if found is None and case_insensitive:
+            found = {n.lower(): d for n, d in fields.items()}.get(candidate.lower())
+        if found is not None and found.family in ("reference", "id", "other"):
+            return _Resolved(found, via_relationship=True)
+    return None
+
+
+def _written_values(item: CompiledField) -> list[str]:
+    """The CRM values the connector can write into a label field."""
+    labels = CANONICAL_LABELS.get(item.name, ())
+    return [str(item.reverse_values.get(label, label)) for label in labels]
+
+
+def check_mapping(mapping: FieldMapping, describe: Describe) -> list[MappingError]:
+    """Check every mapped field against the CRM's metadata; return all problems found.
+
+    Args:
+        mapping: a loaded mapping (shape and canonical names were checked at load).
+        describe: the adapter's `describe(crm_object)`.
+
+    Returns:
+        Errors (the sync refuses to start) and MappingWarning instances (`severity == "warning"`),
+        each naming the mapping file, the key, the CRM object and field, with close names.
+    """
+    problems: list[MappingError] = []
+    case_insensitive = mapping.crm == "salesforce"
+    for kind in ("account", "invoice", "task"):
+        if not mapping.has_object(kind):
+            continue
+        compiled = mapping.fields(kind)
+        if kind == "task" and not compiled:
+            # The adapter owns task fields; only overridden ones are ours to check.
+            continue
+        crm_object = mapping.crm_object(kind)
+        try:
+            obj = describe(crm_object)
+        except FatalCrmError as exc:
+            problems.append(
+                MappingError(
+                    f"the CRM has no object {crm_object!r} or this user cannot see it ({exc.message})",
+                    mapping_file=mapping.file_for(f"objects.{kind}.crm_object"),
+                    key=f"objects.{kind}.crm_object",
+                    crm_object=crm_object,
+                )
+            )
+            continue
+        for item in compiled.values():
+            if item.crm:
+                problems.extend(_check_field(mapping, item, obj, case_insensitive))
+        problems.extend(_check_filters(mapping, kind, obj, case_insensitive))
+    return problems
+
+
+def _check_field(
+    mapping: FieldMapping, item: CompiledField, obj: ObjectDescription, case_insensitive: bool
+) -> list[MappingError]:
+    key = _field_key(item)
+    file = mapping.file_for(key)
+    problems: list[MappingError] = []
+
+    def problem(message: str, *, warning: bool = False, suggestions: Iterable[str] = ()) -> None:
+        cls = MappingWarning if warning else MappingError
+        problems.append(
+            cls(
+                message,
+                mapping_file=file,
+                key=key,
+                crm_object=obj.name,
+                crm_field=item.crm,
+                suggestions=list(suggestions),
+            )
+        )
+
+    resolved = _resolve(item.crm, obj, case_insensitive)
+    if resolved is None:
+        head = item.crm.partition(".")[0]
+        names = list(obj.fields)
+        close = difflib.get_close_matches(head, names, n=3, cutoff=0.6)
+        if not close:
+            close = [name for name in names if name.lower() == head.lower()]
+        problem(
+            "field not found (missing, or hidden from the integration user by field-level security)",
+            suggestions=close,
+        )
+        return problems
+    desc = resolved.description
+    if desc is None or resolved.via_relationship:
+        # The leaf is on the related object (Owner.IsActive, Account_Name.id): only the
+        # relationship itself is checked here.
+        return problems
+    writes = item.direction in ("write", "read_write")
+    families = (_WRITE_FAMILIES if writes else _READ_FAMILIES)[item.crm_type]
+    if item.spec.values and not writes:
+        families = families | {"picklist", "string", "text"}
+    if desc.family not in families:
+        expected = ", ".join(sorted(families))
+        hint = _FAMILY_HINT.get(desc.family)
+        tip = f'; if the CRM value is right, set type = "{hint}"' if hint else ""
+        problem(
+            f"type mismatch: {item.name} needs a field of type {expected}, "
+            f"the CRM field is {desc.type} ({desc.family}){tip}"
+        )
+        return problems
+    if writes and not desc.updateable:
+        problem(
+            "read-only field mapped for writing (formula, system field, or no edit permission "
+            "for the integration user)"
+        )
+    if writes and desc.family in _TEXT_FAMILIES:
+        problems.extend(_check_text_length(item, desc, file, key, obj.name))
+    if desc.family == "picklist" and desc.picklist_values:
+        problems.extend(_check_picklist(item, desc, file, key, obj.name, writes))
+    return problems
+
+
+def _check_text_length(
+    item: CompiledField, desc: FieldDescription, file: str, key: str, crm_object: str
+) -> list[MappingError]:
+    out: list[MappingError] = []
+    length, wanted = desc.length, item.spec.max_length
+
+    def add(message: str, *, warning: bool = False) -> None:
+        cls = MappingWarning if warning else MappingError
+        out.append(
+            cls(message, mapping_file=file, key=key, crm_object=crm_object, crm_field=item.crm)
+        )
+
+    if length is None:
+        return out
+    if wanted is not None and length < wanted:
+        add(
+            f"text too short: the field holds {length} characters, the mapping writes up to "
+            f"{wanted}; lengthen the field or set max_length = {length}"
+        )
+    elif item.name == "risk_reasons" and length < MIN_REASONS_LENGTH:
+        add(
+            f"text too short for the reasons: {length} characters (at least "
+            f"{MIN_REASONS_LENGTH} recommended); most reasons will be cut",
+            warning=True,
+        )
+    elif wanted is None and item.canonical == "text":
+        add(
+            f"no max_length: set max_length = {length} so long text is cut, not rejected",
+            warning=True,
+        )
+    longest = max((len(value) for value in _written_values(item)), default=0)
+    if desc.family != "picklist" and longest > length:
+        add(
+            f"text too short: {item.name} values need {longest} characters, the field holds {length}"
+        )
+    return out
+
+
+def _check_picklist(
+    item: CompiledField,
+    desc: FieldDescription,
+    file: str,
+    key: str,
+    crm_object: str,
+    writes: bool,
+) -> list[MappingError]:
+    out: list[MappingError] = []
+    allowed = set(desc.picklist_values)
+
+    def add(message: str, *, warning: bool = False, suggestions: Iterable[str] = ()) -> None:
+        cls = MappingWarning if warning else MappingError
+        out.append(
+            cls(
+                message,
+                mapping_file=file,
+                key=key,
+                crm_object=crm_object,
+                crm_field=item.crm,
+                suggestions=list(suggestions),
+            )
+        )
+
+    if writes:
+        for value in _written_values(item):
+            if value not in allowed:
+                add(
+                    f"picklist value missing: the connector writes {value!r}; add it to the "
+                    f"picklist or map it with values",
+                    suggestions=difflib.get_close_matches(value, sorted(allowed), n=3),
+                )
+        return out
+    for crm_value in item.spec.values or {}:
+        if crm_value not in allowed:
+            add(
+                f"picklist value missing: values maps {crm_value!r}, which the picklist lacks",
+                warning=True,
+                suggestions=difflib.get_close_matches(crm_value, sorted(allowed), n=3),
+            )
+    if item.canonical == "status":
+        unmapped = []
+        for crm_value in desc.picklist_values:
+            if crm_value in (item.spec.values or {}):
+                continue
+            if not item.accepts(crm_value):
+                unmapped.append(crm_value)
+        if unmapped:
+            add(
+                "picklist values without a canonical status (records with them are quarantined "
+                f"unless a filter excludes them): {', '.join(unmapped)}",
+                warning=True,
+            )
+    return out
+
+
+def _check_filters(
+    mapping: FieldMapping, kind: str, obj: ObjectDescription, case_insensitive: bool
+) -> list[MappingError]:
+    out: list[MappingError] = []
+    spec = mapping.object_spec(kind)
+    if spec is None:
+        return out
+    compiled = mapping.fields(kind)
+    for rule_name, rule in (("exclude", spec.exclude), ("include", spec.include)):
+        for filter_key, listed in rule.items():
+            path = compiled[filter_key].crm if filter_key in compiled else filter_key
+            key = f"objects.{kind}.{rule_name}.{filter_key}"
+            file = mapping.file_for(key)
+            resolved = _resolve(path, obj, case_insensitive)
+            if resolved is None:
+                out.append(
+                    MappingError(
+                        "filter field not found",
+                        mapping_file=file,
+                        key=key,
+                        crm_object=obj.name,
+                        crm_field=path,
+                        suggestions=difflib.get_close_matches(path, list(obj.fields), n=3),
+                    )
+                )
+                continue
+            desc = resolved.description
+            if desc is None or desc.family != "picklist" or not desc.picklist_values:
+                continue
+            for value in listed:
+                if str(value) not in desc.picklist_values:
+                    out.append(
+                        MappingWarning(
+                            f"filter value {value!r} is not a picklist value",
+                            mapping_file=file,
+                            key=key,
+                            crm_object=obj.name,
+                            crm_field=path,
+                            suggestions=difflib.get_close_matches(
+                                str(value), list(desc.picklist_values), n=3
+                            ),
+                        )
+                    )
+    return out
+
+
+# -- field planning ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MissingField:
+    """A custom field the mapping needs and the CRM lacks, with the type to create it as."""
+
+    crm: str
+    crm_object: str
+    field: str
+    canonical: str
+    field_type: str  # Salesforce vocabulary: Number, Currency, Percent, Picklist, Text, ...
+    label: str
+    length: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+    picklist_values: tuple[str, ...] = ()
+    writable: bool = True
+    description: str = ""
+
+    def __str__(self) -> str:
+        size = ""
+        if self.length is not None:
+            size = f"({self.length})"
+        elif self.precision is not None:
+            size = f"({self.precision},{self.scale or 0})"
+        values = f" [{', '.join(self.picklist_values)}]" if self.picklist_values else ""
+        return (
+            f"{self.crm_object}.{self.field}: {self.field_type}{size}{values} for {self.canonical}"
+        )
+
+
+# Digits for numbers the connector writes: the score has one decimal (0-100.0).
+_NUMBER_SIZES: dict[str, tuple[int, int]] = {
+    "risk_score": (4, 1),
+    "probability_late": (5, 4),
+    "external_score": (6, 2),
+    "exchange_rate": (12, 6),
+    "payment_terms_days": (4, 0),
+    "employees": (8, 0),
+}
+
+
+def _creatable(mapping: FieldMapping, path: str) -> bool:
+    if "." in path:
+        return False
+    if mapping.crm == "salesforce":
+        # Only unmanaged custom fields: a namespaced one (blng__X__c) comes with its package.
+        return path.endswith("__c") and "__" not in path[:-3]
+    return True
+
+
+def _label(name: str) -> str:
+    base = name[:-3] if name.endswith("__c") else name
+    return base.replace("_", " ").strip()
+
+
+def _missing_field(item: CompiledField, crm_object: str, crm: str) -> MissingField:
+    common: dict[str, Any] = {
+        "crm": crm,
+        "crm_object": crm_object,
+        "field": item.crm,
+        "canonical": item.name,
+        "label": _label(item.crm),
+        "writable": item.direction in ("write", "read_write"),
+        "description": f"crm-risk-connector: {item.name}",
+    }
+    crm_type = item.crm_type
+    if crm_type == "picklist":
+        values = _written_values(item) or [str(key) for key in item.spec.values or {}]
+        if values:
+            return MissingField(
+                **common, field_type="Picklist", picklist_values=tuple(dict.fromkeys(values))
+            )
+        return MissingField(**common, field_type="Text", length=255)
+    if crm_type == "text":
+        wanted = item.spec.max_length or 32768
+        if wanted <= 255:
+            return MissingField(**common, field_type="Text", length=wanted)
+        return MissingField(**common, field_type="LongTextArea", length=max(wanted, 256))
+    if crm_type in ("string", "id", "reference"):
+        return MissingField(**common, field_type="Text", length=item.spec.max_length or 255)
+    if crm_type == "currency":
+        return MissingField(**common, field_type="Currency", precision=16, scale=2)
+    if crm_type == "percent":
+        return MissingField(**common, field_type="Percent", precision=5, scale=2)
+    if crm_type in ("number", "integer"):
+        precision, scale = _NUMBER_SIZES.get(item.name, (18, 0 if crm_type == "integer" else 2))
+        return MissingField(**common, field_type="Number", precision=precision, scale=scale)
+    if crm_type == "boolean":
+        return MissingField(**common, field_type="Checkbox")
+    if crm_type == "date":
+        return MissingField(**common, field_type="Date")
+    return MissingField(**common, field_type="DateTime")
+
+
+def plan_fields(mapping: FieldMapping, describe: Describe) -> list[MissingField]:
+    """List the custom fields the mapping names that the CRM lacks (objects must exist).
+
+    Returns:
+        One MissingField per field to create, with a type and size fit for what the connector
+        reads or writes there.
+    """
+    missing: list[MissingField] = []
+    case_insensitive = mapping.crm == "salesforce"
+    for kind in ("account", "invoice"):
+        crm_object = mapping.crm_object(kind)
+        try:
+            obj = describe(crm_object)
+        except FatalCrmError:
+            continue
+        for item in mapping.fields(kind).values():
+            if not item.crm or not _creatable(mapping, item.crm):
+                continue
+            if _resolve(item.crm, obj, case_insensitive) is None:
+                missing.append(_missing_field(item, crm_object, mapping.crm))
+    return missing
+
+
+def _xml(root: ET.Element) -> str:
+    ET.indent(root, space="    ")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _sub(parent: ET.Element, tag: str, text: object) -> ET.Element:
+    element = ET.SubElement(parent, tag)
+    element.text = str(text).lower() if isinstance(text, bool) else str(text)
+    return element
+
+
+def salesforce_metadata(missing: Iterable[MissingField]) -> dict[str, str]:
+    """Salesforce CustomField XML in source format, plus a permission set granting access.
+
+    Deploy with `sf project deploy start --source-dir <output>`; then assign the permission set
+    to the integration user (a field without field-level security is invisible to the API).
+
+    Returns:
+        Relative path -> file text, e.g. `objects/Account/fields/Risk_Score__c.field-meta.xml`.
+    """
+    files: dict[str, str] = {}
+    permissions: list[MissingField] = []
+    for item in missing:
+        root = ET.Element("CustomField", xmlns=METADATA_NS)
+        _sub(root, "fullName", item.field)
+        _sub(root, "description", item.description)
+        _sub(root, "externalId", False)
+        _sub(root, "label", item.label)
+        if item.field_type in ("Text", "LongTextArea") and item.length is not None:
+            _sub(root, "length", item.length)
+        if item.precision is not None:
+            _sub(root, "precision", item.precision)
+        _sub(root, "required", False)
+        if item.scale is not None:
+            _sub(root, "scale", item.scale)
+        _sub(root, "trackHistory", False)
+        if item.field_type == "Checkbox":
+            _sub(root, "defaultValue", False)
+        _sub(root, "type", item.field_type)
+        if item.field_type == "Text":
+            _sub(root, "unique", False)
+        if item.field_type == "LongTextArea":
+            _sub(root, "visibleLines", 5)
+        if item.picklist_values:
+            value_set = ET.SubElement(root, "valueSet")
+            _sub(value_set, "restricted", True)
+            definition = ET.SubElement(value_set, "valueSetDefinition")
+            _sub(definition, "sorted", False)
+            for value in item.picklist_values:
+                entry = ET.SubElement(definition, "value")
+                _sub(entry, "fullName", value)
+                _sub(entry, "default", False)
+                _sub(entry, "label", value)
+        files[f"objects/{item.crm_object}/fields/{item.field}.field-meta.xml"] = _xml(root)
+        permissions.append(item)
+    if permissions:
+        root = ET.Element("PermissionSet", xmlns=METADATA_NS)
+        _sub(root, "description", "Field access for the crm-risk-connector integration user")
+        for item in permissions:
+            grant = ET.SubElement(root, "fieldPermissions")
+            _sub(grant, "editable", item.writable)
+            _sub(grant, "field", f"{item.crm_object}.{item.field}")
+            _sub(grant, "readable", True)
+        _sub(root, "hasActivationRequired", False)
+        _sub(root, "label", "CRM Risk Connector")
+        files[f"permissionsets/{PERMISSION_SET}.permissionset-meta.xml"] = _xml(root)
+    return files
+
+
+_ZOHO_TYPES = {
+    "Text": "Single Line",
+    "LongTextArea": "Multi Line (Large)",
+    "Picklist": "Pick List",
+    "Currency": "Currency",
+    "Percent": "Percent",
+    "Checkbox": "Checkbox",
+    "Date": "Date",
+    "DateTime": "Date/Time",
+}
+
+
+def _zoho_type(item: MissingField) -> str:
+    if item.field_type == "Number":
+        if item.scale:
+            return f"Decimal, {item.scale} decimal places"
+        return "Number"
+    kind = _ZOHO_TYPES.get(item.field_type, item.field_type)
+    if item.field_type == "Text" and item.length:
+        return f"{kind}, length {item.length}"
+    if item.field_type == "LongTextArea" and item.length:
+        return f"{kind} (up to {item.length} characters)"
+    if item.picklist_values:
+        return f"{kind} with options: {', '.join(item.picklist_values)}"
+    return kind
+
+
+def zoho_field_instructions(missing: Iterable[MissingField]) -> str:
+    """The fields to create in Zoho CRM, grouped by module, as setup steps for an admin."""
+    by_module: dict[str, list[MissingField]] = {}
+    for item in missing:
+        by_module.setdefault(item.crm_object, []).append(item)
+    if not by_module:
+        return "Every mapped custom field exists.\n"
+    lines = [
+        "Create these fields in Zoho CRM: Setup > Customization > Modules and Fields > <module>",
+        "> Layout. Zoho derives the API name from the label, so type the label exactly as shown",
+        "and check the API name afterwards (Setup > Developer Hub > APIs > API names).",
+        "Then make each field visible and editable for the integration user's profile.",
+        "",
+    ]
+    for module, items in by_module.items():
+        lines.append(module)
+        for item in items:
+            access = "written by the connector" if item.writable else "read by the connector"
+            lines.append(
+                f"  - {item.label}  (API name {item.field}): {_zoho_type(item)}; "
+                f"{access} ({item.canonical})"
+            )
+        lines.append("")
+    return "\n".join(lines)
