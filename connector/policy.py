@@ -1,0 +1,263 @@
+"""The scoring policy: every number of the risk model as a setting, with the reference defaults."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from connector.models import StrictModel
+
+BANDS: tuple[str, ...] = ("A", "B", "C", "D", "E")
+
+# A piecewise-linear curve: (x, points) breakpoints with strictly increasing x; flat outside.
+Curve = tuple[tuple[float, float], ...]
+
+
+def _check_curve(value: Curve) -> Curve:
+    if len(value) < 2:
+        raise ValueError("a curve needs at least two [x, points] breakpoints")
+    xs = [x for x, _ in value]
+    if any(b <= a for a, b in itertools.pairwise(xs)):
+        raise ValueError("curve breakpoints must have strictly increasing x")
+    if any(not 0 <= p <= 100 for _, p in value):
+        raise ValueError("curve points must lie between 0 and 100")
+    return value
+
+
+class FactorWeights(StrictModel):
+    """Weights of the factors (reference A7, F1-F9); the score is Σ w·p / Σ w over available ones."""
+
+    dbt: float = Field(default=25, ge=0)
+    late_share: float = Field(default=10, ge=0)
+    past_due: float = Field(default=20, ge=0)
+    trend: float = Field(default=10, ge=0)
+    external_score: float = Field(default=15, ge=0)
+    disputes: float = Field(default=5, ge=0)
+    over_limit: float = Field(default=10, ge=0)
+    thin_file: float = Field(default=5, ge=0)
+    # Altman Z'': counts only when the financials are mapped (all inputs present), so it is
+    # "0, or 10 when configured" as the reference proposes.
+    financials: float = Field(default=10, ge=0)
+
+
+class FactorCurves(StrictModel):
+    """Points curves (x → 0-100 points) of the factors; anchors in reference A7."""
+
+    # Dollar-weighted days beyond terms: Tesorio 15/45/90, Upflow 30/60/90, PAYDEX 15/30/60 days.
+    dbt: Curve = ((0, 0), (15, 30), (30, 60), (60, 85), (90, 100))
+    # Share of paid amount settled later than the grace period.
+    late_share: Curve = ((0, 0), (0.5, 100))
+    # DBT of the last 90 days minus DBT of the prior period (days; positive = deteriorating).
+    trend: Curve = ((0, 0), (15, 100))
+    # Share of invoiced amount disputed.
+    disputes: Curve = ((0, 0), (0.5, 100))
+    # Exposure / current credit limit: Infor 80/90/100 %, SAP blocks above 100 %.
+    over_limit: Curve = ((0.5, 0), (0.8, 40), (1.0, 70), (1.2, 100))
+    # Altman Z'' (Altman 2000): safe above 2.6, distress below 1.1.
+    financials: Curve = ((0, 100), (1.1, 60), (2.6, 0))
+
+    _valid = field_validator("*")(_check_curve)
+
+
+class AgingPolicy(StrictModel):
+    """Aging buckets of open items, measured from the due date, and their points (F3)."""
+
+    # Upper edges (days past due) of the 1-30, 31-60 and 61-90 buckets; above the last is 90+.
+    edges: tuple[int, int, int] = (30, 60, 90)
+    # Points of current, 1-30, 31-60, 61-90 and 90+.
+    points: tuple[float, float, float, float, float] = (0, 25, 50, 75, 100)
+
+    @field_validator("edges")
+    @classmethod
+    def _increasing(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if not 0 < value[0] < value[1] < value[2]:
+            raise ValueError("bucket edges must be positive and increasing")
+        return value
+
+    @field_validator("points")
+    @classmethod
+    def _monotone(
+        cls, value: tuple[float, float, float, float, float]
+    ) -> tuple[float, float, float, float, float]:
+        if any(b < a for a, b in itertools.pairwise(value)) or not (
+            value[0] >= 0 and value[-1] <= 100
+        ):
+            raise ValueError("bucket points must rise from current to 90+ within 0-100")
+        return value
+
+
+class WindowPolicy(StrictModel):
+    """Trailing windows (days) over which payment behaviour is measured."""
+
+    trailing_days: int = Field(default=365, ge=30)
+    # Trend: DBT of the last `trend_recent_days` against the rest of the trailing window.
+    trend_recent_days: int = Field(default=90, ge=7)
+    # Paid more than this many days after the due date counts as late (F2).
+    grace_days: int = Field(default=5, ge=0)
+
+    @model_validator(mode="after")
+    def _recent_inside(self) -> WindowPolicy:
+        if self.trend_recent_days >= self.trailing_days:
+            raise ValueError("trend_recent_days must be shorter than trailing_days")
+        return self
+
+
+class ThinFilePolicy(StrictModel):
+    """When the payment history is too short to trust (F8 and the thin-file band cap)."""
+
+    # F8 gives 0 points from this many settled invoices in the trailing window ...
+    full_invoices: int = Field(default=12, ge=1)
+    # ... and this much tenure; fewer scale linearly up to 100 points.
+    full_tenure_days: int = Field(default=365, ge=1)
+    # Fewer settled invoices than this and no external score: band no better than `cap_band`.
+    cap_below_invoices: int = Field(default=3, ge=0)
+    cap_band: Literal["A", "B", "C", "D", "E"] = "B"
+
+
+class ExternalScorePolicy(StrictModel):
+    """How the agency score on the account is read (F5)."""
+
+    # Creditsafe, PAYDEX, Intelliscore and D&B percentiles are all 0/1-100 with 100 = safest.
+    scale_max: float = Field(default=100, gt=0)
+    higher_is_safer: bool = True
+    # Reports older than this are ignored (HighRadius re-pulls after 6 months).
+    max_age_days: int = Field(default=183, ge=1)
+
+
+class HardRulePolicy(StrictModel):
+    """Rules that floor the band whatever the weighted score says."""
+
+    severe_days_past_due: int = Field(default=90, ge=1)
+    # Overdue amount beyond `severe_days_past_due` that triggers the rule (the task rules use 100).
+    materiality_amount: Decimal = Field(default=Decimal(100), ge=0)
+    severe_delinquency_band: Literal["A", "B", "C", "D", "E"] = "D"
+    write_off_lookback_days: int = Field(default=365, ge=1)
+    write_off_band: Literal["A", "B", "C", "D", "E"] = "E"
+    insolvency_band: Literal["A", "B", "C", "D", "E"] = "E"
+
+
+class BandPolicy(StrictModel):
+    """Score cut-offs of the bands A-E and their labels (equal 20-point bands, Creditsafe-style)."""
+
+    # Lowest score of B, C, D and E.
+    cutoffs: tuple[float, float, float, float] = (20, 40, 60, 80)
+    # The 4-level picklist value written to CRMs that want one.
+    levels: dict[str, str] = Field(
+        default_factory=lambda: {
+            "A": "Low",
+            "B": "Low",
+            "C": "Medium",
+            "D": "High",
+            "E": "Critical",
+        }
+    )
+
+    @field_validator("cutoffs")
+    @classmethod
+    def _increasing(
+        cls, value: tuple[float, float, float, float]
+    ) -> tuple[float, float, float, float]:
+        if not 0 < value[0] < value[1] < value[2] < value[3] <= 100:
+            raise ValueError("band cut-offs must increase within 0-100")
+        return value
+
+    @field_validator("levels")
+    @classmethod
+    def _every_band(cls, value: dict[str, str]) -> dict[str, str]:
+        missing = [band for band in BANDS if band not in value]
+        if missing or set(value) - set(BANDS):
+            raise ValueError("levels needs exactly the bands A, B, C, D and E")
+        return value
+
+
+class LimitPolicy(StrictModel):
+    """How the recommended credit limit is derived (reference A7, "Recommended credit limit")."""
+
+    # Need-based exposure = monthly invoiced × (terms + tolerance) / 30.
+    need_window_days: int = Field(default=365, ge=30)
+    tolerance_days: int = Field(default=15, ge=0)
+    default_terms_days: int = Field(default=30, ge=0)
+    band_multipliers: dict[str, float] = Field(
+        default_factory=lambda: {"A": 1.0, "B": 0.85, "C": 0.65, "D": 0.35, "E": 0.0}
+    )
+    # Capacity: share of the customer's net worth and working capital, and the agency limit.
+    net_worth_share: float = Field(default=0.10, ge=0)
+    working_capital_share: float = Field(default=0.10, ge=0)
+    use_agency_limit: bool = True
+    # Insured limit plus this uninsured appetite caps the limit when an insured limit exists.
+    uninsured_appetite: Decimal = Field(default=Decimal(0), ge=0)
+    # No account's limit above this share of total portfolio exposure ...
+    concentration_cap_share: float = Field(default=0.10, gt=0, le=1)
+    # ... once the portfolio has at least this many accounts (small books are concentrated anyway).
+    concentration_min_accounts: int = Field(default=20, ge=1)
+    max_limit: Decimal | None = Field(default=None, ge=0)
+    # Limits are floored to this step (amounts below one step are floored to a power of ten).
+    rounding_step: Decimal = Field(default=Decimal(1000), gt=0)
+
+    @field_validator("band_multipliers")
+    @classmethod
+    def _every_band(cls, value: dict[str, float]) -> dict[str, float]:
+        if set(value) != set(BANDS):
+            raise ValueError("band_multipliers needs exactly the bands A, B, C, D and E")
+        if any(not 0 <= m <= 1 for m in value.values()):
+            raise ValueError("band multipliers lie between 0 and 1")
+        return value
+
+
+class ScoringPolicy(StrictModel):
+    """The whole risk model: `ScoringPolicy()` is the reference default model (A7)."""
+
+    model_version: str = "v1"
+    weights: FactorWeights = FactorWeights()
+    curves: FactorCurves = FactorCurves()
+    aging: AgingPolicy = AgingPolicy()
+    windows: WindowPolicy = WindowPolicy()
+    thin_file: ThinFilePolicy = ThinFilePolicy()
+    external: ExternalScorePolicy = ExternalScorePolicy()
+    hard_rules: HardRulePolicy = HardRulePolicy()
+    bands: BandPolicy = BandPolicy()
+    limits: LimitPolicy = LimitPolicy()
+    # Count-back DSO looks back at most this many 30-day months.
+    dso_max_months: int = Field(default=12, ge=1)
+    # Language of reason sentences.
+    language: Literal["en", "zh"] = "en"
+    # Convert invoice amounts with Invoice.exchange_rate (home units per invoice unit) into this
+    # currency; None means every amount is taken as it is (a single-currency book).
+    home_currency: str | None = None
+    # Reasons listed per assessment (Reg B commentary: more than four rarely helps).
+    max_reasons: int = Field(default=4, ge=1, le=9)
+
+
+def policy_fingerprint(policy: ScoringPolicy) -> str:
+    """A stable hash of every setting: assessments made under another fingerprint are stale.
+
+    Args:
+        policy: the scoring policy.
+
+    Returns:
+        16 hex digits of a SHA-256 over the canonical JSON of the policy.
+    """
+    text = json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+__all__ = [
+    "BANDS",
+    "AgingPolicy",
+    "BandPolicy",
+    "Curve",
+    "ExternalScorePolicy",
+    "FactorCurves",
+    "FactorWeights",
+    "HardRulePolicy",
+    "LimitPolicy",
+    "ScoringPolicy",
+    "ThinFilePolicy",
+    "WindowPolicy",
+    "policy_fingerprint",
+]
