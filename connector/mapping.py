@@ -226,6 +226,13 @@ def _resolve_ref(ref: str, base_dir: Path | None) -> Path:
     )
 
 
+def _blame(value: Any, origins: dict[str, str], file: str, path: str) -> None:
+    origins[path] = file
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _blame(inner, origins, file, f"{path}.{key}")
+
+
 def _merge(
     parent: dict[str, Any], child: dict[str, Any], origins: dict[str, str], file: str, path: str
 ) -> dict[str, Any]:
@@ -237,10 +244,13 @@ def _merge(
             and isinstance(merged.get(key), dict)
             and key not in _REPLACE_KEYS
         ):
+            # A table both files have: the child touched it last; keys it did not set keep
+            # their own (deeper) origin.
             merged[key] = _merge(merged[key], value, origins, file, key_path)
+            origins[key_path] = file
         else:
             merged[key] = value
-        origins[key_path] = file
+            _blame(value, origins, file, key_path)
     return merged
 
 
@@ -772,8 +782,12 @@ class FieldMapping:
             self._filters[kind] = filters
             self._filter_paths[kind] = paths
         # crm_id falls back to the record id the adapter reports, so only these are required.
+        invoice_spec = self._objects.get("invoice")
         for name in ("account_id", "issue_date", "due_date", "amount"):
-            if "invoice" in self._fields and name not in self._fields["invoice"]:
+            if invoice_spec is None:
+                break
+            declared = invoice_spec.fields.get(name)
+            if declared is None or not declared.enabled:
                 errors.append(
                     MappingError(
                         f"{name} must be mapped",
@@ -868,6 +882,15 @@ class FieldMapping:
             value = get(fields)
             present = value is not None and _to_str(value) in listed
             if present == negate:
+                return True
+        return False
+
+    def filters_out(self, kind: str, crm_path: str, crm_value: Any) -> bool:
+        """Whether a static filter on this CRM field drops records holding this value."""
+        for (_get, listed, negate), path in zip(
+            self._filters.get(kind, []), self._filter_paths.get(kind, []), strict=True
+        ):
+            if path == crm_path and (str(crm_value) in listed) == negate:
                 return True
         return False
 

@@ -204,7 +204,7 @@ def _check_field(
     if writes and desc.family in _TEXT_FAMILIES:
         problems.extend(_check_text_length(item, desc, file, key, obj.name))
     if desc.family == "picklist" and desc.picklist_values:
-        problems.extend(_check_picklist(item, desc, file, key, obj.name, writes))
+        problems.extend(_check_picklist(mapping, item, desc, file, key, obj.name, writes))
     return problems
 
 
@@ -247,6 +247,7 @@ def _check_text_length(
 
 
 def _check_picklist(
+    mapping: FieldMapping,
     item: CompiledField,
     desc: FieldDescription,
     file: str,
@@ -289,7 +290,9 @@ def _check_picklist(
     if item.canonical == "status":
         unmapped = []
         for crm_value in desc.picklist_values:
-            if crm_value in (item.spec.values or {}):
+            if crm_value in (item.spec.values or {}) or mapping.filters_out(
+                item.kind, item.crm, crm_value
+            ):
                 continue
             if not item.accepts(crm_value):
                 unmapped.append(crm_value)
