@@ -170,7 +170,9 @@ def _check_field(
     if resolved is None:
         head = item.crm.partition(".")[0]
         names = list(obj.fields)
-        close = difflib.get_close_matches(head, names, n=3, cutoff=0.6)
+        # Prefer near-identical names (a typo); fall back to looser ones.
+        close = difflib.get_close_matches(head, names, n=3, cutoff=0.8)
+        close = close or difflib.get_close_matches(head, names, n=3, cutoff=0.6)
         if not close:
             close = [name for name in names if name.lower() == head.lower()]
         problem(
