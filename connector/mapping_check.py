@@ -61,6 +61,24 @@ _FAMILY_HINT = {
 }
 
 
+_GROUPS = (
+    (
+        frozenset({"money", "decimal", "integer"}),
+        frozenset({"integer", "number", "currency", "percent"}),
+    ),
+    (
+        frozenset({"string", "text", "label", "status", "id"}),
+        frozenset({"string", "text", "picklist"}),
+    ),
+    (frozenset({"date", "datetime"}), frozenset({"date", "datetime"})),
+)
+
+
+def _same_group(canonical: str, family: str) -> bool:
+    """Whether a `type` override can bridge this canonical type and CRM family (45.3 -> 45)."""
+    return any(canonical in kinds and family in families for kinds, families in _GROUPS)
+
+
 class MappingWarning(MappingError):
     """A mapping problem that does not stop a sync (the engine copes, but the admin should know)."""
 
@@ -191,7 +209,7 @@ def _check_field(
         families = families | {"picklist", "string", "text"}
     if desc.family not in families:
         expected = ", ".join(sorted(families))
-        hint = _FAMILY_HINT.get(desc.family)
+        hint = _FAMILY_HINT.get(desc.family) if _same_group(item.canonical, desc.family) else None
         tip = f'; if the CRM value is right, set type = "{hint}"' if hint else ""
         problem(
             f"type mismatch: {item.name} needs a field of type {expected}, "
@@ -274,13 +292,18 @@ def _check_picklist(
         )
 
     if writes:
-        for value in _written_values(item):
-            if value not in allowed:
-                add(
-                    f"picklist value missing: the connector writes {value!r}; add it to the "
-                    f"picklist or map it with values",
-                    suggestions=difflib.get_close_matches(value, sorted(allowed), n=3),
-                )
+        absent = [value for value in _written_values(item) if value not in allowed]
+        if absent:
+            listed = ", ".join(repr(value) for value in absent)
+            add(
+                f"picklist value missing: the connector writes {listed}; add them to the "
+                "picklist or map them with values",
+                suggestions=[
+                    match
+                    for value in absent
+                    for match in difflib.get_close_matches(value, sorted(allowed), n=1)
+                ],
+            )
         return out
     for crm_value in item.spec.values or {}:
         if crm_value not in allowed:

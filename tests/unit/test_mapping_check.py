@@ -194,6 +194,7 @@ def test_picklist_value_missing() -> None:
     [error] = errors_only(check_mapping(load_mapping("salesforce.billing"), describer(org)))
     assert error.key == "objects.account.fields.risk_band"
     assert "picklist value missing" in error.message and "'E'" in error.message
+    assert error.suggestions == []
 
 
 def test_picklist_check_uses_the_value_map(tmp_path: Path) -> None:
@@ -337,3 +338,23 @@ def test_zoho_instructions_name_every_missing_field() -> None:
     assert "Multi Line (Large) (up to 2000 characters)" in text
     assert "Risk_Score" in {m.field for m in missing}
     assert zoho_field_instructions([]).startswith("Every mapped custom field exists")
+
+
+def test_every_problem_names_file_key_object_and_field(user_mapping) -> None:
+    mapping, path = user_mapping
+    org = salesforce_org()
+    edit(org, "Account", "Risk_Score__c", updateable=False)
+    edit(org, "Account", "Risk_Reasons__c", length=100)
+    edit(org, "Account", "Recommended_Credit_Limit__c", family="boolean", type="boolean")
+    edit(org, "Account", "Risk_Level__c", picklist_values=("Low", "High"))
+    edit(org, "Account", "Industry", drop=True)
+    problems = check_mapping(mapping, describer(org))
+    assert len(errors_only(problems)) == 5
+    for problem in problems:
+        text = str(problem)
+        assert problem.mapping_file in text and problem.key in text
+        assert f"{problem.crm_object}.{problem.crm_field}" in text
+    assert {p.mapping_file for p in problems} == {
+        str(path),
+        str(Path(mapping.chain[-1])),
+    }
