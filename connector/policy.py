@@ -117,6 +117,11 @@ class ThinFilePolicy(StrictModel):
     # Fewer settled invoices than this and no external score: band no better than `cap_band`.
     cap_below_invoices: int = Field(default=3, ge=0)
     cap_band: Literal["A", "B", "C", "D", "E"] = "B"
+    # Score of an account with no invoices, external score or financials: "unknown" is neither
+    # good nor bad (D&B "UN", Creditsafe "not rated"), so it sits mid-scale.
+    no_history_score: float = Field(default=50, ge=0, le=100)
+    # Confidence is multiplied by 1 - penalty × thin-file points / 100.
+    confidence_penalty: float = Field(default=0.5, ge=0, le=1)
 
 
 class ExternalScorePolicy(StrictModel):

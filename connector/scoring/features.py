@@ -1,0 +1,421 @@
+"""Pure feature extraction: what an account's invoices say at `as_of` (aging, DBT, trend, DSO ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from connector.models import Account, Invoice, InvoiceStatus
+from connector.policy import ScoringPolicy
+from connector.scoring.portfolio import PortfolioContext
+
+_SKIP = (InvoiceStatus.VOID,)
+_SETTLED = (InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.WRITTEN_OFF)
+BUCKETS: tuple[str, ...] = ("current", "1_30", "31_60", "61_90", "90_plus")
+
+
+@dataclass(slots=True)
+class Features:
+    """Every measurement of one account at `as_of`; amounts are floats in one currency."""
+
+    currency: str | None = None
+    invoice_count: int = 0
+    exposure: float = 0.0
+    bucket_amounts: list[float] = field(default_factory=lambda: [0.0] * 5)
+    bucket_counts: list[int] = field(default_factory=lambda: [0] * 5)
+    max_days_past_due: int = 0
+    overdue_amount: float = 0.0
+    overdue_count: int = 0
+    severe_overdue_amount: float = 0.0
+    severe_count: int = 0
+    insolvency: bool = False
+    # Payment experience: any invoice due on or before as_of (paid, or open and due).
+    has_experience: bool = False
+    dbt: float | None = None
+    dbt_settled: float | None = None
+    recent_dbt: float | None = None
+    prior_dbt: float | None = None
+    trend: float | None = None
+    late_share: float | None = None
+    paid_amount: float = 0.0
+    settled_count: int = 0
+    invoiced_amount: float = 0.0
+    disputed_amount: float = 0.0
+    disputed_share: float | None = None
+    open_disputes: int = 0
+    oldest_dispute_days: int | None = None
+    write_offs: int = 0
+    tenure_days: int = 0
+    utilisation: float | None = None
+    current_limit: float | None = None
+    external_score: float | None = None
+    external_score_age_days: int | None = None
+    external_risk: float | None = None
+    altman_z: float | None = None
+    need_invoiced: float = 0.0
+    need_months: float = 0.0
+    terms_days: int = 30
+    insured_limit: float | None = None
+    exposure_above_insured: float = 0.0
+    concentration_share: float | None = None
+    concentration_cap_exceeded: bool = False
+    dso: float | None = None
+    bpdso: float | None = None
+
+    @property
+    def add(self) -> float | None:
+        """Average days delinquent: DSO minus best possible DSO."""
+        if self.dso is None or self.bpdso is None:
+            return None
+        return self.dso - self.bpdso
+
+
+def _money(value: float | None) -> str | None:
+    # Money goes into the JSON features as a decimal string (exact, locale-free, 2 places).
+    return None if value is None else f"{value:.2f}"
+
+
+def _round(value: float | None, places: int = 4) -> float | None:
+    return None if value is None else round(value, places)
+
+
+def features_dict(f: Features) -> dict[str, Any]:
+    """The JSON-safe feature map stored with the assessment (money as decimal strings).
+
+    Args:
+        f: extracted features.
+
+    Returns:
+        A dict of str -> str | int | float | bool | None; money values are strings such as "1250.00".
+    """
+    out: dict[str, Any] = {
+        "currency": f.currency,
+        "exposure": _money(f.exposure),
+        "utilisation": _round(f.utilisation),
+        "max_days_past_due": f.max_days_past_due,
+        "overdue_amount": _money(f.overdue_amount),
+        "overdue_count": f.overdue_count,
+        "severe_overdue_amount": _money(f.severe_overdue_amount),
+    }
+    for name, amount, count in zip(BUCKETS, f.bucket_amounts, f.bucket_counts, strict=True):
+        out[f"aging_{name}"] = _money(amount)
+        out[f"aging_{name}_count"] = count
+    out.update(
+        {
+            "days_beyond_terms": _round(f.dbt, 2),
+            "late_share": _round(f.late_share),
+            "recent_dbt": _round(f.recent_dbt, 2),
+            "prior_dbt": _round(f.prior_dbt, 2),
+            "trend": _round(f.trend, 2),
+            "open_disputes": f.open_disputes,
+            "oldest_dispute_days": f.oldest_dispute_days,
+            "disputed_share": _round(f.disputed_share),
+            "write_offs_recent": f.write_offs,
+            "settled_count": f.settled_count,
+            "invoice_count": f.invoice_count,
+            "tenure_days": f.tenure_days,
+            "external_score": _round(f.external_score, 2),
+            "external_score_age_days": f.external_score_age_days,
+            "altman_z": _round(f.altman_z, 3),
+            "insured_limit": _money(f.insured_limit),
+            "exposure_above_insured": _money(f.exposure_above_insured),
+            "concentration_share": _round(f.concentration_share, 6),
+            "concentration_cap_exceeded": f.concentration_cap_exceeded,
+            "dso": _round(f.dso, 1),
+            "bpdso": _round(f.bpdso, 1),
+            "add": _round(f.add, 1),
+            "payment_terms_days": f.terms_days,
+        }
+    )
+    return out
+
+
+def _f(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _count_back(ar: float, monthly_sales: list[float], max_months: int) -> float:
+    """Count-back days (reference A2.2) over 30-day months, newest first."""
+    days = 0.0
+    remaining = ar
+    for sales in monthly_sales[:max_months]:
+        if remaining <= 0:
+            break
+        if sales <= 0 or remaining >= sales:
+            remaining -= max(sales, 0.0)
+            days += 30.0
+        else:
+            days += remaining / sales * 30.0
+            remaining = 0.0
+    return days
+
+
+def extract(
+    account: Account,
+    invoices: Sequence[Invoice],
+    portfolio: PortfolioContext,
+    policy: ScoringPolicy,
+    as_of: date,
+) -> Features:
+    """Measure an account at `as_of` using only what was known then.
+
+    Invoices issued after `as_of` are ignored; an invoice paid after `as_of` counts as open
+    at its full amount, and a dispute starting after `as_of` is not yet a dispute. This makes
+    the same function serve the live run and the point-in-time backtest.
+
+    Args:
+        account: the customer.
+        invoices: its invoices (any order).
+        portfolio: totals of the whole book, for the concentration share.
+        policy: the scoring policy.
+        as_of: the decision date.
+
+    Returns:
+        The features.
+    """
+    f = Features()
+    today = as_of.toordinal()
+    windows = policy.windows
+    trailing_start = today - windows.trailing_days
+    recent_start = today - windows.trend_recent_days
+    grace = windows.grace_days
+    e1, e2, e3 = policy.aging.edges
+    severe_days = policy.hard_rules.severe_days_past_due
+    write_off_start = today - policy.hard_rules.write_off_lookback_days
+    need_start = today - policy.limits.need_window_days
+    home = policy.home_currency
+    months = policy.dso_max_months
+    monthly_sales = [0.0] * months
+    buckets_amt = f.bucket_amounts
+    buckets_cnt = f.bucket_counts
+
+    dbt_num = dbt_den = open_num = open_den = 0.0
+    rec_num = rec_den = prior_num = prior_den = 0.0
+    late_amt = paid_amt = 0.0
+    invoiced = disputed = need_invoiced = 0.0
+    first_issue: int | None = None
+    terms: list[int] = []
+    currency: str | None = home
+
+    for inv in invoices:
+        if inv.deleted or inv.status in _SKIP:
+            continue
+        issue = inv.issue_date.toordinal()
+        if issue > today:
+            continue
+        rate = 1.0
+        if home is not None and inv.currency and inv.currency != home and inv.exchange_rate:
+            rate = float(inv.exchange_rate)
+        if currency is None and inv.currency:
+            currency = inv.currency
+        amount = float(inv.amount) * rate
+        due = inv.due_date.toordinal()
+        f.invoice_count += 1
+        if first_issue is None or issue < first_issue:
+            first_issue = issue
+        if len(terms) < 50:
+            terms.append(due - issue)
+        age_block = (today - issue) // 30
+        if age_block < months:
+            monthly_sales[age_block] += amount
+        if issue > need_start:
+            need_invoiced += amount
+        if inv.status == InvoiceStatus.WRITTEN_OFF:
+            when = inv.paid_date or (inv.modified_at.date() if inv.modified_at else inv.due_date)
+            if write_off_start < when.toordinal() <= today:
+                f.write_offs += 1
+            continue
+        since = inv.disputed_since
+        is_disputed = (since is not None and since.toordinal() <= today) or (
+            since is None and inv.status == InvoiceStatus.DISPUTED
+        )
+        if issue > trailing_start:
+            invoiced += amount
+            if is_disputed:
+                disputed += amount
+        paid = inv.paid_date
+        paid_ord = paid.toordinal() if paid is not None else None
+        settled_now = (inv.status in _SETTLED or inv.open_amount <= 0) and paid_ord is not None
+        if settled_now and paid_ord is not None and paid_ord <= today:
+            f.has_experience = True
+            if paid_ord > trailing_start:
+                days_late = paid_ord - due
+                # Early payment floors at 0: a customer cannot bank early payments (ref. A2.7).
+                beyond = days_late if days_late > 0 else 0
+                dbt_num += amount * beyond
+                dbt_den += amount
+                paid_amt += amount
+                f.settled_count += 1
+                if days_late > grace:
+                    late_amt += amount
+                if paid_ord > recent_start:
+                    rec_num += amount * beyond
+                    rec_den += amount
+                else:
+                    prior_num += amount * beyond
+                    prior_den += amount
+            continue
+        if settled_now:
+            # Paid after as_of: at as_of the whole amount was still open.
+            open_amt = amount
+        else:
+            open_amt = float(inv.open_amount) * rate
+            if open_amt <= 0:
+                continue
+        f.exposure += open_amt
+        dpd = today - due
+        if dpd < 0:
+            bucket = 0
+        else:
+            f.has_experience = True
+            # Open items count to as_of in DBT and in the recent trend window (ref. A2.7).
+            open_num += open_amt * dpd
+            open_den += open_amt
+            if dpd == 0:
+                bucket = 0
+            else:
+                f.overdue_amount += open_amt
+                f.overdue_count += 1
+                if dpd > f.max_days_past_due:
+                    f.max_days_past_due = dpd
+                if dpd > severe_days:
+                    f.severe_overdue_amount += open_amt
+                    f.severe_count += 1
+                bucket = 1 if dpd <= e1 else 2 if dpd <= e2 else 3 if dpd <= e3 else 4
+        buckets_amt[bucket] += open_amt
+        buckets_cnt[bucket] += 1
+        if is_disputed:
+            f.open_disputes += 1
+            start = since if since is not None else inv.issue_date
+            days = today - start.toordinal()
+            if f.oldest_dispute_days is None or days > f.oldest_dispute_days:
+                f.oldest_dispute_days = days
+
+    f.currency = currency or account.currency
+    f.insolvency = account.insolvency_flag
+    f.paid_amount = paid_amt
+    f.invoiced_amount = invoiced
+    f.disputed_amount = disputed
+    f.need_invoiced = need_invoiced
+    if paid_amt > 0:
+        f.late_share = late_amt / paid_amt
+    if invoiced > 0:
+        f.disputed_share = disputed / invoiced
+    # Open overdue items may only worsen the settled DBT, never dilute it: otherwise running up
+    # new, briefly overdue invoices would make an account with a slow history look better.
+    if dbt_den > 0:
+        f.dbt_settled = dbt_num / dbt_den
+    if dbt_den + open_den > 0:
+        dbt_all = (dbt_num + open_num) / (dbt_den + open_den)
+        f.dbt = dbt_all if f.dbt_settled is None else max(dbt_all, f.dbt_settled)
+    if rec_den + open_den > 0:
+        rec_all = (rec_num + open_num) / (rec_den + open_den)
+        f.recent_dbt = rec_all if rec_den == 0 else max(rec_all, rec_num / rec_den)
+    if prior_den > 0:
+        f.prior_dbt = prior_num / prior_den
+    if f.recent_dbt is not None and f.prior_dbt is not None:
+        f.trend = f.recent_dbt - f.prior_dbt
+
+    start_ord: int | None = None
+    if account.created_at is not None:
+        start_ord = account.created_at.date().toordinal()
+    if first_issue is not None and (start_ord is None or first_issue < start_ord):
+        start_ord = first_issue
+    f.tenure_days = max(0, today - start_ord) if start_ord is not None else 0
+
+    if account.payment_terms_days is not None:
+        f.terms_days = account.payment_terms_days
+    elif terms:
+        terms.sort()
+        f.terms_days = max(0, terms[len(terms) // 2])
+    else:
+        f.terms_days = policy.limits.default_terms_days
+    span = min(policy.limits.need_window_days, max(30, f.tenure_days))
+    f.need_months = span / 30.0
+
+    limit = _f(account.current_credit_limit)
+    f.current_limit = limit
+    if limit is not None and limit > 0:
+        f.utilisation = f.exposure / limit
+
+    ext = policy.external
+    if account.external_score is not None:
+        age = (
+            today - account.external_score_date.toordinal()
+            if account.external_score_date is not None
+            else None
+        )
+        f.external_score = float(account.external_score)
+        f.external_score_age_days = age
+        if age is None or age <= ext.max_age_days:
+            share = min(max(f.external_score / ext.scale_max, 0.0), 1.0)
+            f.external_risk = (1.0 - share) * 100.0 if ext.higher_is_safer else share * 100.0
+
+    f.altman_z = altman_z_double_prime(account)
+
+    insured = _f(account.insured_limit)
+    f.insured_limit = insured
+    if insured is not None and f.exposure > insured:
+        f.exposure_above_insured = f.exposure - insured
+
+    total = float(portfolio.total_exposure)
+    if total > 0:
+        f.concentration_share = f.exposure / total
+        f.concentration_cap_exceeded = (
+            portfolio.account_count >= policy.limits.concentration_min_accounts
+            and f.concentration_share > policy.limits.concentration_cap_share
+        )
+
+    if f.invoice_count:
+        f.dso = _count_back(f.exposure, monthly_sales, months)
+        f.bpdso = _count_back(buckets_amt[0], monthly_sales, months)
+    return f
+
+
+def altman_z_double_prime(account: Account) -> float | None:
+    """Altman Z'' (non-manufacturers, Altman 2000) from the account's financials, if all exist.
+
+    Args:
+        account: the customer with working capital, retained earnings, EBIT, book equity,
+            total assets and total liabilities.
+
+    Returns:
+        6.56·X1 + 3.26·X2 + 6.72·X3 + 1.05·X4, or None when an input is missing or not positive.
+    """
+    values = (
+        account.working_capital,
+        account.retained_earnings,
+        account.ebit,
+        account.book_equity,
+        account.total_assets,
+        account.total_liabilities,
+    )
+    if any(v is None for v in values):
+        return None
+    wc, re, ebit, equity, assets, liabilities = (float(v) for v in values if v is not None)
+    if assets <= 0 or liabilities <= 0:
+        return None
+    return (
+        6.56 * wc / assets + 3.26 * re / assets + 6.72 * ebit / assets + 1.05 * equity / liabilities
+    )
+
+
+def open_exposure(
+    account: Account, invoices: Sequence[Invoice], policy: ScoringPolicy, as_of: date
+) -> Decimal:
+    """Open amount of an account at `as_of` in the scoring currency (for the portfolio context).
+
+    Args:
+        account: the customer.
+        invoices: its invoices.
+        policy: the scoring policy (home currency).
+        as_of: the decision date.
+
+    Returns:
+        The exposure, rounded to cents.
+    """
+    features = extract(account, invoices, PortfolioContext(), policy, as_of)
+    return Decimal(f"{features.exposure:.2f}")

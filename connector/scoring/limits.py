@@ -1,0 +1,153 @@
+"""Recommended credit limit: need-based exposure × band multiplier, capped, rounded, recorded."""
+
+from __future__ import annotations
+
+from decimal import ROUND_FLOOR, Decimal
+
+from connector.models import Account
+from connector.policy import ScoringPolicy
+from connector.scoring.features import Features
+from connector.scoring.portfolio import PortfolioContext
+
+_CENT = Decimal("0.01")
+
+
+def _d(value: float) -> Decimal:
+    return Decimal(f"{value:.2f}")
+
+
+def _fmt(value: Decimal) -> str:
+    return f"{value:,.2f}"
+
+
+def floor_to_step(value: Decimal, step: Decimal) -> Decimal:
+    """Floor to a multiple of `step`; below one step, floor to a power of ten (never rounds up).
+
+    Args:
+        value: the amount (negative amounts give 0).
+        step: the policy's rounding step.
+
+    Returns:
+        The rounded amount, never above `value`.
+    """
+    if value <= 0:
+        return Decimal(0)
+    if value >= step:
+        return (value / step).to_integral_value(rounding=ROUND_FLOOR) * step
+    # A small customer still gets a readable, non-zero limit: 740 -> 700, 7.4 -> 7.
+    unit = Decimal(10) ** value.adjusted()
+    return (value / unit).to_integral_value(rounding=ROUND_FLOOR) * unit
+
+
+def recommend_limit(
+    account: Account,
+    f: Features,
+    band: str,
+    portfolio: PortfolioContext,
+    policy: ScoringPolicy,
+) -> tuple[Decimal | None, tuple[str, ...]]:
+    """Derive the recommended limit and record every step (reference A7, steps 1-6).
+
+    Args:
+        account: the customer (capacity inputs, insured limit, manual limit).
+        f: its features (invoiced amounts, terms, exposure).
+        band: the band from the rating.
+        portfolio: book totals for the concentration cap.
+        policy: the scoring policy.
+
+    Returns:
+        (limit or None when there is no basis at all, derivation lines).
+    """
+    lp = policy.limits
+    steps: list[str] = []
+    cur = f" {f.currency}" if f.currency else ""
+    if f.need_invoiced > 0:
+        monthly = f.need_invoiced / f.need_months
+        need = _d(monthly * (f.terms_days + lp.tolerance_days) / 30.0)
+        steps.append(
+            f"need: {_fmt(_d(monthly))}{cur} invoiced per month × ({f.terms_days} days terms + "
+            f"{lp.tolerance_days} tolerance) / 30 = {_fmt(need)}"
+        )
+    elif account.current_credit_limit is not None:
+        need = account.current_credit_limit
+        steps.append(
+            f"need: no invoices in the last {lp.need_window_days} days; current limit "
+            f"{_fmt(need)} taken as the need"
+        )
+    else:
+        steps.append("no invoice history and no current limit: no recommendation")
+        return None, tuple(steps)
+
+    capacity: list[tuple[str, Decimal]] = []
+    if lp.use_agency_limit and account.agency_limit is not None:
+        capacity.append(("agency limit", account.agency_limit))
+    if account.net_worth is not None and lp.net_worth_share > 0:
+        share = Decimal(str(lp.net_worth_share))
+        capacity.append(
+            (f"{lp.net_worth_share:.0%} of net worth", max(account.net_worth, Decimal(0)) * share)
+        )
+    if account.working_capital is not None and lp.working_capital_share > 0:
+        share = Decimal(str(lp.working_capital_share))
+        capacity.append(
+            (
+                f"{lp.working_capital_share:.0%} of working capital",
+                max(account.working_capital, Decimal(0)) * share,
+            )
+        )
+    limit = need
+    if capacity:
+        name, cap = min(capacity, key=lambda item: item[1])
+        steps.append(
+            f"capacity: {name} {_fmt(cap)}"
+            + (" (lowest capacity input)" if len(capacity) > 1 else "")
+        )
+        if cap < limit:
+            limit = cap
+            steps.append(f"base = capacity {_fmt(limit)}")
+        else:
+            steps.append(f"base = need {_fmt(limit)}")
+    else:
+        steps.append(
+            f"capacity: no agency limit or financials (needs capacity data); base = need {_fmt(limit)}"
+        )
+
+    multiplier = Decimal(str(lp.band_multipliers[band]))
+    limit = (limit * multiplier).quantize(_CENT)
+    steps.append(f"band {band} multiplier {multiplier} → {_fmt(limit)}")
+
+    caps: list[tuple[str, Decimal]] = []
+    if account.insured_limit is not None:
+        caps.append(
+            (
+                f"insured limit {_fmt(account.insured_limit)} + uninsured appetite {_fmt(lp.uninsured_appetite)}",
+                account.insured_limit + lp.uninsured_appetite,
+            )
+        )
+    if portfolio.total_exposure > 0 and portfolio.account_count >= lp.concentration_min_accounts:
+        share = Decimal(str(lp.concentration_cap_share))
+        caps.append(
+            (
+                f"concentration cap {lp.concentration_cap_share:.0%} of portfolio exposure "
+                f"{_fmt(portfolio.total_exposure)}",
+                (portfolio.total_exposure * share).quantize(_CENT),
+            )
+        )
+    if lp.max_limit is not None:
+        caps.append(("policy maximum", lp.max_limit))
+    for name, cap in caps:
+        if cap < limit:
+            limit = max(cap, Decimal(0))
+            steps.append(f"capped by {name}: {_fmt(limit)}")
+        else:
+            steps.append(f"within {name} ({_fmt(cap)})")
+
+    rounded = floor_to_step(limit, lp.rounding_step)
+    steps.append(f"floored to step {_fmt(lp.rounding_step)}: {_fmt(rounded)}")
+    manual = account.manual_credit_limit
+    if manual is not None:
+        if rounded > manual:
+            rounded = max(manual, Decimal(0))
+            steps.append(f"manual credit limit {_fmt(manual)} is never exceeded: {_fmt(rounded)}")
+        else:
+            steps.append(f"within manual credit limit {_fmt(manual)}")
+    return rounded, tuple(steps)
