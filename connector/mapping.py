@@ -1109,6 +1109,15 @@ def _crm_format(item: CompiledField, value: Any) -> Any:
         if crm_type in ("string", "text", "picklist"):
             return _truncate(str(number), item.spec.max_length)
         return number
+    if canonical in ("datetime", "date") and isinstance(value, str):
+        # The planner's normalised form of a date-time is its ISO text.
+        try:
+            value = (datetime if canonical == "datetime" else date).fromisoformat(value)
+        except ValueError:
+            raise MappingError(
+                f"{item.name}: not an ISO {canonical}: {_show(value)}",
+                key=f"objects.{item.kind}.fields.{item.name}",
+            ) from None
     if canonical == "datetime" and isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=UTC)
         moment = moment.astimezone(item.zone)

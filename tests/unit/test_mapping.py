@@ -415,6 +415,9 @@ def test_to_crm_values_formats_for_the_crm() -> None:
     assert len(values["Risk_Reasons"]) == 2000 and values["Risk_Reasons"].endswith("…")
     assert values["Recommended_Credit_Limit"] == Decimal("15000.00")
     assert values["Risk_Reviewed_At"] == "2026-10-01T06:30:15+00:00"
+    # The planner may hand over its normalised (ISO text) form.
+    again = mapping.to_crm_values("account", {"risk_reviewed_at": reviewed.isoformat()})
+    assert again == {"Risk_Reviewed_At": "2026-10-01T06:30:15+00:00"}
 
 
 def test_value_maps_invert_on_write_and_apply_on_read(tmp_path: Path) -> None:
