@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -34,6 +35,11 @@ def require_stack(kind: str = CRM) -> None:
 
     if kind not in available_adapters() or kind not in available_sandboxes():
         pytest.skip(f"{kind} adapter or sandbox not installed")
+    for module in (f"adapters.{kind}", "adapters.sandbox"):
+        try:
+            importlib.import_module(module)
+        except ImportError as missing:
+            pytest.skip(f"{module} not importable yet: {missing}")
 
 
 def start_sandbox(kind: str = CRM, accounts: int = 20) -> Any:
@@ -41,7 +47,7 @@ def start_sandbox(kind: str = CRM, accounts: int = 20) -> Any:
 
     try:
         return sandbox_starter(kind)(accounts=accounts, seed=5)
-    except NotImplementedError:
+    except (NotImplementedError, ImportError):
         pytest.skip(f"{kind} sandbox not implemented yet")
 
 
