@@ -1016,10 +1016,8 @@ class FieldMapping:
         values["status"] = status
         open_amount: Decimal | None = values.get("open_amount")
         if open_amount is None:
-            # Zoho has no balance field by default: paid and void invoices owe nothing, others all.
-            open_amount = (
-                Decimal(0) if status in (InvoiceStatus.PAID, InvoiceStatus.VOID) else amount
-            )
+            # Zoho has no balance field by default: settled invoices owe nothing, others all.
+            open_amount = Decimal(0) if status in _SETTLED else amount
             values["open_amount"] = open_amount
         elif open_amount < 0:
             raise fail("open_amount", f"negative open amount {open_amount}", "NEGATIVE_AMOUNT")
@@ -1093,6 +1091,7 @@ class FieldMapping:
         return "\n".join(header) + "\n" + dumps_toml(self.effective_dict())
 
 
+_SETTLED = frozenset({InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.WRITTEN_OFF})
 _build_account = _builder(Account)
 _build_invoice = _builder(Invoice)
 
