@@ -186,6 +186,12 @@ class SqliteStore:
                     _iso(now + timedelta(seconds=ttl_seconds)),
                 ),
             )
+            # A live run always holds the lease, so a run still marked running now belongs to a
+            # process that died (SIGKILL, power loss): close it in the history.
+            db.execute(
+                "UPDATE runs SET status = 'abandoned', ended_at = ? WHERE connection = ? AND status = 'running'",
+                (_iso(now), connection),
+            )
 
     def heartbeat_lease(self, connection: str, holder: str, ttl_seconds: float) -> bool:
         """Extend our lease; False if we lost it (another holder took it after expiry)."""

@@ -208,3 +208,11 @@ def test_kv_values_are_shared_between_connections_to_one_file(tmp_path: Path) ->
     finally:
         one.close()
         two.close()
+
+
+def test_run_left_running_by_a_dead_holder_is_marked_abandoned(store, clock: Clock) -> None:
+    store.acquire_lease("c", "dead", ttl_seconds=60)
+    store.start_run("r1", "c", "cli")
+    clock.now += timedelta(seconds=61)
+    store.acquire_lease("c", "next", ttl_seconds=60)
+    assert store.recent_runs("c")[0]["status"] == "abandoned"
