@@ -604,7 +604,8 @@ def cmd_mappings_show(args: argparse.Namespace, console: Console) -> int:
 
 
 def _report_error(console: Console, error: ConnectorError) -> None:
-    console.print(f"[bold red]error:[/] {redact(str(error))}", highlight=False, markup=True)
+    # Plain text, never wrapped: admins grep these lines and tests match key paths in them.
+    sys.stderr.write(f"error: {redact(str(error))}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,10 +35,12 @@ SECRET_KEYS = frozenset(
 _PATTERNS = [
     # Authorization headers and their values in free text.
     re.compile(r"(?i)\b(Bearer|OAuth|Zoho-oauthtoken)\s+[A-Za-z0-9._~+/=!\-]{8,}"),
-    # key=value and "key": "value" pairs for secret keys.
+    # key=value (forms, query strings) and "key": "value" (JSON) pairs for secret keys. A bare
+    # `key: text` is left alone: our own messages say "client_secret: missing".
     re.compile(
-        r"(?i)(\"?(?:access_token|refresh_token|client_secret|password|security_token|"
-        r"assertion|session_id|id_token)\"?\s*[:=]\s*\"?)([^\"&\s,}]+)"
+        r"(?i)((?:\"(?:access_token|refresh_token|client_secret|password|security_token|"
+        r"assertion|session_id|id_token)\"\s*:\s*\"?)|(?:\b(?:access_token|refresh_token|"
+        r"client_secret|password|security_token|assertion|session_id|id_token)\s*=\s*\"?))([^\"&\s,}]+)"
     ),
     # Salesforce session ids: 00D org prefix, '!' and a long tail.
     re.compile(r"\b00D[A-Za-z0-9]{12,15}![A-Za-z0-9._]{20,}"),

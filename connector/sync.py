@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from connector.errors import ConnectorError, CrmError, RecordError, RunCancelled
 from connector.mapping import FieldMapping
 from connector.models import Account, RawRecord, RiskAssessment
-from connector.planner import LedgerView, plan_account, plan_tasks
+from connector.planner import LIMIT_FIELD, LedgerView, normalize, plan_account, plan_tasks
 from connector.policy import policy_fingerprint
 from connector.protocol import CrmAdapter
 from connector.redaction import redact
@@ -119,7 +119,9 @@ def run_sync(
         report.status = "failed"
         report.message = redact(str(exc))
         raise
-    except Exception as exc:
+    except (
+        BaseException
+    ) as exc:  # also KeyboardInterrupt/SystemExit: the history must not say running
         report.status = "failed"
         report.message = redact(f"{type(exc).__name__}: {exc}")
         raise
@@ -230,7 +232,9 @@ class _Engine:
             except RecordError as exc:
                 self._quarantine(kind, raw.crm_id, exc, counts)
                 return
-            if self.store.upsert_account(self.name, account, crm_values):
+            last_written = self.store.last_written(self.name, account.crm_id)
+            view = self._with_reference_limit(account, crm_values, last_written)
+            if self.store.upsert_account(self.name, account, crm_values, scoring_view=view):
                 counts["changed"] += 1
             self.store.release_quarantine(self.name, kind, raw.crm_id)
             return
@@ -307,8 +311,10 @@ class _Engine:
                     "stopped after the current batch; the rest waits for the next run"
                 )
             account = stored.account
+            last_written = store.last_written(name, account.crm_id)
             invoices = store.invoices_for(name, account.crm_id)
-            assessment = assess(account, invoices, portfolio, self.policy, self.as_of)
+            scoring_account = self._with_reference_limit(account, stored.crm_values, last_written)
+            assessment = assess(scoring_account, invoices, portfolio, self.policy, self.as_of)
             self.report.scored += 1
             self.report.bands[assessment.band] += 1
             previous = store.get_assessment(name, account.crm_id)
@@ -316,7 +322,7 @@ class _Engine:
                 account,
                 assessment,
                 crm_values=stored.crm_values,
-                last_written=store.last_written(name, account.crm_id),
+                last_written=last_written,
                 write_fields=self.write_fields,
                 write_modes=self.write_modes,
                 max_lengths=self.max_lengths,
@@ -370,6 +376,30 @@ class _Engine:
         writer.flush()
         if self.options.progress:
             self.options.progress("scored and planned", done, total)
+
+    def _with_reference_limit(
+        self, account: Account, crm_values: dict[str, Any], last_written: dict[str, Any]
+    ) -> Account:
+        """Score utilisation against the limit a person set, not against our own last write.
+
+        Otherwise a limit we write changes utilisation, which changes the score, which changes
+        the limit: a feedback loop that rewrites the account on every run.
+        """
+        key = f"reference_limit:{self.name}:{account.crm_id}"
+        in_crm = normalize(LIMIT_FIELD, crm_values.get(LIMIT_FIELD, account.current_credit_limit))
+        ours = (
+            LIMIT_FIELD in last_written
+            and normalize(LIMIT_FIELD, last_written[LIMIT_FIELD]) == in_crm
+        )
+        if not ours:
+            text = "" if in_crm is None else str(in_crm)
+            if self.store.get_value(key) != text:
+                self.store.set_value(key, text)
+            # Normalised either way, so the input hash does not flip between 20000 and 20000.00.
+            return account.model_copy(update={"current_credit_limit": in_crm})
+        reference = self.store.get_value(key)
+        limit = Decimal(reference) if reference else None
+        return account.model_copy(update={"current_credit_limit": limit})
 
     def _heartbeat_and_hook(self) -> None:
         self.heartbeat()

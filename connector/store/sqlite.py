@@ -246,11 +246,21 @@ class SqliteStore:
     # -- accounts and invoices ---------------------------------------------------------------
 
     def upsert_account(
-        self, connection: str, account: Account, crm_values: Mapping[str, Any]
+        self,
+        connection: str,
+        account: Account,
+        crm_values: Mapping[str, Any],
+        *,
+        scoring_view: Account | None = None,
     ) -> bool:
-        """Insert or update an account; returns True when its scoring inputs changed."""
+        """Insert or update an account; returns True when its scoring inputs changed.
+
+        `scoring_view` is the account as scoring sees it (e.g. with the reference credit limit
+        instead of one we wrote); its hash decides whether the inputs changed.
+        """
         data = dumps(account.model_dump(mode="json", exclude={"modified_at"}))
-        data_hash = _hash(data)
+        hashed = (scoring_view or account).model_dump(mode="json", exclude={"modified_at"})
+        data_hash = _hash(dumps(hashed))
         values = dumps(dict(crm_values))
         modified = _iso(account.modified_at) if account.modified_at else None
         with self.transaction() as db:
