@@ -28,7 +28,9 @@ class GovernancePolicy(StrictModel):
     # A first limit (the CRM field is empty) up to this amount is applied without approval.
     initial_limit_auto_max: Decimal = Field(default=Decimal(25000), ge=0)
     # When the CRM value differs from what we last wrote, a person changed it.
-    manual_changes: dict[str, ManualChangeMode] = Field(default_factory=lambda: dict(_DEFAULT_MANUAL))
+    manual_changes: dict[str, ManualChangeMode] = Field(
+        default_factory=lambda: dict(_DEFAULT_MANUAL)
+    )
     default_manual_change: ManualChangeMode = "respect"
     # Fields still written while the account's manual-override flag is set.
     override_flag_allows: tuple[str, ...] = ("risk_score", "risk_reasons", "risk_reviewed_at")

@@ -8,10 +8,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from connector.mapping import load_mapping
 
 from connector.config import AppConfig, load_config
 from connector.errors import LockHeldError
+from connector.mapping import load_mapping
 from connector.store import open_store
 from connector.sync import SyncOptions, run_sync
 from tests.fakes import FakeAdapter, FakeCrm
