@@ -216,8 +216,7 @@ def extract(
         f.invoice_count += 1
         if first_issue is None or issue < first_issue:
             first_issue = issue
-        if len(terms) < 50:
-            terms.append(due - issue)
+        terms.append(due - issue)
         age_block = (today - issue) // 30
         if age_block < months:
             monthly_sales[age_block] += amount
