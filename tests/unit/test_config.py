@@ -186,3 +186,28 @@ def test_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(f"CRMRISK_CONNECTIONS__{key}__REFRESH_TOKEN", "example-refresh")
     config = load_config(root / "config.example.toml")
     assert config.connections
+
+
+def _leaf_keys(data: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict) and value and key not in ("levels", "band_multipliers"):
+            keys |= _leaf_keys(value, path)
+        else:
+            keys.add(path)
+    return keys
+
+
+def test_example_config_lists_every_policy_setting() -> None:
+    import tomllib
+
+    from connector.policy import ScoringPolicy
+
+    root = Path(__file__).resolve().parents[2]
+    example = tomllib.loads((root / "config.example.toml").read_text())
+    defaults = ScoringPolicy().model_dump(mode="json")
+    documented = _leaf_keys(example["policy"]) | {"home_currency", "limits.max_limit"}
+    missing = _leaf_keys(defaults) - documented
+    assert not missing, f"config.example.toml lacks policy settings: {sorted(missing)}"
+    assert ScoringPolicy.model_validate(example["policy"]) == ScoringPolicy()
