@@ -270,9 +270,11 @@ def extract(
             bucket = 0
         else:
             f.has_experience = True
-            # Open items count to as_of in DBT and in the recent trend window (ref. A2.7).
+            # Open items count to as_of in DBT and in the recent trend window (ref. A2.7),
+            # weighted by the invoiced amount: a partly paid invoice's paid part counts as on
+            # time (its payment date is unknown), so more still open never lowers the DBT.
             open_num += open_amt * dpd
-            open_den += open_amt
+            open_den += amount
             if dpd == 0:
                 bucket = 0
             else:

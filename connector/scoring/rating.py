@@ -137,9 +137,11 @@ def _points(c: CompiledPolicy, f: Features) -> list[tuple[float | None, float | 
     )
     if f.invoice_count:
         if f.exposure > 0:
-            bp = c.bucket_points
-            points = sum(bp[i] * a for i, a in enumerate(f.bucket_amounts)) / f.exposure
+            # Worst aging bucket, weighted by the overdue share of the open amount (ref. A7 F3).
+            # Unlike a bucket-by-bucket average it never falls when more becomes overdue.
+            worst = max((i for i in range(1, 5) if f.bucket_counts[i]), default=0)
             overdue_share = f.overdue_amount / f.exposure
+            points = c.bucket_points[worst] * overdue_share
         else:
             points = overdue_share = 0.0
         out.append((overdue_share, min(points, 100.0), True))
