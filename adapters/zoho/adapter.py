@@ -1,0 +1,649 @@
+"""Zoho CRM adapter: the CrmAdapter protocol over the thin REST v8 client."""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import requests
+
+from connector.errors import FatalCrmError, QuotaExhaustedError, RetriableCrmError
+from connector.models import (
+    RawRecord,
+    RecordChange,
+    TaskAction,
+    TaskPriority,
+    TaskState,
+    WriteResult,
+)
+from connector.protocol import (
+    AdapterCapabilities,
+    ApiUsage,
+    CrmSettings,
+    FieldDescription,
+    KeyValueStore,
+    ObjectDescription,
+    find_task_marker,
+    task_marker,
+)
+from connector.redaction import redact
+
+from . import coql
+from .client import PER_PAGE, ZohoClient
+from .errors import record_outcome
+
+log = logging.getLogger("crm_risk.zoho")
+
+MAX_WRITE_BATCH = 100  # PUT/POST /crm/v8/{module}: at most 100 records per call (reference §5.1)
+MAX_FIELDS_PER_CALL = 50  # `fields` on list reads and COQL select columns (reference §3.1, §3.2)
+MODIFIED = "Modified_Time"
+
+# Zoho data_type -> the canonical family the mapping checks against (reference §7).
+FAMILIES: dict[str, str] = {
+    "text": "string",
+    "email": "string",
+    "phone": "string",
+    "website": "string",
+    "textarea": "text",
+    "mediumtext": "text",
+    "integer": "integer",
+    "long": "integer",
+    "bigint": "id",
+    "double": "number",
+    "decimal": "number",
+    "currency": "currency",
+    "percent": "percent",
+    "boolean": "boolean",
+    "date": "date",
+    "datetime": "datetime",
+    "picklist": "picklist",
+    "lookup": "reference",
+    "ownerlookup": "reference",
+    "userlookup": "reference",
+    "autonumber": "other",
+}
+# Never writable, whatever read_only says: Zoho computes them.
+_COMPUTED_TYPES = frozenset({"formula", "autonumber", "rollup_summary"})
+
+PRIORITY_VALUES: dict[TaskPriority, str] = {
+    TaskPriority.HIGH: "High",
+    TaskPriority.NORMAL: "Normal",
+    TaskPriority.LOW: "Low",
+}
+# Zoho's default picklist also has Highest and Lowest [A]; read them back onto our three levels.
+_PRIORITY_BACK = {"highest": TaskPriority.HIGH, "lowest": TaskPriority.LOW}
+TASK_COLUMNS = ("id", "Description", "Status", "Owner", "Priority", "What_Id")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """Zoho datetimes carry the API user's offset (+03:00); compare them as UTC instants."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def if_modified_since(since: datetime) -> str:
+    """The If-Modified-Since value for a closed start at `since`.
+
+    The header has second precision and Zoho returns records modified *after* it, so we ask from
+    one second before the floored instant and drop what is older than `since` ourselves.
+    """
+    floored = since.astimezone(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    return floored.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def json_value(value: Any) -> Any:
+    """A canonical value as Zoho wants it on the wire: money and numbers as JSON numbers."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, enum.Enum):
+        return json_value(value.value)
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(key): json_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_value(item) for item in value]
+    return value
+
+
+def columns_for(fields: Iterable[str]) -> list[str]:
+    """Top-level field API names to request: "Owner.id" means the lookup "Owner"; id comes anyway."""
+    columns = [MODIFIED]
+    for name in fields:
+        head = name.split(".", 1)[0]
+        if head and head != "id" and head not in columns:
+            columns.append(head)
+    return columns
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _sort_key(record: RawRecord) -> tuple[datetime, str]:
+    return (record.modified_at, record.crm_id)
+
+
+def in_order(pages: Iterable[list[RawRecord]]) -> Iterator[RawRecord]:
+    """Yield records ascending by (modified_at, id) from pages Zoho sorted by Modified_Time only.
+
+    Zoho documents no tie order for equal Modified_Time values (second precision), so the records
+    sharing the last timestamp of a page are held back until a later timestamp shows up: a tie
+    split across pages is yielded whole, sorted by id. We rely on Zoho's paging over one sorted
+    query returning every record once; a record edited during the read moves to the end (new
+    timestamp) and is also read on the next run. Duplicates at a boundary are dropped.
+    """
+    held: dict[tuple[str, datetime], RawRecord] = {}
+    for page in pages:
+        for record in page:
+            held[(record.crm_id, record.modified_at)] = record
+        if not held:
+            continue
+        pool = sorted(held.values(), key=_sort_key)
+        newest = pool[-1].modified_at
+        cut = next(index for index, record in enumerate(pool) if record.modified_at == newest)
+        yield from pool[:cut]
+        held = {(record.crm_id, record.modified_at): record for record in pool[cut:]}
+    yield from sorted(held.values(), key=_sort_key)
+
+
+class ZohoAdapter:
+    """CrmAdapter for Zoho CRM through REST v8 (no Zoho SDK at run time; reference §8)."""
+
+    def __init__(
+        self,
+        settings: CrmSettings,
+        *,
+        state: KeyValueStore | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.client = ZohoClient(settings, state=state, session=session, sleep=sleep)
+        self._sleep = sleep
+        options = settings.options
+        # Without "trigger": [] every write fires the org's workflows, approvals and blueprints.
+        self.trigger = [str(item) for item in options.get("trigger", [])]
+        self.task_parent_module = str(options.get("task_parent_module", "Accounts"))
+        self.task_open_status = str(options.get("task_open_status", "Not Started"))
+        self.task_closed_status = str(options.get("task_closed_status", "Completed"))
+        self.task_closed_statuses = frozenset(
+            options.get("task_closed_statuses", [self.task_closed_status])
+        )
+        # "account": COQL on Tasks by What_Id for the accounts we know; "scan": read every task.
+        self.task_lookup = str(options.get("task_lookup", "account"))
+        self.priority_values = {
+            TaskPriority(key): str(value)
+            for key, value in options.get("task_priority_values", {}).items()
+        } or dict(PRIORITY_VALUES)
+        self._priority_back = {value.lower(): key for key, value in self.priority_values.items()}
+        for value, priority in _PRIORITY_BACK.items():
+            self._priority_back.setdefault(value, priority)
+        self._task_accounts: dict[str, str] = {}
+        self.capabilities = AdapterCapabilities(
+            name="zoho",
+            max_write_batch=MAX_WRITE_BATCH,
+            max_read_page=PER_PAGE,
+            supports_bulk_read=False,
+            supports_bulk_write=False,
+            supports_tasks=True,
+            can_close_tasks=True,
+            task_external_id=False,
+            max_concurrency=self.client.max_concurrency,
+        )
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    def describe(self, crm_object: str) -> ObjectDescription:
+        """Field metadata from GET /crm/v8/settings/fields?module=X.
+
+        Raises:
+            FatalCrmError: the module does not exist (Zoho: 400 INVALID_MODULE).
+        """
+        response = self.client.request("GET", "settings/fields", params={"module": crm_object})
+        body = self.client.body(response)
+        raw_fields = body.get("fields") if isinstance(body, dict) else None
+        fields: dict[str, FieldDescription] = {}
+        for item in raw_fields or []:
+            if isinstance(item, dict) and item.get("api_name"):
+                described = self._field(item)
+                fields[described.name] = described
+        if not fields and response.status_code != 204:
+            raise FatalCrmError(f"Zoho module {crm_object} has no field metadata", code="NO_FIELDS")
+        # The record id is not always listed among the fields; mappings name it as "id".
+        fields.setdefault("id", FieldDescription(name="id", type="bigint", family="id"))
+        return ObjectDescription(name=crm_object, fields=fields, label=crm_object)
+
+    @staticmethod
+    def _field(item: dict[str, Any]) -> FieldDescription:
+        data_type = str(item.get("data_type") or "")
+        family = FAMILIES.get(data_type, "other")
+        formula = item.get("formula")
+        if data_type == "formula" and isinstance(formula, dict):
+            family = FAMILIES.get(str(formula.get("return_type") or ""), "other")
+        writable = not (
+            item.get("read_only") or item.get("field_read_only") or data_type in _COMPUTED_TYPES
+        )
+        picklist = tuple(
+            str(value.get("actual_value"))
+            for value in item.get("pick_list_values") or []
+            if isinstance(value, dict) and value.get("actual_value") is not None
+        )
+        length = item.get("length")
+        scale = item.get("decimal_place")
+        return FieldDescription(
+            name=str(item["api_name"]),
+            type=data_type,
+            label=str(item.get("field_label") or item.get("display_label") or ""),
+            updateable=writable,
+            createable=writable,
+            nillable=not item.get("system_mandatory"),
+            length=int(length) if isinstance(length, int) else None,
+            scale=int(scale) if isinstance(scale, int) else None,
+            picklist_values=picklist,
+            custom=bool(item.get("custom_field")),
+            family=family,
+        )
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def read_changed(
+        self, crm_object: str, fields: Sequence[str], since: datetime | None
+    ) -> Iterator[RawRecord]:
+        """Records modified at or after `since`, ascending by (Modified_Time, id), page by page.
+
+        GET /crm/v8/{module} sorted by Modified_Time ascending with If-Modified-Since; more than
+        50 fields are read in further COQL calls joined by id. With `since`, records deleted
+        since then (GET /{module}/deleted) are merged in by deletion time, with deleted=True.
+        """
+        columns = columns_for(fields)
+        first, rest = columns[:MAX_FIELDS_PER_CALL], columns[MAX_FIELDS_PER_CALL:]
+        params = {"fields": ",".join(first), "sort_by": MODIFIED, "sort_order": "asc"}
+        headers = {"If-Modified-Since": if_modified_since(since)} if since else None
+
+        def live_pages() -> Iterator[list[RawRecord]]:
+            for rows in self.client.pages(crm_object, params, headers=headers):
+                if rest:
+                    self._join_columns(crm_object, rest, rows)
+                yield self._records(rows, since)
+
+        live = in_order(live_pages())
+        if since is None:
+            yield from live
+            return
+        # Deletions since the watermark are few; they are read first and merged by time.
+        deleted = sorted(self._deleted(crm_object, since), key=_sort_key)
+        yield from heapq.merge(live, deleted, key=_sort_key)
+
+    def _records(self, rows: Iterable[dict[str, Any]], since: datetime | None) -> list[RawRecord]:
+        records = []
+        for row in rows:
+            modified = _parse_time(row.get(MODIFIED))
+            if row.get("id") is None or modified is None:
+                log.warning("skipping a Zoho record without id or Modified_Time")
+                continue
+            # If-Modified-Since was widened to whole seconds: the closed start is applied here.
+            if since is not None and modified < since:
+                continue
+            records.append(RawRecord(crm_id=str(row["id"]), modified_at=modified, fields=row))
+        return records
+
+    def _deleted(self, crm_object: str, since: datetime) -> Iterator[RawRecord]:
+        headers = {"If-Modified-Since": if_modified_since(since)}
+        for rows in self.client.pages(f"{crm_object}/deleted", {"type": "all"}, headers=headers):
+            for row in rows:
+                when = _parse_time(row.get("deleted_time"))
+                if row.get("id") is None or when is None or when < since:
+                    continue
+                yield RawRecord(crm_id=str(row["id"]), modified_at=when, deleted=True)
+
+    def _coql_rows(
+        self, module: str, columns: Sequence[str], ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Rows by id for up to any number of ids and columns: 50 ids and 49 columns + id a call."""
+        joined: dict[str, dict[str, Any]] = {}
+        wanted = [column for column in columns if column != "id"]
+        for id_chunk in _chunks(list(dict.fromkeys(ids)), coql.MAX_IN_VALUES):
+            for column_chunk in _chunks(wanted or [MODIFIED], coql.MAX_COLUMNS - 1):
+                query = coql.select(
+                    module,
+                    ["id", *column_chunk],
+                    coql.in_list("id", id_chunk),
+                    limit=len(id_chunk),
+                )
+                rows, _more = self.client.coql(query, limit=len(id_chunk))
+                for row in rows:
+                    if row.get("id") is not None:
+                        joined.setdefault(str(row["id"]), {}).update(row)
+        return joined
+
+    def _join_columns(
+        self, crm_object: str, columns: Sequence[str], rows: list[dict[str, Any]]
+    ) -> None:
+        extra = self._coql_rows(
+            crm_object, columns, [str(row["id"]) for row in rows if "id" in row]
+        )
+        for row in rows:
+            row.update(extra.get(str(row.get("id")), {}))
+
+    def read_by_ids(
+        self, crm_object: str, fields: Sequence[str], ids: Sequence[str]
+    ) -> Iterator[RawRecord]:
+        """Current state of the given records via COQL `id in (...)`: one credit per 50 ids."""
+        columns = columns_for(fields)
+        for id_chunk in _chunks(list(dict.fromkeys(ids)), coql.MAX_IN_VALUES):
+            rows = self._coql_rows(crm_object, columns, id_chunk)
+            yield from self._records((rows[i] for i in id_chunk if i in rows), None)
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def write(self, crm_object: str, changes: Sequence[RecordChange]) -> list[WriteResult]:
+        """PUT /crm/v8/{module} in batches of 100; only elements with code SUCCESS are "ok"."""
+        results: list[WriteResult] = []
+        for batch in _chunks(list(changes), MAX_WRITE_BATCH):
+            data = [
+                {"id": change.crm_id, **{k: json_value(v) for k, v in change.fields.items()}}
+                for change in batch
+            ]
+            elements = self.client.send_batch("PUT", crm_object, data, self.trigger)
+            results.extend(self._match([change.crm_id for change in batch], elements))
+        return results
+
+    @staticmethod
+    def _match(
+        expected: Sequence[str | None],
+        elements: list[Any] | None,
+        keys: Sequence[str] | None = None,
+    ) -> list[WriteResult]:
+        """Pair a batch answer with its requests by position, checking details.id when given."""
+        keys = keys or [""] * len(expected)
+        if elements is None or len(elements) != len(expected):
+            got = "no" if elements is None else str(len(elements))
+            return [
+                WriteResult(
+                    crm_id=record_id,
+                    status="unknown",
+                    error_code="RESULT_MISMATCH",
+                    message=f"Zoho answered {got} results for {len(expected)} records",
+                    retriable=True,
+                    key=key,
+                )
+                for record_id, key in zip(expected, keys, strict=True)
+            ]
+        results = []
+        for record_id, key, element in zip(expected, keys, elements, strict=True):
+            outcome = record_outcome(element)
+            if record_id is not None and outcome.record_id not in (None, record_id):
+                results.append(
+                    WriteResult(
+                        crm_id=record_id,
+                        status="unknown",
+                        error_code="RESULT_MISMATCH",
+                        message="Zoho's result names another record",
+                        retriable=True,
+                        key=key,
+                    )
+                )
+            elif outcome.ok:
+                results.append(
+                    WriteResult(crm_id=record_id or outcome.record_id, status="ok", key=key)
+                )
+            else:
+                results.append(
+                    WriteResult(
+                        crm_id=record_id,
+                        status="rejected",
+                        error_code=outcome.code,
+                        message=outcome.message,
+                        fields=outcome.fields,
+                        retriable=outcome.retriable,
+                        key=key,
+                    )
+                )
+        return results
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    def _task_body(self, task: TaskAction) -> dict[str, Any]:
+        marker = task_marker(task.dedupe_key)
+        description = task.description.rstrip()
+        if marker not in description:
+            description = f"{description}\n\n{marker}" if description else marker
+        body: dict[str, Any] = {
+            "Subject": task.subject or f"Credit risk follow-up: {task.rule}",
+            "Status": self.task_open_status,
+            "Priority": self.priority_values[task.priority],
+            "What_Id": {"id": task.account_id},
+            "$se_module": self.task_parent_module,
+            "Description": description,
+        }
+        if task.due_date is not None:
+            body["Due_Date"] = task.due_date.isoformat()
+        if task.owner_id:
+            body["Owner"] = {"id": task.owner_id}
+        return body
+
+    def create_tasks(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
+        """Create tasks at most once per dedupe key.
+
+        Zoho has no idempotency key, so existing tasks are looked up by the marker in their
+        description first; a create is sent without automatic retry, and when its answer is lost
+        the lookup runs again to learn whether it landed ("unknown" if it cannot tell).
+        """
+        for task in tasks:
+            self._task_accounts[task.dedupe_key] = task.account_id
+        unique = list({task.dedupe_key: task for task in tasks}.values())
+        found = self.find_tasks([task.dedupe_key for task in unique])
+        outcome: dict[str, WriteResult] = {
+            key: WriteResult(crm_id=state.crm_task_id, status="ok", key=key)
+            for key, state in found.items()
+        }
+        pending = [task for task in unique if task.dedupe_key not in outcome]
+        for batch in _chunks(pending, MAX_WRITE_BATCH):
+            keys = [task.dedupe_key for task in batch]
+            try:
+                elements = self._create_once(batch)
+            except QuotaExhaustedError:
+                raise
+            except RetriableCrmError as exc:
+                log.warning(
+                    "Zoho task create answer lost (%s); looking the tasks up", redact(str(exc))
+                )
+                elements = None
+            results = self._match([None] * len(batch), elements, keys)
+            if any(result.status == "unknown" for result in results):
+                results = self._settle_unknown(results)
+            outcome.update({result.key: result for result in results})
+        return [outcome[task.dedupe_key].model_copy() for task in tasks]
+
+    def _create_once(self, batch: Sequence[TaskAction]) -> list[Any] | None:
+        policy = self.client.http.policy
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self.client.send_batch(
+                    "POST",
+                    "Tasks",
+                    [self._task_body(task) for task in batch],
+                    self.trigger,
+                    retry=False,
+                )
+            except RetriableCrmError as exc:
+                # A 429 means Zoho did not run the call, so only then is a resend safe.
+                if exc.status != 429 or attempt > policy.max_retries:
+                    raise
+                self._sleep(policy.delay(attempt, None))
+
+    def _settle_unknown(self, results: list[WriteResult]) -> list[WriteResult]:
+        found = self.find_tasks([result.key for result in results if result.status == "unknown"])
+        settled = []
+        for result in results:
+            state = found.get(result.key)
+            if result.status == "unknown" and state is not None:
+                settled.append(WriteResult(crm_id=state.crm_task_id, status="ok", key=result.key))
+            else:
+                settled.append(result)
+        return settled
+
+    def find_tasks(self, dedupe_keys: Sequence[str]) -> dict[str, TaskState]:
+        """Tasks carrying our marker, by dedupe key.
+
+        COQL cannot filter on multi-line fields such as Description ("You cannot use multi-line
+        fields ... in criteria", COQL limitations page), so the marker is matched here. Candidates
+        are the tasks of the accounts we know the keys belong to (COQL `What_Id in (...)`), or,
+        with task_lookup = "scan" or when an account is unknown, every task paged by id.
+        """
+        wanted = set(dedupe_keys)
+        if not wanted:
+            return {}
+        accounts = {self._account_hint(key) for key in wanted}
+        if self.task_lookup == "scan" or None in accounts:
+            rows: Iterable[dict[str, Any]] = self._scan_tasks()
+        else:
+            rows = self._tasks_of([account for account in accounts if account is not None])
+        found: dict[str, TaskState] = {}
+        for row in rows:
+            key = find_task_marker(str(row.get("Description") or ""))
+            if key not in wanted or row.get("id") is None:
+                continue
+            assert key is not None
+            task_id = str(row["id"])
+            # Two tasks with one key can only come from outside; keep the oldest, deterministically.
+            if key in found and int(found[key].crm_task_id) < int(task_id):
+                continue
+            owner = row.get("Owner")
+            found[key] = TaskState(
+                crm_task_id=task_id,
+                dedupe_key=key,
+                is_closed=str(row.get("Status") or "") in self.task_closed_statuses,
+                owner_id=str(owner["id"]) if isinstance(owner, dict) and owner.get("id") else None,
+                priority=self._priority_back.get(str(row.get("Priority") or "").lower()),
+            )
+        return found
+
+    def _account_hint(self, key: str) -> str | None:
+        if key in self._task_accounts:
+            return self._task_accounts[key]
+        # The core's keys read "<connection>:<account id>:<rule>:<episode>"; Zoho ids are long digits.
+        parts = key.rsplit(":", 3)
+        if len(parts) == 4 and parts[1].isdigit() and len(parts[1]) >= 6:
+            return parts[1]
+        return None
+
+    def _tasks_of(self, accounts: Sequence[str]) -> Iterator[dict[str, Any]]:
+        # What_Id is a multi-module lookup; COQL compares lookups by id [A: not confirmed for
+        # What_Id on a live org; task_lookup = "scan" avoids it].
+        for chunk in _chunks(sorted(accounts), coql.MAX_IN_VALUES):
+            offset = 0
+            while True:
+                query = coql.select(
+                    "Tasks",
+                    TASK_COLUMNS,
+                    coql.in_list("What_Id", chunk),
+                    limit=coql.MAX_LIMIT,
+                    offset=offset,
+                )
+                rows, more = self.client.coql(query, limit=coql.MAX_LIMIT)
+                yield from rows
+                if not more or not rows:
+                    break
+                offset += len(rows)
+
+    def _scan_tasks(self) -> Iterator[dict[str, Any]]:
+        # Keyset paging by id passes COQL's 100,000-row offset reach (reference §3.2).
+        last: str | None = None
+        while True:
+            where = "id is not null" if last is None else f"id > {coql.quote(last)}"
+            query = coql.select(
+                "Tasks", TASK_COLUMNS, where, order_by="id asc", limit=coql.MAX_LIMIT
+            )
+            rows, more = self.client.coql(query, limit=coql.MAX_LIMIT)
+            yield from rows
+            if not more or not rows:
+                return
+            last = str(rows[-1]["id"])
+
+    def update_tasks(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
+        """Complete (Status), escalate (Priority, Owner) or comment on (append to Description)."""
+        for task in tasks:
+            self._task_accounts.setdefault(task.dedupe_key, task.account_id)
+        results: list[WriteResult | None] = [None] * len(tasks)
+        commented = [t.crm_task_id for t in tasks if t.action == "comment" and t.crm_task_id]
+        current = self._coql_rows("Tasks", ["Description"], commented) if commented else {}
+        sendable: list[tuple[int, dict[str, Any]]] = []
+        for index, task in enumerate(tasks):
+            task_id = task.crm_task_id
+            if not task_id:
+                results[index] = self._task_rejected(task, "MISSING_TASK_ID", "no CRM task id")
+                continue
+            data: dict[str, Any] = {"id": task_id}
+            if task.action == "complete":
+                data["Status"] = self.task_closed_status
+            elif task.action == "escalate":
+                data["Priority"] = self.priority_values[task.priority]
+                if task.owner_id:
+                    data["Owner"] = {"id": task.owner_id}
+            elif task.action == "comment":
+                if task_id not in current:
+                    results[index] = self._task_rejected(task, "NOT_FOUND", "task not found")
+                    continue
+                old = str(current[task_id].get("Description") or "").rstrip()
+                data["Description"] = f"{old}\n\n{task.description}" if old else task.description
+            else:
+                results[index] = self._task_rejected(task, "UNSUPPORTED", task.action)
+                continue
+            sendable.append((index, data))
+        for batch in _chunks(sendable, MAX_WRITE_BATCH):
+            elements = self.client.send_batch(
+                "PUT", "Tasks", [data for _, data in batch], self.trigger
+            )
+            matched = self._match(
+                [data["id"] for _, data in batch],
+                elements,
+                [tasks[index].dedupe_key for index, _ in batch],
+            )
+            for (index, _), result in zip(batch, matched, strict=True):
+                results[index] = result
+        return [result for result in results if result is not None]
+
+    @staticmethod
+    def _task_rejected(task: TaskAction, code: str, message: str) -> WriteResult:
+        return WriteResult(
+            crm_id=task.crm_task_id,
+            status="rejected",
+            error_code=code,
+            message=message,
+            key=task.dedupe_key,
+        )
+
+    # -- usage ------------------------------------------------------------------------------
+
+    def usage(self) -> ApiUsage:
+        """Calls by endpoint and the credits left as Zoho last reported (X-API-CREDITS-REMAINING)."""
+        limit = self.settings.options.get("daily_credits")
+        return ApiUsage(
+            calls=self.client.calls(),
+            remaining=self.client.remaining_estimate(),
+            limit=int(limit) if limit is not None else None,
+        )
+
+    def close(self) -> None:
+        """Close the HTTP session this adapter opened."""
+        self.client.close()

@@ -1,0 +1,321 @@
+"""Thin Zoho CRM REST v8 client: auth header and one re-auth, paging, COQL, batches, credit meter."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import requests
+
+from adapters._http import RetryingClient, RetryPolicy, make_session
+from connector.errors import AuthError, FatalCrmError, QuotaExhaustedError
+from connector.protocol import CrmSettings, KeyValueStore
+
+from . import coql
+from .auth import TokenProvider, resolve_endpoints
+from .errors import classify, classify_token
+
+log = logging.getLogger("crm_risk.zoho")
+
+API_VERSION = "v8"
+PER_PAGE = 200
+# `page` reaches only the first 2,000 records; past that Zoho wants `page_token` (reference §3.1).
+DISCRETE_PAGING_LIMIT = 2000
+# Concurrency per org and app: Standard edition allows 10, heavy APIs have a sub-limit of about
+# 10, and the reference advises 2-3 workers; the default stays below every edition's cap.
+DEFAULT_MAX_CONCURRENCY = 3
+CREDITS_HEADER = "X-API-CREDITS-REMAINING"
+_ID_SEGMENT = re.compile(r"/\d{6,}(?=/|$)")
+
+
+class PageCursor:
+    """Zoho's list paging: `page` for the first 2,000 records, then `info.next_page_token`."""
+
+    def __init__(self, per_page: int = PER_PAGE) -> None:
+        self.per_page = per_page
+        self.page = 1
+        self.token: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        """Query parameters that select the next page."""
+        if self.token:
+            return {"page_token": self.token, "per_page": self.per_page}
+        return {"page": self.page, "per_page": self.per_page}
+
+    def advance(self, info: Mapping[str, Any]) -> bool:
+        """Move past a page from its `info`; False when it was the last one."""
+        if not info.get("more_records"):
+            return False
+        next_token = info.get("next_page_token")
+        if self.token is not None or self.page * self.per_page >= DISCRETE_PAGING_LIMIT:
+            if not next_token:
+                raise FatalCrmError(
+                    "Zoho reported more records past 2,000 but gave no next_page_token",
+                    code="DISCRETE_PAGINATION_LIMIT_EXCEEDED",
+                )
+            self.token = str(next_token)
+        else:
+            self.page += 1
+        return True
+
+
+class ZohoClient:
+    """One connection to one Zoho org: every call goes through `request`, which meters credits."""
+
+    def __init__(
+        self,
+        settings: CrmSettings,
+        *,
+        state: KeyValueStore | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        options = settings.options
+        endpoints = resolve_endpoints(settings)
+        self.api_base = endpoints.api_base
+        self.version = settings.api_version or API_VERSION
+        self._own_session = session is None
+        self.session = session or make_session(
+            ca_bundle=settings.ca_bundle, verify_tls=settings.verify_tls
+        )
+        # Zoho sends no Retry-After: exponential backoff with full jitter (2, 4, 8 ... 60 s).
+        policy = RetryPolicy(
+            max_retries=settings.max_retries,
+            base_delay=float(options.get("backoff_base_seconds", 2.0)),
+            max_delay=float(options.get("backoff_max_seconds", 60.0)),
+            sleep=sleep,
+        )
+        self.http = RetryingClient(
+            self.session,
+            classify,
+            timeout=settings.timeout_seconds,
+            policy=policy,
+            endpoint_name=self._endpoint_name,
+        )
+        self.http.on_response.append(self._read_credits_header)
+        # Token calls: no automatic retry; TokenProvider waits on the throttle itself.
+        self._token_http = RetryingClient(
+            self.session,
+            classify_token,
+            timeout=settings.timeout_seconds,
+            policy=RetryPolicy(max_retries=0, sleep=sleep),
+            endpoint_name=lambda method, url: "POST oauth/v2/token",
+        )
+        self.auth = TokenProvider(
+            settings, endpoints, self._post_token, state=state, sleep=sleep, clock=clock
+        )
+        self.max_concurrency = int(options.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
+        self._slots = threading.BoundedSemaphore(self.max_concurrency)
+        self._meter = threading.Lock()
+        self.credits: Counter[str] = Counter()
+        self.remaining: int | None = None
+        self.first_remaining: int | None = None
+        self._spent_since_header = 0
+        self.credit_budget: int | None = (
+            int(options["credit_budget"]) if options.get("credit_budget") is not None else None
+        )
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        """Absolute URL for a path under /crm/<version>/."""
+        return f"{self.api_base}/crm/{self.version}/{path.lstrip('/')}"
+
+    def _endpoint_name(self, method: str, url: str) -> str:
+        path = url.split("?", 1)[0]
+        if path.startswith(self.api_base):
+            path = path[len(self.api_base) :]
+        return f"{method} {_ID_SEGMENT.sub('/{id}', path)}"
+
+    def _post_token(self, url: str, form: dict[str, str]) -> requests.Response:
+        # Form body, never query string: secrets must not land in access logs.
+        return self._token_http.request("POST", url, retry=False, data=form)
+
+    def _read_credits_header(self, response: requests.Response) -> None:
+        value = response.headers.get(CREDITS_HEADER)
+        if value is None or not value.strip().lstrip("-").isdigit():
+            return
+        with self._meter:
+            self.remaining = int(value)
+            self._spent_since_header = -1  # this response's own cost is already in the figure
+            if self.first_remaining is None:
+                self.first_remaining = self.remaining
+
+    def _spend(self, endpoint: str, cost: int) -> None:
+        with self._meter:
+            self.credits[endpoint] += cost
+            if self._spent_since_header == -1:
+                self._spent_since_header = 0
+            else:
+                self._spent_since_header += cost
+
+    def remaining_estimate(self) -> int | None:
+        """Credits left as Zoho last reported, minus what we spent since (Zoho sends the header
+        only once half the daily allowance is used)."""
+        with self._meter:
+            if self.remaining is None:
+                return None
+            return self.remaining - self._spent_since_header
+
+    def check_budget(self) -> None:
+        """Raise QuotaExhaustedError once this run used its share of the credits left at start."""
+        share = self.settings.api_budget_share
+        if self.credit_budget is not None and sum(self.credits.values()) >= self.credit_budget:
+            raise QuotaExhaustedError(
+                f"Zoho credit budget of {self.credit_budget} for this run is spent",
+                code="CREDIT_BUDGET",
+            )
+        remaining = self.remaining_estimate()
+        if remaining is None or self.first_remaining is None:
+            return
+        if remaining < (1.0 - share) * self.first_remaining or remaining <= 0:
+            raise QuotaExhaustedError(
+                f"Zoho API credits: {remaining} left of {self.first_remaining} at the first call; "
+                f"the run's share ({share:.0%}) is used",
+                code="CREDITS_EXHAUSTED",
+            )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        retry: bool = True,
+        credits: int = 1,
+    ) -> requests.Response:
+        """One authenticated call; refreshes the token once on 401 INVALID_TOKEN.
+
+        Args:
+            method: HTTP method.
+            path: path under /crm/<version>/.
+            params: query parameters.
+            json_body: JSON body (already JSON-safe).
+            headers: extra headers (If-Modified-Since).
+            retry: False for creates, whose blind retry could duplicate a record.
+            credits: what Zoho charges for this call (COQL by its LIMIT).
+
+        Returns:
+            The response (2xx, 304, or a batch answer with per-record `data[]`).
+
+        Raises:
+            QuotaExhaustedError: the run's share of the credits is used (checked before the call).
+            AuthError: credentials refused, or the token refused again after one refresh.
+            RetriableCrmError: still failing after the retry policy's attempts.
+            FatalCrmError: any other error.
+        """
+        self.check_budget()
+        url = self.url(path)
+        data = None if json_body is None else json.dumps(json_body)
+        with self._slots:
+            token = self.auth.token()
+            for attempt in (1, 2):
+                sent = dict(headers or {})
+                sent["Authorization"] = f"Zoho-oauthtoken {token}"
+                if data is not None:
+                    sent["Content-Type"] = "application/json"
+                try:
+                    response = self.http.request(
+                        method, url, retry=retry, headers=sent, params=params, data=data
+                    )
+                except AuthError as exc:
+                    # The refused call did not run, so sending it again is safe even for creates.
+                    if exc.code == "INVALID_TOKEN" and attempt == 1:
+                        token = self.auth.refresh(stale=token)
+                        continue
+                    raise
+                self._spend(self._endpoint_name(method, url), credits)
+                return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def body(response: requests.Response) -> Any:
+        """The JSON body, or None for 204/304 and empty answers."""
+        if response.status_code in (204, 304) or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise FatalCrmError(
+                "Zoho answered with a body that is not JSON",
+                code="BAD_BODY",
+                status=response.status_code,
+            ) from None
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def pages(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        per_page: int = PER_PAGE,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield the `data` of each page of a list endpoint; 204 and 304 yield nothing."""
+        cursor = PageCursor(per_page)
+        while True:
+            response = self.request(
+                "GET", path, params={**params, **cursor.params()}, headers=headers
+            )
+            body = self.body(response)
+            if not isinstance(body, dict):
+                return
+            data = body.get("data") or []
+            if data:
+                yield [row for row in data if isinstance(row, dict)]
+            info = body.get("info") or {}
+            if not data or not cursor.advance(info):
+                return
+
+    def coql(self, query: str, *, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Run one COQL query; returns (rows, more_records). Charged by its LIMIT."""
+        response = self.request(
+            "POST", "coql", json_body={"select_query": query}, credits=coql.credit_cost(limit)
+        )
+        body = self.body(response)
+        if not isinstance(body, dict):
+            return [], False
+        rows = [row for row in body.get("data") or [] if isinstance(row, dict)]
+        return rows, bool((body.get("info") or {}).get("more_records"))
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def send_batch(
+        self,
+        method: str,
+        module: str,
+        data: list[dict[str, Any]],
+        trigger: list[str],
+        *,
+        retry: bool = True,
+    ) -> list[Any] | None:
+        """PUT (update) or POST (insert) up to 100 records; returns `data[]` or None if unreadable."""
+        response = self.request(
+            method, module, json_body={"data": data, "trigger": trigger}, retry=retry
+        )
+        body = self.body(response)
+        if isinstance(body, dict) and isinstance(body.get("data"), list):
+            return list(body["data"])
+        return None
+
+    def calls(self) -> dict[str, int]:
+        """Calls made, by endpoint, including token refreshes."""
+        merged = Counter(self.http.calls)
+        merged.update(self._token_http.calls)
+        return dict(merged)
+
+    def close(self) -> None:
+        """Close the session if this client opened it."""
+        if self._own_session:
+            self.session.close()
