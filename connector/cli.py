@@ -243,7 +243,9 @@ def cmd_sync(args: argparse.Namespace, console: Console) -> int:
         stack.callback(store.close)
         adapter = create_adapter(connection.crm_settings(), state=store)
         stack.callback(adapter.close)
-        _refuse_on_mapping_errors(adapter, mapping)
+        _refuse_on_mapping_errors(
+            adapter, mapping, store=store, connection=connection.name, force=args.full
+        )
         options = SyncOptions(dry_run=args.dry_run, full=args.full, trigger="cli", as_of=args.as_of)
         _install_signal_handlers(options.cancel)
         report = run_sync(
@@ -266,11 +268,31 @@ def cmd_sync(args: argparse.Namespace, console: Console) -> int:
     return classify_exit(report)
 
 
-def _refuse_on_mapping_errors(adapter: Any, mapping: Any) -> None:
-    """`sync` refuses to start on a mapping error rather than skipping the field."""
+MAPPING_CHECK_TTL_SECONDS = 24 * 3600
+
+
+def _refuse_on_mapping_errors(
+    adapter: Any, mapping: Any, *, store: Any = None, connection: str = "", force: bool = False
+) -> None:
+    """`sync` refuses to start on a mapping error rather than skipping the field.
+
+    A passing check is remembered for a day per (connection, effective mapping), so a routine
+    run does not spend API calls on field metadata; `--full` or a mapping change checks again.
+    """
+    import hashlib
+    import time
+
     from connector.errors import MappingErrors
     from connector.mapping_check import check_mapping
 
+    digest = hashlib.sha256(
+        json.dumps(mapping.effective_dict(), sort_keys=True, default=str).encode()
+    ).hexdigest()
+    key = f"mapping_check:{connection}:{digest[:16]}"
+    if store is not None and not force:
+        checked_at = store.get_value(key)
+        if checked_at and time.time() - float(checked_at) < MAPPING_CHECK_TTL_SECONDS:
+            return
     errors = [
         error
         for error in check_mapping(mapping, adapter.describe)
@@ -278,6 +300,8 @@ def _refuse_on_mapping_errors(adapter: Any, mapping: Any) -> None:
     ]
     if errors:
         raise MappingErrors(errors)
+    if store is not None:
+        store.set_value(key, str(time.time()))
 
 
 def _install_signal_handlers(cancel: Any) -> None:
