@@ -1,0 +1,61 @@
+"""explain: the JSON and terminal views carry the whole breakdown of an assessment."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from decimal import Decimal
+
+from rich.console import Console
+
+from connector.explain import explanation_dict, render_explanation
+from connector.models import Account, Invoice
+from connector.policy import ScoringPolicy
+from connector.scoring import PortfolioContext, assess
+
+AS_OF = date(2025, 6, 30)
+
+
+def scored(language: str = "en"):
+    account = Account(
+        crm_id="acc-9", name="Beta Ltd", currency="GBP", current_credit_limit=Decimal(20000)
+    )
+    invoices = [
+        Invoice(
+            crm_id=f"i{i}",
+            account_id="acc-9",
+            issue_date=AS_OF - timedelta(days=150 + 20 * i),
+            due_date=AS_OF - timedelta(days=120 + 20 * i),
+            amount=Decimal(9000),
+            open_amount=Decimal(9000),
+        )
+        for i in range(2)
+    ]
+    return account, assess(
+        account, invoices, PortfolioContext(), ScoringPolicy(language=language), AS_OF
+    )
+
+
+def test_dict_is_json_and_complete() -> None:
+    account, assessment = scored()
+    data = json.loads(json.dumps(explanation_dict(account, assessment)))
+    assert data["account"]["crm_id"] == "acc-9"
+    assert data["band"] == assessment.band == "E"
+    assert data["recommended_credit_limit"] == str(assessment.recommended_credit_limit)
+    assert data["hard_rules"] == ["HARD_SEVERE_DELINQUENCY"]
+    assert data["reasons"][0]["code"] == "HARD_SEVERE_DELINQUENCY"
+    assert len(data["factors"]) == 9
+    assert data["features"]["aging_90_plus"] == "18000.00"
+    assert data["limit_derivation"] == list(assessment.limit_derivation)
+
+
+def test_terminal_view_shows_reasons_factors_and_limit_steps() -> None:
+    account, assessment = scored("zh")
+    console = Console(record=True, width=160)
+    console.print(render_explanation(account, assessment))
+    text = console.export_text()
+    assert "Beta Ltd" in text
+    assert "HARD_SEVERE_DELINQUENCY" in text
+    assert "张发票逾期超过 90 天" in text
+    assert "band E multiplier" in text
+    assert "EXTERNAL_SCORE" in text and "no data" in text

@@ -1,0 +1,81 @@
+"""Scoring policy: defaults are the reference model, every section loads from TOML, bad values fail."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+from pydantic import ValidationError
+
+from connector.policy import ScoringPolicy, policy_fingerprint
+
+
+def test_defaults_are_the_reference_model() -> None:
+    policy = ScoringPolicy()
+    weights = policy.weights
+    assert (weights.dbt, weights.late_share, weights.past_due, weights.trend) == (25, 10, 20, 10)
+    assert (weights.external_score, weights.disputes, weights.over_limit, weights.thin_file) == (
+        15,
+        5,
+        10,
+        5,
+    )
+    assert policy.bands.cutoffs == (20, 40, 60, 80)
+    assert policy.limits.band_multipliers == {"A": 1.0, "B": 0.85, "C": 0.65, "D": 0.35, "E": 0.0}
+    assert policy.curves.dbt[-1] == (90, 100)
+    assert policy.windows.grace_days == 5
+
+
+def test_nested_sections_load_from_toml() -> None:
+    text = """
+    language = "zh"
+    home_currency = "EUR"
+    [weights]
+    dbt = 30
+    [curves]
+    trend = [[0, 0], [30, 100]]
+    [limits]
+    rounding_step = 500
+    band_multipliers = { A = 1.0, B = 0.9, C = 0.6, D = 0.3, E = 0.0 }
+    """
+    policy = ScoringPolicy.model_validate(tomllib.loads(text))
+    assert policy.weights.dbt == 30
+    assert policy.weights.trend == 10
+    assert policy.curves.trend == ((0, 0), (30, 100))
+    assert policy.limits.rounding_step == 500
+    assert policy.language == "zh"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"weights": {"dbt": -1}},
+        {"curves": {"dbt": [[10, 0], [5, 100]]}},
+        {"curves": {"dbt": [[0, 0], [5, 120]]}},
+        {"bands": {"cutoffs": [20, 10, 60, 80]}},
+        {"bands": {"levels": {"A": "Low"}}},
+        {"limits": {"band_multipliers": {"A": 1.0}}},
+        {"windows": {"trend_recent_days": 400}},
+        {"language": "fr"},
+        {"weights": {"dbtt": 3}},
+    ],
+    ids=["negative_weight", "curve_not_increasing", "points_above_100", "cutoffs_unordered",
+         "levels_missing_bands", "multipliers_missing_bands", "trend_window_too_long",
+         "unknown_language", "typo_in_key"],
+)  # fmt: skip
+def test_invalid_settings_are_rejected(bad) -> None:
+    with pytest.raises(ValidationError):
+        ScoringPolicy.model_validate(bad)
+
+
+def test_fingerprint_is_stable_and_tracks_every_setting() -> None:
+    assert policy_fingerprint(ScoringPolicy()) == policy_fingerprint(ScoringPolicy())
+    changed = [
+        ScoringPolicy(weights={"dbt": 26}),
+        ScoringPolicy(language="zh"),
+        ScoringPolicy(limits={"rounding_step": 500}),
+        ScoringPolicy(curves={"trend": [[0, 0], [20, 100]]}),
+    ]
+    prints = {policy_fingerprint(p) for p in changed}
+    assert len(prints) == len(changed)
+    assert policy_fingerprint(ScoringPolicy()) not in prints
