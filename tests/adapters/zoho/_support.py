@@ -1,0 +1,54 @@
+"""Shared helpers for the Zoho adapter tests: fixture loading, settings, an in-memory store."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from connector.protocol import CrmSettings
+
+PLUS3 = timezone(timedelta(hours=3))
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "http" / "zoho"
+BASE = "https://zoho.test"
+TOKEN_URL = "https://accounts.zoho.test/oauth/v2/token"
+API = f"{BASE}/crm/v8"
+T0 = datetime(2025, 1, 10, 10, 0, tzinfo=UTC)
+
+
+class MemoryKv:
+    """KeyValueStore in memory, shared between adapter instances like the state store."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def get_value(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    def set_value(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+
+def load(name: str) -> Any:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def stamp(when: datetime) -> str:
+    """Zoho's wire format, in the API user's +03:00 offset."""
+    return when.astimezone(PLUS3).isoformat(timespec="seconds")
+
+
+def make_settings(**overrides: Any) -> CrmSettings:
+    values: dict[str, Any] = {
+        "name": "acme",
+        "kind": "zoho",
+        "base_url": BASE,
+        "token_url": TOKEN_URL,
+        "client_id": "test-client-id",
+        "client_secret": "test-client-secret-value",
+        "refresh_token": "test-refresh-token-value",
+        "max_retries": 3,
+    }
+    values.update(overrides)
+    return CrmSettings(**values)

@@ -1,0 +1,191 @@
+"""Token handling: DC hosts, one shared cached token, one re-auth on 401, throttle waits, redaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import responses
+from responses import matchers
+
+from adapters.zoho import ZohoAdapter
+from adapters.zoho.auth import resolve_endpoints
+from connector.errors import AuthError, ConfigError, RetriableCrmError
+
+from ._support import API, TOKEN_URL, load, make_settings
+
+PAGE = {"data": [], "info": {"more_records": False}}
+
+
+def accounts_ok(mock: responses.RequestsMock, token: str) -> None:
+    mock.get(
+        f"{API}/Accounts",
+        status=204,
+        match=[matchers.header_matcher({"Authorization": f"Zoho-oauthtoken {token}"})],
+    )
+
+
+def token_body(token: str) -> dict[str, object]:
+    return {**load("token__ok"), "access_token": token}
+
+
+@pytest.mark.parametrize(
+    ("dc", "token_url", "api"),
+    [
+        ("us", "https://accounts.zoho.com/oauth/v2/token", "https://www.zohoapis.com"),
+        ("eu", "https://accounts.zoho.eu/oauth/v2/token", "https://www.zohoapis.eu"),
+        (
+            "au-sandbox",
+            "https://accounts.zoho.com.au/oauth/v2/token",
+            "https://sandbox.zohoapis.com.au",
+        ),
+        ("ca", "https://accounts.zohocloud.ca/oauth/v2/token", "https://www.zohoapis.ca"),
+        (
+            "jp-developer",
+            "https://accounts.zoho.jp/oauth/v2/token",
+            "https://developer.zohoapis.jp",
+        ),
+    ],
+)
+def test_data_centre_hosts(dc: str, token_url: str, api: str) -> None:
+    endpoints = resolve_endpoints(make_settings(base_url=None, token_url=None, data_centre=dc))
+    assert (endpoints.token_url, endpoints.api_base) == (token_url, api)
+
+
+def test_explicit_urls_win_and_bad_dc_is_a_config_error() -> None:
+    endpoints = resolve_endpoints(make_settings(data_centre="eu"))
+    assert endpoints.api_base == "https://zoho.test"
+    with pytest.raises(ConfigError, match="data_centre"):
+        resolve_endpoints(make_settings(base_url=None, token_url=None, data_centre="mars"))
+    with pytest.raises(ConfigError, match="data_centre"):
+        resolve_endpoints(make_settings(base_url=None, token_url=None))
+
+
+def test_refreshes_once_on_invalid_token(
+    mock: responses.RequestsMock, adapter: ZohoAdapter
+) -> None:
+    mock.post(TOKEN_URL, json=token_body("test-access-first"))
+    mock.get(f"{API}/Accounts", status=401, json=load("api__invalid_token"))
+    mock.post(TOKEN_URL, json=token_body("test-access-second"))
+    accounts_ok(mock, "test-access-second")
+    assert list(adapter.read_changed("Accounts", ["Account_Name"], None)) == []
+    assert adapter.client.auth.refreshes == 2
+
+
+def test_second_invalid_token_is_an_auth_error(
+    mock: responses.RequestsMock, adapter: ZohoAdapter
+) -> None:
+    mock.post(TOKEN_URL, json=token_body("test-access-first"))
+    mock.get(f"{API}/Accounts", status=401, json=load("api__invalid_token"))
+    mock.post(TOKEN_URL, json=token_body("test-access-second"))
+    mock.get(f"{API}/Accounts", status=401, json=load("api__invalid_token"))
+    with pytest.raises(AuthError) as caught:
+        list(adapter.read_changed("Accounts", ["Account_Name"], None))
+    assert caught.value.code == "INVALID_TOKEN"
+    assert caught.value.exit_code == 77
+    assert len(mock.calls) == 4
+
+
+def test_token_is_shared_through_the_store(mock: responses.RequestsMock, make_adapter, kv) -> None:
+    mock.post(TOKEN_URL, json=token_body("test-access-shared"))
+    accounts_ok(mock, "test-access-shared")
+    accounts_ok(mock, "test-access-shared")
+    first = make_adapter()
+    list(first.read_changed("Accounts", [], None))
+    stored = json.loads(kv.values["zoho:acme:access_token"])
+    assert stored["access_token"] == "test-access-shared"
+    second = make_adapter()  # another process: no second refresh
+    list(second.read_changed("Accounts", [], None))
+    assert second.client.auth.refreshes == 0
+    assert sum(1 for call in mock.calls if call.request.url == TOKEN_URL) == 1
+
+
+def test_threads_share_one_refresh(mock: responses.RequestsMock, adapter: ZohoAdapter) -> None:
+    mock.post(TOKEN_URL, json=token_body("test-access-threads"))
+    with ThreadPoolExecutor(8) as pool:
+        tokens = set(pool.map(lambda _: adapter.client.auth.token(), range(16)))
+    assert tokens == {"test-access-threads"}
+    assert adapter.client.auth.refreshes == 1
+
+
+def test_token_throttle_waits_instead_of_hammering(
+    mock: responses.RequestsMock, adapter: ZohoAdapter, sleeps: list[float]
+) -> None:
+    mock.post(TOKEN_URL, status=400, json=load("token__throttled"))
+    mock.post(TOKEN_URL, status=400, json=load("token__throttled"))
+    mock.post(TOKEN_URL, json=token_body("test-access-late"))
+    assert adapter.client.auth.token() == "test-access-late"
+    assert sleeps == [60.0, 60.0]
+
+
+def test_token_throttle_reuses_a_token_another_process_minted(
+    mock: responses.RequestsMock, kv
+) -> None:
+    mock.post(TOKEN_URL, status=400, json=load("token__throttled"))
+
+    def other_process_refreshes(seconds: float) -> None:
+        kv.set_value(
+            "zoho:acme:access_token",
+            json.dumps({"access_token": "test-access-other", "expires_at": 4e9}),
+        )
+
+    adapter = ZohoAdapter(make_settings(), state=kv, sleep=other_process_refreshes)
+    try:
+        assert adapter.client.auth.token() == "test-access-other"
+    finally:
+        adapter.close()
+
+
+def test_token_throttle_gives_up_as_retry_later(
+    mock: responses.RequestsMock, make_adapter, sleeps: list[float]
+) -> None:
+    adapter = make_adapter(options={"token_throttle_attempts": 1})
+    mock.post(TOKEN_URL, status=400, json=load("token__throttled"))
+    mock.post(TOKEN_URL, status=400, json=load("token__throttled"))
+    with pytest.raises(RetriableCrmError) as caught:
+        adapter.client.auth.token()
+    assert caught.value.exit_code == 75
+    assert sleeps == [60.0]
+
+
+@pytest.mark.parametrize("fixture", ["token__invalid_code", "token__invalid_client"])
+def test_bad_refresh_token_is_never_retried(
+    mock: responses.RequestsMock, adapter: ZohoAdapter, sleeps: list[float], fixture: str
+) -> None:
+    mock.post(TOKEN_URL, json=load(fixture))
+    with pytest.raises(AuthError):
+        list(adapter.read_changed("Accounts", ["Account_Name"], None))
+    assert len(mock.calls) == 1
+    assert sleeps == []
+
+
+def test_warns_when_token_is_for_another_data_centre(
+    mock: responses.RequestsMock, adapter: ZohoAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    mock.post(
+        TOKEN_URL,
+        json={**token_body("test-access-au"), "api_domain": "https://www.zohoapis.com.au"},
+    )
+    with caplog.at_level(logging.WARNING, logger="crm_risk.zoho"):
+        adapter.client.auth.token()
+    assert "www.zohoapis.com.au" in caplog.text
+    assert "zoho.test" in caplog.text
+
+
+def test_no_secret_in_errors_or_logs(
+    mock: responses.RequestsMock, adapter: ZohoAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret_token = "test-access-secret-value-1234"
+    mock.post(TOKEN_URL, json=token_body(secret_token))
+    mock.get(
+        f"{API}/Accounts", status=500, json={"code": "INTERNAL_ERROR", "message": secret_token}
+    )
+    mock.get(f"{API}/Accounts", status=401, json=load("api__invalid_token"))
+    mock.post(TOKEN_URL, json={"error": "invalid_code", "error_description": secret_token})
+    with caplog.at_level(logging.DEBUG), pytest.raises(AuthError) as caught:
+        list(adapter.read_changed("Accounts", ["Account_Name"], None))
+    texts = [str(caught.value), repr(caught.value), caplog.text]
+    for secret in (secret_token, "test-client-secret-value", "test-refresh-token-value"):
+        assert all(secret not in text for text in texts)
