@@ -50,7 +50,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "PAST_DUE_NOW": (
         "{count} {invoices} {bucket} days past due, {amount}{cur} ({share} of the open balance overdue)",
-        "{count} 张发票逾期 {bucket} 天，金额 {amount}{cur}（未结余额的 {share} 已逾期）",
+        "{count} 张发票逾期{bucket}天，金额 {amount}{cur}（未结余额的 {share} 已逾期）",
     ),
     "TREND_WORSE": (
         "Payment delays worsening: {recent} days beyond terms in the last {recent_days} days vs {prior} before (+{trend})",
@@ -79,7 +79,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
 }
 
 _BUCKET_LABELS = ("current", "1–{e1}", "{e1p}–{e2}", "{e2p}–{e3}", "more than {e3}")
-_BUCKET_LABELS_ZH = ("未到期", "1–{e1}", "{e1p}–{e2}", "{e2p}–{e3}", "超过 {e3}")
+_BUCKET_LABELS_ZH = ("未到期", " 1–{e1} ", " {e1p}–{e2} ", " {e2p}–{e3} ", "超过 {e3} ")
 
 
 def money(value: float) -> str:
