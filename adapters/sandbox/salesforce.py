@@ -1,0 +1,1849 @@
+"""Salesforce sandbox: OAuth, REST query/sObject/collections, limits and Bulk API 2.0 over seeded data.
+
+Faithful to the wire shapes in shared/reference/salesforce.md §2 and §8 so that unmodified
+simple-salesforce works against it. Records are dicts keyed by canonical field names with
+JSON-native values (dates `YYYY-MM-DD`, datetimes `YYYY-MM-DDTHH:MM:SS.mmm+0000`), so
+string order is time order and state saves as plain JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import hmac
+import io
+import json
+import re
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qs
+
+from adapters.sandbox.seed import Portfolio
+from adapters.sandbox.server import Request, Response
+from adapters.sandbox.sf_schema import (
+    CLOSED_TASK_STATUSES,
+    NUMBER_TYPES,
+    FieldDef,
+    SObject,
+    build_schema,
+    make_id,
+    to_id18,
+)
+from adapters.sandbox.sf_soql import (
+    BoolOp,
+    Comparison,
+    Condition,
+    DateKeyword,
+    DateLiteral,
+    DateTimeLiteral,
+    FieldRef,
+    Not,
+    Query,
+    SoqlError,
+    like_to_regex,
+    parse,
+    parse_datetime_literal,
+    resolve_date_keyword,
+)
+
+LATEST_VERSION = 62.0
+MIN_VERSION = 31.0
+ORG_ID = "00D5g000004SANDBOX"[:15] + "EAA"
+COLLECTION_LIMIT = 200
+INTEGRATION_USER = "integration@crm-risk.sandbox"
+
+_PAYMENT_STATUS = {
+    "paid": "Paid",
+    "partially_paid": "Partially Paid",
+    "open": "Unpaid",
+    "disputed": "Unpaid",
+    "written_off": "Paid",
+    "void": "Paid",
+}
+_CUSTOM_STATUS = {
+    "open": "Open",
+    "paid": "Paid",
+    "partially_paid": "Partially Paid",
+    "disputed": "Disputed",
+    "written_off": "Written Off",
+    "void": "Void",
+}
+_DELIMITERS = {
+    "COMMA": ",",
+    "TAB": "\t",
+    "PIPE": "|",
+    "SEMICOLON": ";",
+    "CARET": "^",
+    "BACKQUOTE": "`",
+}
+
+
+def sf_datetime(moment: datetime) -> str:
+    """Salesforce's JSON datetime: `2026-11-01T10:00:00.000+0000` (UTC, milliseconds)."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
+
+
+def _error(status: int, code: str, message: str, fields: list[str] | None = None) -> Response:
+    body: dict[str, Any] = {"message": message, "errorCode": code}
+    if fields is not None:
+        body["fields"] = fields
+    return Response.json(status, [body])
+
+
+def _not_found() -> Response:
+    return _error(404, "NOT_FOUND", "The requested resource does not exist")
+
+
+class RecordError(Exception):
+    """One record rejected; rendered as {statusCode, message, fields}."""
+
+    def __init__(self, code: str, message: str, fields: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fields = fields or []
+
+    def as_result(self) -> dict[str, Any]:
+        """The SaveResult error entry."""
+        return {"statusCode": self.code, "message": self.message, "fields": self.fields}
+
+
+class _Cursor:
+    __slots__ = ("created", "ids", "object_name", "plan")
+
+    def __init__(self, object_name: str, plan: list[FieldRef], ids: list[str]) -> None:
+        self.object_name = object_name
+        self.plan = plan
+        self.ids = ids
+        self.created = time.monotonic()
+
+
+class SalesforceEmulator:
+    """A Salesforce org in memory: seeded Accounts, invoices (Billing and custom), Tasks, Users."""
+
+    name = "salesforce"
+
+    def __init__(
+        self,
+        portfolio: Portfolio,
+        *,
+        client_id: str = "sandbox-client",
+        client_secret: str = "sandbox-secret",  # noqa: S107 - published demo credentials
+        username: str = INTEGRATION_USER,
+        password: str = "sandbox-password",  # noqa: S107
+        security_token: str = "sandbox-token",  # noqa: S107
+        daily_api_limit: int = 100_000,
+        session_seconds: float | None = None,
+        jwt_public_key: str | None = None,
+        bulk_polls_before_complete: int = 0,
+        invoice_objects: Iterable[str] = ("blng__Invoice__c", "Invoice__c"),
+    ) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.username = username
+        self.password = password
+        self.security_token = security_token
+        self.demo_refresh_token = "5Aep861sandboxRefreshToken"  # noqa: S105 - demo value
+        self.daily_api_limit = daily_api_limit
+        self.api_used = 0
+        self.session_seconds = session_seconds
+        self.bulk_polls_before_complete = bulk_polls_before_complete
+        self.call_counts: Counter[tuple[str, str]] = Counter()
+        self.writes_log: list[dict[str, Any]] = []
+        self.schema = build_schema()
+        self.rows: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.schema}
+        self.as_of = portfolio.as_of
+        # Clock control: tests may replace this to stage SystemModstamp ties and late commits.
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self._last_stamp = ""
+        self._seq = 0
+        self._lock = threading.RLock()
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._cursors: dict[str, _Cursor] = {}
+        self._jobs: dict[str, dict[str, Any]] = {}
+        self._locks: dict[str, int] = {}
+        self._validation_rules: list[Callable[[str, dict[str, Any]], str | None]] = []
+        self._jwt_public_key = jwt_public_key
+        self._jwt_private_key: str | None = None
+        self._seed(portfolio, set(invoice_objects))
+
+    # ---------------------------------------------------------------- seeding
+
+    def _new_id(self, object_name: str) -> str:
+        self._seq += 1
+        return make_id(self.schema[object_name].key_prefix, self._seq)
+
+    def _seed(self, portfolio: Portfolio, invoice_objects: set[str]) -> None:
+        # A data load stamps many rows in the same millisecond; adapters must break ties by Id.
+        load = datetime.combine(portfolio.as_of - timedelta(days=2), datetime.min.time(), UTC)
+        load = load.replace(hour=10)
+        user_ids: dict[str, str] = {}
+        users = self.rows["User"]
+        integration = self._new_id("User")
+        stamp = sf_datetime(load - timedelta(days=400))
+        users[integration] = self._blank("User") | {
+            "Id": integration,
+            "Name": "Integration User",
+            "Username": self.username,
+            "Email": self.username,
+            "IsActive": True,
+            "CreatedDate": stamp,
+            "LastModifiedDate": stamp,
+            "SystemModstamp": stamp,
+        }
+        self.integration_user_id = integration
+        for user in portfolio.users:
+            uid = self._new_id("User")
+            user_ids[user.key] = uid
+            users[uid] = self._blank("User") | {
+                "Id": uid,
+                "Name": user.name,
+                "Username": user.email,
+                "Email": user.email,
+                "IsActive": user.active,
+                "CreatedDate": stamp,
+                "LastModifiedDate": stamp,
+                "SystemModstamp": stamp,
+            }
+        account_ids: dict[str, str] = {}
+        accounts = self.rows["Account"]
+        for index, acc in enumerate(portfolio.accounts):
+            aid = self._new_id("Account")
+            account_ids[acc.key] = aid
+            modstamp = sf_datetime(load + timedelta(seconds=index // 25))
+            accounts[aid] = self._blank("Account") | {
+                "Id": aid,
+                "Name": acc.name,
+                "OwnerId": user_ids[acc.owner_key],
+                "Industry": acc.industry,
+                "BillingCountry": acc.country,
+                "AnnualRevenue": _num(acc.annual_revenue),
+                "NumberOfEmployees": acc.employees,
+                "CurrencyIsoCode": acc.currency,
+                "CreatedDate": sf_datetime(acc.created_at),
+                "LastModifiedDate": modstamp,
+                "SystemModstamp": modstamp,
+                "Payment_Terms_Days__c": float(acc.payment_terms_days),
+                "Credit_Limit__c": _num(acc.credit_limit),
+                "External_Score__c": None
+                if acc.external_score is None
+                else float(acc.external_score),
+                "Insured_Limit__c": _num(acc.insured_limit),
+                "Credit_Hold__c": False,
+                "Manual_Override__c": False,
+            }
+        currency = {acc.key: acc.currency for acc in portfolio.accounts}
+        blng = self.rows["blng__Invoice__c"]
+        custom = self.rows["Invoice__c"]
+        for index, inv in enumerate(portfolio.invoices):
+            modstamp = sf_datetime(load + timedelta(hours=1, seconds=index // 200))
+            created = sf_datetime(datetime.combine(inv.issue_date, datetime.min.time(), UTC))
+            base = {
+                "IsDeleted": False,
+                "Name": inv.number,
+                "CurrencyIsoCode": currency[inv.account_key],
+                "CreatedDate": created,
+                "LastModifiedDate": modstamp,
+                "SystemModstamp": modstamp,
+            }
+            if "blng__Invoice__c" in invoice_objects:
+                bid = self._new_id("blng__Invoice__c")
+                days = (self.as_of - inv.due_date).days if inv.open_amount > 0 else 0
+                blng[bid] = base | {
+                    "Id": bid,
+                    "blng__Account__c": account_ids[inv.account_key],
+                    "blng__InvoiceDate__c": inv.issue_date.isoformat(),
+                    "blng__DueDate__c": inv.due_date.isoformat(),
+                    "blng__InvoicePostedDate__c": inv.issue_date.isoformat(),
+                    "blng__TotalAmount__c": float(inv.amount),
+                    "blng__Balance__c": float(inv.open_amount),
+                    "blng__InvoiceStatus__c": "Cancelled" if inv.status == "void" else "Posted",
+                    "blng__PaymentStatus__c": _PAYMENT_STATUS[inv.status],
+                    "blng__DaysOutstanding__c": float(max(days, 0)),
+                    "blng__UniqueId__c": inv.key,
+                }
+            if "Invoice__c" in invoice_objects:
+                cid = self._new_id("Invoice__c")
+                custom[cid] = base | {
+                    "Id": cid,
+                    "Account__c": account_ids[inv.account_key],
+                    "Invoice_Date__c": inv.issue_date.isoformat(),
+                    "Due_Date__c": inv.due_date.isoformat(),
+                    "Amount__c": float(inv.amount),
+                    "Balance__c": float(inv.open_amount),
+                    "Paid_Date__c": inv.paid_date.isoformat() if inv.paid_date else None,
+                    "Status__c": _CUSTOM_STATUS[inv.status],
+                }
+        self._last_stamp = sf_datetime(load + timedelta(days=1))
+
+    def _blank(self, object_name: str) -> dict[str, Any]:
+        return {f.name: f.default for f in self.schema[object_name].fields} | {"IsDeleted": False}
+
+    # ---------------------------------------------------------------- inspection API
+
+    def records(self, object_name: str, include_deleted: bool = False) -> list[dict[str, Any]]:
+        """Copies of the records of one object (soft-deleted ones only when asked)."""
+        obj = self._object(object_name)
+        with self._lock:
+            return [
+                dict(row)
+                for row in self.rows[obj.name].values()
+                if include_deleted or not row["IsDeleted"]
+            ]
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """Copies of all Task records."""
+        return self.records("Task")
+
+    def set_field(self, object_name: str, record_id: str, field: str, value: Any) -> None:
+        """Simulate a person editing a record in the CRM (bumps LastModifiedDate/SystemModstamp)."""
+        obj = self._object(object_name)
+        fdef = obj.field(field)
+        if fdef is None:
+            raise KeyError(field)
+        with self._lock:
+            row = self.rows[obj.name][to_id18(record_id) or record_id]
+            row[fdef.name] = value
+            self._touch(row, self._stamp())
+
+    def delete_record(self, object_name: str, record_id: str) -> None:
+        """Soft-delete a record (it moves to the recycle bin: only queryAll sees it)."""
+        obj = self._object(object_name)
+        with self._lock:
+            row = self.rows[obj.name][to_id18(record_id) or record_id]
+            row["IsDeleted"] = True
+            self._touch(row, self._stamp())
+
+    def expire_tokens(self) -> None:
+        """Invalidate every access token (the next API call answers 401 INVALID_SESSION_ID)."""
+        with self._lock:
+            self._tokens.clear()
+
+    def issue_token(self, user_id: str | None = None) -> str:
+        """A valid access token, for tests that use `Salesforce(session_id=...)` directly."""
+        token = f"{ORG_ID[:15]}!AQ{secrets.token_urlsafe(40)}"
+        with self._lock:
+            self._tokens[token] = (user_id or self.integration_user_id, time.monotonic())
+        return token
+
+    def lock_record(self, record_id: str, times: int = 1) -> None:
+        """Answer UNABLE_TO_LOCK_ROW for the next `times` writes to this record."""
+        with self._lock:
+            self._locks[to_id18(record_id) or record_id] = times
+
+    def add_validation_rule(self, rule: Callable[[str, dict[str, Any]], str | None]) -> None:
+        """A rule (object name, merged record) -> error text or None, like a validation rule."""
+        self._validation_rules.append(rule)
+
+    def set_api_usage(self, used: int) -> None:
+        """Pretend `used` API calls were already spent today."""
+        self.api_used = used
+
+    @property
+    def jwt_private_key(self) -> str:
+        """PEM of the private key whose public half verifies JWT bearer assertions (made on demand)."""
+        if self._jwt_private_key is None:
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric import rsa
+
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            self._jwt_private_key = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ).decode()
+            self._jwt_public_key = (
+                key.public_key()
+                .public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+                .decode()
+            )
+        return self._jwt_private_key
+
+    def save_state(self, path: str) -> None:
+        """Write all records and counters to a JSON file."""
+        with self._lock:
+            state = {"rows": self.rows, "seq": self._seq, "api_used": self.api_used}
+            text = json.dumps(state)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    def load_state(self, path: str) -> None:
+        """Replace all records with those of a file written by save_state()."""
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+        with self._lock:
+            self.rows = {name: state["rows"].get(name, {}) for name in self.schema}
+            self._seq = int(state["seq"])
+            self.api_used = int(state["api_used"])
+            stamps = [row["SystemModstamp"] for rows in self.rows.values() for row in rows.values()]
+            self._last_stamp = max(stamps, default="")
+
+    # ---------------------------------------------------------------- clock and writes
+
+    def _stamp(self) -> str:
+        # Never go backwards: seeded stamps may lie ahead of the real clock.
+        stamp = max(sf_datetime(self.clock()), self._last_stamp)
+        self._last_stamp = stamp
+        return stamp
+
+    @staticmethod
+    def _touch(row: dict[str, Any], stamp: str) -> None:
+        row["LastModifiedDate"] = stamp
+        row["SystemModstamp"] = stamp
+
+    def _object(self, name: str) -> SObject:
+        for obj in self.schema.values():
+            if obj.name.lower() == name.lower():
+                return obj
+        raise KeyError(name)
+
+    def _find_object(self, name: str) -> SObject | None:
+        try:
+            return self._object(name)
+        except KeyError:
+            return None
+
+    # ---------------------------------------------------------------- HTTP entry
+
+    def fault_response(self, kind: str) -> Response:
+        """Injected faults in Salesforce's JSON-array error shape (no Retry-After: SF sends none)."""
+        if kind == "429":
+            return _error(429, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded.")
+        if kind == "503":
+            return _error(503, "SERVER_UNAVAILABLE", "Service temporarily unavailable.")
+        return _error(
+            500,
+            "UNKNOWN_EXCEPTION",
+            "An unexpected error occurred. Please include this ErrorId if you contact support: "
+            "1234567890-12345 (-1)",
+        )
+
+    def handle(self, request: Request) -> Response:
+        """Route one request."""
+        path = request.path
+        if path.rstrip("/") == "/services/oauth2/token":
+            return self._token(request)
+        if path.startswith("/services/Soap/u/"):
+            return self._soap_login(request)
+        if path.rstrip("/") == "/services/data":
+            return Response.json(
+                200,
+                [
+                    {
+                        "label": f"Sandbox {v:.1f}",
+                        "url": f"/services/data/v{v:.1f}",
+                        "version": f"{v:.1f}",
+                    }
+                    for v in (58.0, 59.0, 60.0, 61.0, 62.0)
+                ],
+            )
+        match = re.match(r"^/services/data/v(\d+\.\d)(/.*)?$", path)
+        if not match:
+            return _not_found()
+        version = float(match.group(1))
+        if not MIN_VERSION <= version <= LATEST_VERSION:
+            return _not_found()
+        denied = self._authenticate(request)
+        if denied is not None:
+            return denied
+        with self._lock:
+            if self.api_used >= self.daily_api_limit:
+                response = _error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+                response.headers["Sforce-Limit-Info"] = self._usage_header()
+                return response
+            self.api_used += 1
+        rest = (match.group(2) or "/").rstrip("/") or "/"
+        try:
+            response = self._route(request, match.group(1), rest)
+        except SoqlError as exc:
+            response = _error(400, exc.code, exc.message)
+        response.headers["Sforce-Limit-Info"] = self._usage_header()
+        return response
+
+    def _usage_header(self) -> str:
+        return f"api-usage={self.api_used}/{self.daily_api_limit}"
+
+    def _authenticate(self, request: Request) -> Response | None:
+        auth = request.headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        token = token or request.headers.get("x-sfdc-session", "")
+        lifetime = request.faults.expire_tokens_after_s
+        if lifetime is None:
+            lifetime = self.session_seconds
+        with self._lock:
+            entry = self._tokens.get(token)
+            if entry is not None and lifetime is not None:
+                if time.monotonic() - entry[1] > lifetime:
+                    del self._tokens[token]
+                    entry = None
+        if entry is None:
+            return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        return None
+
+    def _route(self, request: Request, version: str, rest: str) -> Response:
+        method = request.method
+        parts = rest.strip("/").split("/") if rest != "/" else []
+        head = parts[0].lower() if parts else ""
+        if not parts:
+            return Response.json(200, self._resources(version))
+        if head in ("query", "queryall"):
+            if len(parts) == 2:
+                return self._query_more(request, version, parts[1])
+            q = request.param("q")
+            if q is None:
+                return _error(400, "MALFORMED_QUERY", "A query string has to be specified")
+            return self._query(request, version, q, include_deleted=head == "queryall")
+        if head == "limits" and method == "GET":
+            return Response.json(200, self._limits())
+        if head == "sobjects":
+            return self._sobjects(request, version, parts[1:])
+        if head == "composite" and len(parts) >= 2 and parts[1].lower() == "sobjects":
+            return self._collections(request, version, parts[2:])
+        if head == "jobs" and len(parts) >= 2:
+            return self._jobs_route(request, version, parts[1].lower(), parts[2:])
+        return _not_found()
+
+    def _resources(self, version: str) -> dict[str, str]:
+        base = f"/services/data/v{version}"
+        return {
+            name: f"{base}/{name}"
+            for name in ("sobjects", "query", "queryAll", "limits", "composite", "jobs")
+        }
+
+    def _limits(self) -> dict[str, Any]:
+        with self._lock:
+            remaining = max(self.daily_api_limit - self.api_used, 0)
+        return {
+            "DailyApiRequests": {"Max": self.daily_api_limit, "Remaining": remaining},
+            "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000 - len(self._jobs)},
+            "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+            "DataStorageMB": {"Max": 1024, "Remaining": 1000},
+        }
+
+    # ---------------------------------------------------------------- OAuth
+
+    def _token(self, request: Request) -> Response:
+        if request.method != "POST":
+            return _not_found()
+        form = {k: v[0] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
+        grant = form.get("grant_type", "")
+        client_id = form.get("client_id")
+        client_secret = form.get("client_secret")
+        basic = request.headers.get("authorization", "")
+        if basic.lower().startswith("basic "):
+            try:
+                decoded = base64.b64decode(basic[6:]).decode()
+            except ValueError:
+                return self._oauth_error("invalid_client", "invalid client credentials")
+            client_id, _, client_secret = decoded.partition(":")
+        user_id = self.integration_user_id
+        if grant == "client_credentials":
+            if client_id != self.client_id:
+                return self._oauth_error("invalid_client_id", "client identifier invalid")
+            if not _same(client_secret, self.client_secret):
+                return self._oauth_error("invalid_client", "invalid client credentials")
+        elif grant == "password":
+            if client_id != self.client_id:
+                return self._oauth_error("invalid_client_id", "client identifier invalid")
+            if not _same(client_secret, self.client_secret):
+                return self._oauth_error("invalid_client", "invalid client credentials")
+            password = form.get("password", "")
+            if form.get("username") != self.username or password not in (
+                self.password,
+                self.password + self.security_token,
+            ):
+                return self._oauth_error("invalid_grant", "authentication failure")
+        elif grant == "refresh_token":
+            if client_id != self.client_id:
+                return self._oauth_error("invalid_client_id", "client identifier invalid")
+            if client_secret is not None and not _same(client_secret, self.client_secret):
+                return self._oauth_error("invalid_client", "invalid client credentials")
+            if not _same(form.get("refresh_token"), self.demo_refresh_token):
+                return self._oauth_error("invalid_grant", "expired access/refresh token")
+        elif grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            problem = self._check_assertion(form.get("assertion", ""), request.base_url)
+            if problem is not None:
+                return self._oauth_error(*problem)
+        else:
+            return self._oauth_error("unsupported_grant_type", "grant type not supported")
+        token = self.issue_token(user_id)
+        issued = str(int(time.time() * 1000))
+        identity = f"{request.base_url}/id/{ORG_ID}/{user_id}"
+        signature = base64.b64encode(
+            hmac.new(
+                self.client_secret.encode(), (identity + issued).encode(), hashlib.sha256
+            ).digest()
+        ).decode()
+        return Response.json(
+            200,
+            {
+                "access_token": token,
+                "instance_url": request.base_url,
+                "id": identity,
+                "token_type": "Bearer",
+                "issued_at": issued,
+                "signature": signature,
+                "scope": "api",
+            },
+        )
+
+    @staticmethod
+    def _oauth_error(code: str, description: str) -> Response:
+        return Response.json(400, {"error": code, "error_description": description})
+
+    def _check_assertion(self, assertion: str, base_url: str) -> tuple[str, str] | None:
+        import jwt
+
+        try:
+            if self._jwt_public_key is not None:
+                claims = jwt.decode(
+                    assertion,
+                    self._jwt_public_key,
+                    algorithms=["RS256"],
+                    options={"verify_exp": False, "verify_aud": False},
+                )
+            else:
+                claims = jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return ("invalid_grant", "invalid assertion")
+        if claims.get("iss") != self.client_id:
+            return ("invalid_client_id", "client identifier invalid")
+        if claims.get("sub") != self.username:
+            return ("invalid_grant", "user hasn't approved this consumer")
+        audiences = {
+            base_url,
+            "https://login.salesforce.com",
+            "https://test.salesforce.com",
+        }
+        audience = claims.get("aud")
+        given = set(audience) if isinstance(audience, list) else {audience}
+        if not given & audiences:
+            return ("invalid_grant", "audience is invalid")
+        try:
+            expires = float(claims["exp"])  # simple-salesforce sends exp as a string
+        except (KeyError, TypeError, ValueError):
+            return ("invalid_grant", "expiration is invalid")
+        if expires < time.time():
+            return ("invalid_grant", "expired authorization code")
+        return None
+
+    def _soap_login(self, request: Request) -> Response:
+        # simple-salesforce's SOAP username/password login (only reachable through a transport
+        # adapter, since the library hard-codes *.salesforce.com).
+        text = request.body.decode("utf-8", "replace")
+        user = re.search(r"<n1:username>(.*?)</n1:username>", text, re.S)
+        pwd = re.search(r"<n1:password>(.*?)</n1:password>", text, re.S)
+        from html import unescape
+
+        if (
+            user is None
+            or pwd is None
+            or unescape(user.group(1)) != self.username
+            or unescape(pwd.group(1)) not in (self.password, self.password + self.security_token)
+        ):
+            fault = (
+                '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+                'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+                'xmlns:sf="urn:fault.partner.soap.sforce.com"><soapenv:Body><soapenv:Fault>'
+                "<faultcode>INVALID_LOGIN</faultcode><faultstring>INVALID_LOGIN: Invalid username, "
+                "password, security token; or user locked out.</faultstring><detail>"
+                "<sf:LoginFault><sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode>"
+                "<sf:exceptionMessage>Invalid username, password, security token; or user locked "
+                "out.</sf:exceptionMessage></sf:LoginFault></detail></soapenv:Fault>"
+                "</soapenv:Body></soapenv:Envelope>"
+            )
+            return Response(500, fault.encode(), {"Content-Type": "text/xml;charset=UTF-8"})
+        token = self.issue_token()
+        version = request.path.rstrip("/").rsplit("/", 1)[-1]
+        server = f"{request.base_url}/services/Soap/u/{version}/{ORG_ID}"
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+            'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+            'xmlns="urn:partner.soap.sforce.com"><soapenv:Body><loginResponse><result>'
+            f"<metadataServerUrl>{server}</metadataServerUrl><passwordExpired>false"
+            f"</passwordExpired><sandbox>true</sandbox><serverUrl>{server}</serverUrl>"
+            f"<sessionId>{token}</sessionId><userId>{self.integration_user_id}</userId>"
+            "</result></loginResponse></soapenv:Body></soapenv:Envelope>"
+        )
+        return Response(200, body.encode(), {"Content-Type": "text/xml;charset=UTF-8"})
+
+    # ---------------------------------------------------------------- SOQL
+
+    def _invalid_field(self, query: Query, ref: FieldRef, entity: str, name: str) -> SoqlError:
+        caret = " " * (ref.column - 1) + "^"
+        return SoqlError(
+            "INVALID_FIELD",
+            f"\n{query.text}\n{caret}\nERROR at Row:1:Column:{ref.column}\n"
+            f"No such column '{name}' on entity '{entity}'. If you are attempting to use a "
+            "custom field, be sure to append the '__c' after the custom field name. Please "
+            "reference your WSDL or the describe call for the appropriate names.",
+        )
+
+    def _resolve(self, query: Query, obj: SObject, ref: FieldRef) -> list[tuple[SObject, FieldDef]]:
+        """The chain of (object, field) a path walks: relationships, then the final field."""
+        chain: list[tuple[SObject, FieldDef]] = []
+        current = obj
+        for part in ref.path[:-1]:
+            rel = current.relationships.get(part.lower())
+            if rel is None:
+                raise self._invalid_field(query, ref, current.name, part)
+            chain.append((current, rel))
+            current = self.schema[rel.reference_to[0]]
+        fdef = current.field(ref.path[-1])
+        if fdef is None:
+            raise self._invalid_field(query, ref, current.name, ref.path[-1])
+        chain.append((current, fdef))
+        return chain
+
+    def _getter(self, chain: list[tuple[SObject, FieldDef]]) -> Callable[[dict[str, Any]], Any]:
+        if len(chain) == 1:
+            name = chain[0][1].name
+            return lambda row: row.get(name)
+        steps = [(self.rows[self.schema[f.reference_to[0]].name], f.name) for _, f in chain[:-1]]
+        last = chain[-1][1].name
+
+        def get(row: dict[str, Any]) -> Any:
+            current: dict[str, Any] | None = row
+            for table, fname in steps:
+                ref_id = current.get(fname) if current else None
+                current = table.get(ref_id) if ref_id else None
+            return current.get(last) if current else None
+
+        return get
+
+    def _compile(
+        self, query: Query, obj: SObject, cond: Condition
+    ) -> Callable[[dict[str, Any]], bool]:
+        if isinstance(cond, BoolOp):
+            parts = [self._compile(query, obj, p) for p in cond.parts]
+            if cond.op == "and":
+                return lambda row: all(p(row) for p in parts)
+            return lambda row: any(p(row) for p in parts)
+        if isinstance(cond, Not):
+            inner = self._compile(query, obj, cond.part)
+            return lambda row: not inner(row)
+        return self._compile_comparison(query, obj, cond)
+
+    def _compile_comparison(
+        self, query: Query, obj: SObject, cond: Comparison
+    ) -> Callable[[dict[str, Any]], bool]:
+        chain = self._resolve(query, obj, cond.field)
+        fdef = chain[-1][1]
+        get = self._getter(chain)
+        op = cond.op
+        if op in ("IN", "NOTIN"):
+            values = {self._literal(fdef, v, cond) for v in cond.value}
+            folded = {_fold(fdef, v) for v in values}
+            if op == "IN":
+                return lambda row: _fold(fdef, get(row)) in folded
+            return lambda row: _fold(fdef, get(row)) not in folded
+        if op == "LIKE":
+            regex = like_to_regex(cond.value)
+            return lambda row: (v := get(row)) is not None and bool(regex.match(str(v)))
+        if isinstance(cond.value, DateKeyword) and fdef.type in ("date", "datetime"):
+            start, end = resolve_date_keyword(cond.value, self.clock().date())
+            lo, hi = start.isoformat(), end.isoformat()
+
+            def keyword_match(row: dict[str, Any]) -> bool:
+                value = get(row)
+                if value is None:
+                    return op == "!="
+                day = str(value)[:10]
+                outcome: bool = {
+                    "=": lo <= day <= hi,
+                    "!=": not lo <= day <= hi,
+                    "<": day < lo,
+                    "<=": day <= hi,
+                    ">": day > hi,
+                    ">=": day >= lo,
+                }[op]
+                return outcome
+
+            return keyword_match
+        literal = self._literal(fdef, cond.value, cond)
+        if literal is None:
+            if op == "=":
+                return lambda row: get(row) is None
+            if op == "!=":
+                return lambda row: get(row) is not None
+            raise SoqlError("MALFORMED_QUERY", "null can only be compared with = or !=")
+        target = _fold(fdef, literal)
+        compare: Callable[[Any, Any], bool] = {
+            "=": lambda a, b: a == b,
+            "!=": lambda a, b: a != b,
+            "<": lambda a, b: a < b,
+            "<=": lambda a, b: a <= b,
+            ">": lambda a, b: a > b,
+            ">=": lambda a, b: a >= b,
+        }[op]
+
+        def match(row: dict[str, Any]) -> bool:
+            value = get(row)
+            if value is None:
+                return op == "!="
+            return compare(_fold(fdef, value), target)
+
+        return match
+
+    def _literal(self, fdef: FieldDef, value: Any, cond: Comparison) -> Any:
+        if value is None:
+            return None
+        kind = fdef.type
+        if kind == "datetime":
+            if isinstance(value, DateTimeLiteral):
+                return sf_datetime(value.value)
+            raise SoqlError(
+                "INVALID_FIELD",
+                f"value of filter criterion for field '{fdef.name}' must be of type dateTime "
+                "and should not be enclosed in quotes",
+            )
+        if kind == "date":
+            if isinstance(value, DateLiteral):
+                return value.value.isoformat()
+            raise SoqlError(
+                "INVALID_FIELD",
+                f"value of filter criterion for field '{fdef.name}' must be of type date "
+                "and should not be enclosed in quotes",
+            )
+        if kind in NUMBER_TYPES:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SoqlError(
+                    "INVALID_FIELD",
+                    f"value of filter criterion for field '{fdef.name}' must be of type "
+                    f"{kind} and should not be enclosed in quotes",
+                )
+            return float(value)
+        if kind == "boolean":
+            if not isinstance(value, bool):
+                raise SoqlError(
+                    "INVALID_FIELD",
+                    f"value of filter criterion for field '{fdef.name}' must be of type boolean "
+                    "and should not be enclosed in quotes",
+                )
+            return value
+        if not isinstance(value, str):
+            raise SoqlError(
+                "MALFORMED_QUERY",
+                f"value of filter criterion for field '{fdef.name}' must be a quoted string",
+            )
+        if kind in ("id", "reference"):
+            return to_id18(value) or value
+        return value
+
+    def _run(
+        self, query: Query, include_deleted: bool
+    ) -> tuple[SObject, list[str], list[FieldRef]]:
+        obj = self._find_object(query.object_name)
+        if obj is None:
+            caret = " " * (query.object_column - 1) + "^"
+            raise SoqlError(
+                "INVALID_TYPE",
+                f"\n{query.text}\n{caret}\nERROR at Row:1:Column:{query.object_column}\n"
+                f"sObject type '{query.object_name}' is not supported. If you are attempting "
+                "to use a custom object, be sure to append the '__c' after the entity name. "
+                "Please reference your WSDL or the describe call for the appropriate names.",
+            )
+        for ref in query.fields:
+            self._resolve(query, obj, ref)
+        predicate = self._compile(query, obj, query.where) if query.where else None
+        orders = [
+            (self._getter(self._resolve(query, obj, item.field)), item) for item in query.order_by
+        ]
+        order_types = [self._resolve(query, obj, item.field)[-1][1] for item in query.order_by]
+        with self._lock:
+            rows = [
+                row
+                for row in self.rows[obj.name].values()
+                if (include_deleted or not row["IsDeleted"])
+                and (predicate is None or predicate(row))
+            ]
+            for (get, item), fdef in reversed(list(zip(orders, order_types, strict=True))):
+                nulls_last = item.nulls_last if item.nulls_last is not None else item.descending
+                present = [r for r in rows if get(r) is not None]
+                missing = [r for r in rows if get(r) is None]
+                present.sort(key=_row_key(fdef, get), reverse=item.descending)
+                rows = present + missing if nulls_last else missing + present
+            ids = [row["Id"] for row in rows]
+        ids = ids[query.offset :]
+        if query.limit is not None:
+            ids = ids[: query.limit]
+        return obj, ids, query.fields
+
+    def _render(
+        self, obj: SObject, row: dict[str, Any], plan: list[FieldRef], version: str
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "attributes": {
+                "type": obj.name,
+                "url": f"/services/data/v{version}/sobjects/{obj.name}/{row['Id']}",
+            }
+        }
+        for ref in plan:
+            self._render_path(obj, row, ref.path, out, version)
+        return out
+
+    def _render_path(
+        self,
+        obj: SObject,
+        row: dict[str, Any] | None,
+        path: tuple[str, ...],
+        out: dict[str, Any],
+        version: str,
+    ) -> None:
+        if len(path) == 1:
+            fdef = obj.field(path[0])
+            if fdef is not None:
+                out[fdef.name] = row.get(fdef.name) if row else None
+            return
+        rel = obj.relationships[path[0].lower()]
+        target = self.schema[rel.reference_to[0]]
+        ref_id = row.get(rel.name) if row else None
+        parent = self.rows[target.name].get(ref_id) if ref_id else None
+        key = rel.relationship_name or rel.name
+        if parent is None:
+            out.setdefault(key, None)
+            return
+        nested = out.get(key)
+        if not isinstance(nested, dict):
+            nested = {
+                "attributes": {
+                    "type": target.name,
+                    "url": f"/services/data/v{version}/sobjects/{target.name}/{parent['Id']}",
+                }
+            }
+            out[key] = nested
+        self._render_path(target, parent, path[1:], nested, version)
+
+    def _page_size(self, request: Request) -> int:
+        options = request.headers.get("sforce-query-options", "")
+        found = re.search(r"batchSize\s*=\s*(\d+)", options, re.IGNORECASE)
+        if not found:
+            return 2000
+        return min(max(int(found.group(1)), 200), 2000)
+
+    def _query(self, request: Request, version: str, text: str, include_deleted: bool) -> Response:
+        query = parse(text)
+        obj, ids, plan = self._run(query, include_deleted)
+        if query.count_only:
+            return Response.json(200, {"totalSize": len(ids), "done": True, "records": []})
+        locator = None
+        if len(ids) > self._page_size(request):
+            locator = "01g" + secrets.token_hex(8)[:12].upper() + "AA2"
+            with self._lock:
+                self._cursors[locator] = _Cursor(obj.name, plan, ids)
+                while len(self._cursors) > 500:  # bounded, like Salesforce's open-cursor limit
+                    self._cursors.pop(next(iter(self._cursors)))
+        return self._page(request, version, obj, plan, ids, 0, locator)
+
+    def _page(
+        self,
+        request: Request,
+        version: str,
+        obj: SObject,
+        plan: list[FieldRef],
+        ids: list[str],
+        start: int,
+        locator: str | None,
+    ) -> Response:
+        size = self._page_size(request)
+        chunk = ids[start : start + size]
+        table = self.rows[obj.name]
+        with self._lock:
+            records = [self._render(obj, table[i], plan, version) for i in chunk if i in table]
+        payload: dict[str, Any] = {"totalSize": len(ids), "done": True, "records": records}
+        end = start + len(chunk)
+        if end < len(ids) and locator:
+            payload["done"] = False
+            payload["nextRecordsUrl"] = f"/services/data/v{version}/query/{locator}-{end}"
+        return Response.json(200, payload)
+
+    def _query_more(self, request: Request, version: str, token: str) -> Response:
+        locator, _, position = token.rpartition("-")
+        cursor = self._cursors.get(locator)
+        if cursor is None or not position.isdigit():
+            return _error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        obj = self.schema[cursor.object_name]
+        return self._page(request, version, obj, cursor.plan, cursor.ids, int(position), locator)
+
+    # ---------------------------------------------------------------- describe and sObjects
+
+    def _describe(self, obj: SObject, version: str) -> dict[str, Any]:
+        return {
+            "name": obj.name,
+            "label": obj.label,
+            "labelPlural": obj.label + "s",
+            "custom": obj.custom,
+            "keyPrefix": obj.key_prefix,
+            "createable": obj.name != "User",
+            "updateable": obj.name != "User",
+            "deletable": obj.name != "User",
+            "queryable": True,
+            "fields": [f.describe() for f in obj.fields],
+            "childRelationships": [],
+            "recordTypeInfos": [],
+            "urls": {
+                "sobject": f"/services/data/v{version}/sobjects/{obj.name}",
+                "describe": f"/services/data/v{version}/sobjects/{obj.name}/describe",
+                "rowTemplate": f"/services/data/v{version}/sobjects/{obj.name}/{{ID}}",
+            },
+        }
+
+    def _global_describe(self, version: str) -> dict[str, Any]:
+        return {
+            "encoding": "UTF-8",
+            "maxBatchSize": 200,
+            "sobjects": [
+                {
+                    key: value
+                    for key, value in self._describe(obj, version).items()
+                    if key not in ("fields", "childRelationships", "recordTypeInfos")
+                }
+                for obj in self.schema.values()
+            ],
+        }
+
+    def _sobjects(self, request: Request, version: str, parts: list[str]) -> Response:
+        method = request.method
+        if not parts:
+            return Response.json(200, self._global_describe(version))
+        obj = self._find_object(parts[0])
+        if obj is None:
+            return _not_found()
+        if len(parts) == 1:
+            if method == "GET":
+                described = self._describe(obj, version)
+                basics = {k: v for k, v in described.items() if k != "fields"}
+                return Response.json(200, {"objectDescribe": basics, "recentItems": []})
+            if method == "POST":
+                return self._create_one(request, obj)
+            return _error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed")
+        if len(parts) == 2 and parts[1].lower() == "describe":
+            return Response.json(200, self._describe(obj, version))
+        if len(parts) == 2 and parts[1].lower() == "deleted":
+            return self._deleted(request, obj)
+        if len(parts) == 2 and parts[1].lower() == "updated":
+            return self._updated(request, obj)
+        if len(parts) == 3:
+            return self._upsert(request, obj, parts[1], parts[2])
+        if len(parts) != 2:
+            return _not_found()
+        record_id = to_id18(parts[1])
+        if record_id is None:
+            return _error(400, "MALFORMED_ID", f"Id in URL is not valid: {parts[1]}")
+        row = self.rows[obj.name].get(record_id)
+        if row is None:
+            return _not_found()
+        if row["IsDeleted"]:
+            return _error(404, "ENTITY_IS_DELETED", "entity is deleted", [])
+        if method == "GET":
+            wanted = request.param("fields")
+            names = [f.name for f in obj.fields]
+            if wanted:
+                names = []
+                for raw in wanted.split(","):
+                    fdef = obj.field(raw.strip())
+                    if fdef is None:
+                        return _error(
+                            400,
+                            "INVALID_FIELD",
+                            f"No such column '{raw}' on sobject of type {obj.name}",
+                        )
+                    names.append(fdef.name)
+            with self._lock:
+                body = {
+                    "attributes": {
+                        "type": obj.name,
+                        "url": f"/services/data/v{version}/sobjects/{obj.name}/{record_id}",
+                    }
+                } | {name: row.get(name) for name in names}
+            return Response.json(200, body)
+        if method == "PATCH":
+            try:
+                data = self._body_record(request)
+                with self._lock:
+                    self._write(obj, [(record_id, data)], creating=False, request=request)
+            except RecordError as exc:
+                return _error(400, exc.code, exc.message, exc.fields)
+            return Response(204)
+        if method == "DELETE":
+            with self._lock:
+                row["IsDeleted"] = True
+                self._touch(row, self._stamp())
+                self.writes_log.append(
+                    {"object": obj.name, "id": record_id, "op": "delete", "fields": {}}
+                )
+            return Response(204)
+        return _error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed")
+
+    def _window(self, request: Request) -> tuple[str, str] | Response:
+        try:
+            start = sf_datetime(parse_datetime_literal(request.param("start") or ""))
+            end = sf_datetime(parse_datetime_literal(request.param("end") or ""))
+        except ValueError:
+            return _error(400, "INVALID_REPLICATION_DATE", "start and end must be valid dateTimes")
+        return start, end
+
+    def _deleted(self, request: Request, obj: SObject) -> Response:
+        window = self._window(request)
+        if isinstance(window, Response):
+            return window
+        start, end = window
+        with self._lock:
+            gone = [
+                {"id": row["Id"], "deletedDate": row["SystemModstamp"]}
+                for row in self.rows[obj.name].values()
+                if row["IsDeleted"] and start <= row["SystemModstamp"] <= end
+            ]
+        return Response.json(
+            200,
+            {"deletedRecords": gone, "earliestDateAvailable": start, "latestDateCovered": end},
+        )
+
+    def _updated(self, request: Request, obj: SObject) -> Response:
+        window = self._window(request)
+        if isinstance(window, Response):
+            return window
+        start, end = window
+        with self._lock:
+            ids = [
+                row["Id"]
+                for row in self.rows[obj.name].values()
+                if not row["IsDeleted"] and start <= row["SystemModstamp"] <= end
+            ]
+        return Response.json(200, {"ids": ids, "latestDateCovered": end})
+
+    def _body_record(self, request: Request) -> dict[str, Any]:
+        try:
+            data = request.json()
+        except ValueError as exc:
+            raise RecordError("JSON_PARSER_ERROR", f"Unexpected character: {exc}") from exc
+        if not isinstance(data, dict):
+            raise RecordError("JSON_PARSER_ERROR", "Expected a JSON object")
+        data.pop("attributes", None)
+        return data
+
+    def _create_one(self, request: Request, obj: SObject) -> Response:
+        try:
+            data = self._body_record(request)
+            with self._lock:
+                results = self._write(obj, [(None, data)], creating=True, request=request)
+        except RecordError as exc:
+            return _error(400, exc.code, exc.message, exc.fields)
+        return Response.json(201, {"id": results[0]["id"], "success": True, "errors": []})
+
+    def _upsert(self, request: Request, obj: SObject, field: str, value: str) -> Response:
+        fdef = obj.field(field)
+        if request.method != "PATCH" or fdef is None or not (fdef.external_id or fdef.name == "Id"):
+            return _not_found()
+        try:
+            data = self._body_record(request)
+        except RecordError as exc:
+            return _error(400, exc.code, exc.message, exc.fields)
+        with self._lock:
+            found = [
+                row["Id"]
+                for row in self.rows[obj.name].values()
+                if not row["IsDeleted"] and row.get(fdef.name) == value
+            ]
+            if len(found) > 1:
+                return Response.json(
+                    300, [f"/services/data/sobjects/{obj.name}/{i}" for i in found]
+                )
+            try:
+                if found:
+                    self._write(obj, [(found[0], data)], creating=False, request=request)
+                    return Response.json(
+                        200, {"id": found[0], "success": True, "errors": [], "created": False}
+                    )
+                data[fdef.name] = value
+                results = self._write(obj, [(None, data)], creating=True, request=request)
+            except RecordError as exc:
+                return _error(400, exc.code, exc.message, exc.fields)
+        return Response.json(
+            201, {"id": results[0]["id"], "success": True, "errors": [], "created": True}
+        )
+
+    # ---------------------------------------------------------------- sObject Collections
+
+    def _collections(self, request: Request, version: str, parts: list[str]) -> Response:
+        method = request.method
+        if method == "GET" and len(parts) == 1:
+            obj = self._find_object(parts[0])
+            if obj is None:
+                return _not_found()
+            ids = [i for i in (request.param("ids") or "").split(",") if i]
+            names = [n for n in (request.param("fields") or "Id").split(",") if n]
+            plan = [FieldRef((n.strip(),), 1) for n in names]
+            out: list[dict[str, Any] | None] = []
+            with self._lock:
+                for raw in ids[:COLLECTION_LIMIT]:
+                    row = self.rows[obj.name].get(to_id18(raw) or raw)
+                    out.append(
+                        None
+                        if row is None or row["IsDeleted"]
+                        else self._render(obj, row, plan, version)
+                    )
+            return Response.json(200, out)
+        if method == "DELETE":
+            ids = [i for i in (request.param("ids") or "").split(",") if i]
+            deleted: list[dict[str, Any]] = []
+            with self._lock:
+                for raw in ids[:COLLECTION_LIMIT]:
+                    rid = to_id18(raw) or raw
+                    row = next((t[rid] for t in self.rows.values() if rid in t), None)
+                    if row is None or row["IsDeleted"]:
+                        deleted.append(
+                            {
+                                "success": False,
+                                "errors": [
+                                    {
+                                        "statusCode": "ENTITY_IS_DELETED",
+                                        "message": "entity is deleted",
+                                        "fields": [],
+                                    }
+                                ],
+                            }
+                        )
+                        continue
+                    row["IsDeleted"] = True
+                    self._touch(row, self._stamp())
+                    deleted.append({"id": rid, "success": True, "errors": []})
+            return Response.json(200, deleted)
+        if method not in ("POST", "PATCH") or parts:
+            return _not_found()
+        try:
+            body = request.json()
+        except ValueError:
+            return _error(400, "JSON_PARSER_ERROR", "Malformed JSON body")
+        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+            return _error(400, "INVALID_FIELD", "Records are required")
+        records = body["records"]
+        if len(records) > COLLECTION_LIMIT:
+            return _error(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                "record limit reached. cannot submit more than 200 records into this call",
+            )
+        all_or_none = bool(body.get("allOrNone", False))
+        creating = method == "POST"
+        results: list[dict[str, Any]] = []
+        # Salesforce processes each run of same-type records as one chunk; keep order.
+        with self._lock:
+            prepared: list[
+                tuple[SObject | None, str | None, dict[str, Any], RecordError | None]
+            ] = []
+            for raw in records:
+                if not isinstance(raw, dict):
+                    return _error(400, "JSON_PARSER_ERROR", "Each record must be an object")
+                data = dict(raw)
+                attributes = data.pop("attributes", None)
+                type_name = attributes.get("type") if isinstance(attributes, dict) else None
+                if not type_name:
+                    return _error(400, "INVALID_TYPE", "No SObject Type defined in record", [])
+                obj = self._find_object(type_name)
+                if obj is None:
+                    return _error(
+                        400, "INVALID_TYPE", f"sObject type '{type_name}' is not supported."
+                    )
+                record_id: str | None = None
+                problem: RecordError | None = None
+                if creating:
+                    if "id" in data or "Id" in data:
+                        problem = RecordError(
+                            "INVALID_FIELD", "cannot specify Id in an insert call", ["Id"]
+                        )
+                else:
+                    raw_id = data.pop("id", None) or data.pop("Id", None)
+                    if not raw_id:
+                        return _error(400, "MISSING_ARGUMENT", "Id not specified in an update call")
+                    record_id = to_id18(str(raw_id))
+                    if record_id is None:
+                        problem = RecordError("MALFORMED_ID", f"malformed id {raw_id}", ["Id"])
+                prepared.append(
+                    (obj, record_id or (None if creating else str(raw_id)), data, problem)
+                )
+            outcomes: list[dict[str, Any] | RecordError] = []
+            staged: list[tuple[SObject, str | None, dict[str, Any]]] = []
+            for obj, record_id, data, problem in prepared:
+                assert obj is not None
+                if problem is None:
+                    try:
+                        clean = self._validate(obj, record_id, data, creating, request)
+                        staged.append((obj, record_id, clean))
+                        outcomes.append({"pending": True})
+                        continue
+                    except RecordError as exc:
+                        problem = exc
+                outcomes.append(problem)
+            failed = any(isinstance(o, RecordError) for o in outcomes)
+            staged_iter = iter(staged)
+            for (_, record_id, _, _), outcome in zip(prepared, outcomes, strict=True):
+                if isinstance(outcome, RecordError):
+                    result: dict[str, Any] = {"success": False, "errors": [outcome.as_result()]}
+                    if record_id and not creating:
+                        result = {"id": record_id} | result
+                    results.append(result)
+                    continue
+                sobj, staged_id, clean = next(staged_iter)
+                if failed and all_or_none:
+                    results.append(
+                        {
+                            "success": False,
+                            "errors": [
+                                {
+                                    "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                                    "message": "Record rolled back because not all records were "
+                                    "valid and the request was using AllOrNone header",
+                                    "fields": [],
+                                }
+                            ],
+                        }
+                    )
+                    continue
+                new_id = self._apply(sobj, staged_id, clean, self._stamp())
+                results.append({"id": new_id, "success": True, "errors": []})
+        return Response.json(200, results)
+
+    # ---------------------------------------------------------------- validation and apply
+
+    def _write(
+        self,
+        obj: SObject,
+        items: list[tuple[str | None, dict[str, Any]]],
+        *,
+        creating: bool,
+        request: Request | None = None,
+    ) -> list[dict[str, Any]]:
+        """Validate then apply; raises the first RecordError (single-record semantics)."""
+        staged = [(rid, self._validate(obj, rid, data, creating, request)) for rid, data in items]
+        stamp = self._stamp()
+        return [{"id": self._apply(obj, rid, clean, stamp)} for rid, clean in staged]
+
+    def _validate(
+        self,
+        obj: SObject,
+        record_id: str | None,
+        data: dict[str, Any],
+        creating: bool,
+        request: Request | None,
+    ) -> dict[str, Any]:
+        if not creating:
+            if record_id is None or record_id not in self.rows[obj.name]:
+                raise RecordError(
+                    "INVALID_CROSS_REFERENCE_KEY" if record_id else "MALFORMED_ID",
+                    "invalid cross reference id",
+                    [],
+                )
+            if self.rows[obj.name][record_id]["IsDeleted"]:
+                raise RecordError("ENTITY_IS_DELETED", "entity is deleted", [])
+        clean: dict[str, Any] = {}
+        not_writable: list[str] = []
+        for key, value in data.items():
+            fdef = obj.field(key)
+            if fdef is None:
+                raise RecordError(
+                    "INVALID_FIELD", f"No such column '{key}' on sobject of type {obj.name}", [key]
+                )
+            if not (fdef.createable if creating else fdef.updateable):
+                not_writable.append(fdef.name)
+                continue
+            clean[fdef.name] = self._coerce(obj, fdef, value)
+        if not_writable:
+            names = ", ".join(not_writable)
+            raise RecordError(
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                f"Unable to create/update fields: {names}. Please check the security settings of "
+                "this field and verify that it is read/write for your profile or permission set.",
+                not_writable,
+            )
+        if creating:
+            for fdef in obj.fields:
+                # OwnerId defaults to the calling user, as in Salesforce.
+                required = not fdef.nillable and fdef.createable and fdef.default is None
+                if required and fdef.name != "OwnerId" and clean.get(fdef.name) is None:
+                    raise RecordError(
+                        "REQUIRED_FIELD_MISSING",
+                        f"Required fields are missing: [{fdef.name}]",
+                        [fdef.name],
+                    )
+        else:
+            for name, value in clean.items():
+                if value is None and not obj.by_lower[name.lower()].nillable:
+                    raise RecordError(
+                        "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{name}]", [name]
+                    )
+        if obj.name == "Task":
+            owner = clean.get("OwnerId")
+            if owner is not None and not self.rows["User"][owner]["IsActive"]:
+                raise RecordError(
+                    "INACTIVE_OWNER_OR_USER", "operation performed with inactive user", ["OwnerId"]
+                )
+        if record_id is not None and self._locks.get(record_id, 0) > 0:
+            self._locks[record_id] -= 1
+            raise RecordError(
+                "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record", []
+            )
+        faults = request.faults if request is not None else None
+        if faults is not None:
+            if faults.roll(faults.lock_error_rate):
+                raise RecordError(
+                    "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record", []
+                )
+            if faults.roll(faults.record_error_rate):
+                raise RecordError(
+                    "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                    "Sandbox validation rule rejected this record (injected fault)",
+                    [],
+                )
+        if self._validation_rules:
+            merged = dict(self.rows[obj.name][record_id]) if record_id else {}
+            merged.update(clean)
+            for rule in self._validation_rules:
+                message = rule(obj.name, merged)
+                if message:
+                    raise RecordError("FIELD_CUSTOM_VALIDATION_EXCEPTION", message, [])
+        return clean
+
+    def _coerce(self, obj: SObject, fdef: FieldDef, value: Any) -> Any:
+        label = fdef.name
+
+        def wrong() -> RecordError:
+            return RecordError(
+                "INVALID_TYPE_ON_FIELD_IN_RECORD",
+                f"{label}: value not of required type: {value}",
+                [fdef.name],
+            )
+
+        if value is None:
+            return None
+        kind = fdef.type
+        if kind in NUMBER_TYPES:
+            if isinstance(value, bool):
+                raise wrong()
+            try:
+                number = Decimal(str(value))
+            except InvalidOperation:
+                raise wrong() from None
+            if not number.is_finite():
+                raise wrong()
+            digits = fdef.digits if kind == "int" else fdef.precision
+            scale = 0 if kind == "int" else fdef.scale
+            rounded = round(number, scale)
+            if digits and abs(rounded) >= Decimal(10) ** (digits - scale):
+                raise RecordError(
+                    "NUMBER_OUTSIDE_VALID_RANGE",
+                    f"{label}: value outside of valid range on numeric field: {value}",
+                    [fdef.name],
+                )
+            if kind == "int":
+                if number != number.to_integral_value():
+                    raise wrong()
+                return int(number)
+            return float(rounded)
+        if kind == "boolean":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            raise wrong()
+        if kind == "date":
+            try:
+                return date.fromisoformat(str(value)).isoformat()
+            except ValueError:
+                raise wrong() from None
+        if kind == "datetime":
+            try:
+                return sf_datetime(parse_datetime_literal(str(value)))
+            except ValueError:
+                raise wrong() from None
+        if isinstance(value, bool | dict | list):
+            raise wrong()
+        text = str(value)
+        if kind == "reference":
+            ref = to_id18(text)
+            if ref is None:
+                raise RecordError(
+                    "MALFORMED_ID", f"{label}: id value of incorrect type: {text}", [fdef.name]
+                )
+            targets = [self.schema[t].name for t in fdef.reference_to]
+            if not any(ref in self.rows[t] and not self.rows[t][ref]["IsDeleted"] for t in targets):
+                raise RecordError(
+                    "INVALID_CROSS_REFERENCE_KEY",
+                    "invalid cross reference id",
+                    [fdef.name],
+                )
+            return ref
+        if kind == "picklist" and fdef.restricted and text not in fdef.picklist:
+            raise RecordError(
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                f"{label}: bad value for restricted picklist field: {text}",
+                [fdef.name],
+            )
+        if fdef.length and len(text) > fdef.length:
+            raise RecordError(
+                "STRING_TOO_LONG",
+                f"{label}: data value too large: {text[:40]}... (max length={fdef.length})",
+                [fdef.name],
+            )
+        return text
+
+    def _apply(self, obj: SObject, record_id: str | None, clean: dict[str, Any], stamp: str) -> str:
+        table = self.rows[obj.name]
+        if record_id is None:
+            record_id = self._new_id(obj.name)
+            row = self._blank(obj.name) | {"Id": record_id, "CreatedDate": stamp}
+            if "OwnerId" in obj.position:
+                row["OwnerId"] = self.integration_user_id
+            table[record_id] = row
+            op = "create"
+        else:
+            row = table[record_id]
+            op = "update"
+        row.update(clean)
+        if obj.name == "Task":
+            row["IsClosed"] = row.get("Status") in CLOSED_TASK_STATUSES
+            what = row.get("WhatId")
+            row["AccountId"] = what if what and what in self.rows["Account"] else None
+        self._touch(row, stamp)
+        self.writes_log.append(
+            {"object": obj.name, "id": record_id, "op": op, "fields": dict(clean)}
+        )
+        return record_id
+
+    # ---------------------------------------------------------------- Bulk API 2.0
+
+    def _job_json(self, job: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in job.items() if not k.startswith("_")}
+
+    def _jobs_route(self, request: Request, version: str, kind: str, parts: list[str]) -> Response:
+        if kind not in ("query", "ingest"):
+            return _not_found()
+        method = request.method
+        if not parts:
+            if method != "POST":
+                return _not_found()
+            return self._create_job(request, version, kind)
+        job = self._jobs.get(parts[0])
+        if job is None or job["_kind"] != kind:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        tail = parts[1].lower() if len(parts) > 1 else ""
+        if not tail:
+            if method == "GET":
+                if job["state"] in ("UploadComplete", "InProgress"):
+                    if job["_polls"] >= self.bulk_polls_before_complete:
+                        job["state"] = job["_final"]
+                    else:
+                        job["_polls"] += 1
+                        job["state"] = "InProgress"
+                return Response.json(200, self._job_json(job))
+            if method == "PATCH":
+                return self._patch_job(request, job)
+            if method == "DELETE":
+                del self._jobs[parts[0]]
+                return Response(204)
+            return _not_found()
+        if kind == "query" and tail == "results" and method == "GET":
+            return self._query_results(request, job)
+        if kind == "ingest" and tail == "batches" and method == "PUT":
+            if job["state"] != "Open":
+                return _error(400, "INVALIDJOBSTATE", "Job is not open for upload")
+            job["_data"].append(request.body.decode("utf-8"))
+            return Response(201)
+        if (
+            kind == "ingest"
+            and method == "GET"
+            and tail
+            in (
+                "successfulresults",
+                "failedresults",
+                "unprocessedrecords",
+            )
+        ):
+            body = {
+                "successfulresults": job["_ok"],
+                "failedresults": job["_failed"],
+                "unprocessedrecords": job["_unprocessed"],
+            }[tail]
+            return Response(200, body.encode(), {"Content-Type": "text/csv"})
+        return _not_found()
+
+    def _create_job(self, request: Request, version: str, kind: str) -> Response:
+        try:
+            spec = request.json() or {}
+        except ValueError:
+            return _error(400, "JSON_PARSER_ERROR", "Malformed JSON body")
+        operation = spec.get("operation", "")
+        delimiter = spec.get("columnDelimiter", "COMMA")
+        line_ending = spec.get("lineEnding", "LF")
+        if delimiter not in _DELIMITERS or line_ending not in ("LF", "CRLF"):
+            return _error(400, "INVALIDJOB", "Invalid columnDelimiter or lineEnding")
+        with self._lock:
+            self._seq += 1
+            job_id = make_id("750", self._seq)
+        now = self._stamp()
+        job: dict[str, Any] = {
+            "id": job_id,
+            "operation": operation,
+            "createdById": self.integration_user_id,
+            "createdDate": now,
+            "systemModstamp": now,
+            "concurrencyMode": "Parallel",
+            "contentType": "CSV",
+            "apiVersion": float(version),
+            "lineEnding": line_ending,
+            "columnDelimiter": delimiter,
+            "_kind": kind,
+            "_polls": 0,
+        }
+        if kind == "query":
+            if operation not in ("query", "queryAll"):
+                return _error(400, "INVALIDJOB", f"Invalid operation {operation}")
+            query = parse(str(spec.get("query", "")))
+            if query.count_only:
+                return _error(
+                    400, "API_ERROR", "Aggregate queries are not supported in Bulk API 2.0"
+                )
+            obj, ids, plan = self._run(query, operation == "queryAll")
+            job |= {
+                "object": obj.name,
+                "state": "UploadComplete",
+                "_final": "JobComplete",
+                "numberRecordsProcessed": len(ids),
+                "_ids": ids,
+                "_plan": plan,
+                "_object": obj.name,
+            }
+        else:
+            obj_name = spec.get("object", "")
+            found = self._find_object(str(obj_name))
+            if found is None:
+                return _error(
+                    400, "INVALIDJOB", f"Entity '{obj_name}' is not supported by the Bulk API."
+                )
+            if operation not in ("insert", "update", "upsert", "delete", "hardDelete"):
+                return _error(400, "INVALIDJOB", f"Invalid operation {operation}")
+            job |= {
+                "object": found.name,
+                "state": "Open",
+                "externalIdFieldName": spec.get("externalIdFieldName"),
+                "numberRecordsProcessed": 0,
+                "numberRecordsFailed": 0,
+                "_final": "JobComplete",
+                "_data": [],
+                "_ok": "",
+                "_failed": "",
+                "_unprocessed": "",
+            }
+        with self._lock:
+            self._jobs[job_id] = job
+        return Response.json(200, self._job_json(job))
+
+    def _query_results(self, request: Request, job: dict[str, Any]) -> Response:
+        try:
+            max_records = int(request.param("maxRecords") or 50000)
+            start = int(base64.b64decode(request.param("locator") or "MA==").decode())
+        except ValueError:
+            return _error(400, "INVALID_LOCATOR", "invalid locator")
+        max_records = max(1, max_records)
+        ids: list[str] = job["_ids"]
+        obj = self.schema[job["_object"]]
+        plan: list[FieldRef] = job["_plan"]
+        sep = _DELIMITERS[job["columnDelimiter"]]
+        eol = "\r\n" if job["lineEnding"] == "CRLF" else "\n"
+        chunk = ids[start : start + max_records]
+        lines = [sep.join(_csv_cell(".".join(ref.path)) for ref in plan)]
+        table = self.rows[obj.name]
+        with self._lock:
+            for record_id in chunk:
+                row = table.get(record_id)
+                if row is None:
+                    continue
+                flat = self._render(obj, row, plan, "62.0")
+                lines.append(sep.join(_csv_value(_dig(flat, ref.path)) for ref in plan))
+        end = start + len(chunk)
+        locator = base64.b64encode(str(end).encode()).decode() if end < len(ids) else "null"
+        body = (eol.join(lines) + eol).encode()
+        return Response(
+            200,
+            body,
+            {
+                "Content-Type": "text/csv",
+                "Sforce-Locator": locator,
+                "Sforce-NumberOfRecords": str(len(chunk)),
+            },
+        )
+
+    def _patch_job(self, request: Request, job: dict[str, Any]) -> Response:
+        try:
+            wanted = (request.json() or {}).get("state")
+        except ValueError:
+            return _error(400, "JSON_PARSER_ERROR", "Malformed JSON body")
+        if wanted == "Aborted":
+            job["state"] = "Aborted"
+            job["_final"] = "Aborted"
+            return Response.json(200, self._job_json(job))
+        if wanted != "UploadComplete" or job["_kind"] != "ingest" or job["state"] != "Open":
+            return _error(400, "INVALIDJOBSTATE", f"Invalid state transition to {wanted}")
+        self._process_ingest(job, request)
+        job["state"] = "UploadComplete"
+        return Response.json(200, self._job_json(job))
+
+    def _process_ingest(self, job: dict[str, Any], request: Request) -> None:
+        obj = self.schema[job["object"]]
+        sep = _DELIMITERS[job["columnDelimiter"]]
+        operation = job["operation"]
+        ok_rows: list[list[str]] = []
+        failed_rows: list[list[str]] = []
+        header: list[str] = []
+        for chunk in job["_data"]:
+            reader = csv.reader(io.StringIO(chunk), delimiter=sep)
+            rows = list(reader)
+            if not rows:
+                continue
+            header = rows[0]
+            for values in rows[1:]:
+                if not values:
+                    continue
+                record = dict(zip(header, values, strict=False))
+                outcome = self._ingest_one(
+                    obj, operation, job.get("externalIdFieldName"), record, request
+                )
+                if isinstance(outcome, RecordError):
+                    rid = record.get("Id") or record.get("id") or ""
+                    failed_rows.append([rid, f"{outcome.code}:{outcome.message}:--", *values])
+                else:
+                    ok_rows.append([outcome[0], "true" if outcome[1] else "false", *values])
+        job["_ok"] = _csv_doc(["sf__Id", "sf__Created", *header], ok_rows)
+        job["_failed"] = _csv_doc(["sf__Id", "sf__Error", *header], failed_rows)
+        job["_unprocessed"] = _csv_doc(header, [])
+        job["numberRecordsProcessed"] = len(ok_rows) + len(failed_rows)
+        job["numberRecordsFailed"] = len(failed_rows)
+        job["_data"] = []
+
+    def _ingest_one(
+        self,
+        obj: SObject,
+        operation: str,
+        external_field: str | None,
+        record: dict[str, str],
+        request: Request,
+    ) -> tuple[str, bool] | RecordError:
+        data: dict[str, Any] = {}
+        for key, text in record.items():
+            if key.lower() == "id":
+                continue
+            if text == "":
+                continue  # Bulk 2.0: an empty cell leaves the field alone; #N/A sets null
+            data[key] = None if text == "#N/A" else text
+        raw_id = record.get("Id") or record.get("id") or ""
+        with self._lock:
+            try:
+                if operation in ("delete", "hardDelete"):
+                    row = self.rows[obj.name].get(to_id18(raw_id) or "")
+                    if row is None or row["IsDeleted"]:
+                        raise RecordError("ENTITY_IS_DELETED", "entity is deleted", [])
+                    row["IsDeleted"] = True
+                    self._touch(row, self._stamp())
+                    return row["Id"], False
+                if operation == "upsert" and external_field:
+                    fdef = obj.field(external_field)
+                    key_value = record.get(external_field, "")
+                    match = [
+                        r["Id"]
+                        for r in self.rows[obj.name].values()
+                        if fdef is not None and r.get(fdef.name) == key_value
+                    ]
+                    if match:
+                        data.pop(external_field, None)
+                        self._write_checked(obj, match[0], data, False, request)
+                        return match[0], False
+                    rid = self._write_checked(obj, None, data, True, request)
+                    return rid, True
+                if operation == "insert":
+                    return self._write_checked(obj, None, data, True, request), True
+                update_id = to_id18(raw_id)
+                if update_id is None:
+                    raise RecordError("MALFORMED_ID", f"malformed id {raw_id}", ["Id"])
+                return self._write_checked(obj, update_id, data, False, request), False
+            except RecordError as exc:
+                return exc
+
+    def _write_checked(
+        self,
+        obj: SObject,
+        record_id: str | None,
+        data: dict[str, Any],
+        creating: bool,
+        request: Request,
+    ) -> str:
+        clean = self._validate(obj, record_id, data, creating, request)
+        return self._apply(obj, record_id, clean, self._stamp())
+
+
+def _num(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _fold(fdef: FieldDef, value: Any) -> Any:
+    # SOQL compares text case-insensitively; ids compare exactly.
+    if isinstance(value, str) and fdef.type not in ("id", "reference", "date", "datetime"):
+        return value.casefold()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _row_key(
+    fdef: FieldDef, get: Callable[[dict[str, Any]], Any]
+) -> Callable[[dict[str, Any]], Any]:
+    return lambda row: _fold(fdef, get(row))
+
+
+def _dig(record: dict[str, Any], path: tuple[str, ...]) -> Any:
+    current: Any = record
+    for part in path:
+        if not isinstance(current, dict):
+            return None
+        key = next((k for k in current if k.lower() == part.lower()), None)
+        if key is None:
+            # Relationship keys use the relationship name (Owner), paths may too.
+            return None
+        current = current[key]
+    return current
+
+
+def _csv_cell(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _csv_value(value: Any) -> str:
+    # Bulk 2.0 query results: every value quoted, null as an empty unquoted cell.
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return _csv_cell("true" if value else "false")
+    if isinstance(value, float) and value.is_integer():
+        return _csv_cell(str(int(value)))
+    return _csv_cell(str(value))
+
+
+def _csv_doc(header: list[str], rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -1,0 +1,496 @@
+"""Object and field metadata of the Salesforce sandbox org, and Salesforce-style record ids.
+
+Field choices (documented for mapping authors): `Risk_Score__c` is Number(5,1) so 42.5 round-trips;
+`Risk_Reasons__c` is Long Text Area(32768); `Risk_Rating__c` (A-E) and `Risk_Level__c`
+(Low/Medium/High/Critical) are restricted picklists; `blng__TotalAmount__c`, `blng__Balance__c`
+and `blng__PaymentStatus__c` are calculated (read-only) as in Salesforce Billing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+
+
+def id_suffix(id15: str) -> str:
+    """The 3-character case-safe checksum Salesforce appends to a 15-character id."""
+    out = []
+    for chunk in range(3):
+        bits = 0
+        for pos, ch in enumerate(id15[chunk * 5 : chunk * 5 + 5]):
+            if "A" <= ch <= "Z":
+                bits |= 1 << pos
+        out.append(_SUFFIX[bits])
+    return "".join(out)
+
+
+def make_id(prefix: str, number: int) -> str:
+    """An 18-character id: key prefix, pod `5g0`, a base-62 counter and the checksum."""
+    digits = []
+    for _ in range(9):
+        number, rem = divmod(number, 62)
+        digits.append(_B62[rem])
+    id15 = prefix + "5g0" + "".join(reversed(digits))
+    return id15 + id_suffix(id15)
+
+
+def to_id18(value: str) -> str | None:
+    """Normalise a 15- or 18-character id to 18 characters; None when it is not id-shaped."""
+    if len(value) == 18 and value.isalnum():
+        return value[:15] + id_suffix(value[:15])
+    if len(value) == 15 and value.isalnum():
+        return value + id_suffix(value)
+    return None
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    """One field as describe() shows it."""
+
+    name: str
+    type: str
+    label: str = ""
+    length: int = 0
+    precision: int = 0
+    scale: int = 0
+    digits: int = 0
+    updateable: bool = True
+    createable: bool = True
+    nillable: bool = True
+    custom: bool = False
+    picklist: tuple[str, ...] = ()
+    restricted: bool = False
+    reference_to: tuple[str, ...] = ()
+    relationship_name: str | None = None
+    external_id: bool = False
+    calculated: bool = False
+    unique: bool = False
+    default: Any = None
+
+    def describe(self) -> dict[str, Any]:
+        """The describe() entry of this field."""
+        return {
+            "name": self.name,
+            "label": self.label or self.name.replace("__c", "").replace("_", " "),
+            "type": self.type,
+            "length": self.length,
+            "byteLength": self.length * 3,
+            "precision": self.precision,
+            "scale": self.scale,
+            "digits": self.digits,
+            "updateable": self.updateable,
+            "createable": self.createable,
+            "nillable": self.nillable,
+            "custom": self.custom,
+            "calculated": self.calculated,
+            "autoNumber": False,
+            "externalId": self.external_id,
+            "unique": self.unique,
+            "idLookup": self.name == "Id" or self.external_id,
+            "filterable": True,
+            "sortable": self.type not in ("textarea",),
+            "defaultValue": self.default,
+            "defaultedOnCreate": self.default is not None,
+            "restrictedPicklist": self.restricted,
+            "picklistValues": [
+                {
+                    "active": True,
+                    "defaultValue": value == self.default,
+                    "label": value,
+                    "validFor": None,
+                    "value": value,
+                }
+                for value in self.picklist
+            ],
+            "referenceTo": list(self.reference_to),
+            "relationshipName": self.relationship_name,
+            "soapType": _SOAP_TYPES.get(self.type, "xsd:string"),
+        }
+
+
+_SOAP_TYPES = {
+    "id": "tns:ID",
+    "reference": "tns:ID",
+    "boolean": "xsd:boolean",
+    "double": "xsd:double",
+    "currency": "xsd:double",
+    "percent": "xsd:double",
+    "int": "xsd:int",
+    "date": "xsd:date",
+    "datetime": "xsd:dateTime",
+}
+
+STRING_TYPES = frozenset(
+    {"string", "textarea", "picklist", "combobox", "email", "phone", "url", "id", "reference"}
+)
+NUMBER_TYPES = frozenset({"double", "currency", "percent", "int"})
+
+
+@dataclass
+class SObject:
+    """An object of the org with its fields, indexed case-insensitively."""
+
+    name: str
+    label: str
+    key_prefix: str
+    custom: bool
+    fields: list[FieldDef]
+    by_lower: dict[str, FieldDef] = field(init=False)
+    position: dict[str, int] = field(init=False)
+    relationships: dict[str, FieldDef] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_lower = {f.name.lower(): f for f in self.fields}
+        self.position = {f.name: i for i, f in enumerate(self.fields)}
+        self.relationships = {
+            f.relationship_name.lower(): f for f in self.fields if f.relationship_name
+        }
+
+    def field(self, name: str) -> FieldDef | None:
+        """The field of this name, any case."""
+        return self.by_lower.get(name.lower())
+
+
+def _system(createable_owner: bool = True) -> list[FieldDef]:
+    return [
+        FieldDef("Id", "id", "Record ID", length=18, updateable=False, createable=False),
+        FieldDef("IsDeleted", "boolean", "Deleted", updateable=False, createable=False),
+        FieldDef("CreatedDate", "datetime", "Created Date", updateable=False, createable=False),
+        FieldDef(
+            "LastModifiedDate", "datetime", "Last Modified Date", updateable=False, createable=False
+        ),
+        FieldDef(
+            "SystemModstamp", "datetime", "System Modstamp", updateable=False, createable=False
+        ),
+    ]
+
+
+CURRENCIES = (
+    "EUR",
+    "USD",
+    "GBP",
+    "CHF",
+    "PLN",
+    "SEK",
+    "CAD",
+    "CNY",
+    "JPY",
+    "INR",
+    "BRL",
+    "AUD",
+)
+INDUSTRIES = (
+    "Agriculture",
+    "Automotive",
+    "Chemicals",
+    "Construction",
+    "Consulting",
+    "Electronics",
+    "Energy",
+    "Food & Beverage",
+    "Healthcare",
+    "Manufacturing",
+    "Retail",
+    "Technology",
+    "Telecommunications",
+    "Transportation",
+    "Wholesale",
+)
+TASK_STATUSES = ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred")
+CLOSED_TASK_STATUSES = frozenset({"Completed"})
+INVOICE_STATUSES = (
+    "Open",
+    "Paid",
+    "Partially Paid",
+    "Disputed",
+    "Written Off",
+    "Void",
+    "Draft",
+    "Cancelled",
+)
+BLNG_STATUSES = (
+    "Cancelled",
+    "Draft",
+    "Error",
+    "Initiated",
+    "Post In progress",
+    "Posted",
+    "Rebilled",
+)
+
+
+def build_schema() -> dict[str, SObject]:
+    """All objects of the sandbox org, keyed by API name."""
+    user = SObject(
+        "User",
+        "User",
+        "005",
+        False,
+        [
+            *_system(),
+            FieldDef("Name", "string", "Full Name", length=121, updateable=False),
+            FieldDef("Username", "string", length=80, updateable=False),
+            FieldDef("Email", "email", length=128, updateable=False),
+            FieldDef("IsActive", "boolean", "Active", updateable=False),
+        ],
+    )
+    account = SObject(
+        "Account",
+        "Account",
+        "001",
+        False,
+        [
+            *_system(),
+            FieldDef("Name", "string", "Account Name", length=255, nillable=False),
+            FieldDef(
+                "OwnerId",
+                "reference",
+                "Owner ID",
+                length=18,
+                reference_to=("User",),
+                relationship_name="Owner",
+                nillable=False,
+            ),
+            FieldDef("Industry", "picklist", length=255, picklist=INDUSTRIES),
+            FieldDef("BillingCountry", "string", "Billing Country", length=80),
+            FieldDef("AnnualRevenue", "currency", "Annual Revenue", precision=18, scale=0),
+            FieldDef("NumberOfEmployees", "int", "Employees", digits=8),
+            FieldDef(
+                "CurrencyIsoCode",
+                "picklist",
+                "Account Currency",
+                length=3,
+                picklist=CURRENCIES,
+                restricted=True,
+                default="EUR",
+            ),
+            FieldDef("Payment_Terms_Days__c", "double", precision=3, scale=0, custom=True),
+            FieldDef("Credit_Limit__c", "currency", precision=16, scale=2, custom=True),
+            FieldDef("Recommended_Credit_Limit__c", "currency", precision=16, scale=2, custom=True),
+            FieldDef("Risk_Score__c", "double", precision=5, scale=1, custom=True),
+            FieldDef(
+                "Risk_Rating__c",
+                "picklist",
+                length=255,
+                picklist=("A", "B", "C", "D", "E"),
+                restricted=True,
+                custom=True,
+            ),
+            FieldDef(
+                "Risk_Level__c",
+                "picklist",
+                length=255,
+                picklist=("Low", "Medium", "High", "Critical"),
+                restricted=True,
+                custom=True,
+            ),
+            FieldDef("Risk_Reasons__c", "textarea", length=32768, custom=True),
+            FieldDef("Risk_Reviewed_At__c", "datetime", custom=True),
+            FieldDef("Risk_Model_Version__c", "string", length=20, custom=True),
+            FieldDef("External_Score__c", "double", precision=3, scale=0, custom=True),
+            FieldDef("Insured_Limit__c", "currency", precision=16, scale=2, custom=True),
+            FieldDef("Credit_Hold__c", "boolean", custom=True, nillable=False, default=False),
+            FieldDef("Manual_Override__c", "boolean", custom=True, nillable=False, default=False),
+        ],
+    )
+    blng = SObject(
+        "blng__Invoice__c",
+        "Invoice",
+        "a1B",
+        True,
+        [
+            *_system(),
+            FieldDef("Name", "string", "Invoice Number", length=80, updateable=False),
+            FieldDef(
+                "CurrencyIsoCode",
+                "picklist",
+                "Currency",
+                length=3,
+                picklist=CURRENCIES,
+                restricted=True,
+                default="EUR",
+            ),
+            FieldDef(
+                "blng__Account__c",
+                "reference",
+                "Account",
+                length=18,
+                custom=True,
+                reference_to=("Account",),
+                relationship_name="blng__Account__r",
+                nillable=False,
+            ),
+            FieldDef("blng__InvoiceDate__c", "date", "Invoice Date", custom=True),
+            FieldDef("blng__DueDate__c", "date", "Due Date", custom=True),
+            FieldDef("blng__InvoicePostedDate__c", "date", "Posted Date", custom=True),
+            FieldDef(
+                "blng__TotalAmount__c",
+                "currency",
+                "Total Amount (With Tax)",
+                precision=18,
+                scale=2,
+                custom=True,
+                calculated=True,
+                updateable=False,
+                createable=False,
+            ),
+            FieldDef(
+                "blng__Balance__c",
+                "currency",
+                "Balance",
+                precision=18,
+                scale=2,
+                custom=True,
+                calculated=True,
+                updateable=False,
+                createable=False,
+            ),
+            FieldDef(
+                "blng__InvoiceStatus__c",
+                "picklist",
+                "Status",
+                length=255,
+                picklist=BLNG_STATUSES,
+                restricted=True,
+                custom=True,
+                default="Draft",
+            ),
+            FieldDef(
+                "blng__PaymentStatus__c",
+                "string",
+                "Payment Status",
+                length=1300,
+                custom=True,
+                calculated=True,
+                updateable=False,
+                createable=False,
+            ),
+            FieldDef(
+                "blng__DaysOutstanding__c",
+                "double",
+                "Days Outstanding",
+                precision=18,
+                scale=0,
+                custom=True,
+                calculated=True,
+                updateable=False,
+                createable=False,
+            ),
+            FieldDef(
+                "blng__UniqueId__c",
+                "string",
+                "Unique Id",
+                length=255,
+                custom=True,
+                external_id=True,
+                unique=True,
+            ),
+        ],
+    )
+    invoice = SObject(
+        "Invoice__c",
+        "Invoice",
+        "a2C",
+        True,
+        [
+            *_system(),
+            FieldDef("Name", "string", "Invoice Number", length=80),
+            FieldDef(
+                "CurrencyIsoCode",
+                "picklist",
+                "Currency",
+                length=3,
+                picklist=CURRENCIES,
+                restricted=True,
+                default="EUR",
+            ),
+            FieldDef(
+                "Account__c",
+                "reference",
+                "Account",
+                length=18,
+                custom=True,
+                reference_to=("Account",),
+                relationship_name="Account__r",
+                nillable=False,
+            ),
+            FieldDef("Invoice_Date__c", "date", custom=True),
+            FieldDef("Due_Date__c", "date", custom=True),
+            FieldDef("Amount__c", "currency", precision=16, scale=2, custom=True),
+            FieldDef("Balance__c", "currency", precision=16, scale=2, custom=True),
+            FieldDef("Paid_Date__c", "date", custom=True),
+            FieldDef(
+                "Status__c",
+                "picklist",
+                length=255,
+                picklist=INVOICE_STATUSES,
+                restricted=True,
+                custom=True,
+                default="Open",
+            ),
+        ],
+    )
+    task = SObject(
+        "Task",
+        "Task",
+        "00T",
+        False,
+        [
+            *_system(),
+            FieldDef(
+                "WhatId",
+                "reference",
+                "Related To ID",
+                length=18,
+                reference_to=("Account",),
+                relationship_name="What",
+            ),
+            FieldDef(
+                "AccountId",
+                "reference",
+                "Account ID",
+                length=18,
+                reference_to=("Account",),
+                relationship_name="Account",
+                updateable=False,
+                createable=False,
+            ),
+            FieldDef(
+                "OwnerId",
+                "reference",
+                "Assigned To ID",
+                length=18,
+                reference_to=("User",),
+                relationship_name="Owner",
+                nillable=False,
+            ),
+            FieldDef("Subject", "combobox", length=255),
+            FieldDef("ActivityDate", "date", "Due Date Only"),
+            FieldDef(
+                "Status",
+                "picklist",
+                length=255,
+                picklist=TASK_STATUSES,
+                restricted=True,
+                nillable=False,
+                default="Not Started",
+            ),
+            FieldDef(
+                "Priority",
+                "picklist",
+                length=255,
+                picklist=("High", "Normal", "Low"),
+                restricted=True,
+                nillable=False,
+                default="Normal",
+            ),
+            FieldDef("Description", "textarea", "Comments", length=32000),
+            FieldDef("IsClosed", "boolean", "Closed", updateable=False, createable=False),
+            FieldDef("Crm_Risk_Key__c", "string", length=255, custom=True, external_id=True),
+            FieldDef("Risk_Task_Key__c", "string", length=255, custom=True, external_id=True),
+        ],
+    )
+    return {obj.name: obj for obj in (user, account, blng, invoice, task)}
