@@ -1,0 +1,387 @@
+"""The Salesforce CrmAdapter: incremental SOQL and Bulk 2.0 reads, collection writes, tasks, describe."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from adapters.salesforce import bulk, soql
+from adapters.salesforce.client import SalesforceClient
+from adapters.salesforce.errors import RETRIABLE_RECORD_CODES, QueryLocatorExpiredError
+from adapters.salesforce.tasks import TaskService
+from adapters.salesforce.values import (
+    json_value,
+    object_description,
+    parse_datetime,
+    strip_attributes,
+)
+from connector.models import RawRecord, RecordChange, TaskAction, TaskState, WriteResult
+from connector.protocol import (
+    AdapterCapabilities,
+    ApiUsage,
+    CrmSettings,
+    KeyValueStore,
+    ObjectDescription,
+)
+from connector.redaction import redact
+
+# sObject Collections take at most 200 records per call (reference §2.3).
+COLLECTION_LIMIT = 200
+# REST query pages hold up to 2,000 records (reference §2.1).
+QUERY_PAGE = 2000
+# Ids per `Id IN (...)` query: SOQL goes in the URL, and URIs over 16 KB fail with 414.
+IDS_PER_QUERY = 300
+# Consecutive cursor restarts without progress before giving up.
+MAX_LOCATOR_RESTARTS = 3
+
+
+class SalesforceAdapter:
+    """CrmAdapter for Salesforce (REST API, sObject Collections, Bulk API 2.0).
+
+    Options (settings.options):
+        bulk_read_threshold: switch a read to a Bulk 2.0 query job above this many rows
+            (default 10,000; the count is the first REST page's totalSize, which costs no
+            extra call, unlike a separate SELECT COUNT()).
+        bulk_page_size: maxRecords per Bulk result page (default 50,000).
+        bulk_write: enable Bulk 2.0 ingest (default false). Then max_write_batch becomes
+            bulk_write_batch (default 10,000) and a write() of bulk_write_threshold or more
+            records (default 2,000) goes through one ingest job; smaller ones use collections.
+        lock_retries: UNABLE_TO_LOCK_ROW retries in halving batches (default 3).
+        task_external_id_field: a Task text field marked External ID that carries the dedupe
+            key (upsert instead of create, exact lookup).
+        task_open_status / task_closed_status: override the Task status values.
+        jwt_audience: the JWT `aud` claim when it differs from login_url.
+    """
+
+    def __init__(
+        self,
+        settings: CrmSettings,
+        *,
+        state: KeyValueStore | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        options: dict[str, Any] = dict(settings.options)
+        self.options = options
+        self.sleep = sleep
+        self.client = SalesforceClient(settings, state=state, session=session, sleep=sleep)
+        self.bulk_read_threshold = int(options.get("bulk_read_threshold", 10_000))
+        self.bulk_page_size = int(options.get("bulk_page_size", 50_000))
+        self.bulk_write = bool(options.get("bulk_write", False))
+        self.bulk_write_threshold = int(options.get("bulk_write_threshold", 2_000))
+        self.lock_retries = int(options.get("lock_retries", 3))
+        self.poll = {
+            "first_delay": float(options.get("bulk_poll_seconds", 1.0)),
+            "timeout": float(options.get("bulk_timeout_seconds", 3600.0)),
+        }
+        self.capabilities = AdapterCapabilities(
+            name="salesforce",
+            max_write_batch=(
+                int(options.get("bulk_write_batch", 10_000))
+                if self.bulk_write
+                else COLLECTION_LIMIT
+            ),
+            max_read_page=QUERY_PAGE,
+            supports_bulk_read=True,
+            supports_bulk_write=True,
+            supports_tasks=True,
+            can_close_tasks=True,
+            task_external_id=bool(options.get("task_external_id_field")),
+            # One adapter instance is not meant for parallel calls: concurrent updates of one
+            # account's records cause UNABLE_TO_LOCK_ROW, and orgs allow only 25 (5 on
+            # Developer Edition) concurrent long-running requests (reference §2.7, §6).
+            max_concurrency=1,
+        )
+        self._describe_cache: dict[str, dict[str, Any]] = {}
+        self._closed_status: str | None = None
+        self.tasks = TaskService(
+            self.client,
+            self._write_collections,
+            options=options,
+            closed_status=self._task_closed_status,
+        )
+
+    # -- metadata -----------------------------------------------------------------------------
+
+    def _describe_raw(self, crm_object: str) -> dict[str, Any]:
+        key = crm_object.lower()
+        if key not in self._describe_cache:
+            path = f"sobjects/{soql.check_name(crm_object)}/describe"
+            self._describe_cache[key] = self.client.json("GET", path)
+        return self._describe_cache[key]
+
+    def describe(self, crm_object: str) -> ObjectDescription:
+        """Field metadata for one sObject (cached for the adapter's life).
+
+        Raises:
+            FatalCrmError: the object does not exist or is not visible to the integration user.
+        """
+        return object_description(self._describe_raw(crm_object))
+
+    def _field_type(self, crm_object: str, column: str) -> str:
+        """The describe type of a column, following relationship paths ("Owner.IsActive")."""
+        current = crm_object
+        *relations, name = column.split(".")
+        for relation in relations:
+            fields = self._describe_raw(current).get("fields") or []
+            match = next(
+                (
+                    f
+                    for f in fields
+                    if str(f.get("relationshipName") or "").lower() == relation.lower()
+                ),
+                None,
+            )
+            if match is None or not match.get("referenceTo"):
+                return "string"
+            current = str(match["referenceTo"][0])
+        for field in self._describe_raw(current).get("fields") or []:
+            if str(field.get("name")).lower() == name.lower():
+                return str(field.get("type") or "string")
+        return "string"
+
+    # -- reads --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _raw(record: dict[str, Any]) -> RawRecord:
+        fields = strip_attributes(record)
+        return RawRecord(
+            crm_id=str(fields["Id"]),
+            modified_at=parse_datetime(str(fields[soql.CURSOR_FIELD])),
+            fields=fields,
+            deleted=bool(fields.get("IsDeleted")),
+        )
+
+    def read_changed(
+        self, crm_object: str, fields: Sequence[str], since: datetime | None
+    ) -> Iterator[RawRecord]:
+        """Yield records with SystemModstamp >= since (all when None), oldest first, ties by Id.
+
+        With `since`, queryAll also returns soft-deleted rows, yielded with deleted=True.
+        Pages follow nextRecordsUrl; if a cursor expires (INVALID_QUERY_LOCATOR) the read
+        continues after the last (SystemModstamp, Id) yielded, so ties are never skipped.
+        Above bulk_read_threshold rows (the first page's totalSize) a Bulk 2.0 job is used.
+        """
+        include_deleted = since is not None
+        select = soql.select_list(fields, include_deleted=include_deleted)
+        query = soql.changed_since(crm_object, select, since)
+        pages = self.client.query_pages(query, include_deleted=include_deleted)
+        last: tuple[datetime, str] | None = None
+        first_page = True
+        restarts = 0
+        while True:
+            try:
+                for page in pages:
+                    if first_page:
+                        first_page = False
+                        if int(page.get("totalSize") or 0) > self.bulk_read_threshold:
+                            pages.close()
+                            yield from self._bulk_read(crm_object, query, include_deleted)
+                            return
+                    for record in page.get("records") or []:
+                        raw = self._raw(record)
+                        last = (raw.modified_at, raw.crm_id)
+                        restarts = 0
+                        yield raw
+                return
+            except QueryLocatorExpiredError:
+                restarts += 1
+                if last is None or restarts > MAX_LOCATOR_RESTARTS:
+                    raise
+                resumed = soql.changed_since(crm_object, select, since, after=last)
+                pages = self.client.query_pages(resumed, include_deleted=include_deleted)
+
+    def _bulk_read(self, crm_object: str, query: str, include_deleted: bool) -> Iterator[RawRecord]:
+        for record in bulk.query(
+            self.client,
+            query,
+            include_deleted=include_deleted,
+            page_size=self.bulk_page_size,
+            types_for=lambda columns: {c: self._field_type(crm_object, c) for c in columns},
+            poll=self.poll,
+        ):
+            yield self._raw(record)
+
+    def read_by_ids(
+        self, crm_object: str, fields: Sequence[str], ids: Sequence[str]
+    ) -> Iterator[RawRecord]:
+        """Yield the current state of the given records; missing or deleted ids are skipped."""
+        select = soql.select_list(fields)
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), IDS_PER_QUERY):
+            chunk = unique[start : start + IDS_PER_QUERY]
+            for page in self.client.query_pages(soql.by_ids(crm_object, select, chunk)):
+                for record in page.get("records") or []:
+                    yield self._raw(record)
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def write(self, crm_object: str, changes: Sequence[RecordChange]) -> list[WriteResult]:
+        """Update records; one result per change, in order; only confirmed records are "ok".
+
+        Raises:
+            RetriableCrmError: a whole call kept failing transiently.
+            QuotaExhaustedError: the run's API budget or the org's daily limit is spent.
+        """
+        if not changes:
+            return []
+        if self.bulk_write and len(changes) >= self.bulk_write_threshold:
+            results = bulk.update(self.client, crm_object, changes, poll=self.poll)
+            self._retry_locked(crm_object, changes, results)
+            return results
+        return self._write_collections(crm_object, changes)
+
+    def _write_collections(
+        self, crm_object: str, changes: Sequence[RecordChange]
+    ) -> list[WriteResult]:
+        results: list[WriteResult] = []
+        for start in range(0, len(changes), COLLECTION_LIMIT):
+            results.extend(
+                self._collection_call(crm_object, changes[start : start + COLLECTION_LIMIT])
+            )
+        self._retry_locked(crm_object, changes, results)
+        return results
+
+    @staticmethod
+    def _is_locked(result: WriteResult) -> bool:
+        return result.status == "rejected" and result.error_code in RETRIABLE_RECORD_CODES
+
+    def _retry_locked(
+        self, crm_object: str, changes: Sequence[RecordChange], results: list[WriteResult]
+    ) -> None:
+        """Retry only the row-locked records, with back-off and halving batches (in place)."""
+        pending = [index for index, result in enumerate(results) if self._is_locked(result)]
+        size = min(COLLECTION_LIMIT, max(1, len(pending)))
+        for attempt in range(1, self.lock_retries + 1):
+            if not pending:
+                return
+            size = max(1, size // 2)
+            self.sleep(self.client.http.policy.delay(attempt, None))
+            still: list[int] = []
+            for start in range(0, len(pending), size):
+                batch = pending[start : start + size]
+                answer = self._collection_call(crm_object, [changes[i] for i in batch])
+                for index, result in zip(batch, answer, strict=True):
+                    results[index] = result
+                    if self._is_locked(result):
+                        still.append(index)
+            pending = still
+        # What is still locked stays "rejected" with retriable=True: the next run tries again.
+
+    def _collection_call(self, crm_object: str, chunk: Sequence[RecordChange]) -> list[WriteResult]:
+        """One PATCH composite/sobjects (allOrNone=false); SaveResults matched by position."""
+        records = [
+            {
+                "attributes": {"type": crm_object},
+                "id": change.crm_id,
+                **{
+                    name: json_value(value)
+                    for name, value in change.fields.items()
+                    if name not in ("Id", "id", "attributes")
+                },
+            }
+            for change in chunk
+        ]
+        answer = self.client.json(
+            "PATCH", "composite/sobjects", json={"allOrNone": False, "records": records}
+        )
+        if (
+            not isinstance(answer, list)
+            or len(answer) != len(chunk)
+            or not all(isinstance(item, dict) for item in answer)
+        ):
+            return self._unknown(chunk, "RESULT_COUNT_MISMATCH")
+        for change, item in zip(chunk, answer, strict=True):
+            returned = str(item.get("id") or "")
+            if returned and returned[:15] != change.crm_id[:15]:
+                return self._unknown(chunk, "RESULT_ORDER_MISMATCH")
+        return [self._save_result(change, item) for change, item in zip(chunk, answer, strict=True)]
+
+    @staticmethod
+    def _unknown(chunk: Sequence[RecordChange], code: str) -> list[WriteResult]:
+        # Salesforce answered, but not record for record: nothing here may count as written.
+        return [
+            WriteResult(
+                crm_id=change.crm_id,
+                status="unknown",
+                error_code=code,
+                message="the collection answer did not match the request",
+                retriable=True,
+            )
+            for change in chunk
+        ]
+
+    @staticmethod
+    def _save_result(change: RecordChange, item: dict[str, Any]) -> WriteResult:
+        if item.get("success") is True:
+            return WriteResult(crm_id=change.crm_id, status="ok")
+        errors = item.get("errors") or [{}]
+        first = errors[0] if isinstance(errors[0], dict) else {}
+        code = str(first.get("statusCode") or first.get("errorCode") or "UNKNOWN_ERROR")
+        return WriteResult(
+            crm_id=change.crm_id,
+            status="rejected",
+            error_code=code,
+            message=redact(" ".join(str(first.get("message") or "").split())[:300]),
+            fields=tuple(str(name) for name in first.get("fields") or ()),
+            retriable=code in RETRIABLE_RECORD_CODES,
+        )
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    def _task_closed_status(self) -> str:
+        """The Status value that closes a task, read once: option, describe, then TaskStatus."""
+        if self._closed_status is not None:
+            return self._closed_status
+        configured = self.options.get("task_closed_status")
+        if configured:
+            self._closed_status = str(configured)
+            return self._closed_status
+        status: dict[str, Any] = next(
+            (
+                f
+                for f in self._describe_raw("Task").get("fields") or []
+                if str(f.get("name")) == "Status"
+            ),
+            {},
+        )
+        values = [v for v in status.get("picklistValues") or [] if v.get("active", True)]
+        by_label = {str(v.get("label")): str(v.get("value")) for v in values}
+        if "Completed" in by_label or "Completed" in by_label.values():
+            self._closed_status = by_label.get("Completed", "Completed")
+            return self._closed_status
+        # The org renamed "Completed": ask which statuses close a task (one cheap query).
+        for page in self.client.query_pages(soql.closed_task_statuses()):
+            for record in page.get("records") or []:
+                label = str(record.get("MasterLabel"))
+                self._closed_status = by_label.get(label, label)
+                return self._closed_status
+        self._closed_status = "Completed"
+        return self._closed_status
+
+    def create_tasks(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
+        """Create follow-up tasks idempotently by dedupe key; one result per task, in order."""
+        return self.tasks.create(tasks)
+
+    def update_tasks(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
+        """Escalate, comment on or complete existing tasks; one result per task, in order."""
+        return self.tasks.update(tasks)
+
+    def find_tasks(self, dedupe_keys: Sequence[str]) -> dict[str, TaskState]:
+        """Tasks this connector created, found by the dedupe marker they carry."""
+        return self.tasks.find(dedupe_keys)
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def usage(self) -> ApiUsage:
+        """Calls made by endpoint and the daily quota Salesforce last reported."""
+        return self.client.usage()
+
+    def close(self) -> None:
+        """Close the HTTP session this adapter opened."""
+        self.client.close()

@@ -1,0 +1,203 @@
+"""Salesforce statuses and error bodies mapped to connector errors, as one table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from adapters._http import parse_retry_after
+from connector.errors import (
+    AuthError,
+    CrmError,
+    FatalCrmError,
+    QuotaExhaustedError,
+    RetriableCrmError,
+)
+from connector.redaction import redact
+
+# Record-level codes that clear up by themselves: retried in smaller batches, then reported
+# as rejected with retriable=True so the next run tries again (reference §6, row locks).
+RETRIABLE_RECORD_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
+
+# Record-level codes that name the offending fields (validation rules, FLS, lengths, types).
+VALIDATION_CODES = frozenset(
+    {
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        "INVALID_FIELD",
+        "INVALID_FIELD_FOR_INSERT_UPDATE",
+        "STRING_TOO_LONG",
+        "INVALID_TYPE_ON_FIELD_IN_RECORD",
+        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+        "NUMBER_OUTSIDE_VALID_RANGE",
+        "REQUIRED_FIELD_MISSING",
+        "FIELD_INTEGRITY_EXCEPTION",
+    }
+)
+
+MAX_MESSAGE = 300
+
+
+class SessionExpiredError(AuthError):
+    """401 INVALID_SESSION_ID: the adapter re-authenticates once, then gives up with AuthError."""
+
+
+class QueryLocatorExpiredError(FatalCrmError):
+    """INVALID_QUERY_LOCATOR: a query cursor died; the reader restarts from its keyset position."""
+
+
+class SalesforceRequestError(FatalCrmError):
+    """A request Salesforce refused for good; carries the field names the error body listed."""
+
+    def __init__(
+        self, message: str, *, code: str = "", status: int | None = None, fields: Sequence[str] = ()
+    ) -> None:
+        self.fields = tuple(fields)
+        super().__init__(message, code=code, status=status)
+
+
+# The one table: (HTTP status, errorCode) -> what the engine does next. A key with code None
+# is the status-wide default. Anything not listed follows singer-sdk's rule: 429 and 5xx are
+# retried, other 4xx are fatal.
+ERROR_TABLE: dict[tuple[int, str | None], type[CrmError]] = {
+    (401, "INVALID_SESSION_ID"): SessionExpiredError,
+    # A 401 without a JSON list (a proxy, an HTML page) is still treated as an expired session,
+    # so the one re-auth happens instead of a confusing parse error (reference §1.3).
+    (401, None): SessionExpiredError,
+    # Daily allocation spent ("TotalRequests Limit exceeded."): stop cleanly, resume next run.
+    (403, "REQUEST_LIMIT_EXCEEDED"): QuotaExhaustedError,
+    # Too many concurrent long-running requests: transient, so back off and retry.
+    (403, "REQUEST_LIMIT_EXCEEDED/concurrent"): RetriableCrmError,
+    (403, None): AuthError,
+    (400, "INVALID_QUERY_LOCATOR"): QueryLocatorExpiredError,
+    (400, "QUERY_TIMEOUT"): RetriableCrmError,
+    (400, "UNABLE_TO_LOCK_ROW"): RetriableCrmError,
+    (400, "SERVER_UNAVAILABLE"): RetriableCrmError,
+    (408, None): RetriableCrmError,
+    (429, None): RetriableCrmError,
+}
+
+# OAuth token endpoint errors ({"error": ..., "error_description": ...}); none is retried.
+OAUTH_AUTH_ERRORS = frozenset(
+    {
+        "invalid_grant",
+        "invalid_client_id",
+        "invalid_client",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_request",
+        "inactive_user",
+        "inactive_org",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ErrorBody:
+    """The first error of a Salesforce error body, whatever its shape."""
+
+    code: str
+    message: str
+    fields: tuple[str, ...] = ()
+
+
+def parse_error_body(response: requests.Response) -> ErrorBody:
+    """Read the error code, message and fields from a REST, Bulk or OAuth error body."""
+    try:
+        payload: Any = response.json()
+    except ValueError:
+        return ErrorBody(code="", message=response.reason or f"HTTP {response.status_code}")
+    if isinstance(payload, list) and payload and isinstance(payload[0], dict):
+        first = payload[0]
+        return ErrorBody(
+            code=str(first.get("errorCode") or first.get("statusCode") or ""),
+            message=str(first.get("message") or ""),
+            fields=tuple(str(name) for name in first.get("fields") or ()),
+        )
+    if isinstance(payload, dict):
+        if "error" in payload:
+            return ErrorBody(
+                code=str(payload["error"]), message=str(payload.get("error_description") or "")
+            )
+        return ErrorBody(
+            code=str(payload.get("errorCode") or payload.get("exceptionCode") or ""),
+            message=str(payload.get("message") or payload.get("exceptionMessage") or ""),
+        )
+    return ErrorBody(code="", message=response.reason or f"HTTP {response.status_code}")
+
+
+def _message(text: str) -> str:
+    # Messages come from the server and may echo request data: redact, and keep them short.
+    text = " ".join(text.split())
+    return "Salesforce: " + redact(text[:MAX_MESSAGE])
+
+
+def _table_key(status: int, body: ErrorBody) -> tuple[int, str | None]:
+    code: str | None = body.code or None
+    if code == "REQUEST_LIMIT_EXCEEDED" and "TotalRequests" not in body.message:
+        # ConcurrentPerOrgLongTxn and friends share the code but are not the daily quota.
+        if "concurrent" in body.message.lower():
+            code = "REQUEST_LIMIT_EXCEEDED/concurrent"
+    return (status, code)
+
+
+def classify(response: requests.Response) -> CrmError | None:
+    """Map a REST or Bulk API response to a connector error, or None when it succeeded.
+
+    Args:
+        response: any response from the instance (query, sobjects, composite, jobs).
+
+    Returns:
+        None for 2xx/304, else the error the table names for status and errorCode.
+    """
+    status = response.status_code
+    if status < 300 or status == 304:
+        return None
+    body = parse_error_body(response)
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    key = _table_key(status, body)
+    error_class = ERROR_TABLE.get(key) or ERROR_TABLE.get((status, None))
+    message = _message(body.message or response.reason or "request failed")
+    if error_class is None:
+        if status == 429 or status >= 500:
+            error_class = RetriableCrmError
+        else:
+            return SalesforceRequestError(
+                message, code=body.code, status=status, fields=body.fields
+            )
+    if issubclass(error_class, RetriableCrmError):
+        return error_class(message, code=body.code, status=status, retry_after=retry_after)
+    if issubclass(error_class, SalesforceRequestError):
+        return error_class(message, code=body.code, status=status, fields=body.fields)
+    return error_class(message, code=body.code, status=status)
+
+
+def classify_token(response: requests.Response) -> CrmError | None:
+    """Map an OAuth token endpoint response: invalid_grant and friends are AuthError at once."""
+    status = response.status_code
+    if status < 300:
+        return None
+    body = parse_error_body(response)
+    message = _message(f"token request refused: {body.code} {body.message}".strip())
+    if status == 429 or status >= 500:
+        return RetriableCrmError(
+            message,
+            code=body.code,
+            status=status,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    if body.code in OAUTH_AUTH_ERRORS or status in (400, 401, 403):
+        return AuthError(message, code=body.code or "AUTH", status=status)
+    return FatalCrmError(message, code=body.code, status=status)
+
+
+def parse_bulk_error(text: str) -> ErrorBody:
+    """Split a Bulk API 2.0 `sf__Error` value ("CODE:message:field1,field2" or "...:--")."""
+    code, _, rest = text.partition(":")
+    message, _, fields = rest.rpartition(":")
+    if not message:
+        message, fields = rest, ""
+    names = () if fields.strip() in ("", "--") else tuple(f.strip() for f in fields.split(","))
+    return ErrorBody(code=code.strip(), message=message.strip(), fields=names)

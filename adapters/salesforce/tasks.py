@@ -1,0 +1,259 @@
+"""Follow-up Tasks: idempotent create by dedupe marker (or external-id upsert), escalate, comment, close."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from adapters.salesforce import soql
+from adapters.salesforce.client import SalesforceClient
+from adapters.salesforce.errors import SalesforceRequestError
+from connector.errors import RetriableCrmError
+from connector.models import RecordChange, TaskAction, TaskPriority, TaskState, WriteResult
+from connector.protocol import find_task_marker, task_marker
+from connector.redaction import redact
+
+PRIORITIES = {TaskPriority.LOW: "Low", TaskPriority.NORMAL: "Normal", TaskPriority.HIGH: "High"}
+_PRIORITY_BACK = {label.lower(): canonical for canonical, label in PRIORITIES.items()}
+OPEN_STATUS = "Not Started"
+# Account ids per IN (...) list: SOQL travels in the URL (16 KB cap, reference §2.1).
+ID_CHUNK = 200
+
+WriteFn = Callable[[str, Sequence[RecordChange]], list[WriteResult]]
+
+
+def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def describe_with_marker(description: str, key: str) -> str:
+    """The task description, ending with the dedupe marker."""
+    marker = task_marker(key)
+    return f"{description.rstrip()}\n\n{marker}" if description.strip() else marker
+
+
+def append_comment(current: str | None, comment: str, key: str) -> str:
+    """Add a comment to a description, keeping our marker as its last line."""
+    marker = task_marker(key)
+    body = (current or "").replace(marker, "").rstrip()
+    parts = [part for part in (body, comment.strip(), marker) if part]
+    return "\n\n".join(parts)
+
+
+class TaskService:
+    """Task calls for one connection; writes go through the adapter's collection writer."""
+
+    def __init__(
+        self,
+        client: SalesforceClient,
+        write: WriteFn,
+        *,
+        options: Mapping[str, Any],
+        closed_status: Callable[[], str],
+    ) -> None:
+        self.client = client
+        self.write = write
+        self.external_id_field: str | None = options.get("task_external_id_field") or None
+        self.open_status = str(options.get("task_open_status") or OPEN_STATUS)
+        self.closed_status = closed_status
+
+    # -- find ---------------------------------------------------------------------------------
+
+    def _state(self, record: Mapping[str, Any], key: str) -> TaskState:
+        priority = _PRIORITY_BACK.get(str(record.get("Priority") or "").lower())
+        return TaskState(
+            crm_task_id=str(record["Id"]),
+            dedupe_key=key,
+            is_closed=bool(record.get("IsClosed")),
+            owner_id=record.get("OwnerId"),
+            priority=priority,
+        )
+
+    def find(
+        self, dedupe_keys: Sequence[str], account_ids: Sequence[str] = ()
+    ) -> dict[str, TaskState]:
+        """Tasks carrying our marker for the given keys.
+
+        With an external-id field the lookup is exact and indexed. Without one, Description
+        (a long text area) cannot be filtered in SOQL, so we read the tasks the integration
+        user created (on the given accounts, when known), newest first, parse the marker
+        client-side and stop paging once every key is found.
+        """
+        wanted = {key for key in dedupe_keys if key}
+        found: dict[str, TaskState] = {}
+        if not wanted:
+            return found
+        if self.external_id_field:
+            field = self.external_id_field
+            for chunk in _chunks(sorted(wanted), ID_CHUNK):
+                for page in self.client.query_pages(soql.tasks_by_external_id(field, chunk)):
+                    for record in page.get("records", []):
+                        key = str(record.get(field) or "")
+                        if key in wanted and key not in found:
+                            found[key] = self._state(record, key)
+            return found
+        user_id = self.client.user_id
+        account_chunks: list[Sequence[str]] = (
+            list(_chunks(sorted(set(account_ids)), ID_CHUNK)) if account_ids else [()]
+        )
+        for accounts in account_chunks:
+            for page in self.client.query_pages(soql.tasks_created_by(user_id, accounts)):
+                for record in page.get("records", []):
+                    marker = find_task_marker(record.get("Description"))
+                    if marker is not None and marker in wanted and marker not in found:
+                        found[marker] = self._state(record, marker)
+                if wanted <= found.keys():
+                    return found
+        return found
+
+    # -- create -------------------------------------------------------------------------------
+
+    def _body(self, task: TaskAction) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "WhatId": task.account_id,
+            "Subject": task.subject[:255],
+            "Priority": PRIORITIES[task.priority],
+            "Status": self.open_status,
+            "Description": describe_with_marker(task.description, task.dedupe_key),
+        }
+        if task.owner_id:
+            body["OwnerId"] = task.owner_id
+        if task.due_date is not None:
+            body["ActivityDate"] = task.due_date.isoformat()
+        return body
+
+    def create(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
+        """Create tasks that do not exist yet; never a second task for one dedupe key.
+
+        Existing tasks are looked up first (one query per 200 accounts). A create is sent
+        without automatic retry; when its answer is lost we look again, and report "unknown"
+        (retried next run) if the task is still not there.
+        """
+        existing = self.find(
+            [task.dedupe_key for task in tasks], [task.account_id for task in tasks]
+        )
+        results: list[WriteResult] = []
+        for task in tasks:
+            state = existing.get(task.dedupe_key)
+            if state is not None:
+                results.append(
+                    WriteResult(crm_id=state.crm_task_id, status="ok", key=task.dedupe_key)
+                )
+                continue
+            result = self._upsert(task) if self.external_id_field else self._create(task)
+            if result.status == "ok" and result.crm_id:
+                existing[task.dedupe_key] = TaskState(
+                    crm_task_id=result.crm_id, dedupe_key=task.dedupe_key, is_closed=False
+                )
+            results.append(result)
+        return results
+
+    def _rejected(self, task: TaskAction, exc: SalesforceRequestError) -> WriteResult:
+        return WriteResult(
+            crm_id=None,
+            status="rejected",
+            error_code=exc.code or "REJECTED",
+            message=redact(exc.message),
+            fields=exc.fields,
+            key=task.dedupe_key,
+        )
+
+    def _create(self, task: TaskAction) -> WriteResult:
+        try:
+            created = self.client.json("POST", "sobjects/Task/", json=self._body(task), retry=False)
+        except SalesforceRequestError as exc:
+            return self._rejected(task, exc)
+        except RetriableCrmError as exc:
+            # The create may have landed before the answer was lost: look before anything else.
+            again = self.find([task.dedupe_key], [task.account_id]).get(task.dedupe_key)
+            if again is not None:
+                return WriteResult(crm_id=again.crm_task_id, status="ok", key=task.dedupe_key)
+            return WriteResult(
+                crm_id=None,
+                status="unknown",
+                error_code=exc.code or "CREATE_UNCONFIRMED",
+                message=redact(exc.message),
+                retriable=True,
+                key=task.dedupe_key,
+            )
+        return WriteResult(crm_id=str(created["id"]), status="ok", key=task.dedupe_key)
+
+    def _upsert(self, task: TaskAction) -> WriteResult:
+        field = self.external_id_field
+        assert field is not None
+        # Upsert by external id is idempotent, so ordinary retries are safe here.
+        path = f"sobjects/Task/{field}/{quote(task.dedupe_key, safe='')}"
+        try:
+            answer = self.client.json("PATCH", path, json=self._body(task))
+        except SalesforceRequestError as exc:
+            return self._rejected(task, exc)
+        task_id = (answer or {}).get("id")
+        if not task_id:  # 204 without a body (older API versions): read the id back
+            state = self.find([task.dedupe_key]).get(task.dedupe_key)
+            task_id = state.crm_task_id if state else None
+        if not task_id:
+            return WriteResult(
+                crm_id=None,
+                status="unknown",
+                error_code="UPSERT_UNCONFIRMED",
+                retriable=True,
+                key=task.dedupe_key,
+            )
+        return WriteResult(crm_id=str(task_id), status="ok", key=task.dedupe_key)
+
+    # -- update -------------------------------------------------------------------------------
+
+    def update(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
+        """Escalate, comment on or complete tasks in one sObject Collections call per 200."""
+        descriptions: dict[str, str | None] = {}
+        comment_ids = sorted(
+            {t.crm_task_id for t in tasks if t.action == "comment" and t.crm_task_id}
+        )
+        for chunk in _chunks(comment_ids, ID_CHUNK):
+            for page in self.client.query_pages(soql.tasks_by_ids(chunk)):
+                for record in page.get("records", []):
+                    descriptions[str(record["Id"])] = record.get("Description")
+        results: list[WriteResult | None] = [None] * len(tasks)
+        changes: list[RecordChange] = []
+        positions: list[int] = []
+        for index, task in enumerate(tasks):
+            if not task.crm_task_id:
+                results[index] = WriteResult(
+                    crm_id=None,
+                    status="rejected",
+                    error_code="MISSING_TASK_ID",
+                    message="no CRM task id to update",
+                    key=task.dedupe_key,
+                )
+                continue
+            fields: dict[str, Any] = {}
+            if task.action == "escalate":
+                fields["Priority"] = PRIORITIES[task.priority]
+                if task.owner_id:
+                    fields["OwnerId"] = task.owner_id
+                if task.subject:
+                    fields["Subject"] = task.subject[:255]
+            elif task.action == "complete":
+                fields["Status"] = self.closed_status()
+            elif task.action == "comment":
+                fields["Description"] = append_comment(
+                    descriptions.get(task.crm_task_id), task.description, task.dedupe_key
+                )
+            else:  # "create" sent to update: nothing sensible to do
+                results[index] = WriteResult(
+                    crm_id=task.crm_task_id,
+                    status="rejected",
+                    error_code="UNSUPPORTED_ACTION",
+                    message=f"update_tasks cannot {task.action}",
+                    key=task.dedupe_key,
+                )
+                continue
+            changes.append(RecordChange(crm_id=task.crm_task_id, fields=fields))
+            positions.append(index)
+        if changes:
+            written = self.write("Task", changes)
+            for index, result in zip(positions, written, strict=True):
+                results[index] = result.model_copy(update={"key": tasks[index].dedupe_key})
+        return [result for result in results if result is not None]
