@@ -105,8 +105,10 @@ class TokenProvider:
         state: KeyValueStore | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        backoff: Callable[[int], float] = lambda attempt: 0.0,
     ) -> None:
         self._settings = settings
+        self._backoff = backoff
         self._endpoints = endpoints
         self._post = post
         self._state = state
@@ -175,14 +177,19 @@ class TokenProvider:
             "client_secret": settings.client_secret.get_secret_value(),
             "refresh_token": settings.refresh_token.get_secret_value(),
         }
-        throttled = 0
+        throttled = transient = 0
         while True:
             try:
                 response = self._post(self._endpoints.token_url, form)
                 break
             except RetriableCrmError as exc:
                 if exc.code != TOKEN_THROTTLED:
-                    raise
+                    # 5xx, 429 or a dropped connection: the accounts server hiccuped; back off.
+                    transient += 1
+                    if transient > settings.max_retries:
+                        raise
+                    self._sleep(self._backoff(transient))
+                    continue
                 throttled += 1
                 if throttled > self.throttle_attempts:
                     raise RetriableCrmError(

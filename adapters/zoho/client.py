@@ -110,7 +110,13 @@ class ZohoClient:
             endpoint_name=lambda method, url: "POST oauth/v2/token",
         )
         self.auth = TokenProvider(
-            settings, endpoints, self._post_token, state=state, sleep=sleep, clock=clock
+            settings,
+            endpoints,
+            self._post_token,
+            state=state,
+            sleep=sleep,
+            clock=clock,
+            backoff=lambda attempt: policy.delay(attempt, None),
         )
         self.max_concurrency = int(options.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
         self._slots = threading.BoundedSemaphore(self.max_concurrency)

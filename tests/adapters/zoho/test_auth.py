@@ -7,6 +7,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 import responses
 from responses import matchers
 
@@ -189,3 +190,13 @@ def test_no_secret_in_errors_or_logs(
     texts = [str(caught.value), repr(caught.value), caplog.text]
     for secret in (secret_token, "test-client-secret-value", "test-refresh-token-value"):
         assert all(secret not in text for text in texts)
+
+
+def test_accounts_server_hiccups_are_retried(
+    mock: responses.RequestsMock, adapter: ZohoAdapter, sleeps: list[float]
+) -> None:
+    mock.post(TOKEN_URL, status=503)
+    mock.post(TOKEN_URL, body=requests.ConnectionError("reset"))
+    mock.post(TOKEN_URL, json=token_body("test-access-after-hiccup"))
+    assert adapter.client.auth.token() == "test-access-after-hiccup"
+    assert len(sleeps) == 2 and all(0 < s <= 4.0 for s in sleeps)
