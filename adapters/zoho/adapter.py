@@ -514,10 +514,22 @@ class ZohoAdapter:
         if not wanted:
             return {}
         accounts = {self._account_hint(key) for key in wanted}
+        rows: Iterable[dict[str, Any]]
         if self.task_lookup == "scan" or None in accounts:
-            rows: Iterable[dict[str, Any]] = self._scan_tasks()
+            rows = self._scan_tasks()
         else:
-            rows = self._tasks_of([account for account in accounts if account is not None])
+            try:
+                # Materialised so a refused query is caught here, not half-way through.
+                rows = list(self._tasks_of([a for a in accounts if a is not None]))
+            except FatalCrmError as exc:
+                if exc.code not in ("INVALID_QUERY", "SYNTAX_ERROR"):
+                    raise
+                log.warning(
+                    "Zoho refused COQL on Tasks.What_Id (%s); finding tasks by scanning instead",
+                    exc.code,
+                )
+                self.task_lookup = "scan"
+                rows = self._scan_tasks()
         found: dict[str, TaskState] = {}
         for row in rows:
             key = find_task_marker(str(row.get("Description") or ""))

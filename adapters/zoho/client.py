@@ -169,7 +169,7 @@ class ZohoClient:
         with self._meter:
             if self.remaining is None:
                 return None
-            return self.remaining - self._spent_since_header
+            return self.remaining - max(0, self._spent_since_header)
 
     def check_budget(self) -> None:
         """Raise QuotaExhaustedError once this run used its share of the credits left at start."""

@@ -233,3 +233,24 @@ def test_update_tasks(mock: responses.RequestsMock, adapter: ZohoAdapter, token_
             },
         ]
     ]
+
+
+def test_what_id_lookup_refused_falls_back_to_a_scan(
+    mock: responses.RequestsMock, adapter: ZohoAdapter, token_ok
+) -> None:
+    token_ok()
+    key = "acme:6493490000001291001:past_due:1"
+    mock.post(
+        f"{API}/coql",
+        status=400,
+        json={
+            "code": "INVALID_QUERY",
+            "details": {},
+            "message": "column given seems to be invalid",
+            "status": "error",
+        },
+    )
+    coql_answer(mock, [task_row(key)])
+    assert adapter.find_tasks([key])[key].crm_task_id == TASK_ID
+    assert adapter.task_lookup == "scan"
+    assert "id is not null" in json.loads(mock.calls[-1].request.body)["select_query"]
