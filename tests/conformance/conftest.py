@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -86,11 +86,27 @@ def kv() -> MemoryKv:
     return MemoryKv()
 
 
+class SleepRecorder:
+    """Stands in for time.sleep: records each back-off wait and can run a hook on it."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+        self.hook: Callable[[float], None] | None = None
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if self.hook is not None:
+            self.hook(seconds)
+
+
 @pytest.fixture
-def adapter(crm: str, sandbox: Any, kv: MemoryKv) -> Iterator[CrmAdapter]:
-    sleeps: list[float] = []
+def sleeper() -> SleepRecorder:
+    return SleepRecorder()
+
+
+@pytest.fixture
+def adapter(crm: str, sandbox: Any, kv: MemoryKv, sleeper: SleepRecorder) -> Iterator[CrmAdapter]:
     # No real waiting in tests: adapters take an injectable sleep for back-off.
-    built = create_adapter(settings_for(sandbox, max_retries=3), state=kv, sleep=sleeps.append)
-    built.sleeps = sleeps  # type: ignore[attr-defined]
+    built = create_adapter(settings_for(sandbox, max_retries=3), state=kv, sleep=sleeper)
     yield built
     built.close()
