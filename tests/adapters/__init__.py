@@ -1,0 +1,1 @@
+"""Adapter tests with mocked HTTP (responses), one folder per CRM."""

@@ -1,0 +1,1 @@
+"""Salesforce adapter tests (responses-mocked HTTP)."""
