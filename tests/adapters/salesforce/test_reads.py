@@ -208,7 +208,7 @@ def test_the_run_stops_when_its_budget_share_is_spent(rsps, make_adapter) -> Non
 
     def limited(callback):
         def wrapped(request):
-            status, headers, body = callback(request)
+            status, _headers, body = callback(request)
             return status, {"Sforce-Limit-Info": f"api-usage={next(used)}/1000"}, body
 
         return wrapped

@@ -56,7 +56,7 @@ def test_keyset_continuation_keeps_equal_timestamps_after_the_last_id() -> None:
 
 def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError, match="time zone"):
-        soql.datetime_literal(datetime(2026, 1, 1))  # noqa: DTZ001
+        soql.datetime_literal(datetime(2026, 1, 1))
 
 
 def test_values_are_quoted_and_escaped() -> None:
