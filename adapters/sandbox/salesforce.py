@@ -188,6 +188,7 @@ class SalesforceEmulator:
         user_ids: dict[str, str] = {}
         users = self.rows["User"]
         integration = self._new_id("User")
+        self.integration_user_id = integration
         stamp = sf_datetime(load - timedelta(days=400))
         users[integration] = self._blank("User") | {
             "Id": integration,
@@ -248,6 +249,8 @@ class SalesforceEmulator:
             created = sf_datetime(datetime.combine(inv.issue_date, datetime.min.time(), UTC))
             base = {
                 "IsDeleted": False,
+                "CreatedById": integration,
+                "LastModifiedById": integration,
                 "Name": inv.number,
                 "CurrencyIsoCode": currency[inv.account_key],
                 "CreatedDate": created,
@@ -285,7 +288,12 @@ class SalesforceEmulator:
         self._last_stamp = sf_datetime(load + timedelta(days=1))
 
     def _blank(self, object_name: str) -> dict[str, Any]:
-        return {f.name: f.default for f in self.schema[object_name].fields} | {"IsDeleted": False}
+        # Seeded and API-made rows alike are created and changed by the integration user.
+        return {f.name: f.default for f in self.schema[object_name].fields} | {
+            "IsDeleted": False,
+            "CreatedById": self.integration_user_id,
+            "LastModifiedById": self.integration_user_id,
+        }
 
     # ---------------------------------------------------------------- inspection API
 

@@ -154,7 +154,7 @@ class SObject:
         return self.by_lower.get(name.lower())
 
 
-def _system(createable_owner: bool = True) -> list[FieldDef]:
+def _system() -> list[FieldDef]:
     return [
         FieldDef("Id", "id", "Record ID", length=18, updateable=False, createable=False),
         FieldDef("IsDeleted", "boolean", "Deleted", updateable=False, createable=False),
@@ -164,6 +164,26 @@ def _system(createable_owner: bool = True) -> list[FieldDef]:
         ),
         FieldDef(
             "SystemModstamp", "datetime", "System Modstamp", updateable=False, createable=False
+        ),
+        FieldDef(
+            "CreatedById",
+            "reference",
+            "Created By ID",
+            length=18,
+            reference_to=("User",),
+            relationship_name="CreatedBy",
+            updateable=False,
+            createable=False,
+        ),
+        FieldDef(
+            "LastModifiedById",
+            "reference",
+            "Last Modified By ID",
+            length=18,
+            reference_to=("User",),
+            relationship_name="LastModifiedBy",
+            updateable=False,
+            createable=False,
         ),
     ]
 
