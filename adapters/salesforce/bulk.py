@@ -7,6 +7,8 @@ import io
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import requests
+
 from adapters.salesforce.client import SalesforceClient
 from adapters.salesforce.errors import parse_bulk_error
 from adapters.salesforce.values import CsvRowConverter, csv_value
@@ -99,7 +101,7 @@ def query(
             "GET", f"jobs/query/{job_id}/results", params=params, headers={"Accept": "text/csv"}
         )
         # Every page repeats the header row (simple-salesforce #765).
-        reader = csv.reader(io.StringIO(response.text.replace("\x00", "")))
+        reader = csv.reader(io.StringIO(_utf8(response).replace("\x00", "")))
         header = next(reader, None)
         if header is not None:
             if converter is None or converter.columns != header:
@@ -112,6 +114,11 @@ def query(
             return
 
 
+def _utf8(response: requests.Response) -> str:
+    # Bulk CSV is UTF-8, but text/csv without a charset makes requests guess ISO-8859-1.
+    return response.content.decode("utf-8-sig", errors="replace")
+
+
 def _csv_text(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -122,7 +129,7 @@ def _csv_text(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def _read_results(client: SalesforceClient, path: str) -> list[dict[str, str]]:
     response = client.request("GET", path, headers={"Accept": "text/csv"})
-    return list(csv.DictReader(io.StringIO(response.text)))
+    return list(csv.DictReader(io.StringIO(_utf8(response))))
 
 
 def update(
