@@ -243,8 +243,14 @@ def _account(
     )[0]
     name = f"{rng.choice(_FIRST)} {rng.choice(_SECOND)} {rng.choice(suffixes)}"
     industry = rng.choice(_INDUSTRIES)
-    # Inactive owners keep a few accounts, as after someone leaves the company.
-    owner = owners[index % len(owners)]
+    # The inactive owner (someone who left) still holds a few healthy accounts nobody reassigned;
+    # risky accounts have active owners so their follow-up tasks can go to them.
+    active = [user for user in owners if user.active]
+    inactive = [user for user in owners if not user.active]
+    if inactive and personality in ("prompt", "slow") and index % 4 == 1:
+        owner = inactive[0]
+    else:
+        owner = active[index % len(active)]
     employees = max(3, int(rng.lognormvariate(4.5, 1.3)))
     revenue_eur = employees * rng.uniform(90_000, 260_000)
     annual_revenue = None if rng.random() < 0.12 else _money(round(revenue_eur * fx, -3))
