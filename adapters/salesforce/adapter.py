@@ -47,6 +47,7 @@ class SalesforceAdapter:
             (default 10,000; the count is the first REST page's totalSize, which costs no
             extra call, unlike a separate SELECT COUNT()).
         bulk_page_size: maxRecords per Bulk result page (default 50,000).
+        query_batch_size: Sforce-Query-Options batchSize hint for REST pages (200-2,000).
         bulk_write: enable Bulk 2.0 ingest (default false). Then max_write_batch becomes
             bulk_write_batch (default 10,000) and a write() of bulk_write_threshold or more
             records (default 2,000) goes through one ingest job; smaller ones use collections.

@@ -243,13 +243,18 @@ class SalesforceClient:
     ) -> Generator[dict[str, Any], None, None]:
         """Yield raw query pages, following nextRecordsUrl until done."""
         endpoint = "queryAll/" if include_deleted else "query/"
-        page: dict[str, Any] = self.json("GET", endpoint, params={"q": soql})
+        headers: dict[str, str] = {}
+        batch = self.settings.options.get("query_batch_size")
+        if batch:
+            # A hint of 200-2,000 records per page; Salesforce may send fewer (reference §2.1).
+            headers["Sforce-Query-Options"] = f"batchSize={int(batch)}"
+        page: dict[str, Any] = self.json("GET", endpoint, params={"q": soql}, headers=headers)
         while True:
             yield page
             next_url = page.get("nextRecordsUrl")
             if page.get("done", True) or not next_url:
                 return
-            page = self.json("GET", str(next_url))
+            page = self.json("GET", str(next_url), headers=headers)
 
     def close(self) -> None:
         """Close the session if this client created it."""
