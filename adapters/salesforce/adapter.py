@@ -48,6 +48,8 @@ class SalesforceAdapter:
             extra call, unlike a separate SELECT COUNT()).
         bulk_page_size: maxRecords per Bulk result page (default 50,000).
         query_batch_size: Sforce-Query-Options batchSize hint for REST pages (200-2,000).
+        org_usage_stop_share: stop the run once the org as a whole used this share of its
+            daily API requests (off by default; api_budget_share bounds this run alone).
         bulk_write: enable Bulk 2.0 ingest (default false). Then max_write_batch becomes
             bulk_write_batch (default 10,000) and a write() of bulk_write_threshold or more
             records (default 2,000) goes through one ingest job; smaller ones use collections.

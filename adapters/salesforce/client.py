@@ -157,10 +157,21 @@ class SalesforceClient:
         """Stop before the next call once this run spent its share of the quota left at start.
 
         Raises:
-            QuotaExhaustedError: remaining < (1 - api_budget_share) x remaining at the first call.
+            QuotaExhaustedError: remaining < (1 - api_budget_share) x remaining at the first call,
+                or the org used options["org_usage_stop_share"] of its daily allocation.
         """
         if self.start_remaining is None or self.remaining is None:
             return
+        org_share = self.settings.options.get("org_usage_stop_share")
+        if org_share is not None and self.limit:
+            used_today = self.limit - self.remaining
+            if used_today >= float(org_share) * self.limit:
+                # Leave the rest of the org's daily allocation to its other integrations.
+                raise QuotaExhaustedError(
+                    f"Salesforce org used {used_today} of {self.limit} daily API requests "
+                    f"(stop share {org_share})",
+                    code="ORG_API_SHARE",
+                )
         floor = (1.0 - self.settings.api_budget_share) * self.start_remaining
         if self.remaining < floor:
             used = self.start_remaining - self.remaining

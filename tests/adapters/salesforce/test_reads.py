@@ -312,3 +312,52 @@ def test_next_records_url_is_a_path_on_the_instance(rsps, adapter) -> None:
     )
     assert len(list(adapter.read_changed("Account", [], None))) == 2
     assert more.call_count == 1
+
+
+def test_the_run_stops_when_the_org_passes_its_share(rsps, make_adapter) -> None:
+    adapter = make_adapter(api_budget_share=1.0, options={"org_usage_stop_share": 0.9})
+    org = PagedOrg([record("Account", n, stamp(n)) for n in range(1, 21)], size=10)
+
+    def first(request):
+        status, _headers, body = org.first(request)
+        return status, {"Sforce-Limit-Info": "api-usage=9000/10000"}, body
+
+    add_token(rsps)
+    rsps.add_callback(responses.GET, QUERY, callback=first)
+    with pytest.raises(QuotaExhaustedError) as caught:
+        list(adapter.read_changed("Account", [], None))
+    assert caught.value.code == "ORG_API_SHARE"
+
+
+def test_batch_size_hint_travels_on_every_page(rsps, make_adapter) -> None:
+    adapter = make_adapter(options={"query_batch_size": 500})
+    org = PagedOrg([record("Account", n, stamp(n)) for n in range(1, 8)], size=5)
+    add_token(rsps)
+    rsps.add_callback(responses.GET, QUERY, callback=org.first)
+    rsps.add_callback(responses.GET, MORE, callback=org.more)
+    assert len(list(adapter.read_changed("Account", [], None))) == 7
+    hints = [c.request.headers.get("Sforce-Query-Options") for c in rsps.calls[1:]]
+    assert hints == ["batchSize=500", "batchSize=500"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "name"),
+    [
+        ("GET", f"{BASE}/query/?q=SELECT+Id", "GET query"),
+        ("GET", f"{BASE}/query/01gCURSOR-2000", "GET query/{locator}"),
+        ("PATCH", f"{BASE}/composite/sobjects", "PATCH composite/sobjects"),
+        ("GET", f"{BASE}/sobjects/Account/describe", "GET sobjects/Account/describe"),
+        ("PATCH", f"{BASE}/sobjects/Task/00T000000000001AAA", "PATCH sobjects/Task/{id}"),
+        (
+            "PATCH",
+            f"{BASE}/sobjects/Task/Crm_Risk_Key__c/k%3A1",
+            "PATCH sobjects/Task/Crm_Risk_Key__c/{key}",
+        ),
+        ("GET", f"{BASE}/jobs/query/750000000000001AAA/results", "GET jobs/query/{id}/results"),
+        ("POST", "https://login.sf.test/services/oauth2/token", "POST oauth2/token"),
+    ],
+)
+def test_calls_are_counted_by_kind_of_endpoint(method, url, name) -> None:
+    from adapters.salesforce.client import endpoint_name
+
+    assert endpoint_name(method, url) == name
