@@ -11,7 +11,11 @@ import requests
 
 from adapters.salesforce import bulk, soql
 from adapters.salesforce.client import SalesforceClient
-from adapters.salesforce.errors import RETRIABLE_RECORD_CODES, QueryLocatorExpiredError
+from adapters.salesforce.errors import (
+    RETRIABLE_RECORD_CODES,
+    QueryLocatorExpiredError,
+    unexpected_answer,
+)
 from adapters.salesforce.tasks import TaskService
 from adapters.salesforce.values import (
     json_value,
@@ -115,7 +119,14 @@ class SalesforceAdapter:
         key = crm_object.lower()
         if key not in self._describe_cache:
             path = f"sobjects/{soql.check_name(crm_object)}/describe"
-            self._describe_cache[key] = self.client.json("GET", path)
+            answer = self.client.json("GET", path)
+            if (
+                not isinstance(answer, dict)
+                or not isinstance(answer.get("name"), str)
+                or not isinstance(answer.get("fields"), list)
+            ):
+                raise unexpected_answer(f"describe of {crm_object} without 'name' and 'fields'")
+            self._describe_cache[key] = answer
         return self._describe_cache[key]
 
     def describe(self, crm_object: str) -> ObjectDescription:

@@ -15,7 +15,13 @@ from simple_salesforce.api import Salesforce
 
 from adapters._http import RetryingClient, RetryPolicy, make_session
 from adapters.salesforce.auth import Authenticator, Token
-from adapters.salesforce.errors import SessionExpiredError, classify, classify_token
+from adapters.salesforce.errors import (
+    SessionExpiredError,
+    classify,
+    classify_token,
+    unexpected_answer,
+    unreadable_answer,
+)
 from connector.errors import AuthError, QuotaExhaustedError
 from connector.protocol import ApiUsage, CrmSettings, KeyValueStore
 
@@ -59,6 +65,17 @@ def _stop_on_daily_limit(response: requests.Response) -> None:
         error = classify(response)
         if isinstance(error, QuotaExhaustedError):
             raise error
+
+
+def _query_page(body: Any) -> dict[str, Any]:
+    """Check a query page's shape: a page without records and done would end a read silently."""
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("records"), list)
+        or not isinstance(body.get("done"), bool)
+    ):
+        raise unexpected_answer("a query page without 'records' and 'done'")
+    return body
 
 
 class SalesforceClient:
@@ -247,7 +264,11 @@ class SalesforceClient:
         response = self.request(method, path, **kwargs)
         if response.status_code == 204 or not response.content:
             return None
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            # A proxy's login page, a truncated body: never read as an answer (or as "done").
+            raise unreadable_answer(method, self.url(path), response) from None
 
     def query_pages(
         self, soql: str, *, include_deleted: bool = False
@@ -259,13 +280,13 @@ class SalesforceClient:
         if batch:
             # A hint of 200-2,000 records per page; Salesforce may send fewer (reference §2.1).
             headers["Sforce-Query-Options"] = f"batchSize={int(batch)}"
-        page: dict[str, Any] = self.json("GET", endpoint, params={"q": soql}, headers=headers)
+        page = _query_page(self.json("GET", endpoint, params={"q": soql}, headers=headers))
         while True:
             yield page
             next_url = page.get("nextRecordsUrl")
-            if page.get("done", True) or not next_url:
+            if page["done"] or not next_url:
                 return
-            page = self.json("GET", str(next_url), headers=headers)
+            page = _query_page(self.json("GET", str(next_url), headers=headers))
 
     def close(self) -> None:
         """Close the session if this client created it."""

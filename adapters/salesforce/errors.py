@@ -16,7 +16,7 @@ from connector.errors import (
     QuotaExhaustedError,
     RetriableCrmError,
 )
-from connector.redaction import redact
+from connector.redaction import redact, redact_url
 
 # Record-level codes that clear up by themselves: retried in smaller batches, then reported
 # as rejected with retriable=True so the next run tries again (reference §6, row locks).
@@ -201,3 +201,19 @@ def parse_bulk_error(text: str) -> ErrorBody:
         message, fields = rest, ""
     names = () if fields.strip() in ("", "--") else tuple(f.strip() for f in fields.split(","))
     return ErrorBody(code=code.strip(), message=message.strip(), fields=names)
+
+
+def unreadable_answer(method: str, url: str, response: requests.Response) -> RetriableCrmError:
+    """A successful status with a body that is not JSON (proxy page, truncated transfer)."""
+    kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+    return RetriableCrmError(
+        f"Salesforce: unreadable answer to {method} {redact_url(url)} "
+        f"(HTTP {response.status_code}, {kind})",
+        code="UNREADABLE_ANSWER",
+        status=response.status_code,
+    )
+
+
+def unexpected_answer(what: str) -> RetriableCrmError:
+    """A JSON answer of the wrong shape; retried next run rather than read as empty."""
+    return RetriableCrmError(f"Salesforce: unexpected answer: {what}", code="UNEXPECTED_ANSWER")

@@ -361,3 +361,26 @@ def test_calls_are_counted_by_kind_of_endpoint(method, url, name) -> None:
     from adapters.salesforce.client import endpoint_name
 
     assert endpoint_name(method, url) == name
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/html", "<html><form action='/login'>Sign in</form></html>"),
+        ("application/json", '{"totalSize": 3, "records": [{"Id": "001'),
+        ("application/json", '{"unexpected": true}'),
+        ("application/json", "null"),
+    ],
+    ids=["login_page", "truncated", "wrong_shape", "null"],
+)
+def test_an_unreadable_page_is_an_error_not_the_end_of_the_read(
+    rsps, adapter, content_type, body
+) -> None:
+    from connector.errors import RetriableCrmError
+
+    add_token(rsps)
+    rsps.add(responses.GET, QUERY, body=body, content_type=content_type)
+    with pytest.raises(RetriableCrmError) as caught:
+        list(adapter.read_changed("Account", [], None))
+    assert caught.value.code in ("UNREADABLE_ANSWER", "UNEXPECTED_ANSWER")
+    assert "Sign in" not in str(caught.value)
