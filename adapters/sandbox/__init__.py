@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
 
-from adapters.sandbox.seed import generate
+from adapters.sandbox.seed import Portfolio, PortfolioStream, generate, stream
 from adapters.sandbox.server import Faults, SandboxServer
 
 __all__ = [
@@ -34,6 +34,9 @@ __all__ = [
     "start_salesforce",
     "start_zoho",
 ]
+
+
+STREAM_ABOVE = 5000
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,9 @@ def start(
         tls: HTTPS with a throw-away CA (default) or plain HTTP.
         state_file: JSON file loaded at start (if it exists) and saved on stop.
         invoices_per_account: invoices per seeded account.
-        **emulator_options: passed to the emulator class (e.g. daily_api_limit).
+        **emulator_options: passed to the emulator class (e.g. daily_api_limit). Above
+            STREAM_ABOVE accounts the Salesforce org seeds only `blng__Invoice__c` unless
+            `invoice_objects` says otherwise (100k accounts x 10 invoices take ~0.9 GB).
 
     Returns:
         The running sandbox; stop it (or use it as a context manager) when done.
@@ -218,7 +223,17 @@ def start(
             raise NotImplementedError(f"the {kind} sandbox is not implemented yet") from exc
         raise
     emulator_cls = getattr(module, spec.cls)
-    portfolio = generate(accounts=accounts, seed=seed, invoices_per_account=invoices_per_account)
+    portfolio: Portfolio | PortfolioStream
+    if accounts > STREAM_ABOVE and getattr(emulator_cls, "accepts_stream", False):
+        # Never hold the seed and the emulator's copy at once for benchmark-sized orgs.
+        portfolio = stream(accounts=accounts, seed=seed, invoices_per_account=invoices_per_account)
+    else:
+        portfolio = generate(
+            accounts=accounts, seed=seed, invoices_per_account=invoices_per_account
+        )
+    if kind == "salesforce" and accounts > STREAM_ABOVE:
+        # ~1 KB per invoice row: a second invoice shape would double a benchmark org's memory.
+        emulator_options.setdefault("invoice_objects", ("blng__Invoice__c",))
     emulator = emulator_cls(portfolio, **emulator_options)
     if state_file and Path(state_file).exists() and hasattr(emulator, "load_state"):
         emulator.load_state(state_file)

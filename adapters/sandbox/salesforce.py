@@ -25,7 +25,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs
 
-from adapters.sandbox.seed import Portfolio
+from adapters.sandbox.seed import Portfolio, PortfolioStream, SeedAccount, SeedInvoice
 from adapters.sandbox.server import Request, Response
 from adapters.sandbox.sf_schema import (
     CLOSED_TASK_STATUSES,
@@ -130,10 +130,12 @@ class SalesforceEmulator:
     """A Salesforce org in memory: seeded Accounts, invoices (Billing and custom), Tasks, Users."""
 
     name = "salesforce"
+    # start() may hand over a PortfolioStream instead of a Portfolio for very large seeds.
+    accepts_stream = True
 
     def __init__(
         self,
-        portfolio: Portfolio,
+        portfolio: Portfolio | PortfolioStream,
         *,
         client_id: str = "sandbox-client",
         client_secret: str = "sandbox-secret",  # noqa: S107 - published demo credentials
@@ -181,7 +183,7 @@ class SalesforceEmulator:
         self._seq += 1
         return make_id(self.schema[object_name].key_prefix, self._seq)
 
-    def _seed(self, portfolio: Portfolio, invoice_objects: set[str]) -> None:
+    def _seed(self, portfolio: Portfolio | PortfolioStream, invoice_objects: set[str]) -> None:
         # A data load stamps many rows in the same millisecond; adapters must break ties by Id.
         load = datetime.combine(portfolio.as_of - timedelta(days=2), datetime.min.time(), UTC)
         load = load.replace(hour=10)
@@ -200,7 +202,6 @@ class SalesforceEmulator:
             "LastModifiedDate": stamp,
             "SystemModstamp": stamp,
         }
-        self.integration_user_id = integration
         for user in portfolio.users:
             uid = self._new_id("User")
             user_ids[user.key] = uid
@@ -214,12 +215,33 @@ class SalesforceEmulator:
                 "LastModifiedDate": stamp,
                 "SystemModstamp": stamp,
             }
-        account_ids: dict[str, str] = {}
+        if isinstance(portfolio, Portfolio):
+            by_account: dict[str, list[SeedInvoice]] = {a.key: [] for a in portfolio.accounts}
+            for invoice in portfolio.invoices:
+                by_account[invoice.account_key].append(invoice)
+            pairs: Iterable[tuple[SeedAccount, list[SeedInvoice]]] = (
+                (a, by_account[a.key]) for a in portfolio.accounts
+            )
+        else:
+            pairs = portfolio.pairs
+        # Shared strings: a million invoices repeat a few hundred dates and stamps.
+        strings: dict[Any, str] = {}
+
+        def iso(day: date) -> str:
+            return strings.setdefault(day, day.isoformat())
+
+        def stamp_at(moment: datetime) -> str:
+            return strings.setdefault(moment, sf_datetime(moment))
+
         accounts = self.rows["Account"]
-        for index, acc in enumerate(portfolio.accounts):
+        blng = self.rows["blng__Invoice__c"]
+        custom = self.rows["Invoice__c"]
+        with_blng = "blng__Invoice__c" in invoice_objects
+        with_custom = "Invoice__c" in invoice_objects
+        count = 0
+        for index, (acc, invoices) in enumerate(pairs):
             aid = self._new_id("Account")
-            account_ids[acc.key] = aid
-            modstamp = sf_datetime(load + timedelta(seconds=index // 25))
+            modstamp = stamp_at(load + timedelta(seconds=index // 25))
             accounts[aid] = self._blank("Account") | {
                 "Id": aid,
                 "Name": acc.name,
@@ -241,50 +263,55 @@ class SalesforceEmulator:
                 "Credit_Hold__c": False,
                 "Manual_Override__c": False,
             }
-        currency = {acc.key: acc.currency for acc in portfolio.accounts}
-        blng = self.rows["blng__Invoice__c"]
-        custom = self.rows["Invoice__c"]
-        for index, inv in enumerate(portfolio.invoices):
-            modstamp = sf_datetime(load + timedelta(hours=1, seconds=index // 200))
-            created = sf_datetime(datetime.combine(inv.issue_date, datetime.min.time(), UTC))
-            base = {
-                "IsDeleted": False,
-                "CreatedById": integration,
-                "LastModifiedById": integration,
-                "Name": inv.number,
-                "CurrencyIsoCode": currency[inv.account_key],
-                "CreatedDate": created,
-                "LastModifiedDate": modstamp,
-                "SystemModstamp": modstamp,
-            }
-            if "blng__Invoice__c" in invoice_objects:
-                bid = self._new_id("blng__Invoice__c")
-                days = (self.as_of - inv.due_date).days if inv.open_amount > 0 else 0
-                blng[bid] = base | {
-                    "Id": bid,
-                    "blng__Account__c": account_ids[inv.account_key],
-                    "blng__InvoiceDate__c": inv.issue_date.isoformat(),
-                    "blng__DueDate__c": inv.due_date.isoformat(),
-                    "blng__InvoicePostedDate__c": inv.issue_date.isoformat(),
-                    "blng__TotalAmount__c": float(inv.amount),
-                    "blng__Balance__c": float(inv.open_amount),
-                    "blng__InvoiceStatus__c": "Cancelled" if inv.status == "void" else "Posted",
-                    "blng__PaymentStatus__c": _PAYMENT_STATUS[inv.status],
-                    "blng__DaysOutstanding__c": float(max(days, 0)),
-                    "blng__UniqueId__c": inv.key,
-                }
-            if "Invoice__c" in invoice_objects:
-                cid = self._new_id("Invoice__c")
-                custom[cid] = base | {
-                    "Id": cid,
-                    "Account__c": account_ids[inv.account_key],
-                    "Invoice_Date__c": inv.issue_date.isoformat(),
-                    "Due_Date__c": inv.due_date.isoformat(),
-                    "Amount__c": float(inv.amount),
-                    "Balance__c": float(inv.open_amount),
-                    "Paid_Date__c": inv.paid_date.isoformat() if inv.paid_date else None,
-                    "Status__c": _CUSTOM_STATUS[inv.status],
-                }
+            for inv in invoices:
+                modstamp = stamp_at(load + timedelta(hours=1, seconds=count // 200))
+                count += 1
+                created = stamp_at(datetime.combine(inv.issue_date, datetime.min.time(), UTC))
+                issued, due = iso(inv.issue_date), iso(inv.due_date)
+                if with_blng:
+                    bid = self._new_id("blng__Invoice__c")
+                    days = (self.as_of - inv.due_date).days if inv.open_amount > 0 else 0
+                    blng[bid] = {
+                        "Id": bid,
+                        "IsDeleted": False,
+                        "CreatedDate": created,
+                        "LastModifiedDate": modstamp,
+                        "SystemModstamp": modstamp,
+                        "CreatedById": integration,
+                        "LastModifiedById": integration,
+                        "Name": inv.number,
+                        "CurrencyIsoCode": acc.currency,
+                        "blng__Account__c": aid,
+                        "blng__InvoiceDate__c": issued,
+                        "blng__DueDate__c": due,
+                        "blng__InvoicePostedDate__c": issued,
+                        "blng__TotalAmount__c": float(inv.amount),
+                        "blng__Balance__c": float(inv.open_amount),
+                        "blng__InvoiceStatus__c": "Cancelled" if inv.status == "void" else "Posted",
+                        "blng__PaymentStatus__c": _PAYMENT_STATUS[inv.status],
+                        "blng__DaysOutstanding__c": float(max(days, 0)),
+                        "blng__UniqueId__c": inv.key,
+                    }
+                if with_custom:
+                    cid = self._new_id("Invoice__c")
+                    custom[cid] = {
+                        "Id": cid,
+                        "IsDeleted": False,
+                        "CreatedDate": created,
+                        "LastModifiedDate": modstamp,
+                        "SystemModstamp": modstamp,
+                        "CreatedById": integration,
+                        "LastModifiedById": integration,
+                        "Name": inv.number,
+                        "CurrencyIsoCode": acc.currency,
+                        "Account__c": aid,
+                        "Invoice_Date__c": issued,
+                        "Due_Date__c": due,
+                        "Amount__c": float(inv.amount),
+                        "Balance__c": float(inv.open_amount),
+                        "Paid_Date__c": iso(inv.paid_date) if inv.paid_date else None,
+                        "Status__c": _CUSTOM_STATUS[inv.status],
+                    }
         self._last_stamp = sf_datetime(load + timedelta(days=1))
 
     def _blank(self, object_name: str) -> dict[str, Any]:

@@ -84,6 +84,15 @@ class Portfolio:
     as_of: date
 
 
+@dataclass(frozen=True, slots=True)
+class PortfolioStream:
+    """A portfolio too large to hold twice: users up front, (account, invoices) pairs on demand."""
+
+    users: list[SeedUser]
+    as_of: date
+    pairs: Iterator[tuple[SeedAccount, list[SeedInvoice]]]
+
+
 _USERS = (
     ("Anna Schmidt", True),
     ("Marco Rossi", True),
@@ -403,3 +412,18 @@ def generate(
         account_list.append(account)
         invoice_list.extend(invoices)
     return Portfolio(users=users(seed), accounts=account_list, invoices=invoice_list, as_of=day)
+
+
+def stream(
+    accounts: int = 60,
+    seed: int = 7,
+    invoices_per_account: int = 10,
+    as_of: date | None = None,
+) -> PortfolioStream:
+    """The same data as generate(), consumed once, for emulators seeding 100k+ accounts."""
+    day = as_of or DEFAULT_AS_OF
+    return PortfolioStream(
+        users=users(seed),
+        as_of=day,
+        pairs=iter_generate(accounts, seed, invoices_per_account, day),
+    )
