@@ -474,3 +474,13 @@ def test_custom_invoice_object_mirrors_the_seed(sf_sandbox: RunningSandbox, sf: 
     assert len(soql(sf, "SELECT Id FROM Invoice__c")) == len(
         soql(sf, "SELECT Id FROM blng__Invoice__c")
     )
+
+
+def test_streamed_seed_equals_the_in_memory_seed() -> None:
+    from adapters.sandbox.salesforce import SalesforceEmulator
+    from adapters.sandbox.seed import generate, stream
+
+    listed = SalesforceEmulator(generate(accounts=40, seed=2))
+    streamed = SalesforceEmulator(stream(accounts=40, seed=2))
+    for obj in ("Account", "blng__Invoice__c", "Invoice__c", "User"):
+        assert listed.records(obj) == streamed.records(obj)
