@@ -1,0 +1,161 @@
+"""TLS verification on by default, the state file owner-only, and writes limited to mapped fields."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from connector.errors import CrmError
+from connector.mapping import load_mapping
+from connector.registry import available_sandboxes, create_adapter, sandbox_starter
+from connector.store import open_store
+from tests.chaos._sandbox_sync import SandboxSync, write_config
+from tests.conformance.conftest import ACCOUNT_OBJECT, settings_for
+from tests.security.conftest import MAPPING, Cli
+
+
+@pytest.fixture(params=["salesforce", "zoho"])
+def sandbox(request: pytest.FixtureRequest) -> Iterator[Any]:
+    if request.param not in available_sandboxes():
+        pytest.skip(f"{request.param} sandbox not installed")
+    try:
+        running = sandbox_starter(request.param)(accounts=8, seed=5)
+    except NotImplementedError:
+        pytest.skip(f"{request.param} sandbox not implemented yet")
+    with running:
+        yield running
+
+
+def _api_calls(sandbox: Any) -> int:
+    return sum(sandbox.server.calls.values())
+
+
+def test_a_ca_the_client_was_not_given_fails_instead_of_silently_passing(sandbox: Any) -> None:
+    adapter = create_adapter(
+        settings_for(sandbox, ca_bundle=None, max_retries=1), sleep=lambda s: None
+    )
+    try:
+        with pytest.raises(CrmError) as caught:
+            adapter.describe(ACCOUNT_OBJECT[sandbox.crm])
+    finally:
+        adapter.close()
+    assert "SSL" in str(caught.value) or "CONNECTION" in (caught.value.code or "")
+    assert _api_calls(sandbox) == 0, "no request got past the TLS handshake"
+
+
+def test_a_different_ca_bundle_is_not_trusted_either(sandbox: Any, tmp_path: Path) -> None:
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    adapter = create_adapter(
+        settings_for(sandbox, ca_bundle=str(other), max_retries=0), sleep=lambda s: None
+    )
+    try:
+        with pytest.raises(CrmError):
+            adapter.describe(ACCOUNT_OBJECT[sandbox.crm])
+    finally:
+        adapter.close()
+    assert _api_calls(sandbox) == 0
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_verify_tls_false_works_only_with_a_loud_warning(sandbox: Any) -> None:
+    collect = _Collect()
+    logger = logging.getLogger("crm_risk")
+    logger.addHandler(collect)
+    try:
+        adapter = create_adapter(
+            settings_for(sandbox, ca_bundle=None, verify_tls=False), sleep=lambda s: None
+        )
+        try:
+            description = adapter.describe(ACCOUNT_OBJECT[sandbox.crm])
+        finally:
+            adapter.close()
+    finally:
+        logger.removeHandler(collect)
+    assert description.fields
+    assert any("verification is DISABLED" in line for line in collect.lines), collect.lines
+
+
+def test_verify_tls_is_on_unless_the_config_says_otherwise(tmp_path: Path) -> None:
+    from connector.protocol import CrmSettings
+
+    assert CrmSettings(name="x", kind="zoho").verify_tls is True
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_state_file_is_created_owner_only(tmp_path: Path, umask: int) -> None:
+    previous = os.umask(umask)
+    try:
+        store = open_store(str(tmp_path / "fresh.db"))
+        store.set_value("probe", "1")
+        store.close()
+    finally:
+        os.umask(previous)
+    for path in tmp_path.glob("fresh.db*"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+
+
+def test_state_files_stay_owner_only_after_a_cli_sync(
+    cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from connector.cli import main
+
+    previous = os.umask(0o002)
+    try:
+        main(["--log-format", "json", "sync", "--config", str(cli.config), "--json"])
+    finally:
+        os.umask(previous)
+    capsys.readouterr()
+    files = list(cli.config.parent.glob("state.db*"))
+    assert files
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+
+
+def test_fake_crm_sees_only_mapped_fields_in_every_write(
+    cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from connector.cli import main
+
+    main(["--log-format", "json", "sync", "--config", str(cli.config), "--json"])
+    capsys.readouterr()
+    mapping = load_mapping(str(MAPPING))
+    allowed = {mapping.field("account", name).crm for name in mapping.write_fields()}
+    sent = {
+        name
+        for adapter in cli.adapters
+        for request in adapter.write_requests
+        for change in request
+        for name in change.fields
+    }
+    assert sent, "the sync wrote something"
+    assert sent <= allowed, sorted(sent - allowed)
+
+
+def test_sandbox_sees_only_mapped_fields_on_accounts(sandbox: Any, tmp_path: Path) -> None:
+    sync = SandboxSync(sandbox, write_config(sandbox, tmp_path))
+    with sync.store() as store:
+        report = sync.run(store)
+    assert report.writes["account"]["written"] > 0, report.to_dict()
+    allowed = set(sync.owned_fields())
+    account = ACCOUNT_OBJECT[sandbox.crm]
+    writes = [w for w in sandbox.emulator.writes_log if w["object"] == account]
+    assert writes
+    sent = {name for w in writes for name in w["fields"]}
+    assert sent <= allowed | {"Id", "id"}, sorted(sent - allowed)
