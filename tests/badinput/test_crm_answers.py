@@ -136,50 +136,12 @@ def _assert_clear(error: BaseException) -> None:
         assert secret not in message
 
 
-SF_JSON = "adapters/salesforce/client.py:239 SalesforceClient.json calls response.json() unguarded: JSONDecodeError escapes"
-SF_PAGE = (
-    "adapters/salesforce/client.py:254 query_pages calls page.get() on a body that is not an object"
-)
-SF_SHAPE = "adapters/salesforce/adapter.py:187 a query page without 'records'/'done' is read as an empty page (silent partial run)"
-SF_DESCRIBE = "adapters/salesforce/values.py:68 object_description indexes raw['name'] on a body that is not a describe result"
 ZOHO_PAGE = "adapters/zoho/client.py:278-283 pages() ends silently on a 200 body that is not an object with 'data' (silent partial run)"
-_UNREADABLE = (
-    "truncated_json",
-    "truncated_array",
-    "non_json_text",
-    "html_login_page_200",
-    "xml_instead_of_json",
-)
 # Found by this suite; each owner fixes them and removes the entry (strict xfail turns green into red).
+# The Salesforce cases were fixed in ee77c8b.
 KNOWN_BROKEN: dict[tuple[str, str, str], str] = {
-    **{("read", "salesforce", case): SF_JSON for case in _UNREADABLE},
-    **{
-        ("read", "salesforce", case): SF_PAGE
-        for case in ("empty_200", "json_null", "json_string", "error_body_with_200")
-    },
-    ("read", "salesforce", "json_wrong_shape"): SF_SHAPE,
-    **{
-        ("read", "zoho", case): ZOHO_PAGE
-        for case in (
-            "empty_200",
-            "json_null",
-            "json_string",
-            "json_wrong_shape",
-            "error_body_with_200",
-        )
-    },
-    **{("write", "salesforce", case): SF_JSON for case in _UNREADABLE},
-    **{("describe", "salesforce", case): SF_JSON for case in _UNREADABLE},
-    **{
-        ("describe", "salesforce", case): SF_DESCRIBE
-        for case in (
-            "empty_200",
-            "json_null",
-            "json_string",
-            "json_wrong_shape",
-            "error_body_with_200",
-        )
-    },
+    ("read", "zoho", case): ZOHO_PAGE
+    for case in ("empty_200", "json_null", "json_string", "json_wrong_shape", "error_body_with_200")
 }
 
 
