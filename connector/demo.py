@@ -149,16 +149,20 @@ def _show_first(console: Console, store: Any, connection: str, report: dict[str,
         bands.add_row(band, str(count), f"{share:.0%}")
     console.print(bands)
     riskiest = Table(title="Riskiest accounts", header_style="bold")
-    for column in ("account", "band", "score", "recommended limit", "top reasons"):
-        riskiest.add_column(column, overflow="fold")
+    riskiest.add_column("account", no_wrap=True, max_width=26)
+    riskiest.add_column("band")
+    riskiest.add_column("score", justify="right")
+    riskiest.add_column("limit", justify="right")
+    riskiest.add_column("main reason")
     for account, assessment in store.top_assessments(connection, 10):
         limit = assessment.recommended_credit_limit
+        reason = assessment.reasons[0] if assessment.reasons else None
         riskiest.add_row(
             account.name,
             assessment.band,
             f"{assessment.score:.0f}",
-            f"{limit:,.0f} {account.currency or ''}" if limit is not None else "-",
-            "\n".join(f"{reason.code}: {reason.text}" for reason in assessment.reasons[:2]),
+            f"{limit:,.0f}" if limit is not None else "-",
+            f"{reason.code}: {reason.text}" if reason else "-",
         )
     console.print(riskiest)
     created = [

@@ -54,7 +54,9 @@ _KINDS = {
         "adapters.sandbox.salesforce",
         "SalesforceEmulator",
         "/services/oauth2/token",
-        "salesforce.billing",
+        # Invoice__c carries paid dates; Billing's blng__Invoice__c has none, so payment
+        # behaviour (days beyond terms) cannot be scored from it. Both objects are served.
+        "salesforce.custom-invoice",
         "client_credentials",
         "62.0",
     ),
