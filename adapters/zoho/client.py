@@ -14,7 +14,7 @@ from typing import Any
 import requests
 
 from adapters._http import RetryingClient, RetryPolicy, make_session
-from connector.errors import AuthError, FatalCrmError, QuotaExhaustedError
+from connector.errors import AuthError, FatalCrmError, QuotaExhaustedError, RetriableCrmError
 from connector.protocol import CrmSettings, KeyValueStore
 
 from . import coql
@@ -274,10 +274,19 @@ class ZohoClient:
             response = self.request(
                 "GET", path, params={**params, **cursor.params()}, headers=headers
             )
+            if response.status_code in (204, 304):
+                return  # nothing (more) to read, as the API documents
             body = self.body(response)
-            if not isinstance(body, dict):
-                return
-            data = body.get("data") or []
+            data = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(data, list):
+                # A 200 without a record list is never "no records": ending here would be a
+                # silent partial read. Treat it as a transient fault and let the run retry.
+                code = body.get("code") if isinstance(body, dict) else None
+                raise RetriableCrmError(
+                    f"Zoho answered GET {path} with HTTP {response.status_code} but no record list",
+                    code=str(code or "BAD_BODY"),
+                    status=response.status_code,
+                )
             if data:
                 yield [row for row in data if isinstance(row, dict)]
             info = body.get("info") or {}

@@ -139,10 +139,7 @@ def _assert_clear(error: BaseException) -> None:
 ZOHO_PAGE = "adapters/zoho/client.py:278-283 pages() ends silently on a 200 body that is not an object with 'data' (silent partial run)"
 # Found by this suite; each owner fixes them and removes the entry (strict xfail turns green into red).
 # The Salesforce cases were fixed in ee77c8b.
-KNOWN_BROKEN: dict[tuple[str, str, str], str] = {
-    ("read", "zoho", case): ZOHO_PAGE
-    for case in ("empty_200", "json_null", "json_string", "json_wrong_shape", "error_body_with_200")
-}
+KNOWN_BROKEN: dict[tuple[str, str, str], str] = {}
 
 
 def _params(operation: str) -> list[Any]:
