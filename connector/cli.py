@@ -200,10 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _load(args: argparse.Namespace) -> Any:
+def _load(args: argparse.Namespace, *, offline: bool = False) -> Any:
     from connector.config import load_config
 
-    return load_config(args.config, secrets_path=getattr(args, "secrets", None))
+    return load_config(
+        args.config, secrets_path=getattr(args, "secrets", None), require_secrets=not offline
+    )
 
 
 def _open_store(config: Any) -> Any:
@@ -329,7 +331,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     """Show recent runs."""
-    config = _load(args)
+    config = _load(args, offline=True)
     store = _open_store(config)
     try:
         name = args.connection
@@ -467,7 +469,7 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
     """Explain one account from the state store."""
     from connector.explain import explanation_dict, render_explanation
 
-    config = _load(args)
+    config = _load(args, offline=True)
     connection = config.connection(args.connection)
     store = _open_store(config)
     try:
@@ -508,7 +510,7 @@ def cmd_backtest(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_audit(args: argparse.Namespace, console: Console) -> int:
     """Print the audit log."""
-    config = _load(args)
+    config = _load(args, offline=True)
     store = _open_store(config)
     try:
         since = (
@@ -614,7 +616,7 @@ def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_mappings_show(args: argparse.Namespace, console: Console) -> int:
     """Print the effective mapping."""
-    config = _load(args)
+    config = _load(args, offline=True)
     connection = config.connection(args.connection)
     mapping = _mapping_for(connection, config)
     if args.json:

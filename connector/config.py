@@ -310,6 +310,7 @@ def load_config(
     path: str | Path | None,
     *,
     secrets_path: str | Path | None = None,
+    require_secrets: bool = True,
 ) -> AppConfig:
     """Load and validate the configuration, reporting every problem at once.
 
@@ -319,6 +320,7 @@ def load_config(
         path: the TOML config file; None means environment variables only.
         secrets_path: a TOML file with secrets (same layout as the config). Defaults to
             $CRMRISK_SECRETS_FILE, then crm-risk.secrets.toml beside the config file.
+        require_secrets: False for commands that never reach the CRM (status, explain, audit).
 
     Returns:
         The validated, immutable configuration.
@@ -344,7 +346,8 @@ def load_config(
         raw = _deep_merge(raw, _read_toml(Path(secrets_file), "secrets file"))
     raw = _deep_merge(raw, _env_values())
     raw["source"] = str(config_file or "environment")
-    problems.extend(_missing_secret_problems(raw))
+    if require_secrets:
+        problems.extend(_missing_secret_problems(raw))
     try:
         config = AppConfig.model_validate(raw)
     except ValidationError as exc:

@@ -94,6 +94,7 @@ def _demo_one(console: Console, kind: str, accounts: int, seed: int, folder: Pat
             state_path.unlink()
         config_path = folder / f"demo-{kind}.toml"
         config_path.write_text(demo_config(sandbox.config_snippet(), state_path))
+        _append_demo_secrets(folder / "crm-risk.secrets.toml", sandbox)
         console.print(
             f"Sandbox at {sandbox.base_url} with {accounts} accounts (seed {seed}); config {config_path}"
         )
@@ -127,6 +128,24 @@ def _demo_one(console: Console, kind: str, accounts: int, seed: int, folder: Pat
                 adapter.close()
                 store.close()
     console.print(f"[dim]{kind} demo took {time.monotonic() - started:.1f} s[/]")
+
+
+def _append_demo_secrets(path: Path, sandbox: Any) -> None:
+    """Keep the sandbox's demo credentials beside the kept config, so later commands work.
+
+    They are throw-away credentials of a local sandbox, never a real CRM's.
+    """
+    prefix = f"CRMRISK_CONNECTIONS__{sandbox.connection_name.upper()}__"
+    lines = [f"[connections.{sandbox.connection_name}]"]
+    for key, value in sandbox.env_vars().items():
+        lines.append(f'{key.removeprefix(prefix).lower()} = "{value}"')
+    existing = (
+        path.read_text() if path.exists() else "# Demo sandbox credentials (local, throw-away).\n"
+    )
+    section = "\n".join(lines) + "\n"
+    if lines[0] not in existing:
+        path.write_text(existing + "\n" + section)
+        path.chmod(0o600)
 
 
 def _show_first(console: Console, store: Any, connection: str, report: dict[str, Any]) -> None:

@@ -211,3 +211,12 @@ def test_example_config_lists_every_policy_setting() -> None:
     missing = _leaf_keys(defaults) - documented
     assert not missing, f"config.example.toml lacks policy settings: {sorted(missing)}"
     assert ScoringPolicy.model_validate(example["policy"]) == ScoringPolicy()
+
+
+def test_offline_commands_need_no_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, VALID.format(db=tmp_path / "s.db"))
+    with pytest.raises(ConfigError, match="client_secret: missing"):
+        load_config(path)
+    assert load_config(path, require_secrets=False).connection("acme_zoho").client_secret is None
+    assert main(["status", "--config", str(path), "--json"]) == 0
+    assert '"runs": []' in capsys.readouterr().out
