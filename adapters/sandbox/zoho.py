@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from datetime import time as dtime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
@@ -1620,7 +1620,9 @@ class ZohoEmulator:
                 raise invalid()
             places = fdef.decimal_place if fdef.decimal_place is not None else 2
             # Zoho rounds to the field's decimal places (currency: its precision).
-            rounded = round(number, places)
+            rounded = float(
+                Decimal(repr(number)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+            )
             if fdef.length is not None and len(str(abs(int(rounded)))) > fdef.length - places:
                 raise invalid(maximum_length=fdef.length)
             return rounded
