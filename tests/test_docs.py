@@ -54,5 +54,7 @@ def test_readme_documents_every_exit_code() -> None:
 def test_readme_names_the_two_setup_commands_and_ci_runs_the_tests() -> None:
     assert "make demo" in README and "make test" in README
     assert "make check" in (ROOT / ".ci" / "run").read_text()
-    check_rule = next(line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("check:"))
+    check_rule = next(
+        line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("check:")
+    )
     assert "test" in check_rule.split()

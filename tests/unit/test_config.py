@@ -213,7 +213,9 @@ def test_example_config_lists_every_policy_setting() -> None:
     assert ScoringPolicy.model_validate(example["policy"]) == ScoringPolicy()
 
 
-def test_offline_commands_need_no_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_offline_commands_need_no_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write(tmp_path, VALID.format(db=tmp_path / "s.db"))
     with pytest.raises(ConfigError, match="client_secret: missing"):
         load_config(path)
