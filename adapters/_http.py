@@ -137,6 +137,9 @@ class RetryingClient:
             attempt += 1
             self.calls[self._endpoint_name(method, url)] += 1
             try:
+                # verify per request: REQUESTS_CA_BUNDLE in the environment would otherwise
+                # override the session's CA bundle (the sandbox's test CA).
+                kwargs.setdefault("verify", self.session.verify)
                 response = self.session.request(
                     method, url, headers=headers, timeout=self.timeout, **kwargs
                 )
