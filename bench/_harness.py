@@ -34,22 +34,21 @@ def peak_rss_mb() -> float:
 
 
 class Sandbox:
-    """`python -m adapters.sandbox serve` in a child process, so its memory is not counted as ours."""
+    """`bench/_serve.py serve` (the sandbox CLI plus TCP_NODELAY) in a child process, so its memory is not counted as ours."""
 
     def __init__(
-        self, kind: str, accounts: int, *, latency_ms: float = 0, faults: str = ""
+        self,
+        kind: str,
+        accounts: int,
+        *,
+        latency_ms: float = 0,
+        faults: str = "",
+        nagle: bool = False,
     ) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "adapters.sandbox",
-            "serve",
-            "--crm",
-            kind,
-            "--accounts",
-            str(accounts),
-            "--json",
-        ]
+        serve = str(ROOT / "bench" / "_serve.py")
+        cmd = [sys.executable, serve, "serve", "--crm", kind, "--accounts", str(accounts), "--json"]
+        if nagle:
+            cmd.append("--keep-nagle")
         if latency_ms:
             cmd += ["--latency-ms", str(latency_ms)]
         if faults:
