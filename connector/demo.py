@@ -89,12 +89,15 @@ def _demo_one(console: Console, kind: str, accounts: int, seed: int, folder: Pat
     console.rule(f"[bold]{kind} sandbox CRM")
     started = time.monotonic()
     with sandbox_starter(kind)(accounts=accounts, seed=seed) as sandbox:
-        state_path = folder / f"demo-{kind}.db"
-        if state_path.exists():
-            state_path.unlink()
-        config_path = folder / f"demo-{kind}.toml"
+        # One folder per CRM: its config, state file and (throw-away) sandbox secrets side by side.
+        home = folder / kind
+        home.mkdir(parents=True, exist_ok=True)
+        state_path = home / "crm-risk-state.db"
+        for stale in home.glob("crm-risk-state.db*"):
+            stale.unlink()
+        config_path = home / "crm-risk.toml"
         config_path.write_text(demo_config(sandbox.config_snippet(), state_path))
-        _append_demo_secrets(folder / "crm-risk.secrets.toml", sandbox)
+        _write_demo_secrets(home / "crm-risk.secrets.toml", sandbox)
         console.print(
             f"Sandbox at {sandbox.base_url} with {accounts} accounts (seed {seed}); config {config_path}"
         )
@@ -130,22 +133,20 @@ def _demo_one(console: Console, kind: str, accounts: int, seed: int, folder: Pat
     console.print(f"[dim]{kind} demo took {time.monotonic() - started:.1f} s[/]")
 
 
-def _append_demo_secrets(path: Path, sandbox: Any) -> None:
-    """Keep the sandbox's demo credentials beside the kept config, so later commands work.
+def _write_demo_secrets(path: Path, sandbox: Any) -> None:
+    """Keep the sandbox's demo credentials beside the config, so later commands work.
 
     They are throw-away credentials of a local sandbox, never a real CRM's.
     """
     prefix = f"CRMRISK_CONNECTIONS__{sandbox.connection_name.upper()}__"
-    lines = [f"[connections.{sandbox.connection_name}]"]
+    lines = [
+        "# Demo sandbox credentials (local, throw-away).",
+        f"[connections.{sandbox.connection_name}]",
+    ]
     for key, value in sandbox.env_vars().items():
         lines.append(f'{key.removeprefix(prefix).lower()} = "{value}"')
-    existing = (
-        path.read_text() if path.exists() else "# Demo sandbox credentials (local, throw-away).\n"
-    )
-    section = "\n".join(lines) + "\n"
-    if lines[0] not in existing:
-        path.write_text(existing + "\n" + section)
-        path.chmod(0o600)
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
 
 
 def _show_first(console: Console, store: Any, connection: str, report: dict[str, Any]) -> None:
