@@ -977,13 +977,17 @@ class ZohoEmulator:
                     return Response(304)
             rows.sort(key=lambda row: self._sort_key(row, sort_by), reverse=descending)
             if cursor is not None:
+                # A page token is a cursor: the page starts after the last record it served,
+                # so a record edited mid-read moves to the end instead of shifting the pages.
                 after = cursor.after
+                start = 0
                 if after is not None:
+                    keys = [self._sort_key(row, sort_by) for row in rows]
                     if descending:
-                        rows = [row for row in rows if self._sort_key(row, sort_by) < after]
+                        start = sum(1 for key in keys if key >= after)
                     else:
-                        rows = [row for row in rows if self._sort_key(row, sort_by) > after]
-                start, page = 0, cursor.page + 1
+                        start = sum(1 for key in keys if key <= after)
+                page = cursor.page + 1
             else:
                 start = (page - 1) * per_page
             chunk = rows[start : start + per_page]
@@ -991,19 +995,26 @@ class ZohoEmulator:
                 return Response(204)
             more = len(rows) > start + per_page
             expires = self.clock() + timedelta(seconds=self.page_token_ttl_s)
-            next_token = previous_token = None
-            if more:
-                next_token = secrets.token_hex(24)
-                self._page_tokens[next_token] = _PageToken(
+
+            def token_after(index: int, served_page: int) -> str:
+                text = secrets.token_hex(24)
+                self._page_tokens[text] = _PageToken(
                     module.api_name,
                     sort_by,
                     descending,
                     since,
                     ids,
-                    self._sort_key(chunk[-1], sort_by),
-                    page,
+                    self._sort_key(rows[index], sort_by) if index >= 0 else None,
+                    served_page,
                     expires,
                 )
+                return text
+
+            next_token = token_after(start + len(chunk) - 1, page) if more else None
+            previous_token = None
+            if start > 0:
+                begin = max(0, start - per_page)
+                previous_token = token_after(begin - 1, page - 2)
             data = [self._render(row, names) for row in chunk]
         info = {
             "per_page": per_page,
@@ -1014,7 +1025,7 @@ class ZohoEmulator:
             "more_records": more,
             "next_page_token": next_token,
             "previous_page_token": previous_token,
-            "page_token_expiry": self.fmt(expires) if next_token else None,
+            "page_token_expiry": self.fmt(expires) if next_token or previous_token else None,
         }
         return Response.json(200, {"data": data, "info": info})
 

@@ -304,6 +304,17 @@ def test_paging_switches_to_page_token_past_2000_records(
         "message": "You can only get the first 2000 records without using page_token param",
         "status": "error",
     }
+    # previous_page_token of a page reached by token leads back one page.
+    last = big_zoho.get("Invoices", params={**params, "page_token": token}).json()
+    back = big_zoho.get(
+        "Invoices", params={**params, "page_token": last["info"]["previous_page_token"]}
+    ).json()
+    assert back["info"]["page"] == last["info"]["page"] - 1
+    assert [r["id"] for r in back["data"]] == [
+        r["id"] for r in rows[(back["info"]["page"] - 1) * 200 : back["info"]["page"] * 200]
+    ]
+    first = big_zoho.get("Invoices", params={**params, "page": 1}).json()["info"]
+    assert first["previous_page_token"] is None
     bad = big_zoho.get("Invoices", params={**params, "page_token": "not-a-token"})
     assert bad.status_code == 400
 
