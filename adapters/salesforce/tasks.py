@@ -42,6 +42,10 @@ def append_comment(current: str | None, comment: str, key: str) -> str:
     return "\n\n".join(parts)
 
 
+# sObject Collections accept at most 200 records per call.
+COLLECTION_SIZE = 200
+
+
 class TaskService:
     """Task calls for one connection; writes go through the adapter's collection writer."""
 
@@ -134,21 +138,87 @@ class TaskService:
         existing = self.find(
             [task.dedupe_key for task in tasks], [task.account_id for task in tasks]
         )
-        results: list[WriteResult] = []
+        by_key: dict[str, WriteResult] = {}
+        missing: list[TaskAction] = []
         for task in tasks:
             state = existing.get(task.dedupe_key)
             if state is not None:
+                by_key[task.dedupe_key] = WriteResult(
+                    crm_id=state.crm_task_id, status="ok", key=task.dedupe_key
+                )
+            elif task.dedupe_key not in {t.dedupe_key for t in missing}:
+                missing.append(task)
+        if self.external_id_field:
+            created = [self._upsert(task) for task in missing]
+        elif len(missing) > 1:
+            # sObject Collections: up to 200 creates per call instead of one call per task.
+            created = []
+            for start in range(0, len(missing), COLLECTION_SIZE):
+                created += self._create_collection(missing[start : start + COLLECTION_SIZE])
+        else:
+            created = [self._create(task) for task in missing]
+        for task, result in zip(missing, created, strict=True):
+            by_key[task.dedupe_key] = result
+        return [by_key[task.dedupe_key] for task in tasks]
+
+    def _create_collection(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
+        body = {
+            "allOrNone": False,
+            "records": [{"attributes": {"type": "Task"}, **self._body(task)} for task in tasks],
+        }
+        try:
+            answer = self.client.json("POST", "composite/sobjects", json=body, retry=False)
+        except SalesforceRequestError as exc:
+            return [self._rejected(task, exc) for task in tasks]
+        except RetriableCrmError as exc:
+            return self._settle_lost(tasks, exc.code or "CREATE_UNCONFIRMED", exc.message)
+        if not isinstance(answer, list) or len(answer) != len(tasks):
+            # Results cannot be matched to requests: find out what landed, by marker.
+            return self._settle_lost(tasks, "RESULT_COUNT_MISMATCH", "result count differs")
+        results = []
+        for task, item in zip(tasks, answer, strict=True):
+            if isinstance(item, dict) and item.get("success") and item.get("id"):
                 results.append(
-                    WriteResult(crm_id=state.crm_task_id, status="ok", key=task.dedupe_key)
+                    WriteResult(crm_id=str(item["id"]), status="ok", key=task.dedupe_key)
                 )
                 continue
-            result = self._upsert(task) if self.external_id_field else self._create(task)
-            if result.status == "ok" and result.crm_id:
-                existing[task.dedupe_key] = TaskState(
-                    crm_task_id=result.crm_id, dedupe_key=task.dedupe_key, is_closed=False
+            errors = item.get("errors") if isinstance(item, dict) else None
+            first = (
+                errors[0]
+                if isinstance(errors, list) and errors and isinstance(errors[0], dict)
+                else {}
+            )
+            results.append(
+                WriteResult(
+                    crm_id=None,
+                    status="rejected",
+                    error_code=str(first.get("statusCode") or "REJECTED"),
+                    message=redact(str(first.get("message") or "")),
+                    fields=tuple(str(f) for f in first.get("fields") or ()),
+                    retriable=first.get("statusCode") == "UNABLE_TO_LOCK_ROW",
+                    key=task.dedupe_key,
                 )
-            results.append(result)
+            )
         return results
+
+    def _settle_lost(
+        self, tasks: Sequence[TaskAction], code: str, message: str
+    ) -> list[WriteResult]:
+        """After a lost or garbled answer, a task counts as created only if we can find it."""
+        found = self.find([t.dedupe_key for t in tasks], [t.account_id for t in tasks])
+        return [
+            WriteResult(crm_id=found[t.dedupe_key].crm_task_id, status="ok", key=t.dedupe_key)
+            if t.dedupe_key in found
+            else WriteResult(
+                crm_id=None,
+                status="unknown",
+                error_code=code,
+                message=redact(message),
+                retriable=True,
+                key=t.dedupe_key,
+            )
+            for t in tasks
+        ]
 
     def _rejected(self, task: TaskAction, exc: SalesforceRequestError) -> WriteResult:
         return WriteResult(

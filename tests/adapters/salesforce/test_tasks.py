@@ -257,3 +257,53 @@ def test_escalate_and_comment_go_in_one_collection_call(rsps, adapter) -> None:
         "Subject": "Now 120 days",
     }
     assert sent[1]["Description"] == "Call them.\n\nThe cause cleared.\n\n[crm-risk:k:2]"
+
+
+def test_many_creates_go_in_one_collection_call_with_per_record_results(rsps, adapter) -> None:
+    add_token(rsps)
+    rsps.add(responses.GET, QUERY, json=page([]))
+    create = rsps.add(
+        responses.POST,
+        f"{BASE}/composite/sobjects",
+        json=[
+            {"id": sf_id("00T", 21), "success": True, "errors": []},
+            {
+                "success": False,
+                "errors": [
+                    {
+                        "statusCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                        "message": "Owner inactive",
+                        "fields": ["OwnerId"],
+                    }
+                ],
+            },
+            {"id": sf_id("00T", 23), "success": True, "errors": []},
+        ],
+    )
+    tasks = [action(f"k:{n}") for n in range(3)]
+    results = adapter.create_tasks(tasks)
+    assert [(r.status, r.key) for r in results] == [
+        ("ok", "k:0"),
+        ("rejected", "k:1"),
+        ("ok", "k:2"),
+    ]
+    assert results[1].error_code == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    assert results[1].fields == ("OwnerId",)
+    assert len(create.calls) == 1
+    body = json.loads(create.calls[0].request.body)
+    assert body["allOrNone"] is False
+    assert [record["attributes"] for record in body["records"]] == [{"type": "Task"}] * 3
+
+
+def test_lost_collection_answer_is_settled_by_looking_up_the_markers(rsps, adapter) -> None:
+    add_token(rsps)
+    lookups = [page([]), page([task_row(31, "k:0")])]
+    rsps.add_callback(
+        responses.GET, QUERY, callback=lambda request: (200, {}, json.dumps(lookups.pop(0)))
+    )
+    create = rsps.add(
+        responses.POST, f"{BASE}/composite/sobjects", body=requests.ConnectionError("reset")
+    )
+    results = adapter.create_tasks([action("k:0"), action("k:1")])
+    assert [(r.status, r.crm_id) for r in results] == [("ok", sf_id("00T", 31)), ("unknown", None)]
+    assert len(create.calls) == 1, "a create whose answer was lost is never blindly resent"
