@@ -40,22 +40,13 @@ def no_ca_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-ZOHO_ENV_CA = (
-    "adapters/zoho/client.py:86-88 builds its session with make_session() but keeps trust_env: "
-    "REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override ca_bundle and verify_tls=false "
-    "(Salesforce sets session.trust_env = False, adapters/salesforce/client.py:104-106)"
-)
-
-
 @pytest.mark.parametrize(
     "verify_tls", [pytest.param(True, id="ca_bundle"), pytest.param(False, id="verify_off")]
 )
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_configured_tls_settings_win_over_ca_bundle_env_vars(
-    sandbox: Any, monkeypatch: pytest.MonkeyPatch, verify_tls: bool, request: pytest.FixtureRequest
+    sandbox: Any, monkeypatch: pytest.MonkeyPatch, verify_tls: bool
 ) -> None:
-    if sandbox.crm == "zoho":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=ZOHO_ENV_CA))
     # Common on CI runners and corporate machines: the system bundle, which lacks the sandbox's CA.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
