@@ -232,6 +232,7 @@ class _Engine:
             except RecordError as exc:
                 self._quarantine(kind, raw.crm_id, exc, counts)
                 return
+            self._settle_intent(account.crm_id, crm_values)
             last_written = self.store.last_written(self.name, account.crm_id)
             view = self._with_reference_limit(account, crm_values, last_written)
             if self.store.upsert_account(self.name, account, crm_values, scoring_view=view):
@@ -376,6 +377,20 @@ class _Engine:
         writer.flush()
         if self.options.progress:
             self.options.progress("scored and planned", done, total)
+
+    def _settle_intent(self, account_id: str, crm_values: dict[str, Any]) -> None:
+        """Adopt values a crashed run wrote but never recorded, so they are not taken for edits."""
+        intent = self.store.intent(self.name, account_id)
+        if intent is None:
+            return
+        landed = {
+            name: value
+            for name, value in intent.items()
+            if normalize(name, crm_values.get(name)) == normalize(name, value)
+        }
+        if landed:
+            self.store.record_written(self.name, account_id, landed, self.run_id)
+        self.store.clear_intents(self.name, [account_id])
 
     def _with_reference_limit(
         self, account: Account, crm_values: dict[str, Any], last_written: dict[str, Any]

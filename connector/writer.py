@@ -129,6 +129,10 @@ class Writer:
             )
             for update in updates
         ]
+        account_ids = [update.account_id for update in updates]
+        self.store.record_intents(
+            self.connection, {update.account_id: update.fields for update in updates}
+        )
         results = self.adapter.write(self.account_object, changes)
         if len(results) != len(updates):
             # The adapter broke its contract: nothing in this batch counts as written.
@@ -140,6 +144,7 @@ class Writer:
             ]
         for update, result in zip(updates, results, strict=True):
             self._record_account_result(update, result)
+        self.store.clear_intents(self.connection, account_ids)
 
     def _record_account_result(self, update: AccountUpdate, result: WriteResult) -> None:
         counts = self.report.writes["account"]

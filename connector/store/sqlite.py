@@ -163,6 +163,42 @@ class SqliteStore:
                 (key, value, _iso(self.now())),
             )
 
+    def delete_values(self, keys: Iterable[str]) -> None:
+        """Forget values stored by set_value."""
+        with self.transaction() as db:
+            db.executemany("DELETE FROM kv WHERE key = ?", [(key,) for key in keys])
+
+    # -- write intents ----------------------------------------------------------------------
+    # Before a batch is sent, the values it carries are recorded as an intent. If the process dies
+    # after the CRM applied the batch but before the results were recorded, the next run finds the
+    # intent and recognises those CRM values as ours, not as a person's edit.
+
+    @staticmethod
+    def _intent_key(connection: str, account_id: str) -> str:
+        return f"intent:{connection}:{account_id}"
+
+    def record_intents(self, connection: str, intents: Mapping[str, Mapping[str, Any]]) -> None:
+        """Remember the values about to be written, per account."""
+        now = _iso(self.now())
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
+                "SET value = excluded.value, updated_at = excluded.updated_at",
+                [
+                    (self._intent_key(connection, account_id), dumps(dict(values)), now)
+                    for account_id, values in intents.items()
+                ],
+            )
+
+    def intent(self, connection: str, account_id: str) -> dict[str, Any] | None:
+        """Values a crashed run may have written to this account without recording it."""
+        value = self.get_value(self._intent_key(connection, account_id))
+        return loads(value) if value else None
+
+    def clear_intents(self, connection: str, account_ids: Iterable[str]) -> None:
+        """The batch's outcome is recorded; its intents are settled."""
+        self.delete_values(self._intent_key(connection, account_id) for account_id in account_ids)
+
     # -- run lease ----------------------------------------------------------------------------
 
     def acquire_lease(self, connection: str, holder: str, ttl_seconds: float) -> None:
