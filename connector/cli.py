@@ -250,6 +250,8 @@ def cmd_sync(args: argparse.Namespace, console: Console) -> int:
         )
         options = SyncOptions(dry_run=args.dry_run, full=args.full, trigger="cli", as_of=args.as_of)
         _install_signal_handlers(options.cancel)
+        if not args.json and sys.stderr.isatty():
+            options.progress = _progress_bar(stack)
         report = run_sync(
             config=config,
             connection=connection,
@@ -271,6 +273,30 @@ def cmd_sync(args: argparse.Namespace, console: Console) -> int:
 
 
 MAPPING_CHECK_TTL_SECONDS = 24 * 3600
+
+
+def _progress_bar(stack: ExitStack) -> Callable[[str, int, int | None], None]:
+    """A rich progress bar on the terminal for the long steps (reading, scoring and writing)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = stack.enter_context(
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(step: str, done: int, total: int | None) -> None:
+        if step not in tasks:
+            tasks[step] = progress.add_task(step, total=total)
+        progress.update(tasks[step], completed=done, total=total)
+
+    return update
 
 
 def _refuse_on_mapping_errors(
@@ -362,32 +388,28 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         return EXIT_OK
     table = Table(title="Recent runs")
     for column in (
-        "run",
+        "started (UTC)",
         "connection",
-        "trigger",
         "status",
-        "started",
         "read",
         "written",
         "rejected",
         "tasks",
-        "api calls",
+        "calls",
     ):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column != "connection")
     for run in runs:
         report = run["report"]
         objects = report.get("objects", {})
         writes = report.get("writes", {}).get("account", {})
         tasks = report.get("tasks", {})
         table.add_row(
-            run["run_id"],
+            run["started_at"][:19].replace("T", " "),
             run["connection"],
-            run["trigger"],
-            run["status"],
-            run["started_at"][:19],
+            run["status"].replace("succeeded_with_rejections", "rejections"),
             str(sum(counts.get("read", 0) for counts in objects.values())),
             str(writes.get("written", 0)),
-            str(writes.get("rejected", 0) + writes.get("unknown", 0)),
+            str(writes.get("rejected", 0) + writes.get("unknown", 0) + tasks.get("failed", 0)),
             str(sum(tasks.get(k, 0) for k in ("create", "escalate", "complete", "comment"))),
             str(report.get("api", {}).get("calls", "")),
         )

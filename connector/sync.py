@@ -302,6 +302,7 @@ class _Engine:
             cancel=self.options.cancel,
             heartbeat=self._heartbeat_and_hook,
             dry_run=self.options.dry_run,
+            fallback_owner_id=self.task_policy.fallback_owner_id,
         )
         now = self.options.now()
         done = 0

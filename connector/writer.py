@@ -22,6 +22,10 @@ log = logging.getLogger("crm_risk.writer")
 
 ToCrmValues = Callable[[str, dict[str, Any]], dict[str, Any]]
 
+# How CRMs say a task's owner cannot have it (Salesforce code; Zoho names the field).
+OWNER_ERRORS = frozenset({"INACTIVE_OWNER_OR_USER", "INVALID_CROSS_REFERENCE_KEY"})
+OWNER_FIELDS = frozenset({"owner", "ownerid", "owner.id"})
+
 
 @dataclass
 class PendingAccount:
@@ -57,6 +61,7 @@ class Writer:
         cancel: threading.Event | None = None,
         heartbeat: Callable[[], None] | None = None,
         dry_run: bool = False,
+        fallback_owner_id: str | None = None,
     ) -> None:
         self.adapter = adapter
         self.store = store
@@ -69,6 +74,7 @@ class Writer:
         self.cancel = cancel or threading.Event()
         self.heartbeat = heartbeat or (lambda: None)
         self.dry_run = dry_run
+        self.fallback_owner_id = fallback_owner_id
         self.batch_size = max(1, adapter.capabilities.max_write_batch)
         self._pending: list[PendingAccount] = []
         self._pending_updates = 0
@@ -213,10 +219,50 @@ class Writer:
         others = [action for action in actions if action.action != "create"]
         for start in range(0, len(creates), self.batch_size):
             chunk = creates[start : start + self.batch_size]
-            self._record_task_results(chunk, self.adapter.create_tasks(chunk), items)
+            results = self.adapter.create_tasks(chunk)
+            chunk, results = self._reassign_refused_owners(chunk, results)
+            self._record_task_results(chunk, results, items)
         for start in range(0, len(others), self.batch_size):
             chunk = others[start : start + self.batch_size]
             self._record_task_results(chunk, self.adapter.update_tasks(chunk), items)
+
+    def _reassign_refused_owners(
+        self, actions: Sequence[TaskAction], results: Sequence[WriteResult]
+    ) -> tuple[list[TaskAction], list[WriteResult]]:
+        """A task the CRM refused because of its owner (inactive, no access) goes to the fallback.
+
+        The fallback is the configured fallback user, or else the CRM's default owner (the
+        integration user), so the follow-up is not lost for the account.
+        """
+        actions, results = list(actions), list(results)
+        if len(results) != len(actions):
+            return actions, results
+        retry = [
+            index
+            for index, (action, result) in enumerate(zip(actions, results, strict=True))
+            if result.status == "rejected"
+            and action.owner_id
+            and action.owner_id != self.fallback_owner_id
+            and (
+                result.error_code in OWNER_ERRORS
+                or any(field.lower() in OWNER_FIELDS for field in result.fields)
+            )
+        ]
+        if not retry:
+            return actions, results
+        again = [
+            actions[index].model_copy(update={"owner_id": self.fallback_owner_id})
+            for index in retry
+        ]
+        for index, action, result in zip(
+            retry, again, self.adapter.create_tasks(again), strict=False
+        ):
+            log.warning(
+                "task owner refused; assigned to the fallback owner",
+                extra={"record_id": action.account_id, "error_code": results[index].error_code},
+            )
+            actions[index], results[index] = action, result
+        return actions, results
 
     def _record_task_results(
         self,

@@ -97,6 +97,7 @@ class FakeAdapter:
         self.reject: dict[str, str] = {}
         self.lose_next_create_response = False
         self.write_requests: list[list[RecordChange]] = []
+        self.inactive_users: set[str] = set()
 
     def describe(self, crm_object: str) -> ObjectDescription:
         self.calls["describe"] += 1
@@ -224,6 +225,17 @@ class FakeAdapter:
                     WriteResult(
                         crm_id=existing[task.dedupe_key].crm_task_id,
                         status="ok",
+                        key=task.dedupe_key,
+                    )
+                )
+                continue
+            if task.owner_id in self.inactive_users:
+                results.append(
+                    WriteResult(
+                        crm_id=None,
+                        status="rejected",
+                        error_code="INVALID_DATA",
+                        fields=("Owner",),
                         key=task.dedupe_key,
                     )
                 )

@@ -355,3 +355,16 @@ def test_equal_timestamps_at_a_page_boundary_are_not_skipped(env) -> None:
     }
     sync(config, store, adapter)
     assert store.get_account("fake", "S9") is not None
+
+
+def test_task_refused_for_an_inactive_owner_goes_to_the_fallback(env, monkeypatch) -> None:
+    config, store = env
+    crm = FakeCrm()
+    seed(crm)
+    adapter = FakeAdapter(crm)
+    adapter.inactive_users = {"U1"}  # owner of A001, the 95-days-overdue account
+    report = sync(config, store, adapter)
+    late = [t for t in crm.tasks.values() if t["WhatId"] == "A001"]
+    assert late, "the follow-up is not lost"
+    assert all(t["OwnerId"] is None for t in late), "the CRM's default owner gets it"
+    assert report.tasks["failed"] == 0
