@@ -386,8 +386,8 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
             },
         )
         return EXIT_OK
-    table = Table(title="Recent runs")
-    for column in (
+    several = len({run["connection"] for run in runs}) > 1
+    columns = [
         "started (UTC)",
         "connection",
         "status",
@@ -396,23 +396,29 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         "rejected",
         "tasks",
         "calls",
-    ):
-        table.add_column(column, no_wrap=column != "connection")
+    ]
+    if not several:
+        columns.remove("connection")
+    table = Table(title="Recent runs")
+    for column in columns:
+        table.add_column(column, no_wrap=True)
     for run in runs:
         report = run["report"]
         objects = report.get("objects", {})
         writes = report.get("writes", {}).get("account", {})
         tasks = report.get("tasks", {})
-        table.add_row(
+        cells = [
             run["started_at"][:19].replace("T", " "),
-            run["connection"],
             run["status"].replace("succeeded_with_rejections", "rejections"),
             str(sum(counts.get("read", 0) for counts in objects.values())),
             str(writes.get("written", 0)),
             str(writes.get("rejected", 0) + writes.get("unknown", 0) + tasks.get("failed", 0)),
             str(sum(tasks.get(k, 0) for k in ("create", "escalate", "complete", "comment"))),
             str(report.get("api", {}).get("calls", "")),
-        )
+        ]
+        if several:
+            cells.insert(1, run["connection"])
+        table.add_row(*cells)
     console.print(table)
     for conn in connections:
         lease = leases[conn]
