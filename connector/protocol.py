@@ -183,3 +183,30 @@ class CrmAdapter(Protocol):
     def close(self) -> None:
         """Release HTTP sessions."""
         ...
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A custom field to create (for `crm-risk fields plan --apply`), in Salesforce's type vocabulary.
+
+    `type` is one of Number, Currency, Percent, Picklist, Text, TextArea, LongTextArea, Checkbox,
+    Date, DateTime; the adapter maps it to its CRM's own field types.
+    """
+
+    name: str
+    label: str
+    type: str
+    length: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+    picklist_values: tuple[str, ...] = ()
+    description: str = ""
+
+
+@runtime_checkable
+class FieldCreator(Protocol):
+    """Optional: adapters whose CRM has an API to create custom fields implement this."""
+
+    def create_fields(self, crm_object: str, fields: Sequence[FieldSpec]) -> list[WriteResult]:
+        """Create the fields; one result per field, same order (crm_id = the new field's name)."""
+        ...
