@@ -183,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(plan)
     plan.add_argument("--format", choices=["text", "json", "salesforce-metadata"], default="text")
     plan.add_argument("--output", help="folder for salesforce-metadata files (default: print)")
+    plan.add_argument(
+        "--apply",
+        action="store_true",
+        help="create the missing fields through the CRM's API (Zoho)",
+    )
+    plan.add_argument(
+        "--yes", action="store_true", help="with --apply: do not ask for confirmation"
+    )
     plan.set_defaults(handler=cmd_fields_plan)
 
     mappings = commands.add_parser("mappings", help="field mappings")
@@ -618,6 +626,8 @@ def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
     finally:
         adapter.close()
         store.close()
+    if args.apply:
+        return _apply_fields(connection, missing, console, assume_yes=args.yes, config=config)
     if args.format == "json":
         _print_json(console, [getattr(item, "__dict__", item) for item in missing])
     elif args.format == "salesforce-metadata":
@@ -640,6 +650,79 @@ def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
             for item in missing:
                 console.print(str(item))
     return EXIT_OK
+
+
+def _apply_fields(
+    connection: Any, missing: list[Any], console: Console, *, assume_yes: bool, config: Any
+) -> int:
+    """Create the missing custom fields through the CRM's API, after a confirmation."""
+    from connector.protocol import FieldCreator, FieldSpec
+    from connector.registry import create_adapter
+
+    if not missing:
+        console.print("every mapped custom field exists; nothing to create")
+        return EXIT_OK
+    for item in missing:
+        console.print(f"  {item}")
+    if not assume_yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        "--apply", "needs a confirmation", "run it on a terminal or add --yes"
+                    )
+                ]
+            )
+        answer = input(
+            f"Create these {len(missing)} fields in {connection.name} ({connection.kind})? [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            console.print("nothing created")
+            return EXIT_OK
+    store = _open_store(config)
+    adapter = create_adapter(connection.crm_settings(), state=store)
+    try:
+        if not isinstance(adapter, FieldCreator):
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        "--apply",
+                        f"the {connection.kind} adapter cannot create fields through the API",
+                        "deploy them with --format salesforce-metadata, or create them in the CRM's setup",
+                    )
+                ]
+            )
+        failures = 0
+        by_object: dict[str, list[Any]] = {}
+        for item in missing:
+            by_object.setdefault(item.crm_object, []).append(item)
+        for crm_object, items in by_object.items():
+            specs = [
+                FieldSpec(
+                    name=item.field,
+                    label=item.label,
+                    type=item.field_type,
+                    length=item.length,
+                    precision=item.precision,
+                    scale=item.scale,
+                    picklist_values=tuple(item.picklist_values),
+                    description=item.description,
+                )
+                for item in items
+            ]
+            for spec, result in zip(specs, adapter.create_fields(crm_object, specs), strict=False):
+                if result.status == "ok":
+                    console.print(f"[green]created[/] {crm_object}.{result.crm_id or spec.name}")
+                else:
+                    failures += 1
+                    console.print(
+                        f"[red]failed[/] {crm_object}.{spec.name}: {result.error_code} {redact(result.message)}"
+                    )
+    finally:
+        adapter.close()
+        store.close()
+    console.print("run `crm-risk check` to confirm the mapping now validates")
+    return EXIT_OK if failures == 0 else 1
 
 
 def cmd_mappings_show(args: argparse.Namespace, console: Console) -> int:
