@@ -205,7 +205,7 @@ def start(
         state_file: JSON file loaded at start (if it exists) and saved on stop.
         invoices_per_account: invoices per seeded account.
         **emulator_options: passed to the emulator class (e.g. daily_api_limit). Above
-            STREAM_ABOVE accounts the Salesforce org seeds only `blng__Invoice__c` unless
+            STREAM_ABOVE accounts the Salesforce org seeds only `Invoice__c` unless
             `invoice_objects` says otherwise (100k accounts x 10 invoices take ~0.9 GB).
 
     Returns:
@@ -235,7 +235,8 @@ def start(
         )
     if kind == "salesforce" and accounts > STREAM_ABOVE:
         # ~1 KB per invoice row: a second invoice shape would double a benchmark org's memory.
-        emulator_options.setdefault("invoice_objects", ("blng__Invoice__c",))
+        # The default connection maps Invoice__c (it carries paid dates), so that is the one kept.
+        emulator_options.setdefault("invoice_objects", ("Invoice__c",))
     emulator = emulator_cls(portfolio, **emulator_options)
     if state_file and Path(state_file).exists() and hasattr(emulator, "load_state"):
         emulator.load_state(state_file)
