@@ -165,6 +165,9 @@ class TaskAction(StrictModel):
     due_date: date | None = None
     priority: TaskPriority = TaskPriority.NORMAL
     crm_task_id: str | None = None
+    # True when no create was ever sent for this dedupe key (the engine's intent log says so):
+    # an adapter may then skip its look-up-before-create, which costs API calls.
+    first_attempt: bool = False
 
 
 class RawRecord(StrictModel):

@@ -218,13 +218,27 @@ class Writer:
         creates = [action for action in actions if action.action == "create"]
         others = [action for action in actions if action.action != "create"]
         for start in range(0, len(creates), self.batch_size):
-            chunk = creates[start : start + self.batch_size]
+            chunk = self._mark_first_attempts(creates[start : start + self.batch_size])
             results = self.adapter.create_tasks(chunk)
             chunk, results = self._reassign_refused_owners(chunk, results)
             self._record_task_results(chunk, results, items)
         for start in range(0, len(others), self.batch_size):
             chunk = others[start : start + self.batch_size]
             self._record_task_results(chunk, self.adapter.update_tasks(chunk), items)
+
+    def _mark_first_attempts(self, creates: Sequence[TaskAction]) -> list[TaskAction]:
+        """Flag creates never sent before, and log the intent to send them (crash safety).
+
+        A key with an earlier intent may have been created by a run that died before recording
+        it: the adapter must look it up. A key without one cannot exist in the CRM yet.
+        """
+        keys = [action.dedupe_key for action in creates]
+        tried = self.store.task_intents(self.connection, keys)
+        self.store.record_task_intents(self.connection, keys)
+        return [
+            action.model_copy(update={"first_attempt": action.dedupe_key not in tried})
+            for action in creates
+        ]
 
     def _reassign_refused_owners(
         self, actions: Sequence[TaskAction], results: Sequence[WriteResult]
@@ -281,6 +295,11 @@ class Writer:
                 for a in actions
             ]
         now = self.store.now()
+        settled = [
+            action.dedupe_key
+            for action, result in zip(actions, results, strict=True)
+            if action.action == "create" and result.status in ("ok", "rejected")
+        ]
         for action, result in zip(actions, results, strict=True):
             item = items[action.account_id]
             if result.status != "ok":
@@ -315,6 +334,9 @@ class Writer:
                 cause=action.rule,
                 response="ok",
             )
+        # After the ledger rows: a crash before this point leaves the intent, so the next run
+        # looks the task up instead of trusting that it was never created.
+        self.store.clear_task_intents(self.connection, settled)
 
     def _update_ledger(
         self, action: TaskAction, result: WriteResult, item: PendingAccount, now: datetime

@@ -98,6 +98,7 @@ class FakeAdapter:
         self.lose_next_create_response = False
         self.write_requests: list[list[RecordChange]] = []
         self.inactive_users: set[str] = set()
+        self.first_attempts: dict[str, list[bool]] = {}
 
     def describe(self, crm_object: str) -> ObjectDescription:
         self.calls["describe"] += 1
@@ -217,6 +218,8 @@ class FakeAdapter:
         return results
 
     def create_tasks(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
+        for task in tasks:
+            self.first_attempts.setdefault(task.dedupe_key, []).append(task.first_attempt)
         existing = self.find_tasks([task.dedupe_key for task in tasks])
         results = []
         for task in tasks:

@@ -135,8 +135,13 @@ class TaskService:
         without automatic retry; when its answer is lost we look again, and report "unknown"
         (retried next run) if the task is still not there.
         """
-        existing = self.find(
-            [task.dedupe_key for task in tasks], [task.account_id for task in tasks]
+        # Keys the engine has never sent cannot exist yet: no look-up for them (saves a query
+        # per 200 accounts on every run that opens tasks).
+        unsure = [task for task in tasks if not task.first_attempt]
+        existing = (
+            self.find([task.dedupe_key for task in unsure], [task.account_id for task in unsure])
+            if unsure
+            else {}
         )
         by_key: dict[str, WriteResult] = {}
         missing: list[TaskAction] = []

@@ -449,7 +449,9 @@ class ZohoAdapter:
         for task in tasks:
             self._task_accounts[task.dedupe_key] = task.account_id
         unique = list({task.dedupe_key: task for task in tasks}.values())
-        found = self.find_tasks([task.dedupe_key for task in unique])
+        # Keys the engine has never sent cannot exist yet: no look-up for them (COQL credits).
+        unsure = [task.dedupe_key for task in unique if not task.first_attempt]
+        found = self.find_tasks(unsure) if unsure else {}
         outcome: dict[str, WriteResult] = {
             key: WriteResult(crm_id=state.crm_task_id, status="ok", key=key)
             for key, state in found.items()

@@ -199,6 +199,27 @@ class SqliteStore:
         """The batch's outcome is recorded; its intents are settled."""
         self.delete_values(self._intent_key(connection, account_id) for account_id in account_ids)
 
+    def task_intents(self, connection: str, keys: Iterable[str]) -> set[str]:
+        """Dedupe keys for which a create was sent before (answered or not)."""
+        found = set()
+        for key in keys:
+            if self.get_value(f"task_intent:{connection}:{key}") is not None:
+                found.add(key)
+        return found
+
+    def record_task_intents(self, connection: str, keys: Iterable[str]) -> None:
+        """Remember that creates for these keys are about to be sent."""
+        now = _iso(self.now())
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO kv (key, value, updated_at) VALUES (?, '1', ?) ON CONFLICT (key) DO NOTHING",
+                [(f"task_intent:{connection}:{key}", now) for key in keys],
+            )
+
+    def clear_task_intents(self, connection: str, keys: Iterable[str]) -> None:
+        """The CRM's answer for these creates is recorded (the ledger knows the task)."""
+        self.delete_values(f"task_intent:{connection}:{key}" for key in keys)
+
     # -- run lease ----------------------------------------------------------------------------
 
     def acquire_lease(self, connection: str, holder: str, ttl_seconds: float) -> None:

@@ -228,6 +228,13 @@ def test_lost_task_create_response_never_duplicates(env) -> None:
     sync(config, store, adapter)
     for _ in range(3):
         sync(config, store, adapter)
+    retried = {key: flags for key, flags in adapter.first_attempts.items() if len(flags) > 1}
+    assert retried, "the batch whose answer was lost is sent again"
+    # Every key of that batch may have landed: on retry the adapter is told to look it up.
+    assert all(flags[0] and not any(flags[1:]) for flags in retried.values())
+    assert all(
+        flags == [True] for key, flags in adapter.first_attempts.items() if key not in retried
+    )
     subjects = [(t["WhatId"], t["Subject"]) for t in crm.tasks.values()]
     assert len(subjects) == len(set(subjects))
     per_rule = [

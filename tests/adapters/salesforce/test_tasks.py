@@ -307,3 +307,20 @@ def test_lost_collection_answer_is_settled_by_looking_up_the_markers(rsps, adapt
     results = adapter.create_tasks([action("k:0"), action("k:1")])
     assert [(r.status, r.crm_id) for r in results] == [("ok", sf_id("00T", 31)), ("unknown", None)]
     assert len(create.calls) == 1, "a create whose answer was lost is never blindly resent"
+
+
+def test_first_attempts_skip_the_lookup(rsps, adapter) -> None:
+    add_token(rsps)
+    create = rsps.add(
+        responses.POST,
+        f"{BASE}/composite/sobjects",
+        json=[
+            {"id": sf_id("00T", 41), "success": True, "errors": []},
+            {"id": sf_id("00T", 42), "success": True, "errors": []},
+        ],
+    )
+    results = adapter.create_tasks(
+        [action("k:a", first_attempt=True), action("k:b", first_attempt=True)]
+    )
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert len(create.calls) == 1  # and no query: responses fails on an unregistered GET

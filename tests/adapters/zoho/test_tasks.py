@@ -254,3 +254,13 @@ def test_what_id_lookup_refused_falls_back_to_a_scan(
     assert adapter.find_tasks([key])[key].crm_task_id == TASK_ID
     assert adapter.task_lookup == "scan"
     assert "id is not null" in json.loads(mock.calls[-1].request.body)["select_query"]
+
+
+def test_first_attempts_skip_the_lookup(
+    mock: responses.RequestsMock, adapter: ZohoAdapter, token_ok
+) -> None:
+    token_ok()
+    mock.post(f"{API}/Tasks", status=201, json=created())
+    results = adapter.create_tasks([action(first_attempt=True)])
+    assert results[0].status == "ok"
+    assert not [call for call in mock.calls if call.request.url.endswith("/coql")]
