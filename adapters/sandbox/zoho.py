@@ -31,6 +31,7 @@ from urllib.parse import parse_qs
 
 from adapters.sandbox.seed import Portfolio, SeedInvoice
 from adapters.sandbox.server import Faults, Request, Response
+from adapters.sandbox.zoho_bulk import BULK_PREFIX, BulkReads, record_count
 from adapters.sandbox.zoho_coql import (
     BoolOp,
     Condition,
@@ -42,6 +43,7 @@ from adapters.sandbox.zoho_coql import (
     like_regex,
     parse,
 )
+from adapters.sandbox.zoho_fields import CustomFields
 from adapters.sandbox.zoho_schema import (
     EXCHANGE_RATES,
     HOME_CURRENCY,
@@ -214,6 +216,8 @@ class ZohoEmulator:
         self.users: list[dict[str, Any]] = []
         self.rows: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in MODULES}
         self.deleted: dict[str, list[dict[str, Any]]] = {name: [] for name in MODULES}
+        self.custom_fields = CustomFields(self)  # settings/fields POST (zoho_fields.py)
+        self.bulk = BulkReads(self)  # /crm/bulk/v8/read (zoho_bulk.py)
         self._seed(portfolio)
 
     # ---------------------------------------------------------------- seed
@@ -508,8 +512,12 @@ class ZohoEmulator:
 
     # ---------------------------------------------------------------- helpers
 
+    def module_view(self, module: ZModule | None) -> ZModule | None:
+        """The module with the custom fields created through the API."""
+        return self.custom_fields.view(module)
+
     def _module(self, name: str) -> ZModule:
-        found = find_module(name)
+        found = self.module_view(find_module(name))
         if found is None:
             raise KeyError(name)
         return found
@@ -557,6 +565,12 @@ class ZohoEmulator:
             return self._token(request)
         if path == "/oauth/v2/token/revoke":
             return self._revoke(request)
+        if path.startswith(BULK_PREFIX + "/"):
+            denied = self._authenticate(request)
+            if denied is not None:
+                return denied
+            parts = path[len(BULK_PREFIX) + 1 :].split("/")
+            return self._credit_headers(self.bulk.handle(request, parts))
         if path.startswith(API_PREFIX + "/"):
             denied = self._authenticate(request)
             if denied is not None:
@@ -730,6 +744,8 @@ class ZohoEmulator:
     def _route(self, request: Request, parts: list[str]) -> Response:
         method = request.method
         if parts[0] == "settings" and len(parts) == 2:
+            if parts[1] == "fields" and method == "POST":
+                return self.custom_fields.create(request)
             if method != "GET":
                 return self._bad_method()
             if parts[1] == "fields":
@@ -740,9 +756,11 @@ class ZohoEmulator:
             return self._users(request, parts[1] if len(parts) == 2 else None)
         if parts == ["org"]:
             return self._org()
-        module = find_module(parts[0])
+        module = self.module_view(find_module(parts[0]))
         if module is None:
             return _error(400, "INVALID_MODULE", "the module name given seems to be invalid")
+        if parts[1:] == ["actions", "count"] and method == "GET":
+            return record_count(self, module)
         if len(parts) == 1:
             if method == "GET":
                 return self._list(request, module)
@@ -785,7 +803,7 @@ class ZohoEmulator:
                 "One of the expected parameter is missing",
                 {"param": "module"},
             )
-        module = find_module(name)
+        module = self.module_view(find_module(name))
         if module is None:
             return _error(400, "INVALID_MODULE", "the module name given seems to be invalid")
         return Response.json(200, {"fields": field_metadata(module)})
@@ -1290,7 +1308,7 @@ class ZohoEmulator:
         return test
 
     def _run_coql(self, query: Query) -> Response:
-        module = find_module(query.module)
+        module = self.module_view(find_module(query.module))
         if module is None:
             raise CoqlError("INVALID_QUERY", "invalid module", {"module": query.module})
         getters = [(column, *self._resolve(module, column)) for column in query.columns]
