@@ -308,7 +308,7 @@ class _Engine:
         done = 0
         for stored in store.iter_accounts(name, only_flagged=True):
             if self.options.cancel.is_set():
-                writer.flush()
+                writer.flush(final=True)
                 raise RunCancelled(
                     "stopped after the current batch; the rest waits for the next run"
                 )
@@ -375,7 +375,7 @@ class _Engine:
             done += 1
             if self.options.progress and done % 200 == 0:
                 self.options.progress("scored and planned", done, total)
-        writer.flush()
+        writer.flush(final=True)
         if self.options.progress:
             self.options.progress("scored and planned", done, total)
 

@@ -81,6 +81,9 @@ class Writer:
         # Accounts with a failed task action keep last run's assessment as "previous", so a
         # downgrade that should have opened a task is detected again next run.
         self._failed_task_accounts: set[str] = set()
+        self._task_queue: list[TaskAction] = []
+        self._waiting: dict[str, PendingAccount] = {}
+        self._unanswered: dict[str, int] = {}
 
     # -- public ----------------------------------------------------------------------------
 
@@ -92,21 +95,47 @@ class Writer:
         if self._pending_updates >= self.batch_size or len(self._pending) >= 5 * self.batch_size:
             self.flush()
 
-    def flush(self) -> None:
-        """Write everything queued, then record the outcome of each account."""
-        if not self._pending:
+    def flush(self, *, final: bool = False) -> None:
+        """Write the queued account updates; send task actions in full batches.
+
+        Task actions wait in a queue until a whole batch is ready (or `final`), so a run with
+        many tasks sends ⌈tasks / batch⌉ calls, not one partial batch per account batch. An
+        account is finalised (assessment kept, scoring flag cleared) only when all of its writes
+        and task actions are answered, so a crash in between redoes it next run.
+        """
+        if not self._pending and not (final and self._task_queue):
             return
-        if self.cancel.is_set():
+        if self.cancel.is_set() and not final:
             raise RunCancelled("stopped before the next batch; pending work stays for the next run")
         self.heartbeat()
         batch, self._pending, self._pending_updates = self._pending, [], 0
         updates = [item.plan.update for item in batch if item.plan.update is not None]
         for chunk_start in range(0, len(updates), self.batch_size):
             self._write_updates(updates[chunk_start : chunk_start + self.batch_size])
-        actions = [action for item in batch for action in item.tasks.actions]
-        self._apply_tasks(actions, {item.account_id: item for item in batch})
         for item in batch:
-            self._finalize(item)
+            if item.tasks.actions:
+                self._waiting[item.account_id] = item
+                self._unanswered[item.account_id] = len(item.tasks.actions)
+                self._task_queue.extend(item.tasks.actions)
+            else:
+                self._finalize(item)
+        self._send_tasks(final=final)
+
+    def _send_tasks(self, *, final: bool) -> None:
+        creates = [action for action in self._task_queue if action.action == "create"]
+        others = [action for action in self._task_queue if action.action != "create"]
+        send_creates = (
+            creates if final else creates[: len(creates) - len(creates) % self.batch_size]
+        )
+        send_others = others if final else others[: len(others) - len(others) % self.batch_size]
+        sent = {id(action) for action in (*send_creates, *send_others)}
+        self._task_queue = [action for action in self._task_queue if id(action) not in sent]
+        self._apply_tasks([*send_creates, *send_others], self._waiting)
+        for action in (*send_creates, *send_others):
+            self._unanswered[action.account_id] -= 1
+            if self._unanswered[action.account_id] == 0:
+                del self._unanswered[action.account_id]
+                self._finalize(self._waiting.pop(action.account_id))
 
     # -- accounts ----------------------------------------------------------------------------
 
