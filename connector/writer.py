@@ -82,6 +82,7 @@ class Writer:
         # downgrade that should have opened a task is detected again next run.
         self._failed_task_accounts: set[str] = set()
         self._task_queue: list[TaskAction] = []
+        self._refused_owners: set[str] = set()
         self._waiting: dict[str, PendingAccount] = {}
         self._unanswered: dict[str, int] = {}
 
@@ -246,6 +247,14 @@ class Writer:
             return
         creates = [action for action in actions if action.action == "create"]
         others = [action for action in actions if action.action != "create"]
+        if self._refused_owners:
+            # Owners the CRM refused earlier in this run: go straight to the fallback.
+            creates = [
+                action.model_copy(update={"owner_id": self.fallback_owner_id})
+                if action.owner_id in self._refused_owners
+                else action
+                for action in creates
+            ]
         for start in range(0, len(creates), self.batch_size):
             chunk = self._mark_first_attempts(creates[start : start + self.batch_size])
             results = self.adapter.create_tasks(chunk)
@@ -293,6 +302,7 @@ class Writer:
         ]
         if not retry:
             return actions, results
+        self._refused_owners.update(str(actions[index].owner_id) for index in retry)
         again = [
             actions[index].model_copy(update={"owner_id": self.fallback_owner_id})
             for index in retry
