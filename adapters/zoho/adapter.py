@@ -28,6 +28,7 @@ from connector.protocol import (
     ApiUsage,
     CrmSettings,
     FieldDescription,
+    FieldSpec,
     KeyValueStore,
     ObjectDescription,
     find_task_marker,
@@ -39,6 +40,7 @@ from . import coql
 from .bulk import BulkReader, BulkReadFailed
 from .client import PER_PAGE, ZohoClient
 from .errors import record_outcome
+from .fields import create_fields
 
 log = logging.getLogger("crm_risk.zoho")
 
@@ -669,6 +671,12 @@ class ZohoAdapter:
             message=message,
             key=task.dedupe_key,
         )
+
+    # -- field setup ------------------------------------------------------------------------
+
+    def create_fields(self, crm_object: str, fields: Sequence[FieldSpec]) -> list[WriteResult]:
+        """FieldCreator: create custom fields via POST settings/fields (fields.py); same order."""
+        return create_fields(self.client, crm_object, fields)
 
     # -- usage ------------------------------------------------------------------------------
 
