@@ -33,8 +33,11 @@ MODES: dict[str, dict[str, dict[str, Any]]] = {
             "bulk_poll_seconds": 0.1,
         },
     },
-    # The Zoho adapter declares supports_bulk_read/write = False: REST only.
-    "zoho": {"rest": {}},
+    # Zoho: Bulk Read for first full syncs above a threshold; Zoho has no bulk update here.
+    "zoho": {
+        "rest": {"bulk_read_threshold": 0},
+        "bulk": {"bulk_read_threshold": 2000, "bulk_poll_seconds": 0.1},
+    },
 }
 INVOICES_PER_ACCOUNT = 10
 
