@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from connector.errors import ConnectorError, CrmError, RecordError, RunCancelled
+from connector.errors import ConnectorError, RecordError, RunCancelled
 from connector.mapping import FieldMapping
 from connector.models import Account, RawRecord, RiskAssessment
 from connector.planner import LIMIT_FIELD, LedgerView, normalize, plan_account, plan_tasks
@@ -461,4 +461,4 @@ def classify_exit(report: RunReport) -> int:
     return 1 if report.status == "succeeded_with_rejections" else 0
 
 
-__all__ = ["CrmError", "SyncOptions", "classify_exit", "holder_id", "run_sync"]
+__all__ = ["SyncOptions", "classify_exit", "holder_id", "run_sync"]
