@@ -5,34 +5,38 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from connector.errors import ConfigError, ConfigProblem
+from connector.store.base import SqlStore
+from connector.store.postgres import PostgresStore
 from connector.store.sqlite import SqliteStore, StoredAccount, TaskLedgerEntry, dumps, loads
 
-__all__ = ["SqliteStore", "StoredAccount", "TaskLedgerEntry", "dumps", "loads", "open_store"]
+__all__ = [
+    "PostgresStore",
+    "SqlStore",
+    "SqliteStore",
+    "StoredAccount",
+    "TaskLedgerEntry",
+    "dumps",
+    "loads",
+    "open_store",
+]
 
 
 def open_store(url: str, *, clock: Callable[[], datetime] | None = None) -> SqliteStore:
-    """Open the store named by `url`: a SQLite path (or sqlite:///path) is the default backend.
+    """Open the store named by `url`: SQLite by default, PostgreSQL for production.
 
     Args:
-        url: a file path, `sqlite:///path`, or `:memory:`.
+        url: a file path, `sqlite:///path`, `:memory:`, or `postgresql://user@host:port/dbname`
+            (needs the `postgres` extra: `pip install 'crm-risk-connector[postgres]'`).
         clock: time source for leases and timestamps (tests pass a fake one).
 
     Returns:
         An open store with the schema migrated to the current version.
 
     Raises:
-        ConfigError: for a URL scheme this build cannot open.
+        ConfigError: a PostgreSQL URL without the psycopg driver installed.
+        StoreError: the database is unreachable or has a newer schema than this program.
     """
     if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
-            [
-                ConfigProblem(
-                    "[store] url",
-                    "the PostgreSQL backend is not available in this version",
-                    "use a SQLite file path for now",
-                )
-            ]
-        )
+        return PostgresStore(url, clock=clock)
     path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
     return SqliteStore(path, clock=clock)

@@ -1,18 +1,22 @@
-"""The SQLite state store on a real file: leases, watermarks, change detection, audit, permissions."""
+"""The state store on both backends (a real SQLite file, a throw-away PostgreSQL): leases, watermarks, change detection, audit."""
 
 from __future__ import annotations
 
 import sqlite3
 import stat
+import sys
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from connector.errors import LockHeldError, StoreError
+from connector.errors import ConfigError, LockHeldError, StoreError
 from connector.models import Account, Invoice
 from connector.store import open_store
+from tests.unit.pg_fixture import pg_server, pg_url
+
+__all__ = ["pg_server", "pg_url"]  # fixtures, used by name
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -30,9 +34,17 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a fresh store lives: a SQLite file, or an empty PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "state.db")
+    return request.getfixturevalue("pg_url")
+
+
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock):
-    opened = open_store(str(tmp_path / "state.db"), clock=clock)
+def store(url: str, clock: Clock):
+    opened = open_store(url, clock=clock)
     yield opened
     opened.close()
 
@@ -58,13 +70,37 @@ def test_state_file_is_owner_only(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "future.db"
-    open_store(str(path)).close()
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA user_version = 99")
+def test_newer_schema_is_refused(url: str) -> None:
+    open_store(url).close()
+    if url.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(url) as db:
+            db.execute("UPDATE schema_version SET version = 99")
+    else:
+        with sqlite3.connect(url) as db:
+            db.execute("PRAGMA user_version = 99")
     with pytest.raises(StoreError, match="newer"):
-        open_store(str(path))
+        open_store(url)
+
+
+def test_reopening_keeps_the_data_and_does_not_migrate_again(url: str) -> None:
+    first = open_store(url)
+    first.set_value("k", "v")
+    first.close()
+    again = open_store(url)
+    try:
+        assert again.get_value("k") == "v"
+    finally:
+        again.close()
+
+
+def test_postgres_url_without_the_driver_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg now raises ImportError
+    with pytest.raises(ConfigError, match=r"crm-risk-connector\[postgres\]"):
+        open_store("postgresql://user@127.0.0.1:1/state")
 
 
 def test_second_holder_is_refused_until_the_lease_expires(store, clock: Clock) -> None:
@@ -79,9 +115,9 @@ def test_second_holder_is_refused_until_the_lease_expires(store, clock: Clock) -
     )
 
 
-def test_lease_is_exclusive_across_connections_of_one_file(tmp_path: Path, clock: Clock) -> None:
-    one = open_store(str(tmp_path / "s.db"), clock=clock)
-    two = open_store(str(tmp_path / "s.db"), clock=clock)
+def test_lease_is_exclusive_across_connections_of_one_database(url: str, clock: Clock) -> None:
+    one = open_store(url, clock=clock)
+    two = open_store(url, clock=clock)
     try:
         one.acquire_lease("c", "p1", 60)
         with pytest.raises(LockHeldError):
@@ -152,6 +188,7 @@ def test_open_exposures_sum_live_open_amounts(store) -> None:
 def test_snapshot_is_isolated(store) -> None:
     store.upsert_account("c", account(), {})
     copy = store.snapshot()
+    assert copy.get_account("c", "A1") is not None, "the copy starts from the real state"
     copy.upsert_account("c", account("A2"), {})
     copy.set_watermark("c", "account", T0)
     copy.close()
@@ -199,9 +236,9 @@ def test_failed_writes_count_attempts_and_flag_account(store) -> None:
     assert store.failed_writes("c") == []
 
 
-def test_kv_values_are_shared_between_connections_to_one_file(tmp_path: Path) -> None:
-    one = open_store(str(tmp_path / "s.db"))
-    two = open_store(str(tmp_path / "s.db"))
+def test_kv_values_are_shared_between_connections_to_one_database(url: str) -> None:
+    one = open_store(url)
+    two = open_store(url)
     try:
         one.set_value("zoho:c:token", "value-1")
         assert two.get_value("zoho:c:token") == "value-1"
@@ -216,3 +253,36 @@ def test_run_left_running_by_a_dead_holder_is_marked_abandoned(store, clock: Clo
     clock.now += timedelta(seconds=61)
     store.acquire_lease("c", "next", ttl_seconds=60)
     assert store.recent_runs("c")[0]["status"] == "abandoned"
+
+
+def test_failed_transaction_in_a_snapshot_undoes_only_its_own_writes(store) -> None:
+    copy = store.snapshot()
+
+    def crash_mid_page() -> None:
+        with copy.transaction():
+            copy.upsert_account("c", account("A2"), {})
+            raise RuntimeError("crash mid page")
+
+    try:
+        copy.upsert_account("c", account("A1"), {})
+        with pytest.raises(RuntimeError):
+            crash_mid_page()
+        assert copy.get_account("c", "A2") is None
+        assert copy.get_account("c", "A1") is not None
+        with copy.transaction():
+            copy.set_watermark("c", "account", T0)
+        assert copy.get_watermark("c", "account") == T0
+    finally:
+        copy.close()
+    assert store.get_account("c", "A1") is None
+
+
+def test_lease_statements_from_a_snapshot_do_not_block_the_real_store(store) -> None:
+    store.acquire_lease("c", "run", 60)
+    copy = store.snapshot()
+    try:
+        copy.upsert_account("c", account(), {})
+        assert store.heartbeat_lease("c", "run", 60)
+        store.release_lease("c", "run")
+    finally:
+        copy.close()
