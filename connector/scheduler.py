@@ -48,7 +48,7 @@ from connector.errors import ConfigError, ConfigProblem, LockHeldError
 from connector.health import SUCCESS_STATUSES, Expectation, health_report
 from connector.metrics import Metrics, MetricsServer
 from connector.redaction import redact
-from connector.store import SqliteStore, open_store
+from connector.store import SqlStore, open_store
 
 if TYPE_CHECKING:
     from connector.config import AppConfig, ConnectionConfig, ScheduleConfig
@@ -261,7 +261,7 @@ def expected_interval(
     return (second - first).total_seconds()
 
 
-def last_run_started(store: SqliteStore, connection: str) -> datetime | None:
+def last_run_started(store: SqlStore, connection: str) -> datetime | None:
     """When the connection's last run that actually started began (skipped rows do not count).
 
     Runs from `crm-risk sync` count too: the data is as fresh as the last run of any trigger.
@@ -332,7 +332,7 @@ class ConnectionRunner:
         self.config = config
         self._checked: set[str] = set()
 
-    def _open_store(self) -> SqliteStore:
+    def _open_store(self) -> SqlStore:
         return open_store(self.config.store.url)
 
     def __call__(self, connection: ConnectionConfig, cancel: threading.Event) -> RunResult:
@@ -399,7 +399,7 @@ class ConnectionRunner:
         self._checked.add(connection.name)
 
     def _setup_failed(
-        self, store: SqliteStore, connection: ConnectionConfig, exc: Exception
+        self, store: SqlStore, connection: ConnectionConfig, exc: Exception
     ) -> RunResult:
         """A run that failed before run_sync started: still recorded, so `status` shows why."""
         run_id = _run_id()
@@ -418,7 +418,7 @@ class ConnectionRunner:
         return RunResult(report, None)
 
     def _failed_report(
-        self, store: SqliteStore, connection: ConnectionConfig, exc: Exception
+        self, store: SqlStore, connection: ConnectionConfig, exc: Exception
     ) -> dict[str, Any]:
         for run in store.recent_runs(connection.name, limit=1):
             report = run["report"]
@@ -504,7 +504,7 @@ class Service:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def open_store(self) -> SqliteStore:
+    def open_store(self) -> SqlStore:
         """A new connection to the state store (each thread and run has its own)."""
         return open_store(self.config.store.url)
 

@@ -22,7 +22,7 @@ from connector.protocol import CrmAdapter
 from connector.redaction import redact
 from connector.report import RunReport
 from connector.scoring import assess, build_portfolio_context, portfolio_report
-from connector.store import SqliteStore
+from connector.store import SqlStore
 from connector.task_rules import RuleContext, evaluate
 from connector.writer import PendingAccount, Writer
 
@@ -60,7 +60,7 @@ def run_sync(
     config: AppConfig,
     connection: ConnectionConfig,
     adapter: CrmAdapter,
-    store: SqliteStore,
+    store: SqlStore,
     mapping: FieldMapping,
     options: SyncOptions | None = None,
 ) -> RunReport:
@@ -148,7 +148,7 @@ class _Engine:
         config: AppConfig,
         connection: ConnectionConfig,
         adapter: CrmAdapter,
-        store: SqliteStore,
+        store: SqlStore,
         mapping: FieldMapping,
         options: SyncOptions,
         report: RunReport,

@@ -16,7 +16,7 @@ from connector.planner import AccountPlan, TaskPlan
 from connector.protocol import CrmAdapter
 from connector.redaction import redact
 from connector.report import RunReport
-from connector.store import SqliteStore, TaskLedgerEntry
+from connector.store import SqlStore, TaskLedgerEntry
 
 log = logging.getLogger("crm_risk.writer")
 
@@ -51,7 +51,7 @@ class Writer:
         self,
         *,
         adapter: CrmAdapter,
-        store: SqliteStore,
+        store: SqlStore,
         connection: str,
         run_id: str,
         account_object: str,

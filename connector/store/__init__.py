@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, clock: Callable[[], datetime] | None = None) -> SqliteStore:
+def open_store(url: str, *, clock: Callable[[], datetime] | None = None) -> SqlStore:
     """Open the store named by `url`: SQLite by default, PostgreSQL for production.
 
     Args:

@@ -10,8 +10,7 @@ from typing import Any
 
 from connector.errors import ConfigError, ConfigProblem, StoreError
 from connector.redaction import redact, redact_url
-from connector.store.base import SCHEMA_VERSION, Cursor
-from connector.store.sqlite import SqliteStore
+from connector.store.base import SCHEMA_VERSION, Cursor, SqlStore
 
 # Serialises concurrent first starts: two processes must not both create the schema.
 _MIGRATION_LOCK_KEY = 0x43524D52  # "CRMR"
@@ -59,12 +58,8 @@ class _PgConnection:
         return result
 
 
-class PostgresStore(SqliteStore):
-    """The state in a PostgreSQL database; any number of processes may share it.
-
-    It derives from SqliteStore only because callers annotate their store as SqliteStore; every
-    SQLite-specific hook is overridden here and the store methods come from SqlStore.
-    """
+class PostgresStore(SqlStore):
+    """The state in a PostgreSQL database; any number of processes may share it."""
 
     _EXPOSURE_SQL = "(data::jsonb ->> 'open_amount')"
 
@@ -103,7 +98,7 @@ class PostgresStore(SqliteStore):
         # In a snapshot, store transactions become savepoints inside the one open transaction.
         self._snapshot = snapshot
         self._savepoint_open = False
-        super(SqliteStore, self).__init__(_PgConnection(raw), clock=clock)
+        super().__init__(_PgConnection(raw), clock=clock)
         raw.execute(f"SET lock_timeout = '{_LOCK_TIMEOUT}'")
         if snapshot:
             raw.execute("BEGIN")

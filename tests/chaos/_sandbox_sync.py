@@ -15,7 +15,7 @@ from connector.config import AppConfig, ConnectionConfig, load_config
 from connector.mapping import FieldMapping, load_mapping
 from connector.registry import create_adapter
 from connector.report import RunReport
-from connector.store import SqliteStore, open_store
+from connector.store import SqlStore, open_store
 from connector.sync import SyncOptions, run_sync
 
 
@@ -67,7 +67,7 @@ class SandboxSync:
 
     def run(
         self,
-        store: SqliteStore,
+        store: SqlStore,
         *,
         sleep: Callable[[float], None] = lambda seconds: None,
         **options: Any,
