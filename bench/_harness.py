@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from connector.config import load_config  # noqa: E402
+from connector.engine.sync import SyncOptions, run_sync  # noqa: E402
 from connector.mapping import load_mapping  # noqa: E402
 from connector.registry import create_adapter  # noqa: E402
 from connector.store import open_store  # noqa: E402
-from connector.sync import SyncOptions, run_sync  # noqa: E402
 
 TASK_ACTIONS = ("create", "escalate", "comment", "complete")
 

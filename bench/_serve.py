@@ -9,8 +9,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import adapters.sandbox.server as server
-from adapters.sandbox import main
+import sandboxes.server as server
+from sandboxes import main
 
 
 def nodelay() -> None:

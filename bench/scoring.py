@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from connector.models import Account, Invoice, InvoiceStatus
-from connector.policy import ScoringPolicy
 from connector.scoring import PortfolioContext, assess
+from connector.scoring.policy import ScoringPolicy
 
 AS_OF = date(2025, 6, 30)
 

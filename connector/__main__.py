@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from connector.cli import main
+from connector.cli.main import main
 
 raise SystemExit(main())

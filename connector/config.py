@@ -15,11 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.sources import EnvSettingsSource
 
 from connector.errors import ConfigError, ConfigProblem
-from connector.governance import GovernancePolicy
 from connector.models import StrictModel
-from connector.policy import ScoringPolicy
+from connector.planning.governance import GovernancePolicy
+from connector.planning.task_rules import TaskPolicy
 from connector.protocol import CrmSettings
-from connector.task_rules import TaskPolicy
+from connector.scoring.policy import ScoringPolicy
 
 _M = TypeVar("_M", bound=StrictModel)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.cli import build_parser, main
+from connector.cli.main import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from datetime import date
 
 from connector.models import Account, FactorContribution, Invoice, Reason, RiskAssessment
-from connector.policy import ScoringPolicy
 from connector.scoring.features import Features, extract, features_dict, open_exposure
 from connector.scoring.limits import recommend_limit
+from connector.scoring.policy import ScoringPolicy
 from connector.scoring.portfolio import (
     PortfolioContext,
     PortfolioReport,

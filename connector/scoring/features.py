@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from connector.models import Account, Invoice, InvoiceStatus
-from connector.policy import ScoringPolicy
+from connector.scoring.policy import ScoringPolicy
 from connector.scoring.portfolio import PortfolioContext
 
 _SKIP = (InvoiceStatus.VOID,)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from decimal import ROUND_FLOOR, Decimal
 
 from connector.models import Account
-from connector.policy import ScoringPolicy
 from connector.scoring.features import Features
+from connector.scoring.policy import ScoringPolicy
 from connector.scoring.portfolio import PortfolioContext
 
 _CENT = Decimal("0.01")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from connector.models import Account, RiskAssessment
 
 if TYPE_CHECKING:
-    from connector.policy import ScoringPolicy
+    from connector.scoring.policy import ScoringPolicy
 
 UNKNOWN = "(unknown)"
 

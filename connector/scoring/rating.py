@@ -5,8 +5,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from connector.policy import BANDS, Curve, ScoringPolicy
 from connector.scoring.features import Features
+from connector.scoring.policy import BANDS, Curve, ScoringPolicy
 
 # (policy weight/curve name, reason code), in the reference's order F1-F9.
 FACTORS: tuple[tuple[str, str], ...] = (

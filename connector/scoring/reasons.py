@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from connector.models import Account
-from connector.policy import ScoringPolicy
 from connector.scoring.features import Features
+from connector.scoring.policy import ScoringPolicy
 from connector.scoring.rating import (
     HARD_INSOLVENCY,
     HARD_SEVERE,

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from connector.config import AppConfig, load_config
+from connector.engine.report import RunReport
+from connector.engine.sync import SyncOptions, run_sync
 from connector.mapping import load_mapping
-from connector.report import RunReport
 from connector.store import SqliteStore, open_store
-from connector.sync import SyncOptions, run_sync
 from tests.fakes import FakeAdapter, FakeCrm
 
 AS_OF = date(2026, 11, 1)

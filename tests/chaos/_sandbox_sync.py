@@ -12,11 +12,11 @@ from typing import Any
 from unittest import mock
 
 from connector.config import AppConfig, ConnectionConfig, load_config
+from connector.engine.report import RunReport
+from connector.engine.sync import SyncOptions, run_sync
 from connector.mapping import FieldMapping, load_mapping
 from connector.registry import create_adapter
-from connector.report import RunReport
 from connector.store import SqlStore, open_store
-from connector.sync import SyncOptions, run_sync
 
 
 def _toml(value: Any) -> str:

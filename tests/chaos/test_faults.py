@@ -20,9 +20,9 @@ from unittest import mock
 
 import pytest
 
-from adapters.sandbox import Faults
 from connector.errors import ConnectorError
 from connector.store import open_store
+from sandboxes import Faults
 from tests.chaos import _crm_state as state
 from tests.chaos._sandbox_sync import SandboxSync, write_config
 from tests.chaos.conftest import CRMS, SEEDS, start_sandbox

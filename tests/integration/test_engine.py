@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from connector.config import AppConfig, load_config
+from connector.engine.sync import SyncOptions, run_sync
 from connector.errors import LockHeldError
 from connector.mapping import load_mapping
 from connector.store import open_store
-from connector.sync import SyncOptions, run_sync
 from tests.fakes import FakeAdapter, FakeCrm
 
 AS_OF = date(2026, 11, 1)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from connector.config import load_config
+from connector.engine.sync import SyncOptions, run_sync
 from connector.mapping import load_mapping
 from connector.protocol import find_task_marker
 from connector.registry import (
@@ -23,7 +24,6 @@ from connector.registry import (
     sandbox_starter,
 )
 from connector.store import open_store
-from connector.sync import SyncOptions, run_sync
 
 AS_OF = date(2026, 11, 1)
 

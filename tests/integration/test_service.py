@@ -28,14 +28,14 @@ COMPLETED = {"succeeded", "succeeded_with_rejections", "failed", "cancelled"}
 def require_stack(kind: str = CRM) -> None:
     """Skip until everything a real run needs (adapter, sandbox, mapping, scoring) is installed."""
     try:
-        import connector.sync  # noqa: F401
+        import connector.engine.sync  # noqa: F401
     except ImportError as missing:
         pytest.skip(f"sync engine incomplete: {missing}")
     from connector.registry import available_adapters, available_sandboxes
 
     if kind not in available_adapters() or kind not in available_sandboxes():
         pytest.skip(f"{kind} adapter or sandbox not installed")
-    for module in (f"adapters.{kind}", "adapters.sandbox"):
+    for module in (f"adapters.{kind}", "sandboxes"):
         try:
             importlib.import_module(module)
         except ImportError as missing:

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 try:  # the engine needs mapping and scoring, which land separately
-    import connector.sync  # noqa: F401
+    import connector.engine.sync  # noqa: F401
 except ImportError as missing:
     pytest.skip(f"sync engine incomplete: {missing}", allow_module_level=True)
 
 from connector import registry
 from connector.config import AppConfig
 from connector.models import RecordChange, WriteResult
-from connector.scheduler import Service
+from connector.service.scheduler import Service
 from connector.store import open_store
 from tests.fakes import FakeAdapter, FakeCrm
 from tests.integration.test_engine import seed

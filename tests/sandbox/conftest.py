@@ -9,7 +9,7 @@ import pytest
 import requests
 from simple_salesforce import Salesforce
 
-from adapters.sandbox import RunningSandbox, start_salesforce
+from sandboxes import RunningSandbox, start_salesforce
 
 API_VERSION = "62.0"
 

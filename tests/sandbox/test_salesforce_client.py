@@ -17,7 +17,7 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from adapters.sandbox import RunningSandbox, start_salesforce
+from sandboxes import RunningSandbox, start_salesforce
 from tests.sandbox.conftest import API_VERSION, client_session, fetch_token
 
 

@@ -17,8 +17,8 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
 )
 
-from adapters.sandbox import RunningSandbox, start_salesforce
-from adapters.sandbox.sf_schema import id_suffix
+from sandboxes import RunningSandbox, start_salesforce
+from sandboxes.sf_schema import id_suffix
 from tests.sandbox.conftest import API_VERSION, client_session, fetch_token
 
 DATA = f"/services/data/v{API_VERSION}"
@@ -477,8 +477,8 @@ def test_custom_invoice_object_mirrors_the_seed(sf_sandbox: RunningSandbox, sf: 
 
 
 def test_streamed_seed_equals_the_in_memory_seed() -> None:
-    from adapters.sandbox.salesforce import SalesforceEmulator
-    from adapters.sandbox.seed import generate, stream
+    from sandboxes.salesforce import SalesforceEmulator
+    from sandboxes.seed import generate, stream
 
     listed = SalesforceEmulator(generate(accounts=40, seed=2))
     streamed = SalesforceEmulator(stream(accounts=40, seed=2))

@@ -9,7 +9,7 @@ from itertools import islice
 
 import pytest
 
-from adapters.sandbox.seed import (
+from sandboxes.seed import (
     DEFAULT_AS_OF,
     INVOICE_STATUSES,
     PERSONALITIES,

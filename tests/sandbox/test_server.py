@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from adapters.sandbox import start, start_salesforce
-from adapters.sandbox.server import (
+from sandboxes import start, start_salesforce
+from sandboxes.server import (
     Faults,
     Request,
     Response,
@@ -179,7 +179,7 @@ def test_serve_cli_prints_one_json_line_and_stops_on_sigterm() -> None:
         [
             sys.executable,
             "-m",
-            "adapters.sandbox",
+            "sandboxes",
             "serve",
             "--crm",
             "salesforce",

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from adapters.sandbox import RunningSandbox, start_zoho
 from adapters.zoho import ZohoAdapter
 from connector.protocol import CrmSettings
+from sandboxes import RunningSandbox, start_zoho
 
 FIELDS = [
     "Account_Name.id",

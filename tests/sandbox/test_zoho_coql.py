@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.sandbox.zoho_coql import (
+from sandboxes.zoho_coql import (
     BoolOp,
     Condition,
     CoqlError,

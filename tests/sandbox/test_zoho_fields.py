@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from adapters.sandbox import RunningSandbox, start_zoho
 from adapters.zoho import ZohoAdapter
 from connector.mapping import load_mapping
-from connector.mapping_check import check_mapping, plan_fields
+from connector.mapping.check import check_mapping, plan_fields
 from connector.models import RecordChange
 from connector.protocol import CrmSettings, FieldCreator, FieldSpec
+from sandboxes import RunningSandbox, start_zoho
 
 
 class _Kv:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from adapters.sandbox import RunningSandbox, start_zoho
+from sandboxes import RunningSandbox, start_zoho
 
 THROTTLE = {
     "error": "Access Denied",

@@ -34,7 +34,7 @@ from zohocrmsdk.src.com.zoho.crm.api.record import (
 from zohocrmsdk.src.com.zoho.crm.api.sdk_config import SDKConfig
 from zohocrmsdk.src.com.zoho.crm.api.util import Choice
 
-from adapters.sandbox import RunningSandbox, start_zoho
+from sandboxes import RunningSandbox, start_zoho
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from connector.cli import main
+from connector.cli.main import main
 from connector.store import open_store
 from tests.security.conftest import Cli, Planted
 

@@ -140,7 +140,7 @@ def test_state_file_is_created_owner_only(tmp_path: Path, umask: int) -> None:
 def test_state_files_stay_owner_only_after_a_cli_sync(
     cli: Cli, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from connector.cli import main
+    from connector.cli.main import main
 
     previous = os.umask(0o002)
     try:
@@ -157,7 +157,7 @@ def test_state_files_stay_owner_only_after_a_cli_sync(
 def test_fake_crm_sees_only_mapped_fields_in_every_write(
     cli: Cli, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from connector.cli import main
+    from connector.cli.main import main
 
     main(["--log-format", "json", "sync", "--config", str(cli.config), "--json"])
     capsys.readouterr()

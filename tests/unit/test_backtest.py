@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from connector.backtest import auc, ks, load_invoices, render_backtest, replay, run_backtest
 from connector.errors import ConfigError, ConnectorError
-from connector.policy import ScoringPolicy
+from connector.scoring.backtest import auc, ks, load_invoices, render_backtest, replay, run_backtest
+from connector.scoring.policy import ScoringPolicy
 
 IBM = Path(__file__).resolve().parents[1] / "data" / "ar-late-payments.csv"
 SPLIT = date(2013, 1, 1)

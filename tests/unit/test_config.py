@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.cli import main
+from connector.cli.main import main
 from connector.config import load_config
 from connector.errors import EXIT_CONFIG, ConfigError
 
@@ -202,7 +202,7 @@ def _leaf_keys(data: dict, prefix: str = "") -> set[str]:
 def test_example_config_lists_every_policy_setting() -> None:
     import tomllib
 
-    from connector.policy import ScoringPolicy
+    from connector.scoring.policy import ScoringPolicy
 
     root = Path(__file__).resolve().parents[2]
     example = tomllib.loads((root / "config.example.toml").read_text())

@@ -8,10 +8,10 @@ from decimal import Decimal
 
 from rich.console import Console
 
-from connector.explain import explanation_dict, render_explanation
+from connector.cli.explain import explanation_dict, render_explanation
 from connector.models import Account, Invoice
-from connector.policy import ScoringPolicy
 from connector.scoring import PortfolioContext, assess
+from connector.scoring.policy import ScoringPolicy
 
 AS_OF = date(2025, 6, 30)
 

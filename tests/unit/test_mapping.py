@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import tomllib
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -60,13 +61,13 @@ def test_the_three_presets_ship_and_load() -> None:
         assert "risk_reasons" in mapping.max_lengths("account")
 
 
-def test_package_presets_are_identical_copies_of_mappings_folder() -> None:
-    # mappings/ is the source admins read; the package copy is what an installed connector loads.
-    top = {path.name: path.read_bytes() for path in (ROOT / "mappings").glob("*.toml")}
-    packaged = {path.name: path.read_bytes() for path in PRESET_DIR.glob("*.toml")}
-    assert top.keys() == packaged.keys()
-    for name, content in top.items():
-        assert packaged[name] == content, f"connector/presets/{name} differs from mappings/{name}"
+def test_presets_are_loaded_from_the_one_mappings_folder_shipped_as_package_data() -> None:
+    # One copy: the files admins read in mappings/ are the files the connector loads and ships.
+    assert PRESET_DIR.resolve() == (ROOT / "mappings").resolve()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    setuptools = pyproject["tool"]["setuptools"]
+    assert "mappings" in setuptools["packages"]["find"]["include"]
+    assert setuptools["package-data"]["mappings"] == ["*.toml"]
 
 
 def test_presets_use_the_agreed_custom_risk_field_names() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from connector.errors import FatalCrmError, MappingError
 from connector.mapping import FieldMapping, load_mapping
-from connector.mapping_check import (
+from connector.mapping.check import (
     check_mapping,
     plan_fields,
     salesforce_metadata,

@@ -13,7 +13,7 @@ import pytest
 
 from connector.errors import RecordError
 from connector.mapping import load_mapping, preset_names
-from connector.mapping_check import check_mapping, plan_fields
+from connector.mapping.check import check_mapping, plan_fields
 from connector.protocol import CrmAdapter, ObjectDescription
 from connector.registry import (
     available_adapters,

@@ -17,9 +17,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.config import AppConfig
-from connector.health import Expectation, connection_health
-from connector.metrics import Metrics, MetricsServer, export_one_shot
-from connector.scheduler import RunResult, Service
+from connector.service.health import Expectation, connection_health
+from connector.service.metrics import Metrics, MetricsServer, export_one_shot
+from connector.service.scheduler import RunResult, Service
 from connector.store import open_store
 
 DOCUMENTED = {

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from connector.governance import GovernancePolicy
 from connector.models import Account, Reason, RiskAssessment
-from connector.planner import LedgerView, plan_account, plan_tasks, truncate
-from connector.task_rules import DEFAULT_RULES, Firing, RuleContext, TaskPolicy, evaluate
+from connector.planning.governance import GovernancePolicy
+from connector.planning.planner import LedgerView, plan_account, plan_tasks, truncate
+from connector.planning.task_rules import DEFAULT_RULES, Firing, RuleContext, TaskPolicy, evaluate
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
 AS_OF = date(2026, 11, 1)

@@ -7,7 +7,7 @@ import tomllib
 import pytest
 from pydantic import ValidationError
 
-from connector.policy import ScoringPolicy, policy_fingerprint
+from connector.scoring.policy import ScoringPolicy, policy_fingerprint
 
 
 def test_defaults_are_the_reference_model() -> None:

@@ -15,10 +15,10 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from connector import scheduler as scheduler_module
 from connector.config import AppConfig
 from connector.errors import ConfigError, LockHeldError
-from connector.scheduler import (
+from connector.service import scheduler as scheduler_module
+from connector.service.scheduler import (
     RunResult,
     Service,
     build_trigger,

@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from connector.models import Account, Invoice, InvoiceStatus
-from connector.policy import ScoringPolicy
 from connector.scoring.features import _count_back, extract
+from connector.scoring.policy import ScoringPolicy
 from connector.scoring.portfolio import PortfolioContext
 
 AS_OF = date(2025, 6, 30)

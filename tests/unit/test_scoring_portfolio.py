@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from connector.models import Account, Invoice, RiskAssessment
-from connector.policy import ScoringPolicy
 from connector.scoring import build_portfolio_context, open_exposure, portfolio_report
+from connector.scoring.policy import ScoringPolicy
 
 
 def acct(

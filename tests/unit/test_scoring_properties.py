@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.models import Account, Invoice, InvoiceStatus
-from connector.policy import BANDS, ScoringPolicy
 from connector.scoring import PortfolioContext, assess, band_for
 from connector.scoring.limits import floor_to_step
+from connector.scoring.policy import BANDS, ScoringPolicy
 
 AS_OF = date(2025, 6, 30)
 POLICY = ScoringPolicy()

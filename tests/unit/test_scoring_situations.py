@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from connector.models import Account, Invoice, InvoiceStatus
-from connector.policy import ScoringPolicy
 from connector.scoring import PortfolioContext, assess
+from connector.scoring.policy import ScoringPolicy
 
 AS_OF = date(2025, 6, 30)
 POLICY = ScoringPolicy()

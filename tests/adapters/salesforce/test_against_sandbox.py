@@ -28,7 +28,7 @@ INVOICE_FIELDS = [
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Any]:
-    from adapters.sandbox import start
+    from sandboxes import start
 
     with start("salesforce", accounts=60) as running:
         yield running

@@ -17,7 +17,7 @@ from ._support import MemoryKv
 
 @pytest.fixture
 def sandbox() -> Iterator[Any]:
-    from adapters.sandbox import start
+    from sandboxes import start
 
     try:
         running = start("zoho", accounts=60)

@@ -10,12 +10,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from connector.engine.report import RunReport
 from connector.errors import RunCancelled
 from connector.models import AccountUpdate, RecordChange, RiskAssessment, TaskAction, WriteResult
-from connector.planner import AccountPlan, TaskPlan
+from connector.planning.planner import AccountPlan, TaskPlan
 from connector.protocol import CrmAdapter
 from connector.redaction import redact
-from connector.report import RunReport
 from connector.store import SqlStore, TaskLedgerEntry
 
 log = logging.getLogger("crm_risk.writer")

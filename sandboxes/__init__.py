@@ -22,8 +22,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
 
-from adapters.sandbox.seed import Portfolio, PortfolioStream, generate, stream
-from adapters.sandbox.server import Faults, SandboxServer
+from sandboxes.seed import Portfolio, PortfolioStream, generate, stream
+from sandboxes.server import Faults, SandboxServer
 
 __all__ = [
     "Faults",
@@ -51,7 +51,7 @@ class _Kind:
 
 _KINDS = {
     "salesforce": _Kind(
-        "adapters.sandbox.salesforce",
+        "sandboxes.salesforce",
         "SalesforceEmulator",
         "/services/oauth2/token",
         # Invoice__c carries paid dates; Billing's blng__Invoice__c has none, so payment
@@ -61,7 +61,7 @@ _KINDS = {
         "62.0",
     ),
     "zoho": _Kind(
-        "adapters.sandbox.zoho",
+        "sandboxes.zoho",
         "ZohoEmulator",
         "/oauth/v2/token",
         "zoho.inventory",
@@ -295,7 +295,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m adapters.sandbox serve ...`: print URLs and credentials, serve until a signal."""
+    """`python -m sandboxes serve ...`: print URLs and credentials, serve until a signal."""
     args = _parser().parse_args(argv)
     try:
         faults = Faults.parse(args.faults)

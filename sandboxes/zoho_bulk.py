@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from adapters.sandbox.server import Request, Response
-from adapters.sandbox.zoho_schema import LOOKUP_TYPES, ZModule, find_module
+from sandboxes.server import Request, Response
+from sandboxes.zoho_schema import LOOKUP_TYPES, ZModule, find_module
 
 if TYPE_CHECKING:
-    from adapters.sandbox.zoho import ZohoEmulator
+    from sandboxes.zoho import ZohoEmulator
 
 BULK_PREFIX = "/crm/bulk/v8"
 MAX_PAGE = 200_000

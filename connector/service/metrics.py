@@ -21,8 +21,8 @@ from prometheus_client import (
     write_to_textfile,
 )
 
-from connector.health import SUCCESS_STATUSES
 from connector.redaction import redact, redact_url
+from connector.service.health import SUCCESS_STATUSES
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment

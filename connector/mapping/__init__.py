@@ -1,10 +1,8 @@
 """Field mappings: load and validate mapping TOML, and translate between CRM records and canonical models.
 
 A mapping file names, for each canonical object (account, invoice, task), the CRM object and,
-for each canonical field, the CRM field and how to convert it. Presets ship inside the package
-(`connector/presets/*.toml`, so an installed connector finds them); `mappings/*.toml` at the
-repository top level holds byte-identical copies for admins to read and copy, and a unit test
-keeps the two in step. Edit `mappings/` and copy the file into `connector/presets/`.
+for each canonical field, the CRM field and how to convert it. Presets are the TOML files of the
+top-level `mappings` package, shipped as package data (one copy, read by admins and loaded here).
 
 This is the only module that sees canonical names and CRM names side by side (STYLE.md, 7).
 """
@@ -12,6 +10,7 @@ This is the only module that sees canonical names and CRM names side by side (ST
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import json
 import re
 import tomllib
@@ -36,7 +35,7 @@ from connector.models import (
 )
 
 _M = TypeVar("_M", bound=StrictModel)
-PRESET_DIR = Path(__file__).resolve().parent / "presets"
+PRESET_DIR = Path(str(importlib.resources.files("mappings")))
 ELLIPSIS = "…"
 # Amounts above this are almost certainly unit or parsing mistakes (cents read as units, a phone
 # number in an amount field); the record is quarantined rather than skewing a portfolio.

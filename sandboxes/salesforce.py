@@ -25,9 +25,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs
 
-from adapters.sandbox.seed import Portfolio, PortfolioStream, SeedAccount, SeedInvoice
-from adapters.sandbox.server import Request, Response
-from adapters.sandbox.sf_schema import (
+from sandboxes.seed import Portfolio, PortfolioStream, SeedAccount, SeedInvoice
+from sandboxes.server import Request, Response
+from sandboxes.sf_schema import (
     CLOSED_TASK_STATUSES,
     NUMBER_TYPES,
     FieldDef,
@@ -36,7 +36,7 @@ from adapters.sandbox.sf_schema import (
     make_id,
     to_id18,
 )
-from adapters.sandbox.sf_soql import (
+from sandboxes.sf_soql import (
     BoolOp,
     Comparison,
     Condition,

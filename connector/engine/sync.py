@@ -13,18 +13,18 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from connector.engine.report import RunReport
+from connector.engine.writer import PendingAccount, Writer
 from connector.errors import ConnectorError, RecordError, RunCancelled
 from connector.mapping import FieldMapping
 from connector.models import Account, RawRecord, RiskAssessment
-from connector.planner import LIMIT_FIELD, LedgerView, normalize, plan_account, plan_tasks
-from connector.policy import policy_fingerprint
+from connector.planning.planner import LIMIT_FIELD, LedgerView, normalize, plan_account, plan_tasks
+from connector.planning.task_rules import RuleContext, evaluate
 from connector.protocol import CrmAdapter
 from connector.redaction import redact
-from connector.report import RunReport
 from connector.scoring import assess, build_portfolio_context, portfolio_report
+from connector.scoring.policy import policy_fingerprint
 from connector.store import SqlStore
-from connector.task_rules import RuleContext, evaluate
-from connector.writer import PendingAccount, Writer
 
 if TYPE_CHECKING:
     from connector.config import AppConfig, ConnectionConfig

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from connector.config import load_config
+from connector.engine.sync import SyncOptions, run_sync
 from connector.errors import EXIT_OK, ConnectorError
 from connector.mapping import load_mapping
 from connector.registry import (
@@ -25,7 +26,6 @@ from connector.registry import (
     sandbox_starter,
 )
 from connector.store import open_store
-from connector.sync import SyncOptions, run_sync
 
 # The sandboxes seed their portfolio relative to this date, so the demo is the same on every run.
 DEMO_AS_OF = date(2026, 11, 1)

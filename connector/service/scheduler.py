@@ -45,9 +45,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from connector.errors import ConfigError, ConfigProblem, LockHeldError
-from connector.health import SUCCESS_STATUSES, Expectation, health_report
-from connector.metrics import Metrics, MetricsServer
 from connector.redaction import redact
+from connector.service.health import SUCCESS_STATUSES, Expectation, health_report
+from connector.service.metrics import Metrics, MetricsServer
 from connector.store import SqlStore, open_store
 
 if TYPE_CHECKING:
@@ -337,8 +337,8 @@ class ConnectionRunner:
 
     def __call__(self, connection: ConnectionConfig, cancel: threading.Event) -> RunResult:
         """Run one sync of `connection`, stopping before the next batch once `cancel` is set."""
+        from connector.engine.sync import SyncOptions, run_sync
         from connector.registry import create_adapter
-        from connector.sync import SyncOptions, run_sync
 
         store = self._open_store()
         try:
@@ -387,7 +387,7 @@ class ConnectionRunner:
         if connection.name in self._checked:
             return
         from connector.errors import MappingErrors
-        from connector.mapping_check import check_mapping
+        from connector.mapping.check import check_mapping
 
         errors = [
             error

@@ -242,8 +242,8 @@ def _print_json(console: Console, payload: Any) -> None:
 
 def cmd_sync(args: argparse.Namespace, console: Console) -> int:
     """Run one sync for a connection."""
+    from connector.engine.sync import SyncOptions, classify_exit, run_sync
     from connector.registry import create_adapter
-    from connector.sync import SyncOptions, classify_exit, run_sync
 
     config = _load(args)
     connection = config.connection(args.connection)
@@ -268,13 +268,13 @@ def cmd_sync(args: argparse.Namespace, console: Console) -> int:
             mapping=mapping,
             options=options,
         )
-        from connector.metrics import export_one_shot
+        from connector.service.metrics import export_one_shot
 
         export_one_shot(config, report.to_dict(), len(store.failed_writes(connection.name)))
     if args.json:
         _print_json(console, report.to_dict())
     else:
-        from connector.render import render_report
+        from connector.cli.render import render_report
 
         console.print(render_report(report.to_dict()))
     return classify_exit(report)
@@ -319,7 +319,7 @@ def _refuse_on_mapping_errors(
     import time
 
     from connector.errors import MappingErrors
-    from connector.mapping_check import check_mapping
+    from connector.mapping.check import check_mapping
 
     digest = hashlib.sha256(
         json.dumps(mapping.effective_dict(), sort_keys=True, default=str).encode()
@@ -357,7 +357,7 @@ def _install_signal_handlers(cancel: Any) -> None:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     """Run the scheduler service."""
-    from connector.scheduler import serve
+    from connector.service.scheduler import serve
 
     config = _load(args)
     return int(serve(config, interval_seconds=args.interval_seconds, max_runs=args.max_runs))
@@ -375,7 +375,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         pending = {conn: len(store.failed_writes(conn)) for conn in connections}
     finally:
         store.close()
-    from connector.scheduler import next_run_times
+    from connector.service.scheduler import next_run_times
 
     next_runs = next_run_times(config, connections)
     if args.json:
@@ -443,7 +443,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     """Validate config and mapping, then the mapping against the live CRM."""
-    from connector.mapping_check import check_mapping
+    from connector.mapping.check import check_mapping
     from connector.registry import create_adapter
 
     config = _load(args)
@@ -503,7 +503,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_explain(args: argparse.Namespace, console: Console) -> int:
     """Explain one account from the state store."""
-    from connector.explain import explanation_dict, render_explanation
+    from connector.cli.explain import explanation_dict, render_explanation
 
     config = _load(args, offline=True)
     connection = config.connection(args.connection)
@@ -532,8 +532,8 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_backtest(args: argparse.Namespace, console: Console) -> int:
     """Backtest the model on an invoice history file."""
-    from connector.backtest import render_backtest, run_backtest
-    from connector.policy import ScoringPolicy
+    from connector.scoring.backtest import render_backtest, run_backtest
+    from connector.scoring.policy import ScoringPolicy
 
     policy = _load(args).policy if args.config else ScoringPolicy()
     report = run_backtest(Path(args.invoices), args.format, args.split_date, policy, fit=args.fit)
@@ -588,7 +588,7 @@ def _short(value: Any) -> str:
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     """Start sandbox CRMs in-process and show two syncs."""
-    from connector.demo import run_demo
+    from connector.cli.demo import run_demo
 
     return run_demo(console, crm=args.crm, accounts=args.accounts, seed=args.seed, keep=args.keep)
 
@@ -613,7 +613,7 @@ def cmd_sandbox_serve(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
     """List (and optionally render as Salesforce metadata) the custom fields the CRM lacks."""
-    from connector.mapping_check import plan_fields, salesforce_metadata, zoho_field_instructions
+    from connector.mapping.check import plan_fields, salesforce_metadata, zoho_field_instructions
     from connector.registry import create_adapter
 
     config = _load(args)

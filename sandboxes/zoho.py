@@ -29,10 +29,10 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
 
-from adapters.sandbox.seed import Portfolio, SeedInvoice
-from adapters.sandbox.server import Faults, Request, Response
-from adapters.sandbox.zoho_bulk import BULK_PREFIX, BulkReads, record_count
-from adapters.sandbox.zoho_coql import (
+from sandboxes.seed import Portfolio, SeedInvoice
+from sandboxes.server import Faults, Request, Response
+from sandboxes.zoho_bulk import BULK_PREFIX, BulkReads, record_count
+from sandboxes.zoho_coql import (
     BoolOp,
     Condition,
     CoqlError,
@@ -43,8 +43,8 @@ from adapters.sandbox.zoho_coql import (
     like_regex,
     parse,
 )
-from adapters.sandbox.zoho_fields import CustomFields
-from adapters.sandbox.zoho_schema import (
+from sandboxes.zoho_fields import CustomFields
+from sandboxes.zoho_schema import (
     EXCHANGE_RATES,
     HOME_CURRENCY,
     LOOKUP_TYPES,

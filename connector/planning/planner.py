@@ -8,9 +8,9 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connector.governance import GovernancePolicy
 from connector.models import Account, AccountUpdate, RiskAssessment, TaskAction
-from connector.task_rules import Firing, TaskRule
+from connector.planning.governance import GovernancePolicy
+from connector.planning.task_rules import Firing, TaskRule
 
 ELLIPSIS = "…"
 MONEY_FIELDS = frozenset({"recommended_credit_limit", "current_credit_limit"})

@@ -15,11 +15,11 @@ import re
 import threading
 from typing import TYPE_CHECKING, Any
 
-from adapters.sandbox.server import Request, Response
-from adapters.sandbox.zoho_schema import NONE_VALUE, ZField, ZModule, find_module
+from sandboxes.server import Request, Response
+from sandboxes.zoho_schema import NONE_VALUE, ZField, ZModule, find_module
 
 if TYPE_CHECKING:
-    from adapters.sandbox.zoho import ZohoEmulator
+    from sandboxes.zoho import ZohoEmulator
 
 MAX_FIELDS_PER_CALL = 5
 # Data types the sandbox lets a client create (the subset the connector needs and can store).

@@ -48,8 +48,8 @@ from rich.text import Text
 
 from connector.errors import ConfigError, ConfigProblem, ConnectorError
 from connector.models import Account, Invoice, InvoiceStatus, RiskAssessment
-from connector.policy import BANDS, ScoringPolicy, policy_fingerprint
 from connector.scoring import PortfolioContext, assess
+from connector.scoring.policy import BANDS, ScoringPolicy, policy_fingerprint
 
 BacktestFormat = Literal["ibm-ar", "canonical"]
 _TRUE = {"1", "true", "yes", "y", "t"}

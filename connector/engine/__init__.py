@@ -1,0 +1,1 @@
+"""One sync run: pull changes into the store, score, plan and write through the adapter."""

@@ -1,0 +1,1 @@
+"""The long-running service: schedules, runs under a lease, health and metrics endpoints."""

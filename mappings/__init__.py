@@ -1,0 +1,1 @@
+"""Mapping presets shipped as package data: one TOML file per preset, found by `connector.mapping`."""
