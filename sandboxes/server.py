@@ -1,35 +1,50 @@
 """Loopback HTTP(S) plumbing shared by the sandbox CRMs: requests, responses, fault injection, call counts.
 
-An emulator only turns a `Request` into a `Response`. `SandboxServer` owns the socket, TLS
+An emulator only turns a `Request` into a `Response`. `SandboxServer` hosts it on cheroot, a
+maintained HTTP/1.1 WSGI server (see the README's dependency section for why), and owns TLS
 (a throw-away CA from `trustme`), the fault plan and the call counter, so both CRMs misbehave
 in the same, reproducible way.
 
 Emulators read per-record faults (`record_error_rate`, `lock_error_rate`) and token lifetime
 (`expire_tokens_after_s`) from `request.faults`, the live `Faults` of the server, and their own
-public address from `request.base_url`.
+public address from `request.base_url`. Two optional emulator attributes name the content
+codings its API takes and gives: `request_encodings` (request bodies the server inflates
+before the emulator sees them) and `response_encodings` (answers gzip-compressed when the
+client accepts it).
 """
 
 from __future__ import annotations
 
-import contextlib
+import gzip
 import json
+import logging
 import random
 import re
 import socket
-import ssl
 import tempfile
 import threading
 import time
-import traceback
+import traceback as traceback_module
+import zlib
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.parser import BytesParser
+from email.policy import HTTP
+from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
 from urllib.parse import parse_qs, urlsplit
 
+import cheroot.ssl.builtin
+import cheroot.wsgi
+
 FAULT_KINDS = ("429", "503", "500")
+# Requests in progress at once; idle keep-alive connections hold no thread in cheroot.
+WORKER_THREADS = 24
+# Answers shorter than this go out uncompressed even when gzip is accepted and offered.
+COMPRESS_ABOVE = 1024
 
 
 @dataclass
@@ -126,6 +141,37 @@ class Request:
         values = self.query.get(name)
         return values[0] if values else default
 
+    def form(self) -> dict[str, str]:
+        """The body as form fields: `application/x-www-form-urlencoded` or `multipart/form-data`.
+
+        First value per name; file parts are read as text. A body of another type is read as
+        urlencoded, which is what OAuth token endpoints effectively do.
+        """
+        content_type = self.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() == "multipart/form-data":
+            return _multipart_fields(content_type, self.body)
+        text = self.body.decode("utf-8", "replace")
+        return {key: values[0] for key, values in parse_qs(text, keep_blank_values=True).items()}
+
+
+def _multipart_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """Fields of a multipart/form-data body (RFC 7578), parsed by the standard email parser."""
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    out: dict[str, str] = {}
+    if not message.is_multipart():
+        return out
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or name in out:
+            continue
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        charset = part.get_content_charset() or "utf-8"
+        out[name] = data.decode(charset, "replace")
+    return out
+
 
 @dataclass
 class Response:
@@ -171,76 +217,43 @@ def normalise_endpoint(path: str) -> str:
     return normalised[:-1] if len(normalised) > 1 and normalised.endswith("/") else normalised
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
-    protocol_version = "HTTP/1.1"  # keep-alive, as requests' pooled sessions expect
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # Quiet: tests run with warnings as errors and logs would leak tokens in URLs.
-        return
-
-    def _serve(self) -> None:
-        owner = self.server.owner
-        split = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        request = Request(
-            method=self.command,
-            path=split.path,
-            query=parse_qs(split.query, keep_blank_values=True),
-            headers={k.lower(): v for k, v in self.headers.items()},
-            body=body,
-            base_url=owner.base_url,
-            faults=owner.faults,
-        )
-        response, drop = owner.dispatch(request)
-        if drop:
-            self.close_connection = True
-            return
-        self.send_response(response.status)
-        for key, value in response.headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
-
-    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _serve
+class _DropConnection(Exception):
+    """Raised by the WSGI app to close the connection without answering."""
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Gateway(cheroot.wsgi.Gateway_10):
+    """WSGI 1.0 gateway that can also hang up unanswered, which WSGI itself cannot express."""
 
-    def __init__(self, address: tuple[str, int], owner: SandboxServer) -> None:
-        self.owner = owner
-        super().__init__(address, _Handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # Small answers go out at once: Nagle plus delayed ACK otherwise add ~40 ms to some calls.
-        with contextlib.suppress(OSError):
-            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # TLS handshake in the per-connection thread, so one slow client cannot stall accept().
-        context = self.owner.ssl_context
-        if context is None:
-            super().finish_request(request, client_address)
-            return
+    def respond(self) -> None:
         try:
-            wrapped = context.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError):
-            return
-        try:
-            super().finish_request(wrapped, client_address)
-        finally:
-            wrapped.close()
+            super().respond()
+        except _DropConnection:
+            # Nothing was written yet (the app raises before start_response): no status line,
+            # no headers, and cheroot closes the socket because the connection may not be reused.
+            self.req.close_connection = True
+            self.req.ready = False
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients that hang up (dropped-connection faults, timeouts) are normal here.
-        return
+
+class _CherootServer(cheroot.wsgi.Server):
+    owner: SandboxServer
+
+    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+        # Hang-ups and TLS handshakes refused by clients are normal here (and logs could carry
+        # tokens from URLs); a server-side failure is kept for tests to assert on.
+        if level >= logging.ERROR:
+            detail = traceback_module.format_exc() if traceback else ""
+            self.owner.errors.append(f"{msg}\n{detail}")
 
 
 class SandboxServer:
-    """A loopback HTTP(S) server in a background thread that hosts one emulator."""
+    """A loopback HTTP(S) server in background threads that hosts one emulator.
+
+    The HTTP/1.1 work is cheroot's (CherryPy's WSGI server): persistent connections, chunked
+    request bodies, `Expect: 100-continue`, TLS. This class adds what a sandbox needs on top:
+    the fault plan, call counts, request-body content codings the emulator accepts
+    (`request_encodings`, e.g. gzip for Salesforce REST) and compressed answers where the
+    emulator offers them (`response_encodings`).
+    """
 
     def __init__(
         self,
@@ -258,11 +271,10 @@ class SandboxServer:
         self.host = host
         self.port = port
         self.ca_bundle: str | None = None
-        self.ssl_context: ssl.SSLContext | None = None
-        # Tracebacks of emulator bugs (answered as 500); tests assert this stays empty.
+        # Tracebacks of emulator or server bugs (emulator bugs answer 500); tests assert this stays empty.
         self.errors: list[str] = []
         self._calls_lock = threading.Lock()
-        self._httpd: _HTTPServer | None = None
+        self._cheroot: _CherootServer | None = None
         self._thread: threading.Thread | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
@@ -272,23 +284,52 @@ class SandboxServer:
         return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> SandboxServer:
-        """Bind, make the TLS material if needed, and serve in a daemon thread."""
-        if self._httpd is not None:
+        """Bind, make the TLS material if needed, and serve in daemon threads."""
+        if self._cheroot is not None:
             return self
+        httpd = _CherootServer(
+            (self.host, self.port),
+            self._wsgi,
+            numthreads=WORKER_THREADS,
+            server_name=f"crm-sandbox-{self.emulator.name}",
+            timeout=10,
+            shutdown_timeout=2,
+        )
+        httpd.owner = self
+        httpd.gateway = _Gateway
+        # Clients that pool connections (jsforce, the SDKs) should keep theirs: cheroot's
+        # default of 10 would answer the 11th with `Connection: close`.
+        httpd.keep_alive_conn_limit = 256
+        # The connection selector polls at this interval, and stop() waits up to one interval:
+        # cheroot's 0.5 s default would add half a second to every test that stops a sandbox.
+        httpd.expiration_interval = 0.05
         if self.tls:
-            self._make_tls()
-        self._httpd = _HTTPServer((self.host, self.port), self)
-        self.port = int(self._httpd.server_address[1])
+            httpd.ssl_adapter = self._make_tls()
+        # Threads inherit daemon-ness from the thread that starts them: binding in a daemon
+        # thread makes cheroot's workers daemons, so a sandbox a test forgot to stop cannot
+        # keep the interpreter alive at exit (the old http.server used daemon threads too).
+        failure: list[BaseException] = []
+
+        def prepare() -> None:
+            try:
+                httpd.prepare()
+            except BaseException as exc:  # re-raised in the caller below
+                failure.append(exc)
+
+        binder = threading.Thread(target=prepare, name="sandbox-bind", daemon=True)
+        binder.start()
+        binder.join()
+        if failure:
+            raise failure[0]
+        self.port = int(httpd.bind_addr[1])
+        self._cheroot = httpd
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"sandbox-{self.emulator.name}",
-            daemon=True,
+            target=httpd.serve, name=f"sandbox-{self.emulator.name}", daemon=True
         )
         self._thread.start()
         return self
 
-    def _make_tls(self) -> None:
+    def _make_tls(self) -> cheroot.ssl.builtin.BuiltinSSLAdapter:
         import trustme
 
         ca = trustme.CA()
@@ -297,16 +338,17 @@ class SandboxServer:
         bundle = Path(self._tmp.name) / "ca.pem"
         ca.cert_pem.write_to_path(str(bundle))
         self.ca_bundle = str(bundle)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        cert.configure_cert(context)
-        self.ssl_context = context
+        # cheroot's adapter reads PEM files; key and chain share one file that only we can read.
+        identity = Path(self._tmp.name) / "server.pem"
+        cert.private_key_and_cert_chain_pem.write_to_path(str(identity))
+        identity.chmod(0o600)
+        return cheroot.ssl.builtin.BuiltinSSLAdapter(str(identity), None)
 
     def stop(self) -> None:
         """Stop serving and remove the CA files."""
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+        if self._cheroot is not None:
+            self._cheroot.stop()
+            self._cheroot = None
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -331,6 +373,65 @@ class SandboxServer:
         with self._calls_lock:
             self.calls.clear()
 
+    def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        request = self._request(environ)
+        response, drop = self.dispatch(request)
+        if drop:
+            raise _DropConnection
+        body = response.body
+        headers = dict(response.headers)
+        coding = self._response_coding(request, response)
+        if coding:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = coding
+            headers["Vary"] = "Accept-Encoding"
+        headers["Content-Length"] = str(len(body))
+        try:
+            phrase = HTTPStatus(response.status).phrase
+        except ValueError:
+            phrase = "Unknown"
+        start_response(f"{response.status} {phrase}", list(headers.items()))
+        return [] if request.method == "HEAD" else [body]
+
+    def _request(self, environ: dict[str, Any]) -> Request:
+        # REQUEST_URI is the target as sent: PATH_INFO would be percent-decoded, and the
+        # emulators match raw paths (ids, external-id values) as the old server gave them.
+        split = urlsplit(environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
+        headers = {
+            key[5:].replace("_", "-").lower(): value
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(key):
+                headers[key.replace("_", "-").lower()] = environ[key]
+        # cheroot hands over Content-Length and chunked bodies alike, already de-chunked.
+        body = environ["wsgi.input"].read()
+        accepted = getattr(self.emulator, "request_encodings", ())
+        decoded = _decode_body(body, headers.get("content-encoding", ""), accepted)
+        if decoded is not None:
+            body = decoded
+            del headers["content-encoding"]
+        return Request(
+            method=environ["REQUEST_METHOD"],
+            path=split.path,
+            query=parse_qs(split.query, keep_blank_values=True),
+            headers=headers,
+            body=body,
+            base_url=self.base_url,
+            faults=self.faults,
+        )
+
+    def _response_coding(self, request: Request, response: Response) -> str | None:
+        offered = getattr(self.emulator, "response_encodings", ())
+        if "gzip" not in offered or len(response.body) < COMPRESS_ABOVE:
+            return None
+        if "content-encoding" in {k.lower() for k in response.headers}:
+            return None
+        accepted = request.headers.get("accept-encoding", "")
+        codings = {part.split(";")[0].strip().lower() for part in accepted.split(",")}
+        return "gzip" if "gzip" in codings else None
+
     def dispatch(self, request: Request) -> tuple[Response, bool]:
         """Apply the fault plan, then the emulator. Returns (response, drop the connection)."""
         with self._calls_lock:
@@ -350,7 +451,7 @@ class SandboxServer:
         try:
             response = self.emulator.handle(request)
         except Exception:  # an emulator bug must look like a server error, not a hung socket
-            self.errors.append(traceback.format_exc())
+            self.errors.append(traceback_module.format_exc())
             return self.emulator.fault_response("500"), False
         if (
             request.method in ("POST", "PATCH", "PUT", "DELETE")
@@ -359,6 +460,29 @@ class SandboxServer:
         ):
             return response, True
         return response, False
+
+
+def _decode_body(body: bytes, content_encoding: str, accepted: Iterable[str]) -> bytes | None:
+    """The body with a `Content-Encoding` the emulator's API accepts undone, else None.
+
+    Anything else is left as sent, and a corrupt body too: the emulator then fails to parse it,
+    as the service would.
+    """
+    coding = content_encoding.strip().lower()
+    if not body or not coding or coding == "identity" or coding not in set(accepted):
+        return None
+    try:
+        if coding == "gzip":
+            return gzip.decompress(body)
+        if coding == "deflate":
+            # RFC 9110's deflate is zlib-wrapped; some clients send raw deflate anyway.
+            try:
+                return zlib.decompress(body)
+            except zlib.error:
+                return zlib.decompress(body, -zlib.MAX_WBITS)
+    except (OSError, EOFError, zlib.error):
+        return None
+    return None
 
 
 def free_port() -> int:

@@ -1,10 +1,8 @@
-"""Chaos fixtures: sandboxes with TCP_NODELAY, the seed list, and the fault-free reference state per CRM."""
+"""Chaos fixtures: the seed list and the fault-free reference state per CRM."""
 
 from __future__ import annotations
 
 import os
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,28 +13,6 @@ CRMS = ["salesforce", "zoho"]
 SEEDS = int(os.environ.get("CHAOS_SEEDS", "20"))
 DATA_SEED = 7
 ACCOUNTS = 24
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _nodelay() -> Iterator[None]:
-    """Without TCP_NODELAY the sandbox stalls ~40 ms on some answers (Nagle + delayed ACK).
-
-    That makes the suite 10x slower without changing what it checks; reported to the sandbox owner.
-    """
-    try:
-        import sandboxes.server as server
-    except ImportError:
-        yield
-        return
-    original = server._HTTPServer.finish_request
-
-    def finish_request(self: Any, request: Any, client_address: Any) -> None:
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        original(self, request, client_address)
-
-    server._HTTPServer.finish_request = finish_request  # type: ignore[method-assign]
-    yield
-    server._HTTPServer.finish_request = original  # type: ignore[method-assign]
 
 
 @pytest.fixture(autouse=True)

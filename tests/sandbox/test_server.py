@@ -30,13 +30,20 @@ class Recorder:
     """A tiny emulator: remembers writes and echoes the request."""
 
     name = "recorder"
+    request_encodings = ("gzip", "deflate")
+    response_encodings = ("gzip",)
 
     def __init__(self) -> None:
         self.writes: list[bytes] = []
+        self.forms: list[dict[str, str]] = []
 
     def handle(self, request: Request) -> Response:
         if request.path == "/boom":
             raise RuntimeError("emulator bug")
+        if request.path == "/big":
+            return Response.json(200, {"rows": ["x" * 100] * 100})
+        if request.path == "/form":
+            self.forms.append(request.form())
         if request.method == "POST":
             self.writes.append(request.body)
         return Response.json(200, {"path": request.path, "query": request.query})
@@ -223,3 +230,135 @@ def test_serve_cli_prints_one_json_line_and_stops_on_sigterm() -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         assert proc.stdout.read() == ""  # exactly one line
+
+
+def _raw_exchange(server: SandboxServer, payload: bytes, *, reads: int = 1) -> list[bytes]:
+    """Send bytes on one plain-HTTP connection and read `reads` answers (split on status lines)."""
+    import socket
+
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(payload)
+        data = b""
+        while data.count(b"HTTP/1.1 ") < reads or not data.endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return [b"HTTP/1.1 " + part for part in data.split(b"HTTP/1.1 ")[1:]]
+
+
+@pytest.fixture
+def plain() -> Iterator[SandboxServer]:
+    with SandboxServer(Recorder(), tls=False) as running:
+        yield running
+
+
+def test_chunked_request_body_arrives_whole_and_the_connection_stays_usable(
+    plain: SandboxServer,
+) -> None:
+    emulator = plain.emulator
+    assert isinstance(emulator, Recorder)
+    chunked = (
+        b"POST /w HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    )
+    follow_up = b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n"
+    answers = _raw_exchange(plain, chunked + follow_up, reads=2)
+    assert emulator.writes == [b"hello world"]
+    assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 2
+    assert b'"/after"' in answers[1]  # the chunk bytes were not taken for a second request
+
+
+def test_expect_100_continue_is_answered_before_the_body(plain: SandboxServer) -> None:
+    import socket
+
+    emulator = plain.emulator
+    assert isinstance(emulator, Recorder)
+    with socket.create_connection((plain.host, plain.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /w HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n")
+        sock.sendall(b"body")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 OK")
+    assert emulator.writes == [b"body"]
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(server: SandboxServer) -> None:
+    import http.client
+    import ssl
+
+    if server.tls:
+        context = ssl.create_default_context(cafile=server.ca_bundle)
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            server.host, server.port, context=context, timeout=5
+        )
+    else:
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    try:
+        conn.request("GET", "/one")
+        first = conn.getresponse()
+        first.read()
+        sock = conn.sock
+        for _ in range(3):
+            conn.request("GET", "/again")
+            answer = conn.getresponse()
+            assert answer.status == 200
+            answer.read()
+        assert conn.sock is sock  # never reconnected
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_compressed_request_bodies_are_inflated_when_the_api_accepts_them(
+    plain: SandboxServer, coding: str
+) -> None:
+    import gzip
+    import zlib
+
+    emulator = plain.emulator
+    assert isinstance(emulator, Recorder)
+    packed = gzip.compress(b'{"a": 1}') if coding == "gzip" else zlib.compress(b'{"a": 1}')
+    answer = requests.post(
+        plain.base_url + "/w", data=packed, headers={"Content-Encoding": coding}, timeout=5
+    )
+    assert answer.status_code == 200
+    assert emulator.writes == [b'{"a": 1}']
+
+
+def test_a_coding_the_api_does_not_accept_reaches_the_emulator_as_sent(
+    plain: SandboxServer,
+) -> None:
+    emulator = plain.emulator
+    assert isinstance(emulator, Recorder)
+    requests.post(plain.base_url + "/w", data=b"zz", headers={"Content-Encoding": "br"}, timeout=5)
+    assert emulator.writes == [b"zz"]
+
+
+def test_multipart_and_urlencoded_forms_read_the_same(plain: SandboxServer) -> None:
+    emulator = plain.emulator
+    assert isinstance(emulator, Recorder)
+    fields = {"grant_type": "refresh_token", "refresh_token": "1000.abc", "note": "a b&c=d"}
+    requests.post(plain.base_url + "/form", data=fields, timeout=5)
+    requests.post(
+        plain.base_url + "/form", files={k: (None, v) for k, v in fields.items()}, timeout=5
+    )
+    assert emulator.forms == [fields, fields]
+
+
+def test_answers_are_gzipped_only_when_accepted_and_large(plain: SandboxServer) -> None:
+    import gzip
+
+    with requests.Session() as session:
+        big = session.get(plain.base_url + "/big", timeout=5)
+        assert big.headers["Content-Encoding"] == "gzip"
+        assert big.json()["rows"][0] == "x" * 100  # requests inflates it
+        small = session.get(plain.base_url + "/x", timeout=5)
+        assert "Content-Encoding" not in small.headers
+        raw = session.get(
+            plain.base_url + "/big", headers={"Accept-Encoding": "identity"}, timeout=5
+        )
+        assert "Content-Encoding" not in raw.headers
+    packed = requests.get(plain.base_url + "/big", stream=True, timeout=5)
+    assert gzip.decompress(packed.raw.read()) == raw.content
