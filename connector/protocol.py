@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,22 +20,63 @@ from connector.models import (
 )
 
 TASK_MARKER_PREFIX = "[crm-risk:"
+# The marker is a whole line of its own: `[crm-risk:<dedupe key>]`, nothing before or after.
+# User text (account names in subjects and descriptions, a person's notes) is escaped so that
+# no line of it can look like one, and the last marker line wins: a person may add notes below.
+_MARKER_LINE = re.compile(r"^\[crm-risk:([^\r\n]+)\]$")
+# What user text shows instead of the prefix: readable, and never a marker line.
+_ESCAPED_PREFIX = "[crm-risk :"
 
 
 def task_marker(dedupe_key: str) -> str:
-    """The marker written into a task's description so a task created before a crash is found again."""
+    """The marker line written into a task's description, so a task created before a crash is found again.
+
+    Raises:
+        ValueError: a dedupe key with a line break (it could not be read back as one line).
+    """
+    if "\n" in dedupe_key or "\r" in dedupe_key:
+        raise ValueError("a dedupe key cannot contain a line break")
     return f"{TASK_MARKER_PREFIX}{dedupe_key}]"
 
 
+def escape_task_text(text: str) -> str:
+    """User text made safe to put beside a marker: it can never contain a marker line."""
+    return text.replace(TASK_MARKER_PREFIX, _ESCAPED_PREFIX)
+
+
+def with_task_marker(description: str, dedupe_key: str) -> str:
+    """A task description (escaped) followed by the marker on its own last line."""
+    body = escape_task_text(description).rstrip()
+    marker = task_marker(dedupe_key)
+    return f"{body}\n\n{marker}" if body.strip() else marker
+
+
+def append_task_comment(current: str | None, comment: str, dedupe_key: str) -> str:
+    """Add a comment to a task description, keeping our marker as its last line.
+
+    Marker lines already in the description (ours, or a v1 marker in the middle) are dropped
+    from the body and the one marker is written last.
+    """
+    lines = [line for line in (current or "").splitlines() if not _MARKER_LINE.match(line)]
+    body = "\n".join(lines).rstrip()
+    parts = [part for part in (body, escape_task_text(comment).strip()) if part]
+    return with_task_marker("\n\n".join(parts), dedupe_key)
+
+
 def find_task_marker(text: str | None) -> str | None:
-    """Return the dedupe key carried by a task description, or None."""
+    """Return the dedupe key carried by a task description, or None.
+
+    Only a line that is exactly `[crm-risk:KEY]` counts, and the last such line wins, so text
+    that merely contains the prefix (an account named "[crm-risk:...]", a pasted note) is never
+    read as a marker.
+    """
     if not text:
         return None
-    start = text.find(TASK_MARKER_PREFIX)
-    if start < 0:
-        return None
-    end = text.find("]", start)
-    return text[start + len(TASK_MARKER_PREFIX) : end] if end > start else None
+    for line in reversed(text.splitlines()):
+        found = _MARKER_LINE.match(line)
+        if found:
+            return found.group(1)
+    return None
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from connector.protocol import (
     ApiUsage,
     FieldDescription,
     ObjectDescription,
+    append_task_comment,
     find_task_marker,
-    task_marker,
+    with_task_marker,
 )
 
 T0 = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
@@ -252,7 +253,7 @@ class FakeAdapter:
                 "Subject": task.subject,
                 "Priority": task.priority.value,
                 "Status": "Not Started",
-                "Description": f"{task.description}\n{task_marker(task.dedupe_key)}",
+                "Description": with_task_marker(task.description, task.dedupe_key),
             }
             if self.lose_next_create_response:
                 self.lose_next_create_response = False
@@ -279,7 +280,9 @@ class FakeAdapter:
                 if task.owner_id:
                     stored["OwnerId"] = task.owner_id
             else:
-                stored["Description"] += "\n" + task.description
+                stored["Description"] = append_task_comment(
+                    stored["Description"], task.description, task.dedupe_key
+                )
             results.append(WriteResult(crm_id=task.crm_task_id, status="ok", key=task.dedupe_key))
         return results
 

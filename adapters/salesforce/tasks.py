@@ -11,7 +11,7 @@ from adapters.salesforce.client import SalesforceClient
 from adapters.salesforce.errors import SalesforceRequestError
 from connector.errors import RetriableCrmError
 from connector.models import RecordChange, TaskAction, TaskPriority, TaskState, WriteResult
-from connector.protocol import find_task_marker, task_marker
+from connector.protocol import append_task_comment, find_task_marker, with_task_marker
 from connector.redaction import redact
 
 PRIORITIES = {TaskPriority.LOW: "Low", TaskPriority.NORMAL: "Normal", TaskPriority.HIGH: "High"}
@@ -29,17 +29,13 @@ def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 
 def describe_with_marker(description: str, key: str) -> str:
-    """The task description, ending with the dedupe marker."""
-    marker = task_marker(key)
-    return f"{description.rstrip()}\n\n{marker}" if description.strip() else marker
+    """The task description (user text escaped), ending with the dedupe marker on its own line."""
+    return with_task_marker(description, key)
 
 
 def append_comment(current: str | None, comment: str, key: str) -> str:
     """Add a comment to a description, keeping our marker as its last line."""
-    marker = task_marker(key)
-    body = (current or "").replace(marker, "").rstrip()
-    parts = [part for part in (body, comment.strip(), marker) if part]
-    return "\n\n".join(parts)
+    return append_task_comment(current, comment, key)
 
 
 # sObject Collections accept at most 200 records per call.

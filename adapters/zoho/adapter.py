@@ -31,8 +31,9 @@ from connector.protocol import (
     FieldSpec,
     KeyValueStore,
     ObjectDescription,
+    append_task_comment,
     find_task_marker,
-    task_marker,
+    with_task_marker,
 )
 from connector.redaction import redact
 
@@ -446,10 +447,7 @@ class ZohoAdapter:
     # -- tasks ------------------------------------------------------------------------------
 
     def _task_body(self, task: TaskAction) -> dict[str, Any]:
-        marker = task_marker(task.dedupe_key)
-        description = task.description.rstrip()
-        if marker not in description:
-            description = f"{description}\n\n{marker}" if description else marker
+        description = with_task_marker(task.description, task.dedupe_key)
         body: dict[str, Any] = {
             "Subject": task.subject or f"Credit risk follow-up: {task.rule}",
             "Status": self.task_open_status,
@@ -643,8 +641,11 @@ class ZohoAdapter:
                 if task_id not in current:
                     results[index] = self._task_rejected(task, "NOT_FOUND", "task not found")
                     continue
-                old = str(current[task_id].get("Description") or "").rstrip()
-                data["Description"] = f"{old}\n\n{task.description}" if old else task.description
+                data["Description"] = append_task_comment(
+                    str(current[task_id].get("Description") or ""),
+                    task.description,
+                    task.dedupe_key,
+                )
             else:
                 results[index] = self._task_rejected(task, "UNSUPPORTED", task.action)
                 continue

@@ -70,9 +70,12 @@ class SandboxSync:
         store: SqlStore,
         *,
         sleep: Callable[[float], None] = lambda seconds: None,
+        adapter_options: dict[str, Any] | None = None,
         **options: Any,
     ) -> RunReport:
-        adapter = create_adapter(self.connection.crm_settings(), state=store, sleep=sleep)
+        adapter = create_adapter(
+            self.connection.crm_settings(), state=store, sleep=sleep, **(adapter_options or {})
+        )
         try:
             return run_sync(
                 config=self.config,

@@ -229,7 +229,7 @@ def test_update_tasks(mock: responses.RequestsMock, adapter: ZohoAdapter, token_
             {"id": "2", "Priority": "High", "Owner": {"id": "77"}},
             {
                 "id": "3",
-                "Description": "Call them.\n\n[crm-risk:k3]\n\nThe cause cleared on 2025-12-01.",
+                "Description": "Call them.\n\nThe cause cleared on 2025-12-01.\n\n[crm-risk:k3]",
             },
         ]
     ]
