@@ -103,6 +103,8 @@ class AppConfig(StrictModel):
     governance: GovernancePolicy = GovernancePolicy()
     connections: dict[str, ConnectionConfig] = Field(default_factory=dict)
     source: str = ""
+    # The folder relative paths were resolved against (the config file's folder).
+    base_dir: str = ""
 
     @field_validator("connections")
     @classmethod
@@ -355,8 +357,69 @@ def load_config(
         raise ConfigError(problems, str(config_file or "")) from None
     if problems:
         raise ConfigError(problems, str(config_file or ""))
+    base_dir = config_file.resolve().parent if config_file else Path.cwd()
+    config = resolve_paths(config, base_dir)
     _register_secrets(config)
     return config
+
+
+def _is_sqlite_path(url: str) -> bool:
+    return not url.startswith(("postgresql://", "postgres://")) and url != ":memory:"
+
+
+def _absolute(value: str | None, base_dir: Path) -> str | None:
+    if not value:
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base_dir / path))
+
+
+def _looks_like_path(ref: str) -> bool:
+    # Preset names (`zoho.inventory`) stay names; anything path-shaped is a file.
+    return ref.endswith(".toml") or "/" in ref or "\\" in ref
+
+
+def resolve_paths(config: AppConfig, base_dir: Path) -> AppConfig:
+    """Relative paths (store, mappings, keys, CA bundles, outputs) resolved against `base_dir`.
+
+    A relative path in a config file means "next to this file", whatever the working directory
+    of the command: a store that followed the working directory would be a new, empty store
+    for every folder the service is started from (and every open task would be created again).
+
+    Args:
+        config: the validated configuration.
+        base_dir: the config file's folder (the working directory without a config file).
+
+    Returns:
+        The configuration with every path setting absolute.
+    """
+    url = config.store.url
+    if _is_sqlite_path(url):
+        prefix = "sqlite:///" if url.startswith("sqlite:///") else ""
+        path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
+        url = prefix + str(_absolute(path, base_dir))
+    connections = {
+        name: conn.model_copy(
+            update={
+                "mapping": _absolute(conn.mapping, base_dir)
+                if _looks_like_path(conn.mapping)
+                else conn.mapping,
+                "ca_bundle": _absolute(conn.ca_bundle, base_dir),
+                "private_key_file": _absolute(conn.private_key_file, base_dir),
+            }
+        )
+        for name, conn in config.connections.items()
+    }
+    return config.model_copy(
+        update={
+            "store": config.store.model_copy(update={"url": url}),
+            "metrics": config.metrics.model_copy(
+                update={"textfile": _absolute(config.metrics.textfile, base_dir)}
+            ),
+            "connections": connections,
+            "base_dir": str(base_dir),
+        }
+    )
 
 
 def _register_secrets(config: AppConfig) -> None:
@@ -377,4 +440,5 @@ __all__ = [
     "ScheduleConfig",
     "StoreConfig",
     "load_config",
+    "resolve_paths",
 ]

@@ -186,6 +186,21 @@ class StoreError(ConnectorError):
     exit_code = EXIT_CRASH
 
 
+class StoreMissingError(ConnectorError):
+    """A command that only reads found no state store where the config says it is: nothing was created."""
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, path: str, source: str = "") -> None:
+        self.path = path
+        self.source = source
+        where = f" ([store] url in {source}; relative paths follow the config file's folder)"
+        super().__init__(
+            f"no state store at {path}{where if source else ''}: run `crm-risk sync` first, "
+            "or point [store] url at the existing state file"
+        )
+
+
 class RunCancelled(ConnectorError):
     """A signal asked the run to stop; what was confirmed is kept, the rest waits for the next run."""
 

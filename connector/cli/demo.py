@@ -46,12 +46,16 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 
 
 def demo_config(snippet: str, state_path: Path) -> str:
-    """A config for the demo: the example's policies, the sandbox connection and a state file."""
+    """A config for the demo: the example's policies, the sandbox connection and a state file.
+
+    The state file is named relative to the config (its folder), so the kept folder can be
+    moved and every command finds the same store from any working directory.
+    """
     return "\n".join(
         [
             "# Written by `crm-risk demo`.",
             "[store]",
-            f'url = "{state_path.as_posix()}"',
+            f'url = "{state_path.name}"',
             "",
             "[tasks]",
             'credit_manager_id = ""',

@@ -216,21 +216,31 @@ def _load(args: argparse.Namespace, *, offline: bool = False) -> Any:
     )
 
 
-def _open_store(config: Any) -> Any:
+def _open_store(config: Any, *, create: bool = True) -> Any:
+    """The state store; commands that only read pass create=False and never leave a file behind."""
+    from connector.errors import StoreMissingError
     from connector.store import open_store
 
-    return open_store(config.store.url)
+    try:
+        return open_store(config.store.url, create=create)
+    except StoreMissingError as exc:
+        raise StoreMissingError(exc.path, config.source) from None
+
+
+def _existing_store(config: Any) -> Any:
+    """The state store if it exists (for cached tokens), else None: `check` creates no state."""
+    from connector.errors import StoreMissingError
+
+    try:
+        return _open_store(config, create=False)
+    except StoreMissingError:
+        return None
 
 
 def _mapping_for(connection: Any, config: Any) -> Any:
     from connector.mapping import load_mapping
 
-    base_dir = (
-        Path(config.source).parent
-        if config.source and config.source != "environment"
-        else Path.cwd()
-    )
-    return load_mapping(connection.mapping, base_dir=base_dir)
+    return load_mapping(connection.mapping, base_dir=Path(config.base_dir or Path.cwd()))
 
 
 def _print_json(console: Console, payload: Any) -> None:
@@ -366,7 +376,18 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     """Show recent runs."""
     config = _load(args, offline=True)
-    store = _open_store(config)
+    store = _existing_store(config)
+    if store is None:
+        # No store yet means no run yet: say where we looked, and leave nothing behind.
+        if args.json:
+            _print_json(console, {"runs": [], "store_missing": config.store.url})
+        else:
+            console.print(
+                f"no state store at {config.store.url} yet: no run has happened "
+                f"([store] url in {config.source}; relative paths follow the config file's folder)",
+                soft_wrap=True,
+            )
+        return EXIT_OK
     try:
         name = args.connection
         runs = store.recent_runs(name, limit=args.limit)
@@ -459,7 +480,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
             "quota_remaining": None,
         }
         if not args.offline:
-            store = _open_store(config)
+            store = _existing_store(config)
             adapter = create_adapter(connection.crm_settings(), state=store)
             try:
                 problems = check_mapping(mapping, adapter.describe)
@@ -469,7 +490,8 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
                 entry["api_calls"] = usage.total_calls
             finally:
                 adapter.close()
-                store.close()
+                if store is not None:
+                    store.close()
             entry["problems"] = [
                 {
                     "severity": getattr(problem, "severity", "error"),
@@ -507,7 +529,7 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
 
     config = _load(args, offline=True)
     connection = config.connection(args.connection)
-    store = _open_store(config)
+    store = _open_store(config, create=False)
     try:
         stored = store.get_account(connection.name, args.account_id)
         assessment = store.get_assessment(connection.name, args.account_id)
@@ -547,7 +569,7 @@ def cmd_backtest(args: argparse.Namespace, console: Console) -> int:
 def cmd_audit(args: argparse.Namespace, console: Console) -> int:
     """Print the audit log."""
     config = _load(args, offline=True)
-    store = _open_store(config)
+    store = _open_store(config, create=False)
     try:
         since = (
             datetime.combine(args.since, datetime.min.time()).astimezone() if args.since else None
@@ -619,13 +641,14 @@ def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
     config = _load(args)
     connection = config.connection(args.connection)
     mapping = _mapping_for(connection, config)
-    store = _open_store(config)
+    store = _existing_store(config)
     adapter = create_adapter(connection.crm_settings(), state=store)
     try:
         missing = plan_fields(mapping, adapter.describe)
     finally:
         adapter.close()
-        store.close()
+        if store is not None:
+            store.close()
     if args.apply:
         return _apply_fields(connection, missing, console, assume_yes=args.yes, config=config)
     if args.format == "json":
@@ -679,7 +702,7 @@ def _apply_fields(
         if answer.strip().lower() not in ("y", "yes"):
             console.print("nothing created")
             return EXIT_OK
-    store = _open_store(config)
+    store = _existing_store(config)
     adapter = create_adapter(connection.crm_settings(), state=store)
     try:
         if not isinstance(adapter, FieldCreator):
@@ -720,7 +743,8 @@ def _apply_fields(
                     )
     finally:
         adapter.close()
-        store.close()
+        if store is not None:
+            store.close()
     console.print("run `crm-risk check` to confirm the mapping now validates")
     return EXIT_OK if failures == 0 else 1
 

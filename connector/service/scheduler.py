@@ -287,7 +287,7 @@ def next_run_times(config: AppConfig, connection_names: list[str]) -> dict[str, 
     """
     now = datetime.now(UTC)
     result: dict[str, str | None] = {}
-    store = open_store(config.store.url)
+    store = open_store(config.store.url, create=False)
     try:
         for name in connection_names:
             connection = config.connections.get(name)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime
 
+from connector.errors import StoreMissingError
 from connector.store.base import SqlStore
 from connector.store.postgres import PostgresStore
 from connector.store.sqlite import SqliteStore, StoredAccount, TaskLedgerEntry, dumps, loads
@@ -21,13 +23,17 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, clock: Callable[[], datetime] | None = None) -> SqlStore:
+def open_store(
+    url: str, *, clock: Callable[[], datetime] | None = None, create: bool = True
+) -> SqlStore:
     """Open the store named by `url`: SQLite by default, PostgreSQL for production.
 
     Args:
         url: a file path, `sqlite:///path`, `:memory:`, or `postgresql://user@host:port/dbname`
             (needs the `postgres` extra: `pip install 'crm-risk-connector[postgres]'`).
         clock: time source for leases and timestamps (tests pass a fake one).
+        create: False for commands that only read: a missing SQLite file is an error, not a
+            new empty store left behind.
 
     Returns:
         An open store with the schema migrated to the current version.
@@ -35,8 +41,11 @@ def open_store(url: str, *, clock: Callable[[], datetime] | None = None) -> SqlS
     Raises:
         ConfigError: a PostgreSQL URL without the psycopg driver installed.
         StoreError: the database is unreachable or has a newer schema than this program.
+        StoreMissingError: `create` is False and there is no SQLite file at the path.
     """
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresStore(url, clock=clock)
     path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
+    if not create and path != ":memory:" and not os.path.exists(path):
+        raise StoreMissingError(path)
     return SqliteStore(path, clock=clock)

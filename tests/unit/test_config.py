@@ -222,3 +222,72 @@ def test_offline_commands_need_no_secrets(
     assert load_config(path, require_secrets=False).connection("acme_zoho").client_secret is None
     assert main(["status", "--config", str(path), "--json"]) == 0
     assert '"runs": []' in capsys.readouterr().out
+
+
+def test_relative_paths_follow_the_config_file_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "mine.toml").write_text('extends = "zoho.inventory"\n')
+    path = write(
+        folder,
+        """
+        [store]
+        url = "state/crm-risk-state.db"
+        [metrics]
+        textfile = "metrics/crm_risk.prom"
+        [connections.acme_zoho]
+        kind = "zoho"
+        mapping = "mine.toml"
+        data_centre = "eu"
+        client_id = "1000.ABC"
+        ca_bundle = "certs/ca.pem"
+        """,
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(path, require_secrets=False)
+    conn = config.connection("acme_zoho")
+    assert config.store.url == str(folder / "state" / "crm-risk-state.db")
+    assert config.metrics.textfile == str(folder / "metrics" / "crm_risk.prom")
+    assert conn.mapping == str(folder / "mine.toml")
+    assert conn.ca_bundle == str(folder / "certs" / "ca.pem")
+    assert config.base_dir == str(folder)
+
+
+def test_presets_absolute_paths_and_postgres_urls_are_left_alone(tmp_path: Path) -> None:
+    absolute = tmp_path / "abs.db"
+    path = write(tmp_path, VALID.format(db=absolute))
+    config = load_config(path, require_secrets=False)
+    assert config.store.url == str(absolute)
+    assert config.connection("acme_zoho").mapping == "zoho.inventory"
+    pg = write(tmp_path, VALID.format(db="postgresql://crm@db:5432/risk"), name="pg.toml")
+    assert load_config(pg, require_secrets=False).store.url == "postgresql://crm@db:5432/risk"
+
+
+@pytest.mark.parametrize("command", [["audit"], ["explain", "001X"]], ids=["audit", "explain"])
+def test_read_only_commands_never_create_a_store_and_say_where_they_looked(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    path = write(tmp_path, VALID.format(db="missing.db"))
+    monkeypatch.chdir(tmp_path.parent)
+    assert main([*command, "--config", str(path)]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert f"no state store at {tmp_path / 'missing.db'}" in err
+    assert str(path) in err
+    assert not (tmp_path / "missing.db").exists()
+    assert not (tmp_path.parent / "missing.db").exists()
+
+
+def test_status_without_a_store_reports_no_runs_and_leaves_no_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, VALID.format(db="missing.db"))
+    assert main(["status", "--config", str(path)]) == 0
+    assert f"no state store at {tmp_path / 'missing.db'} yet" in capsys.readouterr().out
+    assert not (tmp_path / "missing.db").exists()
