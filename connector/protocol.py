@@ -252,3 +252,15 @@ class FieldCreator(Protocol):
     def create_fields(self, crm_object: str, fields: Sequence[FieldSpec]) -> list[WriteResult]:
         """Create the fields; one result per field, same order (crm_id = the new field's name)."""
         ...
+
+
+@runtime_checkable
+class CredentialVerifier(Protocol):
+    """Optional: adapters that can prove their credentials with a fresh exchange (what `check` does).
+
+    A cached token proves nothing about the secret or refresh token it was minted from.
+    """
+
+    def verify_credentials(self) -> None:
+        """Exchange the configured credentials for a new token; raise AuthError if refused."""
+        ...

@@ -392,6 +392,10 @@ class SalesforceAdapter:
 
     # -- housekeeping -------------------------------------------------------------------------
 
+    def verify_credentials(self) -> None:
+        """CredentialVerifier: a fresh OAuth exchange with the configured flow and secrets."""
+        self.client.auth.authenticate()
+
     def usage(self) -> ApiUsage:
         """Calls made by endpoint and the daily quota Salesforce last reported."""
         return self.client.usage()

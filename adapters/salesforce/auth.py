@@ -11,6 +11,7 @@ from typing import Any
 import jwt
 
 from adapters._http import RetryingClient
+from adapters._tokens import SealedTokenCache
 from connector.errors import AuthError, ConfigError, ConfigProblem
 from connector.protocol import CrmSettings, KeyValueStore
 from connector.redaction import register_secret
@@ -58,7 +59,18 @@ class Authenticator:
         self.clock = clock
         self.login_url = (settings.login_url or DEFAULT_LOGIN_URL).rstrip("/")
         self.token_url = settings.token_url or f"{self.login_url}/services/oauth2/token"
-        self._refresh_key = f"salesforce:{settings.name}:refresh_token"
+        # A rotated refresh token belongs to the credentials it was rotated from: sealed with
+        # them and keyed by their hash, so a changed secret or refresh token starts afresh.
+        self._rotated = SealedTokenCache(
+            state,
+            f"salesforce:{settings.name}:refresh_token",
+            [
+                self.token_url,
+                settings.client_id,
+                _secret(settings.client_secret),
+                _secret(settings.refresh_token),
+            ],
+        )
         for secret in (
             settings.client_secret,
             settings.refresh_token,
@@ -71,8 +83,9 @@ class Authenticator:
     # -- flow selection -----------------------------------------------------------------------
 
     def _refresh_token(self) -> str | None:
-        stored = self.state.get_value(self._refresh_key) if self.state is not None else None
-        return stored or _secret(self.settings.refresh_token)
+        stored = self._rotated.load()
+        rotated = str(stored.get("refresh_token") or "") if stored else ""
+        return rotated or _secret(self.settings.refresh_token)
 
     def flow(self) -> str:
         """The flow to use: settings.auth, or for "auto" the first one whose inputs are set.
@@ -168,9 +181,9 @@ class Authenticator:
             ) from None
         register_secret(access_token)
         rotated = payload.get("refresh_token")
-        if rotated and self.state is not None:
+        if rotated:
             register_secret(str(rotated))
-            self.state.set_value(self._refresh_key, str(rotated))
+            self._rotated.save({"refresh_token": str(rotated)})
         identity = str(payload.get("id") or "")
         user_id = identity.rstrip("/").rsplit("/", 1)[-1] if identity else None
         return Token(access_token=access_token, instance_url=instance_url, user_id=user_id or None)

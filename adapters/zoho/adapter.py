@@ -679,6 +679,12 @@ class ZohoAdapter:
         """FieldCreator: create custom fields via POST settings/fields (fields.py); same order."""
         return create_fields(self.client, crm_object, fields)
 
+    # -- credentials ------------------------------------------------------------------------
+
+    def verify_credentials(self) -> None:
+        """CredentialVerifier: a fresh refresh-token exchange, ignoring any cached token."""
+        self.client.auth.verify()
+
     # -- usage ------------------------------------------------------------------------------
 
     def usage(self) -> ApiUsage:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -11,7 +10,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
+from pydantic import SecretStr
 
+from adapters._tokens import SealedTokenCache, fingerprint
 from connector.errors import AuthError, ConfigError, ConfigProblem, RetriableCrmError
 from connector.protocol import CrmSettings, KeyValueStore
 from connector.redaction import redact, register_secret
@@ -88,12 +89,18 @@ def resolve_endpoints(settings: CrmSettings) -> Endpoints:
 PostToken = Callable[[str, dict[str, str]], requests.Response]
 
 
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
 class TokenProvider:
     """One access token per connection, shared by threads and, through the state store, processes.
 
-    A lock keeps at most one refresh in flight; the token is persisted with its expiry under
-    `zoho:<connection>:access_token` so a second process (or adapter) reuses it instead of
-    minting another: Zoho allows 10 mints per 10 minutes and 10 live tokens per refresh token.
+    A lock keeps at most one refresh in flight; the token is kept in the state store, sealed with
+    (and keyed by a hash of) the client id, secret and refresh token it came from
+    (adapters/_tokens.py), so a second process reuses it instead of minting another (Zoho allows
+    10 mints per 10 minutes and 10 live tokens per refresh token), while a token minted from
+    other credentials is never picked up. A token the API refused is never adopted again.
     """
 
     def __init__(
@@ -111,18 +118,30 @@ class TokenProvider:
         self._backoff = backoff
         self._endpoints = endpoints
         self._post = post
-        self._state = state
         self._sleep = sleep
         self._clock = clock
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires_at = 0.0
-        self.key = f"zoho:{settings.name}:access_token"
+        # Fingerprints of tokens the API refused: never adopted again from the shared store.
+        self._refused: set[str] = set()
+        self.cache = SealedTokenCache(
+            state,
+            f"zoho:{settings.name}:access_token",
+            [
+                endpoints.token_url,
+                settings.client_id,
+                _secret(settings.client_secret),
+                _secret(settings.refresh_token),
+            ],
+        )
         options = settings.options
-        # Zoho blocks minting for the rest of a 10-minute window; waiting a minute at a time and
-        # re-reading the shared store beats hammering the endpoint (reference §2, §9.3).
-        self.throttle_wait = float(options.get("token_throttle_wait_seconds", 60.0))
-        self.throttle_attempts = int(options.get("token_throttle_attempts", 5))
+        # Zoho blocks minting for the rest of a 10-minute window: back off (10, 20, 40, 60 s ...)
+        # re-reading the shared store between waits, at most token_wait_seconds in all, then
+        # give the run up as "try again later" (exit 75) rather than hammer the endpoint.
+        self.throttle_wait = float(options.get("token_throttle_wait_seconds", 10.0))
+        self.throttle_max_wait = float(options.get("token_throttle_max_wait_seconds", 60.0))
+        self.wait_budget = float(options.get("token_wait_seconds", 180.0))
         self.refreshes = 0
         for secret in (settings.client_secret, settings.refresh_token):
             if secret is not None:
@@ -133,7 +152,7 @@ class TokenProvider:
         with self._lock:
             if self._token and self._clock() < self._expires_at - EXPIRY_MARGIN_SECONDS:
                 return self._token
-            if self._adopt_stored(stale=None):
+            if self._adopt_stored():
                 assert self._token is not None
                 return self._token
             return self._refresh_locked()
@@ -141,27 +160,43 @@ class TokenProvider:
     def refresh(self, stale: str) -> str:
         """Replace a token the API refused; if another thread or process already did, use theirs."""
         with self._lock:
+            self._refused.add(fingerprint(stale))
             if self._token and self._token != stale:
                 return self._token
             self._token = None
-            if self._adopt_stored(stale=stale):
+            cached = self.cache.load()
+            if cached is not None and cached.get("access_token") == stale:
+                self.cache.clear()
+            if self._adopt_stored():
                 assert self._token is not None
                 return self._token
             return self._refresh_locked()
 
-    def _adopt_stored(self, stale: str | None) -> bool:
-        if self._state is None:
-            return False
-        raw = self._state.get_value(self.key)
-        if not raw:
+    def verify(self) -> None:
+        """Prove the configured credentials with a fresh token exchange (what `check` runs).
+
+        A cached token proves nothing about the client secret or refresh token: they may have
+        been revoked or mistyped since it was minted.
+
+        Raises:
+            AuthError: the accounts server refused the credentials (exit 77).
+            RetriableCrmError: the token endpoint stayed throttled or unavailable (exit 75).
+        """
+        with self._lock:
+            self._refresh_locked()
+
+    def _adopt_stored(self) -> bool:
+        stored = self.cache.load()
+        if stored is None:
             return False
         try:
-            stored = json.loads(raw)
             token = str(stored["access_token"])
             expires_at = float(stored["expires_at"])
-        except (ValueError, KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):
             return False
-        if token == stale or self._clock() >= expires_at - EXPIRY_MARGIN_SECONDS:
+        if fingerprint(token) in self._refused:
+            return False
+        if self._clock() >= expires_at - EXPIRY_MARGIN_SECONDS:
             return False
         register_secret(token)
         self._token, self._expires_at = token, expires_at
@@ -177,7 +212,9 @@ class TokenProvider:
             "client_secret": settings.client_secret.get_secret_value(),
             "refresh_token": settings.refresh_token.get_secret_value(),
         }
-        throttled = transient = 0
+        transient = 0
+        waited = 0.0
+        wait = self.throttle_wait
         while True:
             try:
                 response = self._post(self._endpoints.token_url, form)
@@ -190,20 +227,22 @@ class TokenProvider:
                         raise
                     self._sleep(self._backoff(transient))
                     continue
-                throttled += 1
-                if throttled > self.throttle_attempts:
+                if waited + wait > self.wait_budget:
                     raise RetriableCrmError(
-                        "Zoho token endpoint still throttled; try the run again later",
+                        f"Zoho token endpoint still throttled after {waited:.0f} s of waiting; "
+                        "the run stops and the next one tries again",
                         code=TOKEN_THROTTLED,
                         status=exc.status,
                     ) from None
                 log.warning(
                     "Zoho token endpoint throttled (too many token requests); waiting %.0fs",
-                    self.throttle_wait,
+                    wait,
                 )
-                self._sleep(self.throttle_wait)
-                # Another process may have minted a token meanwhile: reuse it.
-                if self._adopt_stored(stale=None):
+                self._sleep(wait)
+                waited += wait
+                wait = min(wait * 2, self.throttle_max_wait)
+                # Another process may have minted a token meanwhile: reuse it (never a refused one).
+                if self._adopt_stored():
                     assert self._token is not None
                     return self._token
         body = response.json()
@@ -213,11 +252,7 @@ class TokenProvider:
         self._token, self._expires_at = token, self._clock() + expires_in
         self.refreshes += 1
         self._check_domain(str(body.get("api_domain") or ""))
-        if self._state is not None:
-            self._state.set_value(
-                self.key,
-                json.dumps({"access_token": token, "expires_at": self._expires_at}),
-            )
+        self.cache.save({"access_token": token, "expires_at": self._expires_at})
         return token
 
     def _check_domain(self, api_domain: str) -> None:

@@ -465,6 +465,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     """Validate config and mapping, then the mapping against the live CRM."""
     from connector.mapping.check import check_mapping
+    from connector.protocol import CredentialVerifier
     from connector.registry import create_adapter
 
     config = _load(args)
@@ -483,6 +484,9 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
             store = _existing_store(config)
             adapter = create_adapter(connection.crm_settings(), state=store)
             try:
+                if isinstance(adapter, CredentialVerifier):
+                    # A cached token proves nothing about the secrets it was minted from.
+                    adapter.verify_credentials()
                 problems = check_mapping(mapping, adapter.describe)
                 usage = adapter.usage()
                 entry["quota_remaining"] = usage.remaining

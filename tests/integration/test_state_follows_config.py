@@ -102,3 +102,43 @@ def test_sync_from_another_working_directory_uses_the_same_store_and_adds_no_tas
     runs = json.loads(capsys.readouterr().out)["runs"]
     assert [run["run_id"] for run in runs] == [second["run_id"], first["run_id"]]
     assert list(elsewhere.iterdir()) == []
+
+
+def _replace_secret(org: Org, key: str, value: str) -> None:
+    secrets = org.folder / "crm-risk.secrets.toml"
+    lines = [
+        f"{key} = {json.dumps(value)}" if line.startswith(f"{key} =") else line
+        for line in secrets.read_text().splitlines()
+    ]
+    secrets.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("secret", ["client_secret", "refresh_token"])
+def test_check_proves_the_credentials_even_when_the_store_holds_a_valid_token(
+    org: Org, capsys: pytest.CaptureFixture[str], secret: str
+) -> None:
+    if secret == "refresh_token" and org.crm == "salesforce":
+        # The sandbox's connection logs in with client credentials; use the refresh-token flow.
+        text = org.config.read_text().replace(
+            'auth = "client_credentials"', 'auth = "refresh_token"'
+        )
+        org.config.write_text(text)
+        secrets = org.folder / "crm-risk.secrets.toml"
+        token = org.sandbox.emulator.demo_refresh_token
+        secrets.write_text(secrets.read_text() + f"refresh_token = {json.dumps(token)}\n")
+    org.sync(capsys)
+    assert main(["check", "-c", str(org.config)]) == 0
+    _replace_secret(org, secret, "wrong-" + secret)
+    capsys.readouterr()
+    assert main(["check", "-c", str(org.config)]) == 77
+    assert main(["sync", "-c", str(org.config), "--as-of", AS_OF]) == 77
+    err = capsys.readouterr().err
+    assert "wrong-" not in err
+    # The state file holds no token or secret a reader of the store could use.
+    raw = org.store.read_bytes() + b"".join(
+        path.read_bytes() for path in org.store.parent.glob("*-wal")
+    )
+    issued = list(org.sandbox.emulator._tokens)  # every access token the sandbox handed out
+    assert issued
+    for value in [*org.sandbox.env_vars().values(), *issued]:
+        assert value.encode() not in raw

@@ -90,13 +90,31 @@ def test_refresh_token_rotation_is_persisted_and_used_next(rsps, make_adapter, k
     adapter = make_adapter(auth="refresh_token", refresh_token="initial-refresh-value-1")
     list(adapter.read_changed("Account", [], None))
     assert form(first.calls[0])["refresh_token"] == "initial-refresh-value-1"
-    assert kv.values == {"salesforce:acme_sf:refresh_token": "rotated-refresh-value-2"}
+    # Kept sealed, under a key derived from the credentials: nothing readable in the store.
+    [(key, sealed)] = kv.values.items()
+    assert key.startswith("salesforce:acme_sf:refresh_token:")
+    assert "rotated-refresh-value-2" not in sealed and "initial-refresh-value-1" not in key
     rsps.reset()
     again = add_token(rsps)
     add_query(rsps)
     second = make_adapter(auth="refresh_token", refresh_token="initial-refresh-value-1")
     list(second.read_changed("Account", [], None))
     assert form(again.calls[0])["refresh_token"] == "rotated-refresh-value-2"
+
+
+def test_a_rotated_refresh_token_is_not_used_once_the_configured_one_changes(
+    rsps, make_adapter, kv
+) -> None:
+    add_token(rsps, refresh_token="rotated-refresh-value-2")
+    add_query(rsps)
+    first = make_adapter(auth="refresh_token", refresh_token="initial-refresh-value-1")
+    list(first.read_changed("Account", [], None))
+    rsps.reset()
+    again = add_token(rsps)
+    add_query(rsps)
+    replaced = make_adapter(auth="refresh_token", refresh_token="replaced-refresh-value-3")
+    list(replaced.read_changed("Account", [], None))
+    assert form(again.calls[0])["refresh_token"] == "replaced-refresh-value-3"
 
 
 def test_password_grant_appends_the_security_token(rsps, make_adapter) -> None:

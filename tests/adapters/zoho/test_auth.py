@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -89,18 +88,49 @@ def test_second_invalid_token_is_an_auth_error(
     assert len(mock.calls) == 4
 
 
-def test_token_is_shared_through_the_store(mock: responses.RequestsMock, make_adapter, kv) -> None:
+def test_token_is_shared_through_the_store_sealed_and_keyed_by_its_credentials(
+    mock: responses.RequestsMock, make_adapter, kv
+) -> None:
     mock.post(TOKEN_URL, json=token_body("test-access-shared"))
     accounts_ok(mock, "test-access-shared")
     accounts_ok(mock, "test-access-shared")
     first = make_adapter()
     list(first.read_changed("Accounts", [], None))
-    stored = json.loads(kv.values["zoho:acme:access_token"])
-    assert stored["access_token"] == "test-access-shared"
+    [(key, sealed)] = kv.values.items()
+    # Nothing a status reader could replay: the token is encrypted, the key names no secret.
+    assert key.startswith("zoho:acme:access_token:")
+    assert "test-access-shared" not in sealed
+    for secret in ("test-client-secret-value", "test-refresh-token-value"):
+        assert secret not in key and secret not in sealed
     second = make_adapter()  # another process: no second refresh
     list(second.read_changed("Accounts", [], None))
     assert second.client.auth.refreshes == 0
     assert sum(1 for call in mock.calls if call.request.url == TOKEN_URL) == 1
+
+
+def test_a_cached_token_is_not_used_with_other_credentials(
+    mock: responses.RequestsMock, make_adapter
+) -> None:
+    mock.post(TOKEN_URL, json=token_body("test-access-old-credentials"))
+    accounts_ok(mock, "test-access-old-credentials")
+    list(make_adapter().read_changed("Accounts", [], None))
+    mock.post(TOKEN_URL, json=load("token__invalid_code"))
+    replaced = make_adapter(refresh_token="test-refresh-token-replaced")
+    with pytest.raises(AuthError) as caught:
+        list(replaced.read_changed("Accounts", [], None))
+    assert caught.value.exit_code == 77
+
+
+def test_verify_exchanges_the_credentials_even_with_a_valid_cached_token(
+    mock: responses.RequestsMock, make_adapter
+) -> None:
+    mock.post(TOKEN_URL, json=token_body("test-access-cached"))
+    accounts_ok(mock, "test-access-cached")
+    list(make_adapter().read_changed("Accounts", [], None))
+    mock.post(TOKEN_URL, json=load("token__invalid_client"))
+    with pytest.raises(AuthError) as caught:
+        make_adapter().verify_credentials()
+    assert caught.value.exit_code == 77
 
 
 def test_threads_share_one_refresh(mock: responses.RequestsMock, adapter: ZohoAdapter) -> None:
@@ -111,44 +141,63 @@ def test_threads_share_one_refresh(mock: responses.RequestsMock, adapter: ZohoAd
     assert adapter.client.auth.refreshes == 1
 
 
-def test_token_throttle_waits_instead_of_hammering(
+def test_token_throttle_backs_off_instead_of_hammering(
     mock: responses.RequestsMock, adapter: ZohoAdapter, sleeps: list[float]
 ) -> None:
     mock.post(TOKEN_URL, status=400, json=load("token__throttled"))
     mock.post(TOKEN_URL, status=400, json=load("token__throttled"))
     mock.post(TOKEN_URL, json=token_body("test-access-late"))
     assert adapter.client.auth.token() == "test-access-late"
-    assert sleeps == [60.0, 60.0]
+    assert sleeps == [10.0, 20.0]
 
 
 def test_token_throttle_reuses_a_token_another_process_minted(
     mock: responses.RequestsMock, kv
 ) -> None:
     mock.post(TOKEN_URL, status=400, json=load("token__throttled"))
+    other = ZohoAdapter(make_settings(), state=kv)
 
     def other_process_refreshes(seconds: float) -> None:
-        kv.set_value(
-            "zoho:acme:access_token",
-            json.dumps({"access_token": "test-access-other", "expires_at": 4e9}),
-        )
+        other.client.auth.cache.save({"access_token": "test-access-other", "expires_at": 4e9})
 
     adapter = ZohoAdapter(make_settings(), state=kv, sleep=other_process_refreshes)
     try:
         assert adapter.client.auth.token() == "test-access-other"
     finally:
         adapter.close()
+        other.close()
 
 
-def test_token_throttle_gives_up_as_retry_later(
+def test_token_throttle_gives_up_as_retry_later_within_its_wait_budget(
     mock: responses.RequestsMock, make_adapter, sleeps: list[float]
 ) -> None:
-    adapter = make_adapter(options={"token_throttle_attempts": 1})
-    mock.post(TOKEN_URL, status=400, json=load("token__throttled"))
-    mock.post(TOKEN_URL, status=400, json=load("token__throttled"))
+    adapter = make_adapter(options={"token_wait_seconds": 100})
+    for _ in range(4):
+        mock.post(TOKEN_URL, status=400, json=load("token__throttled"))
     with pytest.raises(RetriableCrmError) as caught:
         adapter.client.auth.token()
     assert caught.value.exit_code == 75
-    assert sleeps == [60.0]
+    assert sleeps == [10.0, 20.0, 40.0]
+
+
+def test_a_refused_cached_token_is_never_adopted_again_while_the_endpoint_is_throttled(
+    mock: responses.RequestsMock, make_adapter, kv, sleeps: list[float]
+) -> None:
+    # Issue 22, point 10: the cached token was refused; minting is throttled for a while.
+    mock.post(TOKEN_URL, json=token_body("test-access-revoked"))
+    accounts_ok(mock, "test-access-revoked")
+    list(make_adapter().read_changed("Accounts", [], None))
+    adapter = make_adapter(options={"token_wait_seconds": 100})
+    mock.get(f"{API}/Accounts", status=401, json=load("api__invalid_token"))
+    for _ in range(4):
+        mock.post(TOKEN_URL, status=400, json=load("token__throttled"))
+    with pytest.raises(RetriableCrmError) as caught:
+        list(adapter.read_changed("Accounts", ["Account_Name"], None))
+    assert caught.value.exit_code == 75
+    assert sleeps == [10.0, 20.0, 40.0]
+    refused_after = [call for call in mock.calls if call.request.url.startswith(f"{API}/")]
+    assert len(refused_after) == 2  # the first run's read and the refused one: no re-adoption
+    assert adapter.client.auth.cache.load() is None
 
 
 @pytest.mark.parametrize("fixture", ["token__invalid_code", "token__invalid_client"])
