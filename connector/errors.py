@@ -156,9 +156,12 @@ class RecordError(CrmError):
         code: str = "",
         fields: Sequence[str] = (),
         status: int | None = None,
+        value: str = "",
     ) -> None:
         self.record_id = record_id
         self.fields = list(fields)
+        # The offending value as shown to an admin (short, never a secret: it is record data).
+        self.value = value
         super().__init__(message, code=code, status=status)
 
     def __str__(self) -> str:

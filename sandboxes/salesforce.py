@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import hashlib
 import hmac
 import io
@@ -348,6 +349,33 @@ class SalesforceEmulator:
             row = self.rows[obj.name][to_id18(record_id) or record_id]
             row[fdef.name] = value
             self._touch(row, self._stamp())
+
+    def edit_field(
+        self,
+        object_name: str,
+        field: str,
+        *,
+        picklist: tuple[str, ...] | None = None,
+        updateable: bool | None = None,
+        delete: bool = False,
+    ) -> None:
+        """Change a field as an admin would in Setup: its picklist values, edit access, or delete it."""
+        obj = self._object(object_name)
+        with self._lock:
+            fdef = obj.field(field)
+            if fdef is None:
+                raise KeyError(field)
+            index = obj.fields.index(fdef)
+            if delete:
+                del obj.fields[index]
+            else:
+                changes: dict[str, Any] = {}
+                if picklist is not None:
+                    changes["picklist"] = tuple(picklist)
+                if updateable is not None:
+                    changes["updateable"] = changes["createable"] = updateable
+                obj.fields[index] = dataclasses.replace(fdef, **changes)
+            obj.__post_init__()
 
     def delete_record(self, object_name: str, record_id: str) -> None:
         """Soft-delete a record (it moves to the recycle bin: only queryAll sees it)."""

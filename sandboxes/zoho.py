@@ -429,6 +429,21 @@ class ZohoEmulator:
             row["Modified_Time"] = stamp
             row["Modified_By"] = self._user_ref(self.api_user["id"], with_email=False)
 
+    def edit_field(
+        self,
+        module: str,
+        field: str,
+        *,
+        picklist: tuple[str, ...] | None = None,
+        read_only: bool | None = None,
+        delete: bool = False,
+    ) -> None:
+        """Change a field as an admin would in Setup: its picklist values, read-only, or delete it."""
+        base = find_module(module)
+        if base is None:
+            raise KeyError(module)
+        self.custom_fields.edit(base, field, picklist=picklist, read_only=read_only, delete=delete)
+
     def delete_record(self, module: str, record_id: str, *, permanent: bool = False) -> None:
         """Delete a record as a person would (to the recycle bin, or permanently)."""
         found = self._module(module)

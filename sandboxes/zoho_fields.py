@@ -11,6 +11,7 @@ Choices the docs leave open are marked [A]:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from typing import TYPE_CHECKING, Any
@@ -64,24 +65,59 @@ class CustomFields:
     def __init__(self, emulator: ZohoEmulator) -> None:
         self.emulator = emulator
         self.added: dict[str, list[ZField]] = {}
+        # Changes an admin made in Setup: a new definition, or None for a deleted field.
+        self.edited: dict[str, dict[str, ZField | None]] = {}
         self._views: dict[str, ZModule] = {}
         self._lock = threading.Lock()
 
     def view(self, module: ZModule | None) -> ZModule | None:
-        """The module with the fields created so far (the static module when none were)."""
-        if module is None or module.api_name not in self.added:
+        """The module with the fields created or changed so far (the static module when none were)."""
+        if module is None or (
+            module.api_name not in self.added and module.api_name not in self.edited
+        ):
             return module
         with self._lock:
             cached = self._views.get(module.api_name)
             if cached is None:
+                edits = self.edited.get(module.api_name, {})
+                fields = [
+                    edits.get(item.api_name, item) if item.api_name in edits else item
+                    for item in (*module.fields, *self.added.get(module.api_name, []))
+                ]
                 cached = ZModule(
                     module.api_name,
                     module.singular,
-                    (*module.fields, *self.added[module.api_name]),
+                    tuple(item for item in fields if item is not None),
                     module.id,
                 )
                 self._views[module.api_name] = cached
             return cached
+
+    def edit(
+        self,
+        module: ZModule,
+        api_name: str,
+        *,
+        picklist: tuple[str, ...] | None = None,
+        read_only: bool | None = None,
+        delete: bool = False,
+    ) -> None:
+        """Change a field as an admin would in Setup: picklist values, read-only, or delete it."""
+        current = self.view(module)
+        found = current.field(api_name) if current is not None else None
+        if found is None:
+            raise KeyError(api_name)
+        changed: ZField | None = None
+        if not delete:
+            changes: dict[str, Any] = {}
+            if picklist is not None:
+                changes["picklist"] = (NONE_VALUE, *picklist)
+            if read_only is not None:
+                changes["read_only"] = read_only
+            changed = dataclasses.replace(found, **changes)
+        with self._lock:
+            self.edited.setdefault(module.api_name, {})[api_name] = changed
+            self._views.pop(module.api_name, None)
 
     def create(self, request: Request) -> Response:
         """Create up to five fields; one result element per field, in order."""

@@ -30,7 +30,7 @@ log = logging.getLogger("crm_risk.cli")
 
 EXIT_CODES_HELP = """exit codes:
   0   success
-  1   finished, but some records were rejected or are pending retry
+  1   finished, but some records were rejected, are pending retry or were quarantined
   2   unexpected crash
   75  try again later (quota spent, CRM unavailable, run lock held)
   77  authentication or permission refused
@@ -103,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     status.add_argument("--limit", type=int, default=10, help="how many runs to show")
     status.set_defaults(handler=cmd_status)
+
+    quarantine = commands.add_parser(
+        "quarantine", help="list quarantined records, the rule they break and the accounts held"
+    )
+    _add_config(quarantine)
+    quarantine.add_argument("--json", action="store_true", help="print JSON")
+    quarantine.set_defaults(handler=cmd_quarantine)
 
     check = commands.add_parser("check", help="validate config and mapping against the live CRM")
     _add_config(check)
@@ -394,6 +401,8 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         connections = [name] if name else sorted(config.connections)
         leases = {conn: store.lease(conn) for conn in connections}
         pending = {conn: len(store.failed_writes(conn)) for conn in connections}
+        quarantined = {conn: store.count_quarantined(conn) for conn in connections}
+        held = {conn: len(store.held_accounts(conn)) for conn in connections}
     finally:
         store.close()
     from connector.service.scheduler import next_run_times
@@ -408,6 +417,8 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
                     conn: {
                         "lease": leases[conn],
                         "pending_retries": pending[conn],
+                        "quarantined": quarantined[conn],
+                        "held_accounts": held[conn],
                         "next_run": next_runs.get(conn),
                     }
                     for conn in connections
@@ -423,6 +434,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         "read",
         "written",
         "rejected",
+        "quarantined",
         "tasks",
         "calls",
     ]
@@ -442,6 +454,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
             str(sum(counts.get("read", 0) for counts in objects.values())),
             str(writes.get("written", 0)),
             str(writes.get("rejected", 0) + writes.get("unknown", 0) + tasks.get("failed", 0)),
+            str(report.get("quarantined_count", 0)),
             str(sum(tasks.get(k, 0) for k in ("create", "escalate", "complete", "comment"))),
             str(report.get("api", {}).get("calls", "")),
         ]
@@ -451,14 +464,96 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     console.print(table)
     for conn in connections:
         lease = leases[conn]
-        held = (
+        state = (
             f"running (held by {lease['holder']} until {lease['expires_at'][:19]})"
             if lease
             else "idle"
         )
-        console.print(
-            f"{conn}: {held}; pending retries {pending[conn]}; next run {next_runs.get(conn) or '-'}"
+        waiting = (
+            f"; quarantined {quarantined[conn]} (holding {held[conn]} accounts: "
+            f"crm-risk quarantine --connection {conn})"
+            if quarantined[conn]
+            else "; quarantined 0"
         )
+        console.print(
+            f"{conn}: {state}; pending retries {pending[conn]}{waiting}; "
+            f"next run {next_runs.get(conn) or '-'}",
+            soft_wrap=True,
+        )
+    return EXIT_OK
+
+
+def cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
+    """List every quarantined record: what, why, which account it holds, since when."""
+    config = _load(args, offline=True)
+    names = [config.connection(args.connection).name] if args.connection else None
+    store = _existing_store(config)
+    rows: list[dict[str, Any]] = []
+    if store is not None:
+        try:
+            if names is None:
+                rows = store.quarantined()
+            else:
+                rows = [row for name in names for row in store.quarantined(name)]
+        finally:
+            store.close()
+    listed = [
+        {
+            "connection": row["connection"],
+            "object": row["object"],
+            "record_id": row["record_id"],
+            "name": row.get("name") or "",
+            "holds_account": row.get("account_id") or "",
+            "rule": row.get("rule") or "",
+            "field": row.get("field") or "",
+            "value": row.get("value") or "",
+            "reason": row["reason"],
+            "first_seen": row.get("first_seen") or row["at"],
+            "last_seen": row["last_seen"],
+            "run_id": row["run_id"],
+        }
+        for row in rows
+    ]
+    if args.json:
+        _print_json(console, {"count": len(listed), "quarantined": listed})
+        return EXIT_OK
+    if not listed:
+        console.print("no quarantined records")
+        return EXIT_OK
+    table = Table(title=f"Quarantined records ({len(listed)})")
+    for column in (
+        "connection",
+        "object",
+        "id",
+        "name",
+        "holds account",
+        "rule",
+        "field",
+        "value",
+        "first seen",
+        "last seen",
+    ):
+        table.add_column(column, overflow="fold")
+    for item in listed:
+        table.add_row(
+            item["connection"],
+            item["object"],
+            item["record_id"],
+            _short(item["name"]),
+            item["holds_account"],
+            item["rule"],
+            item["field"],
+            _short(item["value"]),
+            item["first_seen"][:19].replace("T", " "),
+            item["last_seen"][:19].replace("T", " "),
+        )
+    console.print(table)
+    for item in listed:
+        console.print(f"{item['object']} {item['record_id']}: {item['reason']}", soft_wrap=True)
+    console.print(
+        "A held account is not scored or written until its records are valid again: fix them "
+        "in the CRM (or the mapping's [validation] rules); the next sync releases them."
+    )
     return EXIT_OK
 
 

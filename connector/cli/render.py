@@ -68,6 +68,23 @@ def render_report(report: dict[str, Any]) -> RenderableType:
                 error.get("message", ""),
             )
         parts.append(errors)
+    if report.get("held"):
+        held = Table(
+            title=f"Held accounts ({report.get('held_count', len(report['held']))}): "
+            "not scored or written until their records are valid (crm-risk quarantine)",
+            header_style="bold",
+        )
+        for column in ("account", "record", "rule", "why"):
+            held.add_column(column, overflow="fold")
+        for item in report["held"]:
+            for record in item["records"]:
+                held.add_row(
+                    item["account_id"],
+                    f"{record['object']} {record['record_id']}",
+                    record["rule"],
+                    record["reason"],
+                )
+        parts.append(held)
     if report.get("message"):
         parts.append(Text(report["message"], style="yellow"))
     return Group(*parts)

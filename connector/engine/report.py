@@ -58,6 +58,9 @@ class RunReport:
     bands: Counter[str] = field(default_factory=Counter)
     errors: ErrorTally = field(default_factory=ErrorTally)
     quarantined: list[dict[str, str]] = field(default_factory=list)
+    # Accounts held by quarantined records (not scored or written), at the end of the pull.
+    held: list[dict[str, Any]] = field(default_factory=list)
+    held_count: int = 0
     api_calls: dict[str, int] = field(default_factory=dict)
     quota_remaining: int | None = None
     quota_limit: int | None = None
@@ -93,6 +96,8 @@ class RunReport:
             "errors": self.errors.top(),
             "quarantined": self.quarantined[:50],
             "quarantined_count": len(self.quarantined),
+            "held": self.held,
+            "held_count": self.held_count,
             "api": {
                 "calls": sum(self.api_calls.values()),
                 "by_endpoint": dict(sorted(self.api_calls.items())),

@@ -111,7 +111,8 @@ def run_sync(
             config, connection, adapter, work_store, mapping, options, report, run_id, heartbeat
         )
         engine.run()
-        report.status = "succeeded_with_rejections" if report.rejected else "succeeded"
+        needs_attention = report.rejected or report.quarantined
+        report.status = "succeeded_with_rejections" if needs_attention else "succeeded"
     except RunCancelled as exc:
         report.status = "cancelled"
         report.message = str(exc)
@@ -178,6 +179,7 @@ class _Engine:
         self.report.watermarks_before = self.store.watermarks(self.name)
         self._pull("account")
         self._pull("invoice")
+        self._report_held()
         self._score_plan_write()
         if self.options.portfolio:
             self._portfolio()
@@ -222,6 +224,7 @@ class _Engine:
             if raw.deleted:
                 counts["deleted"] += 1
                 self.store.mark_account_deleted(self.name, raw.crm_id)
+                self.store.release_quarantine(self.name, kind, raw.crm_id)
                 return
             try:
                 account = self.mapping.to_account(raw)
@@ -230,7 +233,7 @@ class _Engine:
                     for name in self.write_fields
                 }
             except RecordError as exc:
-                self._quarantine(kind, raw.crm_id, exc, counts)
+                self._quarantine(kind, raw, exc, counts, account_id=raw.crm_id)
                 return
             self._settle_intent(account.crm_id, crm_values)
             last_written = self.store.last_written(self.name, account.crm_id)
@@ -242,30 +245,89 @@ class _Engine:
         if raw.deleted:
             counts["deleted"] += 1
             self.store.mark_invoice_deleted(self.name, raw.crm_id)
+            self.store.release_quarantine(self.name, kind, raw.crm_id)
             return
         try:
             invoice = self.mapping.to_invoice(raw)
         except RecordError as exc:
-            self._quarantine(kind, raw.crm_id, exc, counts)
+            # The stored copy is stale: its account is held until a valid version arrives.
+            # Without one, the account the record names is held (it misses an invoice).
+            account_id = self.store.invoice_account(
+                self.name, raw.crm_id
+            ) or self.mapping.invoice_account_id(raw)
+            self._quarantine(kind, raw, exc, counts, account_id=account_id)
             return
         if invoice is None:
             # Excluded by the mapping's filter (e.g. Draft, Cancelled): it leaves scoring.
             counts["excluded"] += 1
             self.store.mark_invoice_deleted(self.name, raw.crm_id)
+            self.store.release_quarantine(self.name, kind, raw.crm_id)
             return
         if self.store.upsert_invoice(self.name, invoice):
             counts["changed"] += 1
         self.store.release_quarantine(self.name, kind, raw.crm_id)
 
-    def _quarantine(self, kind: str, record_id: str, exc: RecordError, counts: Any) -> None:
+    def _quarantine(
+        self,
+        kind: str,
+        raw: RawRecord,
+        exc: RecordError,
+        counts: Any,
+        *,
+        account_id: str | None,
+    ) -> None:
+        """Keep a record that failed validation out, and hold its account (no writes from stale data)."""
         counts["invalid"] += 1
         reason = redact(str(exc))
-        self.report.quarantined.append({"object": kind, "record_id": record_id, "reason": reason})
+        record_id = raw.crm_id
+        entry = {
+            "object": kind,
+            "record_id": record_id,
+            "account_id": account_id or "",
+            "name": redact(self.mapping.record_label(kind, raw)),
+            "rule": exc.code or "INVALID_RECORD",
+            "field": ",".join(exc.fields),
+            "value": redact(exc.value),
+            "reason": reason,
+        }
+        self.report.quarantined.append(entry)
         self.report.errors.add(exc.code or "INVALID_RECORD", record_id, reason)
-        self.store.quarantine(self.name, kind, record_id, reason, self.run_id)
-        log.warning(
-            "record quarantined", extra={"object": kind, "record_id": record_id, "detail": reason}
+        self.store.quarantine(
+            self.name,
+            kind,
+            record_id,
+            reason,
+            self.run_id,
+            account_id=account_id,
+            name=entry["name"],
+            rule=entry["rule"],
+            field=entry["field"],
+            value=entry["value"],
         )
+        log.warning(
+            "record quarantined; its account is held until a valid version arrives",
+            extra={"object": kind, "record_id": record_id, "detail": reason},
+        )
+
+    def _report_held(self) -> None:
+        """Which accounts are held by quarantined records, and why (all of them, not just new ones)."""
+        held = self.store.held_accounts(self.name)
+        self.report.held_count = len(held)
+        for account_id, rows in list(held.items())[:50]:
+            self.report.held.append(
+                {
+                    "account_id": account_id,
+                    "records": [
+                        {
+                            "object": row["object"],
+                            "record_id": row["record_id"],
+                            "rule": row["rule"] or "",
+                            "reason": row["reason"],
+                        }
+                        for row in rows
+                    ],
+                }
+            )
 
     # -- score, plan, write -----------------------------------------------------------------
 
@@ -279,7 +341,7 @@ class _Engine:
         if pending_retry:
             store.flag_for_scoring(name, pending_retry)
             self.report.writes["account"]["retried_from_previous"] += len(pending_retry)
-        total = store.count_accounts(name, only_flagged=True)
+        total = store.count_accounts(name, only_flagged=True, exclude_held=True)
         if total == 0:
             return
         exposures = store.open_exposures(name)
@@ -306,7 +368,9 @@ class _Engine:
         )
         now = self.options.now()
         done = 0
-        for stored in store.iter_accounts(name, only_flagged=True):
+        # Held accounts (a quarantined record) are skipped: no field or task write from stale
+        # data, open tasks stay as they are; they keep their flag and are scored once released.
+        for stored in store.iter_accounts(name, only_flagged=True, exclude_held=True):
             if self.options.cancel.is_set():
                 writer.flush(final=True)
                 raise RunCancelled(
@@ -457,7 +521,8 @@ def _chunks(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord]
 
 
 def classify_exit(report: RunReport) -> int:
-    """Exit code for a finished run: 0 clean, 1 when records were rejected or are pending retry."""
+    """Exit code for a finished run: 0 clean; 1 when records were rejected, are pending retry or
+    were quarantined (they need attention)."""
     return 1 if report.status == "succeeded_with_rejections" else 0
 
 

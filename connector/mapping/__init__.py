@@ -167,12 +167,35 @@ class ObjectSpec(_Strict):
     include: dict[str, list[Scalar]] = Field(default_factory=dict)
 
 
+class ValidationRules(_Strict):
+    """Plausibility rules: a record that breaks one is quarantined with the rule's name.
+
+    Values that convert but cannot be true (an invoice from 1900, payment terms of -300 days)
+    would otherwise drive writes: a band D, a limit cut, "46022 days past due". Each rule is a
+    `[validation]` setting of the mapping file, so an org with older data can move the floor.
+    """
+
+    # Invoice dates (issue, due, paid, disputed since) before this day.
+    date_floor: date = date(1990, 1, 1)
+    # Issue or paid dates more than this many days after the record was last changed in the CRM
+    # (a payment cannot be recorded before it happened; pro-forma invoices run a little ahead).
+    max_days_ahead: int = Field(default=60, ge=0)
+    # A paid date before the issue date.
+    paid_before_issue: bool = True
+    # Account payment terms outside this range, in days.
+    payment_terms_min: int = 0
+    payment_terms_max: int = Field(default=365, ge=0)
+    # Amounts above this are unit or parsing mistakes (cents read as units, a phone number).
+    max_amount: Decimal = Field(default=MAX_AMOUNT, gt=0)
+
+
 class MappingFile(_Strict):
     """A whole mapping file after `extends` is resolved."""
 
     name: str = ""
     crm: str = ""
     description: str = ""
+    validation: ValidationRules = ValidationRules()
     objects: dict[ObjectKind, ObjectSpec] = Field(default_factory=dict)
 
 
@@ -345,6 +368,8 @@ def _allowed_keys(parent_key: str) -> list[str]:
     depth = parent_key.count(".") + 1 if parent_key else 0
     if depth == 0:
         return list(MappingFile.model_fields)
+    if parent_key == "validation":
+        return list(ValidationRules.model_fields)
     if depth == 2:
         return list(ObjectSpec.model_fields)
     return list(FieldSpec.model_fields)
@@ -750,6 +775,7 @@ class FieldMapping:
     ) -> None:
         """Compile a mapping; raises MappingErrors naming file and key for every problem."""
         self.spec = spec
+        self.rules = spec.validation
         self.source = source
         self.chain = list(chain)
         self.name = spec.name
@@ -925,12 +951,36 @@ class FieldMapping:
 
     def _record_error(self, raw: RawRecord, item: CompiledField, exc: _Bad) -> RecordError:
         where = f"{item.name} ({item.crm})" if item.crm else item.name
+        value = item.get(raw.fields) if item.crm else item.static
         return RecordError(
             f"{where}: {exc.reason}",
             record_id=raw.crm_id,
             code=exc.code,
             fields=[item.crm or item.name],
+            value=_show(value),
         )
+
+    def record_label(self, kind: str, raw: RawRecord) -> str:
+        """What a person calls the record (account name, invoice number), or "" when unreadable."""
+        item = self._fields.get(kind, {}).get("name" if kind == "account" else "number")
+        if item is None:
+            return ""
+        try:
+            value = item.read(raw.fields)
+        except _Bad:
+            return ""
+        return "" if value is None else str(value)[:200]
+
+    def invoice_account_id(self, raw: RawRecord) -> str | None:
+        """The account an invoice record names, even when the rest of it is invalid."""
+        item = self._fields["invoice"].get("account_id")
+        if item is None:
+            return None
+        try:
+            value = item.read(raw.fields)
+        except _Bad:
+            return None
+        return None if value is None else str(value)
 
     def to_account(self, raw: RawRecord) -> Account:
         """Convert a CRM account record; raises RecordError (record id, field, reason) on bad input."""
@@ -948,6 +998,7 @@ class FieldMapping:
         for flag in ("insolvency_flag", "manual_override"):
             if flag in values and values[flag] is None:
                 del values[flag]
+        rules = self.rules
         for name in (
             "annual_revenue",
             "current_credit_limit",
@@ -956,11 +1007,28 @@ class FieldMapping:
             "insured_limit",
         ):
             amount = values.get(name)
-            if amount is not None and (amount < 0 or amount > MAX_AMOUNT):
+            if amount is not None and (amount < 0 or amount > rules.max_amount):
                 item = self._fields["account"][name]
                 raise self._record_error(
-                    raw, item, _Bad(f"amount out of range: {_show(amount)}", "AMOUNT_OUT_OF_RANGE")
+                    raw,
+                    item,
+                    _Bad(
+                        f"amount out of range: {_show(amount)} (0 to [validation] max_amount "
+                        f"{rules.max_amount:,.0f})",
+                        "AMOUNT_OUT_OF_RANGE",
+                    ),
                 )
+        terms = values.get("payment_terms_days")
+        if terms is not None and not rules.payment_terms_min <= terms <= rules.payment_terms_max:
+            raise self._record_error(
+                raw,
+                self._fields["account"]["payment_terms_days"],
+                _Bad(
+                    f"payment terms of {terms} days are outside [validation] payment_terms_min "
+                    f"{rules.payment_terms_min} to payment_terms_max {rules.payment_terms_max}",
+                    "PAYMENT_TERMS_OUT_OF_RANGE",
+                ),
+            )
         values["deleted"] = raw.deleted
         return _build_account(values)
 
@@ -990,8 +1058,13 @@ class FieldMapping:
             item = fields_by_name.get(name)
             crm = item.crm if item is not None else name
             label = f"{name} ({crm})" if crm and crm != name else name
+            shown = values.get(name)
             return RecordError(
-                f"{label}: {reason}", record_id=record_id, code=code, fields=[crm or name]
+                f"{label}: {reason}",
+                record_id=record_id,
+                code=code,
+                fields=[crm or name],
+                value="" if shown is None else str(shown),
             )
 
         for name in ("account_id", "issue_date", "due_date", "amount"):
@@ -1004,12 +1077,45 @@ class FieldMapping:
                 f"due {due.isoformat()} before issue {issue.isoformat()}",
                 "DUE_BEFORE_ISSUE",
             )
+        rules = self.rules
+        for name in ("issue_date", "due_date", "paid_date", "disputed_since"):
+            day = values.get(name)
+            if day is not None and day < rules.date_floor:
+                raise fail(
+                    name,
+                    f"{day.isoformat()} is before [validation] date_floor "
+                    f"{rules.date_floor.isoformat()}",
+                    "DATE_BEFORE_FLOOR",
+                )
+        # "Ahead" is measured from the record's last change in the CRM, not from today: the
+        # verdict must not change while the record stays the same (it is not read again).
+        edited = raw.modified_at.date()
+        for name in ("issue_date", "paid_date"):
+            day = values.get(name)
+            if day is not None and (day - edited).days > rules.max_days_ahead:
+                raise fail(
+                    name,
+                    f"{day.isoformat()} is more than [validation] max_days_ahead "
+                    f"{rules.max_days_ahead} days after the record's last change "
+                    f"({edited.isoformat()})",
+                    "DATE_IN_FUTURE",
+                )
+        paid = values.get("paid_date")
+        if rules.paid_before_issue and paid is not None and paid < issue:
+            raise fail(
+                "paid_date",
+                f"paid {paid.isoformat()} before issue {issue.isoformat()} "
+                "([validation] paid_before_issue)",
+                "PAID_BEFORE_ISSUE",
+            )
         amount: Decimal = values["amount"]
         if amount < 0:
             raise fail("amount", f"negative amount {amount}", "NEGATIVE_AMOUNT")
-        if amount > MAX_AMOUNT:
+        if amount > rules.max_amount:
             raise fail(
-                "amount", f"amount {_show(amount)} above {MAX_AMOUNT:,.0f}", "AMOUNT_TOO_LARGE"
+                "amount",
+                f"amount {_show(amount)} above [validation] max_amount {rules.max_amount:,.0f}",
+                "AMOUNT_TOO_LARGE",
             )
         status: InvoiceStatus = values.get("status", InvoiceStatus.OPEN)
         values["status"] = status
@@ -1025,7 +1131,7 @@ class FieldMapping:
                 "open_amount", f"open amount {open_amount} above total {amount}", "OPEN_ABOVE_TOTAL"
             )
         rate = values.get("exchange_rate")
-        if rate is not None and (rate <= 0 or rate > MAX_AMOUNT):
+        if rate is not None and (rate <= 0 or rate > rules.max_amount):
             raise fail(
                 "exchange_rate", f"exchange rate {_show(rate)} out of range", "INVALID_FIELD_VALUE"
             )
@@ -1148,7 +1254,7 @@ def _truncate(text: str, max_length: int | None) -> str:
 # -- TOML output -----------------------------------------------------------------------------------
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-_TOP_ORDER = ("name", "crm", "description", "objects")
+_TOP_ORDER = ("name", "crm", "description", "validation", "objects")
 _OBJECT_ORDER = ("crm_object", "exclude", "include", "fields")
 _KIND_ORDER = ("account", "invoice", "task")
 

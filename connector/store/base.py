@@ -15,7 +15,31 @@ from typing import Any, Protocol
 from connector.errors import LockHeldError
 from connector.models import Account, Invoice, RiskAssessment
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Steps from version N-1 to N, in SQL both backends accept; `{text}` is the backend's text type.
+# A fresh store applies schema*.sql (version 1), then every step.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        # Quarantine holds the account a bad record belongs to, and says what and since when.
+        "ALTER TABLE quarantine ADD COLUMN account_id {text}",
+        "ALTER TABLE quarantine ADD COLUMN name {text}",
+        "ALTER TABLE quarantine ADD COLUMN rule {text}",
+        "ALTER TABLE quarantine ADD COLUMN field {text}",
+        "ALTER TABLE quarantine ADD COLUMN value {text}",
+        "ALTER TABLE quarantine ADD COLUMN first_seen {text}",
+        "UPDATE quarantine SET first_seen = at WHERE first_seen IS NULL",
+        "CREATE INDEX IF NOT EXISTS quarantine_by_account ON quarantine (connection, account_id)",
+        # A field the CRM refused for one account (e.g. a picklist value it lacks): not resent
+        # until the mapping or the CRM field changed (`guard` fingerprints both).
+        "CREATE TABLE IF NOT EXISTS field_blocks ("
+        " connection {text} NOT NULL, account_id {text} NOT NULL, field {text} NOT NULL,"
+        " value {text} NOT NULL, error_code {text} NOT NULL, message {text} NOT NULL,"
+        " guard {text} NOT NULL, attempts INTEGER NOT NULL DEFAULT 1,"
+        " first_failed {text} NOT NULL, last_failed {text} NOT NULL,"
+        " PRIMARY KEY (connection, account_id, field))",
+    ),
+}
 
 
 def _default(value: Any) -> Any:
@@ -522,12 +546,20 @@ class SqlStore:
         )
         return self._stored_account(rows[0]) if rows else None
 
+    # Accounts with a quarantined record are held: not scored, planned or written.
+    _NOT_HELD = (
+        " AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.connection = accounts.connection"
+        " AND q.account_id = accounts.crm_id)"
+    )
+
     def iter_accounts(
-        self, connection: str, *, only_flagged: bool = False
+        self, connection: str, *, only_flagged: bool = False, exclude_held: bool = False
     ) -> Iterator[StoredAccount]:
         """Live accounts ordered by id, streamed in chunks so memory stays flat."""
         last = ""
         flag = " AND needs_scoring = 1" if only_flagged else ""
+        if exclude_held:
+            flag += self._NOT_HELD
         while True:
             rows = self._query(
                 f"SELECT * FROM accounts WHERE connection = ? AND deleted = 0{flag} AND crm_id > ? "  # noqa: S608 - fixed fragment
@@ -540,14 +572,26 @@ class SqlStore:
                 yield self._stored_account(row)
             last = rows[-1]["crm_id"]
 
-    def count_accounts(self, connection: str, *, only_flagged: bool = False) -> int:
-        """How many live accounts (flagged for scoring, when asked)."""
+    def count_accounts(
+        self, connection: str, *, only_flagged: bool = False, exclude_held: bool = False
+    ) -> int:
+        """How many live accounts (flagged for scoring, when asked; without held ones, when asked)."""
         flag = " AND needs_scoring = 1" if only_flagged else ""
+        if exclude_held:
+            flag += self._NOT_HELD
         rows = self._query(
             f"SELECT COUNT(*) AS n FROM accounts WHERE connection = ? AND deleted = 0{flag}",  # noqa: S608
             (connection,),
         )
         return int(rows[0]["n"])
+
+    def invoice_account(self, connection: str, crm_id: str) -> str | None:
+        """The account a stored invoice belongs to, or None when it is not stored."""
+        rows = self._query(
+            "SELECT account_id FROM invoices WHERE connection = ? AND crm_id = ?",
+            (connection, crm_id),
+        )
+        return str(rows[0]["account_id"]) if rows else None
 
     def invoices_for(self, connection: str, account_id: str) -> list[Invoice]:
         """Live invoices of one account."""
@@ -561,9 +605,12 @@ class SqlStore:
         """Open amount per account over live invoices (for the portfolio context)."""
         totals: dict[str, Decimal] = {}
         with self._lock:
+            # A quarantined invoice's stored copy is stale: it counts for no one's exposure.
             cursor = self._db.execute(
                 f"SELECT account_id, {self._EXPOSURE_SQL} AS open_amount FROM invoices "  # noqa: S608 - fixed fragment
-                "WHERE connection = ? AND deleted = 0",
+                "WHERE connection = ? AND deleted = 0 AND NOT EXISTS (SELECT 1 FROM quarantine q "
+                "WHERE q.connection = invoices.connection AND q.object = 'invoice' "
+                "AND q.record_id = invoices.crm_id)",
                 (connection,),
             )
             for row in cursor:
@@ -712,32 +759,142 @@ class SqlStore:
         return [dict(row) for row in rows]
 
     def quarantine(
-        self, connection: str, obj: str, record_id: str, reason: str, run_id: str
+        self,
+        connection: str,
+        obj: str,
+        record_id: str,
+        reason: str,
+        run_id: str,
+        *,
+        account_id: str | None = None,
+        name: str = "",
+        rule: str = "",
+        field: str = "",
+        value: str = "",
     ) -> None:
-        """Keep an invalid input record out of scoring, with the reason."""
+        """Keep an invalid input record out of scoring, with the reason; hold its account."""
+        now = _iso(self.now())
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO quarantine (connection, object, record_id, reason, run_id, at) VALUES "
-                "(?, ?, ?, ?, ?, ?) ON CONFLICT (connection, object, record_id) DO UPDATE SET "
-                "reason = excluded.reason, run_id = excluded.run_id, at = excluded.at",
-                (connection, obj, record_id, reason, run_id, _iso(self.now())),
+                "INSERT INTO quarantine (connection, object, record_id, reason, run_id, at, "
+                "account_id, name, rule, field, value, first_seen) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (connection, object, record_id) "
+                "DO UPDATE SET reason = excluded.reason, run_id = excluded.run_id, at = excluded.at, "
+                "account_id = excluded.account_id, name = excluded.name, rule = excluded.rule, "
+                "field = excluded.field, value = excluded.value",
+                (
+                    connection,
+                    obj,
+                    record_id,
+                    reason,
+                    run_id,
+                    now,
+                    account_id,
+                    name,
+                    rule,
+                    field,
+                    value,
+                    now,
+                ),
             )
 
     def release_quarantine(self, connection: str, obj: str, record_id: str) -> None:
-        """A previously invalid record is now valid."""
+        """A previously invalid record is valid (or gone); its account is scored again once free."""
         with self.transaction() as db:
+            row = db.execute(
+                "SELECT account_id FROM quarantine WHERE connection = ? AND object = ? AND "
+                "record_id = ?",
+                (connection, obj, record_id),
+            ).fetchone()
+            if row is None:
+                return
             db.execute(
                 "DELETE FROM quarantine WHERE connection = ? AND object = ? AND record_id = ?",
                 (connection, obj, record_id),
             )
+            if row["account_id"]:
+                self._flag_accounts(db, connection, [row["account_id"]])
 
-    def quarantined(self, connection: str) -> list[dict[str, Any]]:
-        """Invalid records with their reasons."""
+    def quarantined(self, connection: str | None = None) -> list[dict[str, Any]]:
+        """Invalid records with their reasons, the account each holds, and first/last seen."""
+        where, params = ("WHERE connection = ? ", (connection,)) if connection else ("", ())
         rows = self._query(
-            "SELECT * FROM quarantine WHERE connection = ? ORDER BY object, record_id",
-            (connection,),
+            f"SELECT * FROM quarantine {where}ORDER BY connection, object, record_id",  # noqa: S608 - fixed fragment
+            params,
         )
-        return [dict(row) for row in rows]
+        return [{**dict(row), "last_seen": row["at"]} for row in rows]
+
+    def count_quarantined(self, connection: str) -> int:
+        """How many records are in quarantine."""
+        rows = self._query(
+            "SELECT COUNT(*) AS n FROM quarantine WHERE connection = ?", (connection,)
+        )
+        return int(rows[0]["n"])
+
+    def held_accounts(self, connection: str) -> dict[str, list[dict[str, Any]]]:
+        """Accounts held by quarantined records, with those records, by account id."""
+        held: dict[str, list[dict[str, Any]]] = {}
+        for row in self.quarantined(connection):
+            if row["account_id"]:
+                held.setdefault(str(row["account_id"]), []).append(row)
+        return held
+
+    # -- refused fields ---------------------------------------------------------------------
+
+    def block_field(
+        self,
+        connection: str,
+        account_id: str,
+        field: str,
+        value: Any,
+        code: str,
+        message: str,
+        guard: str,
+    ) -> None:
+        """Remember that the CRM refused `value` for one account's field (not resent until `guard` changes)."""
+        now = _iso(self.now())
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO field_blocks (connection, account_id, field, value, error_code, "
+                "message, guard, attempts, first_failed, last_failed) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT (connection, account_id, field) DO "
+                "UPDATE SET value = excluded.value, error_code = excluded.error_code, message = "
+                "excluded.message, guard = excluded.guard, attempts = field_blocks.attempts + 1, "
+                "last_failed = excluded.last_failed",
+                (connection, account_id, field, dumps(value), code, message, guard, now, now),
+            )
+
+    def field_blocks(self, connection: str, account_id: str | None = None) -> list[dict[str, Any]]:
+        """Refused fields (of one account, or all), with the refused value decoded."""
+        if account_id is None:
+            rows = self._query(
+                "SELECT * FROM field_blocks WHERE connection = ? ORDER BY account_id, field",
+                (connection,),
+            )
+        else:
+            rows = self._query(
+                "SELECT * FROM field_blocks WHERE connection = ? AND account_id = ? ORDER BY field",
+                (connection, account_id),
+            )
+        return [{**dict(row), "value": loads(row["value"])} for row in rows]
+
+    def clear_field_blocks(
+        self, connection: str, *, account_id: str | None = None, field: str | None = None
+    ) -> int:
+        """Forget refusals (of one account and/or field, or all of the connection)."""
+        clauses, params = ["connection = ?"], [connection]
+        if account_id is not None:
+            clauses.append("account_id = ?")
+            params.append(account_id)
+        if field is not None:
+            clauses.append("field = ?")
+            params.append(field)
+        with self.transaction() as db:
+            cursor = db.execute(
+                f"DELETE FROM field_blocks WHERE {' AND '.join(clauses)}",  # noqa: S608 - fixed fragments
+                params,
+            )
+            return int(cursor.rowcount)
 
     # -- task ledger ------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from connector.errors import ConfigError, ConfigProblem, StoreError
 from connector.redaction import redact, redact_url
-from connector.store.base import SCHEMA_VERSION, Cursor, SqlStore
+from connector.store.base import MIGRATIONS, SCHEMA_VERSION, Cursor, SqlStore
 
 # Serialises concurrent first starts: two processes must not both create the schema.
 _MIGRATION_LOCK_KEY = 0x43524D52  # "CRMR"
@@ -127,6 +127,11 @@ class PostgresStore(SqlStore):
                     # No parameters: psycopg sends the script as one simple query.
                     self._raw.execute(schema.read_text())
                     self._raw.execute("INSERT INTO schema_version (version) VALUES (1)")
+                    version = 1
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for sql in MIGRATIONS[step]:
+                        self._raw.execute(sql.format(text='TEXT COLLATE "C"'))
+                    self._raw.execute("INSERT INTO schema_version (version) VALUES (%s)", (step,))
             except BaseException:
                 self._raw.execute("ROLLBACK")
                 raise

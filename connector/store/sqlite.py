@@ -10,6 +10,7 @@ from importlib import resources
 
 from connector.errors import StoreError
 from connector.store.base import (
+    MIGRATIONS,
     SCHEMA_VERSION,
     SqlStore,
     StoredAccount,
@@ -39,16 +40,33 @@ class SqliteStore(SqlStore):
         self._migrate()
 
     def _migrate(self) -> None:
-        version = self._sqlite.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"state file {self.path} has schema version {version}, newer than this "
-                f"program's {SCHEMA_VERSION}; upgrade crm-risk-connector"
-            )
-        if version < 1:
-            schema = resources.files("connector.store").joinpath("schema.sql").read_text()
-            with self._lock:
-                self._sqlite.executescript("BEGIN;" + schema + "PRAGMA user_version = 1; COMMIT;")
+        with self._lock:
+            version = self._sqlite.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"state file {self.path} has schema version {version}, newer than this "
+                    f"program's {SCHEMA_VERSION}; upgrade crm-risk-connector"
+                )
+            if version == SCHEMA_VERSION:
+                return
+            # The write lock first, then the version again: two processes opening a new file
+            # at once must not both apply a step (ALTER TABLE is not idempotent).
+            self._sqlite.execute("BEGIN IMMEDIATE")
+            try:
+                version = self._sqlite.execute("PRAGMA user_version").fetchone()[0]
+                if version < 1:
+                    schema = resources.files("connector.store").joinpath("schema.sql").read_text()
+                    for statement in _statements(schema):
+                        self._sqlite.execute(statement)
+                    version = 1
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for sql in MIGRATIONS[step]:
+                        self._sqlite.execute(sql.format(text="TEXT"))
+                self._sqlite.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            except BaseException:
+                self._sqlite.execute("ROLLBACK")
+                raise
+            self._sqlite.execute("COMMIT")
 
     def _in_transaction(self) -> bool:
         return self._sqlite.in_transaction
@@ -67,3 +85,14 @@ class SqliteStore(SqlStore):
         with self._lock:
             self._sqlite.backup(copy._sqlite)
         return copy
+
+
+def _statements(script: str) -> list[str]:
+    """A SQL script split into statements (executescript would commit our transaction)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    return [statement for statement in statements if statement.strip(" ;\n")]

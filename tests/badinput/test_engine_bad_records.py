@@ -46,6 +46,22 @@ BAD_INVOICES: list[tuple[str, dict[str, Any], str]] = [
     ("open_above_total", {"OpenAmount": 5000}, "OPEN_ABOVE_TOTAL"),
     ("unknown_status", {"Status": "Frobnicated"}, "UNKNOWN_STATUS"),
     ("null_everywhere", ALL_NULL, "MISSING_FIELD"),
+    # Plausibility rules ([validation] in the mapping; issue 22, point 2). The fake CRM's clock
+    # stands at 2026-10-01, so "ahead" is measured from there.
+    (
+        "issue_date_in_1900",
+        {"IssueDate": "1900-10-01", "DueDate": "1900-10-31", "PaidDate": None, "OpenAmount": 1000},
+        "DATE_BEFORE_FLOOR",
+    ),
+    ("paid_date_in_1970", {"PaidDate": "1970-01-01"}, "DATE_BEFORE_FLOOR"),
+    ("paid_before_issue", {"PaidDate": "2026-02-01"}, "PAID_BEFORE_ISSUE"),
+    (
+        "issue_date_two_years_ahead",
+        {"IssueDate": "2028-10-01", "DueDate": "2028-10-31", "PaidDate": None, "OpenAmount": 0},
+        "DATE_IN_FUTURE",
+    ),
+    ("paid_date_a_year_ahead", {"PaidDate": "2027-10-01"}, "DATE_IN_FUTURE"),
+    ("amount_above_max_amount", {"Amount": 2e12, "OpenAmount": 0}, "AMOUNT_TOO_LARGE"),
 ]
 
 
@@ -67,10 +83,12 @@ def test_bad_invoice_is_quarantined_and_every_valid_record_still_counts(
 ) -> None:
     clean, dirty = _with_bad_invoice(overrides)
     expected = env.reference(clean)
+    before, _ = crm_state(dirty)
 
     report = env.sync(FakeAdapter(dirty))
 
-    assert report.status == "succeeded", report.message
+    # A run that quarantines needs attention: exit 1 (issue 22, point 7).
+    assert report.status == "succeeded_with_rejections", report.message
     assert report.objects["invoice"]["invalid"] == 1
     [entry] = report.quarantined
     assert entry["object"] == "invoice"
@@ -78,8 +96,20 @@ def test_bad_invoice_is_quarantined_and_every_valid_record_still_counts(
     assert entry["reason"].strip(), "a quarantined record says why"
     assert code in {error["code"] for error in report.to_dict()["errors"]}
     assert [row["record_id"] for row in env.store.quarantined("fake")] == ["A003-BAD"]
-    # The CRM ends exactly as if the bad invoice did not exist: nothing valid was lost.
-    assert crm_state(dirty) == expected
+    # The account the bad invoice names is held: not scored or written until it is fixed
+    # (issue 22, point 1). An invoice naming no account holds none.
+    unreadable_account = "AccountId" in overrides and overrides["AccountId"] is None
+    held = set() if unreadable_account else {"A003"}
+    assert {item["account_id"] for item in report.held} == held
+    # Every other account ends exactly as if the bad invoice did not exist: nothing valid was lost.
+    accounts, tasks = crm_state(dirty)
+    expected_accounts, expected_tasks = expected
+    assert {k: v for k, v in accounts.items() if k not in held} == {
+        k: v for k, v in expected_accounts.items() if k not in held
+    }
+    for account_id in held:
+        assert accounts[account_id] == before[account_id], "a held account is not written"
+    assert [t for t in tasks if t[0] not in held] == [t for t in expected_tasks if t[0] not in held]
     assert len(env.store.invoices_for("fake", "A003")) == 6
 
 
@@ -93,7 +123,11 @@ def test_fixed_invoice_leaves_quarantine_and_is_scored(env: Env) -> None:
 
     assert report.quarantined == []
     assert env.store.quarantined("fake") == []
+    assert report.held == []
     assert len(env.store.invoices_for("fake", "A003")) == 7
+    # Released, the account is scored and written again.
+    accounts, _ = crm_state(dirty)
+    assert accounts["A003"]["RiskBand"] is not None
 
 
 def test_many_bad_invoices_in_one_page_do_not_stop_the_run(env: Env) -> None:
@@ -103,15 +137,27 @@ def test_many_bad_invoices_in_one_page_do_not_stop_the_run(env: Env) -> None:
     for n, (_, overrides, _) in enumerate(BAD_INVOICES):
         dirty.put("Invoice", f"BAD-{n}", **valid_invoice(f"A{n % 5:03d}", 8, **overrides))
     expected = env.reference(clean)
+    before, _ = crm_state(dirty)
 
     report = env.sync(FakeAdapter(dirty))
 
-    assert report.status == "succeeded"
+    assert report.status == "succeeded_with_rejections"
     assert report.objects["invoice"]["invalid"] == len(BAD_INVOICES)
     assert {q["record_id"] for q in report.quarantined} == {
         f"BAD-{n}" for n in range(len(BAD_INVOICES))
     }
-    assert crm_state(dirty) == expected
+    # Each account named by a bad invoice is held and left as it was; the others are written.
+    held = {item["account_id"] for item in report.held}
+    assert held == {
+        f"A{n % 5:03d}" for n, (_, o, _) in enumerate(BAD_INVOICES) if o.get("AccountId", 1)
+    }
+    accounts, _ = crm_state(dirty)
+    expected_accounts, _ = expected
+    for account_id, values in accounts.items():
+        if account_id in held:
+            assert values == before[account_id]
+        else:
+            assert values == expected_accounts[account_id]
 
 
 BAD_ACCOUNTS: list[tuple[str, dict[str, Any]]] = [
@@ -121,6 +167,10 @@ BAD_ACCOUNTS: list[tuple[str, dict[str, Any]]] = [
     ("malformed_created_date", {"CreatedDate": "yesterday"}),
     ("fractional_payment_terms", {"PaymentTerms": 12.5}),
     ("manual_override_as_words", {"ManualOverride": "perhaps"}),
+    # Plausibility: payment terms outside [validation] payment_terms_min..max (0..365).
+    ("negative_payment_terms", {"PaymentTerms": -300}),
+    ("payment_terms_of_years", {"PaymentTerms": 1000}),
+    ("credit_limit_above_max_amount", {"CreditLimit": 5e12}),
 ]
 
 
@@ -136,8 +186,9 @@ def test_bad_account_is_quarantined_and_the_others_are_written(
 
     report = env.sync(FakeAdapter(dirty))
 
-    assert report.status == "succeeded", report.message
+    assert report.status == "succeeded_with_rejections", report.message
     assert [(q["object"], q["record_id"]) for q in report.quarantined] == [("account", "A002")]
+    assert [item["account_id"] for item in report.held] == ["A002"]
     assert report.quarantined[0]["reason"].strip()
     accounts, _ = crm_state(dirty)
     assert {k: v for k, v in accounts.items() if k != "A002"} == {
