@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+# Node clients of the cross-language suite (tests/clients), reinstalled when the lock changes.
+CLIENTS := tests/clients
+CLIENT_STAMP := $(CLIENTS)/node_modules/.installed
 
 .PHONY: demo test check lint typecheck bench clean
 
@@ -23,7 +26,17 @@ demo: $(STAMP)
 	$(BIN)/crm-risk demo
 
 test: $(DEV_STAMP)
+	@if command -v node >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(CLIENT_STAMP); \
+	else \
+		echo "make test: node is not on the PATH; the cross-language client suite (tests/clients) will be SKIPPED"; \
+	fi
 	$(BIN)/python -m pytest
+
+$(CLIENT_STAMP): $(CLIENTS)/package.json $(CLIENTS)/package-lock.json
+	@echo "make test: installing the Node clients of tests/clients (npm ci; cached until package-lock.json changes)"
+	cd $(CLIENTS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
@@ -39,4 +52,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/scoring.py --accounts 10000
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(CLIENTS)/node_modules .cache

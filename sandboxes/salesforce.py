@@ -20,7 +20,8 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -28,6 +29,15 @@ from urllib.parse import parse_qs
 
 from sandboxes.seed import Portfolio, PortfolioStream, SeedAccount, SeedInvoice
 from sandboxes.server import Request, Response
+from sandboxes.sf_describe import child_relationship_name, global_entry, object_describe
+from sandboxes.sf_identity import (
+    SOAP_LOGIN_FAULT,
+    OrgUser,
+    identity_document,
+    soap_credentials,
+    soap_login_result,
+    userinfo_document,
+)
 from sandboxes.sf_schema import (
     CLOSED_TASK_STATUSES,
     NUMBER_TYPES,
@@ -92,6 +102,14 @@ def sf_datetime(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
 
 
+_ROLLED_BACK = {
+    "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+    "message": "Record rolled back because not all records were valid and the request was using "
+    "AllOrNone header",
+    "fields": [],
+}
+
+
 def _error(status: int, code: str, message: str, fields: list[str] | None = None) -> Response:
     body: dict[str, Any] = {"message": message, "errorCode": code}
     if fields is not None:
@@ -117,10 +135,23 @@ class RecordError(Exception):
         return {"statusCode": self.code, "message": self.message, "fields": self.fields}
 
 
+@dataclass(frozen=True)
+class _ChildPlan:
+    """A parent-to-child subquery, run once with its query: child ids per parent id."""
+
+    name: str
+    obj: SObject
+    plan: list[FieldRef]
+    by_parent: dict[str, list[str]]
+
+
+PlanItem = FieldRef | _ChildPlan
+
+
 class _Cursor:
     __slots__ = ("created", "ids", "object_name", "plan")
 
-    def __init__(self, object_name: str, plan: list[FieldRef], ids: list[str]) -> None:
+    def __init__(self, object_name: str, plan: list[PlanItem], ids: list[str]) -> None:
         self.object_name = object_name
         self.plan = plan
         self.ids = ids
@@ -496,6 +527,10 @@ class SalesforceEmulator:
         path = request.path
         if path.rstrip("/") == "/services/oauth2/token":
             return self._token(request)
+        if path.rstrip("/") == "/services/oauth2/userinfo":
+            return self._userinfo(request)
+        if path.startswith("/id/"):
+            return self._identity(request)
         if path.startswith("/services/Soap/u/"):
             return self._soap_login(request)
         if path.rstrip("/") == "/services/data":
@@ -537,9 +572,17 @@ class SalesforceEmulator:
         return f"api-usage={self.api_used}/{self.daily_api_limit}"
 
     def _authenticate(self, request: Request) -> Response | None:
-        auth = request.headers.get("authorization", "")
-        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if self._session_user(request) is None:
+            return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        return None
+
+    def _session_user(self, request: Request, *, query_token: bool = False) -> str | None:
+        """The user id of the request's live access token (None when missing or expired)."""
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        token = value.strip() if scheme.lower() in ("bearer", "oauth") else ""
         token = token or request.headers.get("x-sfdc-session", "")
+        if query_token:  # identity URLs also take the token as ?oauth_token= (Identity URLs page)
+            token = token or request.param("oauth_token") or request.param("access_token") or ""
         lifetime = request.faults.expire_tokens_after_s
         if lifetime is None:
             lifetime = self.session_seconds
@@ -549,16 +592,14 @@ class SalesforceEmulator:
                 if time.monotonic() - entry[1] > lifetime:
                     del self._tokens[token]
                     entry = None
-        if entry is None:
-            return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
-        return None
+        return None if entry is None else entry[0]
 
     def _route(self, request: Request, version: str, rest: str) -> Response:
         method = request.method
         parts = rest.strip("/").split("/") if rest != "/" else []
         head = parts[0].lower() if parts else ""
         if not parts:
-            return Response.json(200, self._resources(version))
+            return Response.json(200, self._resources(request, version))
         if head in ("query", "queryall"):
             if len(parts) == 2:
                 return self._query_more(request, version, parts[1])
@@ -576,22 +617,76 @@ class SalesforceEmulator:
             return self._jobs_route(request, version, parts[1].lower(), parts[2:])
         return _not_found()
 
-    def _resources(self, version: str) -> dict[str, str]:
+    def _resources(self, request: Request, version: str) -> dict[str, str]:
         base = f"/services/data/v{version}"
-        return {
+        resources = {
             name: f"{base}/{name}"
             for name in ("sobjects", "query", "queryAll", "limits", "composite", "jobs")
         }
+        # The versions resource names the caller's identity URL (REST API "Resources by Version").
+        user_id = self._session_user(request) or self.integration_user_id
+        resources["identity"] = f"{request.base_url}/id/{ORG_ID}/{user_id}"
+        return resources
 
     def _limits(self) -> dict[str, Any]:
+        # GET /limits (REST API guide, resources_limits): every allocation as {"Max", "Remaining"}.
+        # The API, bulk query and ingest counters move with this org's traffic; the others are
+        # the defaults of an Enterprise org and never move here.
         with self._lock:
             remaining = max(self.daily_api_limit - self.api_used, 0)
-        return {
-            "DailyApiRequests": {"Max": self.daily_api_limit, "Remaining": remaining},
-            "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000 - len(self._jobs)},
-            "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
-            "DataStorageMB": {"Max": 1024, "Remaining": 1000},
+            query_jobs = sum(1 for j in self._jobs.values() if j.get("_kind") == "query")
+            ingest_jobs = len(self._jobs) - query_jobs
+        moving = {
+            "DailyApiRequests": (self.daily_api_limit, remaining),
+            "DailyBulkApiBatches": (15000, 15000 - ingest_jobs),
+            "DailyBulkV2QueryJobs": (10000, 10000 - query_jobs),
         }
+        fixed = {
+            "ActiveScratchOrgs": 3,
+            "AnalyticsExternalDataSizeMB": 40960,
+            "ConcurrentAsyncGetReportInstances": 200,
+            "ConcurrentSyncReportRuns": 20,
+            "DailyAnalyticsDataflowJobExecutions": 60,
+            "DailyAnalyticsUploadedFilesSizeMB": 51200,
+            "DailyAsyncApexExecutions": 250000,
+            "DailyAsyncApexTests": 500,
+            "DailyBulkV2QueryFileStorageMB": 976562,
+            "DailyDeliveredPlatformEvents": 50000,
+            "DailyDurableGenericStreamingApiEvents": 10000,
+            "DailyDurableStreamingApiEvents": 10000,
+            "DailyGenericStreamingApiEvents": 10000,
+            "DailyScratchOrgs": 6,
+            "DailyStandardVolumePlatformEvents": 10000,
+            "DailyStreamingApiEvents": 10000,
+            "DailyWorkflowEmails": 1000,
+            "DataStorageMB": 1024,
+            "DurableStreamingApiConcurrentClients": 20,
+            "FileStorageMB": 20480,
+            "HourlyAsyncReportRuns": 1200,
+            "HourlyDashboardRefreshes": 200,
+            "HourlyDashboardResults": 5000,
+            "HourlyDashboardStatuses": 999999999,
+            "HourlyLongTermIdMapping": 100000,
+            "HourlyODataCallout": 10000,
+            "HourlyPublishedPlatformEvents": 50000,
+            "HourlyPublishedStandardVolumePlatformEvents": 1000,
+            "HourlyShortTermIdMapping": 100000,
+            "HourlySyncReportRuns": 500,
+            "HourlyTimeBasedWorkflow": 50,
+            "MassEmail": 10,
+            "Package2VersionCreates": 6,
+            "Package2VersionCreatesWithoutValidation": 500,
+            "PermissionTypes": {"Max": 30000, "Remaining": 30000},
+            "SingleEmail": 15,
+            "StreamingApiConcurrentClients": 20,
+        }
+        limits: dict[str, Any] = {
+            name: {"Max": top, "Remaining": left} for name, (top, left) in moving.items()
+        }
+        for name, value in fixed.items():
+            limits[name] = value if isinstance(value, dict) else {"Max": value, "Remaining": value}
+        limits["DataStorageMB"]["Remaining"] = 1000
+        return dict(sorted(limits.items()))
 
     # ---------------------------------------------------------------- OAuth
 
@@ -701,44 +796,71 @@ class SalesforceEmulator:
         return None
 
     def _soap_login(self, request: Request) -> Response:
-        # simple-salesforce's SOAP username/password login (only reachable through a transport
-        # adapter, since the library hard-codes *.salesforce.com).
-        text = request.body.decode("utf-8", "replace")
-        user = re.search(r"<n1:username>(.*?)</n1:username>", text, re.S)
-        pwd = re.search(r"<n1:password>(.*?)</n1:password>", text, re.S)
-        from html import unescape
-
+        # SOAP partner API login(): simple-salesforce prefixes the elements (<n1:username>),
+        # jsforce puts them in the default namespace (<username>); both are the same XML.
+        credentials = soap_credentials(request.body.decode("utf-8", "replace"))
         if (
-            user is None
-            or pwd is None
-            or unescape(user.group(1)) != self.username
-            or unescape(pwd.group(1)) not in (self.password, self.password + self.security_token)
+            credentials is None
+            or credentials[0] != self.username
+            or credentials[1] not in (self.password, self.password + self.security_token)
         ):
-            fault = (
-                '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
-                'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
-                'xmlns:sf="urn:fault.partner.soap.sforce.com"><soapenv:Body><soapenv:Fault>'
-                "<faultcode>INVALID_LOGIN</faultcode><faultstring>INVALID_LOGIN: Invalid username, "
-                "password, security token; or user locked out.</faultstring><detail>"
-                "<sf:LoginFault><sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode>"
-                "<sf:exceptionMessage>Invalid username, password, security token; or user locked "
-                "out.</sf:exceptionMessage></sf:LoginFault></detail></soapenv:Fault>"
-                "</soapenv:Body></soapenv:Envelope>"
+            return Response(
+                500, SOAP_LOGIN_FAULT.encode(), {"Content-Type": "text/xml;charset=UTF-8"}
             )
-            return Response(500, fault.encode(), {"Content-Type": "text/xml;charset=UTF-8"})
         token = self.issue_token()
         version = request.path.rstrip("/").rsplit("/", 1)[-1]
         server = f"{request.base_url}/services/Soap/u/{version}/{ORG_ID}"
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
-            'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
-            'xmlns="urn:partner.soap.sforce.com"><soapenv:Body><loginResponse><result>'
-            f"<metadataServerUrl>{server}</metadataServerUrl><passwordExpired>false"
-            f"</passwordExpired><sandbox>true</sandbox><serverUrl>{server}</serverUrl>"
-            f"<sessionId>{token}</sessionId><userId>{self.integration_user_id}</userId>"
-            "</result></loginResponse></soapenv:Body></soapenv:Envelope>"
+        body = soap_login_result(
+            self._org_user(self.integration_user_id),
+            server,
+            token,
+            int(self.session_seconds or 7200),
         )
         return Response(200, body.encode(), {"Content-Type": "text/xml;charset=UTF-8"})
+
+    def _org_user(self, user_id: str) -> OrgUser:
+        with self._lock:
+            row = self.rows["User"][user_id]
+            return OrgUser(
+                org_id=ORG_ID,
+                org_name="crm-risk sandbox org",
+                user_id=user_id,
+                username=row["Username"],
+                email=row["Email"],
+                full_name=row["Name"],
+                active=bool(row["IsActive"]),
+                last_modified=row["LastModifiedDate"],
+            )
+
+    def _identity(self, request: Request) -> Response:
+        # GET (or POST) /id/{orgId}/{userId}, the URL every token response returns as `id`.
+        user_id = self._session_user(request, query_token=True)
+        if user_id is None:
+            return Response(403, b"Bad_OAuth_Token", {"Content-Type": "text/plain"})
+        parts = request.path.strip("/").split("/")
+        if len(parts) != 3 or parts[1] not in (ORG_ID, ORG_ID[:15]):
+            return _not_found()
+        # Another user's identity needs the api/full scope and View Setup; the sandbox's
+        # integration user has both, so any user of the org may be looked up.
+        wanted = to_id18(parts[2])
+        if wanted is None or wanted not in self.rows["User"]:
+            return _not_found()
+        version = request.param("version")
+        if version == "latest":
+            version = f"{LATEST_VERSION:.1f}"
+        document = identity_document(
+            self._org_user(wanted), request.base_url, request.base_url, version
+        )
+        return Response.json(200, document)
+
+    def _userinfo(self, request: Request) -> Response:
+        # OpenID Connect UserInfo: GET or POST with the access token as a bearer header.
+        user_id = self._session_user(request, query_token=True)
+        if user_id is None:
+            return Response(403, b"Bad_OAuth_Token", {"Content-Type": "text/plain"})
+        return Response.json(
+            200, userinfo_document(self._org_user(user_id), request.base_url, request.base_url)
+        )
 
     # ---------------------------------------------------------------- SOQL
 
@@ -903,9 +1025,7 @@ class SalesforceEmulator:
             return to_id18(value) or value
         return value
 
-    def _run(
-        self, query: Query, include_deleted: bool
-    ) -> tuple[SObject, list[str], list[FieldRef]]:
+    def _object_for(self, query: Query) -> SObject:
         obj = self._find_object(query.object_name)
         if obj is None:
             caret = " " * (query.object_column - 1) + "^"
@@ -916,34 +1036,140 @@ class SalesforceEmulator:
                 "to use a custom object, be sure to append the '__c' after the entity name. "
                 "Please reference your WSDL or the describe call for the appropriate names.",
             )
+        return obj
+
+    def _select_rows(
+        self, query: Query, obj: SObject, include_deleted: bool, *, ordered: bool = True
+    ) -> list[dict[str, Any]]:
+        """Rows of `obj` that pass WHERE, in ORDER BY order (call with the lock held)."""
+        predicate = self._compile(query, obj, query.where) if query.where else None
+        rows = [
+            row
+            for row in self.rows[obj.name].values()
+            if (include_deleted or not row["IsDeleted"]) and (predicate is None or predicate(row))
+        ]
+        if not ordered:
+            return rows
+        for item in reversed(query.order_by):
+            chain = self._resolve(query, obj, item.field)
+            get, fdef = self._getter(chain), chain[-1][1]
+            nulls_last = item.nulls_last if item.nulls_last is not None else item.descending
+            present = [r for r in rows if get(r) is not None]
+            missing = [r for r in rows if get(r) is None]
+            present.sort(key=_row_key(fdef, get), reverse=item.descending)
+            rows = present + missing if nulls_last else missing + present
+        return rows
+
+    def _child_plan(self, parent: SObject, sub: Query, include_deleted: bool) -> _ChildPlan:
+        """Resolve `(SELECT ... FROM Tasks)` on `parent` and run it for every parent at once."""
+        for child in self.schema.values():
+            for fdef in child.fields:
+                name = child_relationship_name(child, fdef)
+                if (
+                    parent.name in fdef.reference_to
+                    and name
+                    and name.lower() == sub.object_name.lower()
+                ):
+                    for ref in sub.fields:
+                        self._resolve(sub, child, ref)
+                    by_parent: dict[str, list[str]] = {}
+                    for row in self._select_rows(sub, child, include_deleted):
+                        owner = row.get(fdef.name)
+                        if owner:
+                            by_parent.setdefault(owner, []).append(row["Id"])
+                    if sub.limit is not None:
+                        by_parent = {k: v[: sub.limit] for k, v in by_parent.items()}
+                    return _ChildPlan(name, child, list(sub.fields), by_parent)
+        raise SoqlError(
+            "INVALID_TYPE",
+            f"\n{sub.text}\nERROR at Row:1:Column:{sub.object_column}\nDidn't understand "
+            f"relationship '{sub.object_name}' in FROM part of query call. If you are attempting "
+            "to use a custom relationship, be sure to append the '__r' after the custom "
+            "relationship name. Please reference your WSDL or the describe call for the "
+            "appropriate names.",
+        )
+
+    def _run(
+        self, query: Query, include_deleted: bool
+    ) -> tuple[SObject, list[str], list[PlanItem]]:
+        obj = self._object_for(query)
         for ref in query.fields:
             self._resolve(query, obj, ref)
-        predicate = self._compile(query, obj, query.where) if query.where else None
-        orders = [
-            (self._getter(self._resolve(query, obj, item.field)), item) for item in query.order_by
-        ]
-        order_types = [self._resolve(query, obj, item.field)[-1][1] for item in query.order_by]
+        plan: list[PlanItem] = list(query.fields)
         with self._lock:
-            rows = [
-                row
-                for row in self.rows[obj.name].values()
-                if (include_deleted or not row["IsDeleted"])
-                and (predicate is None or predicate(row))
-            ]
-            for (get, item), fdef in reversed(list(zip(orders, order_types, strict=True))):
-                nulls_last = item.nulls_last if item.nulls_last is not None else item.descending
-                present = [r for r in rows if get(r) is not None]
-                missing = [r for r in rows if get(r) is None]
-                present.sort(key=_row_key(fdef, get), reverse=item.descending)
-                rows = present + missing if nulls_last else missing + present
-            ids = [row["Id"] for row in rows]
+            plan += [self._child_plan(obj, sub, include_deleted) for sub in query.subqueries]
+            ids = [row["Id"] for row in self._select_rows(query, obj, include_deleted)]
         ids = ids[query.offset :]
         if query.limit is not None:
             ids = ids[: query.limit]
-        return obj, ids, query.fields
+        return obj, ids, plan
+
+    def _aggregate(self, query: Query, include_deleted: bool) -> dict[str, Any]:
+        """A grouped or aggregate SELECT: one AggregateResult row per group (no query locator)."""
+        obj = self._object_for(query)
+        grouped = {tuple(p.lower() for p in ref.path) for ref in query.group_by}
+        for ref in query.fields:
+            if tuple(p.lower() for p in ref.path) not in grouped:
+                raise SoqlError(
+                    "MALFORMED_QUERY",
+                    f"\n{query.text}\nERROR at Row:1:Column:{ref.column}\n"
+                    f"Field must be grouped or aggregated: {ref.text}",
+                )
+        keys = [(ref, self._resolve(query, obj, ref)) for ref in query.group_by]
+        key_getters = [self._getter(chain) for _, chain in keys]
+        measures = [
+            (agg, self._getter(self._resolve(query, obj, agg.field)) if agg.field else None)
+            for agg in query.aggregates
+        ]
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        with self._lock:
+            for row in self._select_rows(query, obj, include_deleted, ordered=False):
+                groups.setdefault(tuple(g(row) for g in key_getters), []).append(row)
+        if not query.group_by and not groups:
+            groups[()] = []  # an aggregate without GROUP BY always answers one row
+        records: list[dict[str, Any]] = []
+        sort_keys: list[list[Any]] = []
+        unnamed = 0
+        names: list[str] = []
+        for agg, _ in measures:
+            if agg.alias:
+                names.append(agg.alias)
+            else:
+                names.append(f"expr{unnamed}")
+                unnamed += 1
+        for key, members in groups.items():
+            record: dict[str, Any] = {"attributes": {"type": "AggregateResult"}}
+            for (ref, chain), value in zip(keys, key, strict=True):
+                if any(ref.path == f.path for f in query.fields):
+                    record[chain[-1][1].name] = value
+            for name, (agg, get) in zip(names, measures, strict=True):
+                record[name] = _aggregate_value(agg.func, get, members)
+            records.append(record)
+            order: list[Any] = []
+            for item in query.order_by:
+                if item.aggregate is not None:
+                    agg = item.aggregate
+                    get = self._getter(self._resolve(query, obj, agg.field)) if agg.field else None
+                    order.append(_aggregate_value(agg.func, get, members))
+                else:
+                    path = tuple(p.lower() for p in item.field.path)
+                    position = [tuple(p.lower() for p in r.path) for r, _ in keys].index(path)
+                    order.append(key[position])
+            sort_keys.append(order)
+        ranked = list(range(len(records)))
+        for index, item in reversed(list(enumerate(query.order_by))):
+            nulls_last = item.nulls_last if item.nulls_last is not None else item.descending
+            present = [i for i in ranked if sort_keys[i][index] is not None]
+            missing = [i for i in ranked if sort_keys[i][index] is None]
+            present.sort(key=lambda i: sort_keys[i][index], reverse=item.descending)
+            ranked = present + missing if nulls_last else missing + present
+        rows = [records[i] for i in ranked][query.offset :]
+        if query.limit is not None:
+            rows = rows[: query.limit]
+        return {"totalSize": len(rows), "done": True, "records": rows}
 
     def _render(
-        self, obj: SObject, row: dict[str, Any], plan: list[FieldRef], version: str
+        self, obj: SObject, row: dict[str, Any], plan: Sequence[PlanItem], version: str
     ) -> dict[str, Any]:
         out: dict[str, Any] = {
             "attributes": {
@@ -951,8 +1177,22 @@ class SalesforceEmulator:
                 "url": f"/services/data/v{version}/sobjects/{obj.name}/{row['Id']}",
             }
         }
-        for ref in plan:
-            self._render_path(obj, row, ref.path, out, version)
+        for item in plan:
+            if isinstance(item, _ChildPlan):
+                # Children nest as a query result of their own; none at all is null, not [].
+                table = self.rows[item.obj.name]
+                kids = [table[i] for i in item.by_parent.get(row["Id"], ()) if i in table]
+                out[item.name] = (
+                    {
+                        "totalSize": len(kids),
+                        "done": True,
+                        "records": [self._render(item.obj, k, item.plan, version) for k in kids],
+                    }
+                    if kids
+                    else None
+                )
+                continue
+            self._render_path(obj, row, item.path, out, version)
         return out
 
     def _render_path(
@@ -996,6 +1236,8 @@ class SalesforceEmulator:
 
     def _query(self, request: Request, version: str, text: str, include_deleted: bool) -> Response:
         query = parse(text)
+        if query.is_aggregate:
+            return Response.json(200, self._aggregate(query, include_deleted))
         obj, ids, plan = self._run(query, include_deleted)
         if query.count_only:
             return Response.json(200, {"totalSize": len(ids), "done": True, "records": []})
@@ -1013,7 +1255,7 @@ class SalesforceEmulator:
         request: Request,
         version: str,
         obj: SObject,
-        plan: list[FieldRef],
+        plan: list[PlanItem],
         ids: list[str],
         start: int,
         locator: str | None,
@@ -1041,38 +1283,13 @@ class SalesforceEmulator:
     # ---------------------------------------------------------------- describe and sObjects
 
     def _describe(self, obj: SObject, version: str) -> dict[str, Any]:
-        return {
-            "name": obj.name,
-            "label": obj.label,
-            "labelPlural": obj.label + "s",
-            "custom": obj.custom,
-            "keyPrefix": obj.key_prefix,
-            "createable": obj.name != "User",
-            "updateable": obj.name != "User",
-            "deletable": obj.name != "User",
-            "queryable": True,
-            "fields": [f.describe() for f in obj.fields],
-            "childRelationships": [],
-            "recordTypeInfos": [],
-            "urls": {
-                "sobject": f"/services/data/v{version}/sobjects/{obj.name}",
-                "describe": f"/services/data/v{version}/sobjects/{obj.name}/describe",
-                "rowTemplate": f"/services/data/v{version}/sobjects/{obj.name}/{{ID}}",
-            },
-        }
+        return object_describe(self.schema, obj, version)
 
     def _global_describe(self, version: str) -> dict[str, Any]:
         return {
             "encoding": "UTF-8",
             "maxBatchSize": 200,
-            "sobjects": [
-                {
-                    key: value
-                    for key, value in self._describe(obj, version).items()
-                    if key not in ("fields", "childRelationships", "recordTypeInfos")
-                }
-                for obj in self.schema.values()
-            ],
+            "sobjects": [global_entry(obj, version) for obj in self.schema.values()],
         }
 
     def _sobjects(self, request: Request, version: str, parts: list[str]) -> Response:
@@ -1084,8 +1301,7 @@ class SalesforceEmulator:
             return _not_found()
         if len(parts) == 1:
             if method == "GET":
-                described = self._describe(obj, version)
-                basics = {k: v for k, v in described.items() if k != "fields"}
+                basics = global_entry(obj, version)
                 return Response.json(200, {"objectDescribe": basics, "recentItems": []})
             if method == "POST":
                 return self._create_one(request, obj)
@@ -1240,23 +1456,10 @@ class SalesforceEmulator:
 
     def _collections(self, request: Request, version: str, parts: list[str]) -> Response:
         method = request.method
-        if method == "GET" and len(parts) == 1:
-            obj = self._find_object(parts[0])
-            if obj is None:
-                return _not_found()
-            ids = [i for i in (request.param("ids") or "").split(",") if i]
-            names = [n for n in (request.param("fields") or "Id").split(",") if n]
-            plan = [FieldRef((n.strip(),), 1) for n in names]
-            out: list[dict[str, Any] | None] = []
-            with self._lock:
-                for raw in ids[:COLLECTION_LIMIT]:
-                    row = self.rows[obj.name].get(to_id18(raw) or raw)
-                    out.append(
-                        None
-                        if row is None or row["IsDeleted"]
-                        else self._render(obj, row, plan, version)
-                    )
-            return Response.json(200, out)
+        if method in ("GET", "POST") and len(parts) == 1:
+            return self._collections_retrieve(request, version, parts[0])
+        if method == "PATCH" and len(parts) == 2:
+            return self._collections_upsert(request, parts[0], parts[1])
         if method == "DELETE":
             ids = [i for i in (request.param("ids") or "").split(",") if i]
             deleted: list[dict[str, Any]] = []
@@ -1359,22 +1562,186 @@ class SalesforceEmulator:
                     continue
                 sobj, staged_id, clean = next(staged_iter)
                 if failed and all_or_none:
-                    results.append(
-                        {
-                            "success": False,
-                            "errors": [
-                                {
-                                    "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                                    "message": "Record rolled back because not all records were "
-                                    "valid and the request was using AllOrNone header",
-                                    "fields": [],
-                                }
-                            ],
-                        }
-                    )
+                    results.append({"success": False, "errors": [_ROLLED_BACK]})
                     continue
                 new_id = self._apply(sobj, staged_id, clean, self._stamp())
                 results.append({"id": new_id, "success": True, "errors": []})
+        return Response.json(200, results)
+
+    def _collections_retrieve(self, request: Request, version: str, object_name: str) -> Response:
+        # sObject Collections retrieve: GET ?ids=&fields= (up to 800 ids in the URL) or POST
+        # {"ids": [...], "fields": [...]} (up to 2,000 ids); null for ids that are not there
+        # (REST API guide, resources_composite_sobjects_collections_retrieve).
+        obj = self._find_object(object_name)
+        if obj is None:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        if request.method == "POST":
+            try:
+                body = request.json()
+            except ValueError:
+                return _error(400, "JSON_PARSER_ERROR", "Malformed JSON body")
+            if not isinstance(body, dict):
+                return _error(400, "JSON_PARSER_ERROR", "Expected a JSON object")
+            ids = [str(i) for i in body.get("ids") or []]
+            names = [str(n) for n in body.get("fields") or []]
+            cap = 2000
+        else:
+            ids = [i for i in (request.param("ids") or "").split(",") if i]
+            names = [n for n in (request.param("fields") or "").split(",") if n]
+            cap = 800
+        if not ids or not names:
+            missing = "ids" if not ids else "fields"
+            return _error(400, "MISSING_ARGUMENT", f"{missing} is required")
+        if len(ids) > cap:
+            return _error(400, "EXCEEDED_ID_LIMIT", f"cannot retrieve more than {cap} ids")
+        plan: list[FieldRef] = []
+        for name in names:
+            ref = FieldRef(tuple(name.strip().split(".")), 1)
+            if ref.path == ("Id",) or self._find_path(obj, ref.path):
+                plan.append(ref)
+                continue
+            return _error(
+                400, "INVALID_FIELD", f"No such column '{name}' on entity '{obj.name}'", [name]
+            )
+        if all(ref.path != ("Id",) for ref in plan):
+            plan.insert(0, FieldRef(("Id",), 1))
+        out: list[dict[str, Any] | None] = []
+        with self._lock:
+            for raw in ids:
+                row = self.rows[obj.name].get(to_id18(raw) or raw)
+                out.append(
+                    None
+                    if row is None or row["IsDeleted"]
+                    else self._render(obj, row, plan, version)
+                )
+        return Response.json(200, out)
+
+    def _find_path(self, obj: SObject, path: tuple[str, ...]) -> bool:
+        current = obj
+        for hop in path[:-1]:
+            link = current.relationships.get(hop.lower())
+            if link is None or not link.reference_to:
+                return False
+            current = self.schema[link.reference_to[0]]
+        return current.field(path[-1]) is not None
+
+    def _collections_upsert(self, request: Request, object_name: str, field_name: str) -> Response:
+        # PATCH composite/sobjects/{object}/{externalIdField}: create or update up to 200
+        # records matched on an external id; each result says `created` (REST API guide,
+        # resources_composite_sobjects_collections_upsert).
+        obj = self._find_object(object_name)
+        if obj is None:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        key = obj.field(field_name)
+        if key is None or not (key.external_id or key.name == "Id"):
+            return _error(
+                400,
+                "INVALID_FIELD",
+                f"Field name provided, {field_name} is not an External ID or indexed field for "
+                f"{obj.name}",
+            )
+        try:
+            body = request.json()
+        except ValueError:
+            return _error(400, "JSON_PARSER_ERROR", "Malformed JSON body")
+        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+            return _error(400, "INVALID_FIELD", "Records are required")
+        records = body["records"]
+        if len(records) > COLLECTION_LIMIT:
+            return _error(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                "record limit reached. cannot submit more than 200 records into this call",
+            )
+        all_or_none = bool(body.get("allOrNone", False))
+        with self._lock:
+            plans: list[tuple[str | None, dict[str, Any]] | RecordError] = []
+            seen: Counter[str] = Counter()
+            for raw in records:
+                if not isinstance(raw, dict):
+                    return _error(400, "JSON_PARSER_ERROR", "Each record must be an object")
+                data = dict(raw)
+                attributes = data.pop("attributes", None)
+                type_name = attributes.get("type") if isinstance(attributes, dict) else None
+                if not type_name:
+                    return _error(400, "INVALID_TYPE", "No SObject Type defined in record", [])
+                if type_name.lower() != obj.name.lower():
+                    return _error(
+                        400, "INVALID_TYPE", f"Record type {type_name} does not match {obj.name}"
+                    )
+                value = next((v for k, v in data.items() if k.lower() == key.name.lower()), None)
+                if value in (None, ""):
+                    plans.append(
+                        RecordError(
+                            "MISSING_ARGUMENT", f"{key.name} not specified in an upsert call"
+                        )
+                    )
+                    continue
+                seen[str(value)] += 1
+                found = [
+                    row["Id"]
+                    for row in self.rows[obj.name].values()
+                    if not row["IsDeleted"] and str(row.get(key.name)) == str(value)
+                ]
+                if len(found) > 1:
+                    plans.append(
+                        RecordError(
+                            "DUPLICATE_EXTERNAL_ID",
+                            f"{key.name}: more than one record found for external id field: "
+                            f"{found}",
+                            [key.name],
+                        )
+                    )
+                    continue
+                if not found and key.name == "Id":
+                    plans.append(
+                        RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
+                    )
+                    continue
+                if found:  # matched on it; the key itself is not rewritten
+                    data = {k: v for k, v in data.items() if k.lower() != key.name.lower()}
+                plans.append((found[0] if found else None, data))
+            outcomes: list[dict[str, Any] | RecordError] = []
+            staged: list[tuple[str | None, dict[str, Any]]] = []
+            for index, plan in enumerate(plans):
+                if isinstance(plan, RecordError):
+                    outcomes.append(plan)
+                    continue
+                value = str(
+                    next(v for k, v in records[index].items() if k.lower() == key.name.lower())
+                )
+                if seen[value] > 1:
+                    outcomes.append(
+                        RecordError(
+                            "DUPLICATE_VALUE",
+                            f"Duplicate external id specified: {value}",
+                            [key.name],
+                        )
+                    )
+                    continue
+                record_id, data = plan
+                try:
+                    clean = self._validate(obj, record_id, data, record_id is None, request)
+                except RecordError as exc:
+                    outcomes.append(exc)
+                    continue
+                staged.append((record_id, clean))
+                outcomes.append({"pending": True})
+            failed = any(isinstance(o, RecordError) for o in outcomes)
+            staged_iter = iter(staged)
+            results: list[dict[str, Any]] = []
+            for outcome in outcomes:
+                if isinstance(outcome, RecordError):
+                    results.append({"success": False, "errors": [outcome.as_result()]})
+                    continue
+                record_id, clean = next(staged_iter)
+                if failed and all_or_none:
+                    results.append({"success": False, "errors": [_ROLLED_BACK]})
+                    continue
+                new_id = self._apply(obj, record_id, clean, self._stamp())
+                results.append(
+                    {"id": new_id, "success": True, "errors": [], "created": record_id is None}
+                )
         return Response.json(200, results)
 
     # ---------------------------------------------------------------- validation and apply
@@ -1478,7 +1845,9 @@ class SalesforceEmulator:
         return clean
 
     def _coerce(self, obj: SObject, fdef: FieldDef, value: Any) -> Any:
-        label = fdef.name
+        # Salesforce names the field by its label in these messages ("Account Name: data value
+        # too large: ..."), while `fields` carries the API name.
+        label = fdef.label or fdef.name.replace("__c", "").replace("_", " ")
 
         def wrong() -> RecordError:
             return RecordError(
@@ -1672,10 +2041,14 @@ class SalesforceEmulator:
             if operation not in ("query", "queryAll"):
                 return _error(400, "INVALIDJOB", f"Invalid operation {operation}")
             query = parse(str(spec.get("query", "")))
-            if query.count_only:
+            # Bulk API 2.0 query takes neither aggregates, GROUP BY nor parent-to-child
+            # subqueries (Bulk API 2.0 guide, "Bulk API 2.0 Query Considerations").
+            if query.count_only or query.is_aggregate:
                 return _error(
                     400, "API_ERROR", "Aggregate queries are not supported in Bulk API 2.0"
                 )
+            if query.subqueries:
+                return _error(400, "API_ERROR", "Nested queries are not supported in Bulk API 2.0")
             obj, ids, plan = self._run(query, operation == "queryAll")
             job |= {
                 "object": obj.name,
@@ -1698,6 +2071,8 @@ class SalesforceEmulator:
             job |= {
                 "object": found.name,
                 "state": "Open",
+                # Where the CSV goes (Bulk API 2.0 "Create a Job" response).
+                "contentUrl": f"services/data/v{version}/jobs/ingest/{job_id}/batches",
                 "externalIdFieldName": spec.get("externalIdFieldName"),
                 "numberRecordsProcessed": 0,
                 "numberRecordsFailed": 0,
@@ -1910,3 +2285,24 @@ def _csv_doc(header: list[str], rows: list[list[str]]) -> str:
     writer.writerow(header)
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def _aggregate_value(
+    func: str, get: Callable[[dict[str, Any]], Any] | None, rows: list[dict[str, Any]]
+) -> Any:
+    """COUNT/COUNT_DISTINCT/SUM/AVG/MIN/MAX over a group's rows (nulls ignored, as in SOQL)."""
+    if get is None:
+        return len(rows)
+    values = [v for v in (get(r) for r in rows) if v is not None]
+    if func == "COUNT":
+        return len(values)
+    if func == "COUNT_DISTINCT":
+        return len({str(v).lower() for v in values})
+    if not values:
+        return None
+    if func == "MIN":
+        return min(values)
+    if func == "MAX":
+        return max(values)
+    total = sum(float(v) for v in values)
+    return total if func == "SUM" else total / len(values)

@@ -1,7 +1,8 @@
 """A SOQL subset for the Salesforce sandbox: tokenizer, parser and an AST that the emulator evaluates.
 
 Covers what integrations send: field lists with parent paths (`Owner.IsActive`), `COUNT()`,
-one `FROM`, `WHERE` with AND/OR/NOT and parentheses, `= != <> < <= > >= IN NOT IN LIKE`,
+aggregate functions (`COUNT(Id)`, `COUNT_DISTINCT`, `SUM`, `AVG`, `MIN`, `MAX`, with aliases) and
+`GROUP BY`, parent-to-child subqueries (`(SELECT Id FROM Tasks)`), one `FROM`, `WHERE` with AND/OR/NOT and parentheses, `= != <> < <= > >= IN NOT IN LIKE`,
 null/true/false, quoted strings with backslash escapes, unquoted date and datetime literals,
 a few date keywords (TODAY, YESTERDAY, LAST_N_DAYS:n), `ORDER BY` several fields with ASC/DESC
 and NULLS FIRST/LAST, `LIMIT` and `OFFSET`. Names are case-insensitive, as in Salesforce.
@@ -87,17 +88,33 @@ Condition = Comparison | BoolOp | Not
 
 
 @dataclass(frozen=True)
+class Aggregate:
+    """`COUNT(Id)`, `SUM(Amount__c) total`: the function, its field (None for COUNT()), the alias."""
+
+    func: str
+    field: FieldRef | None
+    alias: str | None
+    column: int
+
+    @property
+    def text(self) -> str:
+        """The expression as Salesforce echoes it, e.g. `COUNT(Id)`."""
+        return f"{self.func}({self.field.text if self.field else ''})"
+
+
+@dataclass(frozen=True)
 class OrderItem:
-    """One ORDER BY key."""
+    """One ORDER BY key: a field, or an aggregate expression in a grouped query."""
 
     field: FieldRef
     descending: bool = False
     nulls_last: bool | None = None
+    aggregate: Aggregate | None = None
 
 
 @dataclass
 class Query:
-    """A parsed SELECT."""
+    """A parsed SELECT; a subquery's `object_name` is the child relationship it walks."""
 
     fields: list[FieldRef]
     object_name: str
@@ -108,6 +125,14 @@ class Query:
     limit: int | None = None
     offset: int = 0
     text: str = ""
+    aggregates: list[Aggregate] = field(default_factory=list)
+    group_by: list[FieldRef] = field(default_factory=list)
+    subqueries: list[Query] = field(default_factory=list)
+
+    @property
+    def is_aggregate(self) -> bool:
+        """Whether rows are groups (AggregateResult) rather than records."""
+        return bool(self.aggregates or self.group_by)
 
 
 _TOKEN = re.compile(
@@ -143,10 +168,13 @@ _KEYWORDS = {
     "last",
     "limit",
     "offset",
+    "group",
+    "having",
     "null",
     "true",
     "false",
 }
+AGGREGATE_FUNCTIONS = frozenset({"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX"})
 _DATE_KEYWORDS = {"TODAY", "YESTERDAY", "TOMORROW", "LAST_N_DAYS", "NEXT_N_DAYS", "N_DAYS_AGO"}
 
 
@@ -245,27 +273,88 @@ class _Parser:
         return int(tok.text)
 
     def parse(self) -> Query:
+        query = self.select(nested=False)
+        if self.peek() is not None:
+            raise self.fail("end of query")
+        return query
+
+    def _at_function(self) -> bool:
+        tok, nxt = self.peek(), self.peek(1)
+        return (
+            tok is not None
+            and tok.kind == "ident"
+            and tok.text.upper() in AGGREGATE_FUNCTIONS
+            and nxt is not None
+            and nxt.text == "("
+        )
+
+    def aggregate(self, *, allow_alias: bool) -> Aggregate:
+        tok = self.peek()
+        assert tok is not None
+        func = tok.text.upper()
+        self.i += 2  # name and "("
+        ref: FieldRef | None = None
+        if (nxt := self.peek()) is not None and nxt.text != ")":
+            ref = self.field_ref()
+        elif func != "COUNT":
+            raise self.fail("a field name")
+        self.expect(")")
+        alias = None
+        nxt = self.peek()
+        if allow_alias and nxt is not None and nxt.kind == "ident" and "." not in nxt.text:
+            if nxt.text.lower() not in _KEYWORDS:
+                alias = nxt.text
+                self.i += 1
+        return Aggregate(func, ref, alias, tok.pos + 1)
+
+    def select(self, *, nested: bool) -> Query:
         self.expect_kw("select")
         fields: list[FieldRef] = []
+        aggregates: list[Aggregate] = []
+        subqueries: list[Query] = []
         count_only = False
-        if self.is_kw("count") and (p := self.peek(1)) is not None and p.text == "(":
-            self.i += 2
-            self.expect(")")
-            count_only = True
-        else:
-            fields.append(self.field_ref())
-            while (tok := self.peek()) is not None and tok.text == ",":
+        while True:
+            tok = self.peek()
+            if tok is not None and tok.text == "(" and not nested:
                 self.i += 1
+                subqueries.append(self.select(nested=True))
+                self.expect(")")
+            elif self._at_function():
+                item = self.aggregate(allow_alias=True)
+                if item.func == "COUNT" and item.field is None:
+                    count_only = True
+                else:
+                    aggregates.append(item)
+            else:
                 fields.append(self.field_ref())
+            if (tok := self.peek()) is not None and tok.text == ",":
+                self.i += 1
+                continue
+            break
+        if count_only and (fields or aggregates or subqueries):
+            raise SoqlError(
+                "MALFORMED_QUERY", "COUNT() must be the only element in the SELECT list"
+            )
         self.expect_kw("from")
         obj = self.peek()
         if obj is None or obj.kind != "ident" or "." in obj.text:
             raise self.fail("an object name")
         self.i += 1
         query = Query(fields, obj.text, obj.pos + 1, count_only, text=self.text)
+        query.aggregates = aggregates
+        query.subqueries = subqueries
         if self.is_kw("where"):
             self.i += 1
             query.where = self.or_expr()
+        if self.is_kw("group"):
+            self.i += 1
+            self.expect_kw("by")
+            query.group_by.append(self.field_ref())
+            while (tok := self.peek()) is not None and tok.text == ",":
+                self.i += 1
+                query.group_by.append(self.field_ref())
+        if self.is_kw("having"):
+            raise SoqlError("MALFORMED_QUERY", "HAVING is not supported by the sandbox")
         if self.is_kw("order"):
             self.i += 1
             self.expect_kw("by")
@@ -281,12 +370,15 @@ class _Parser:
             query.offset = self.int_value()
             if query.offset > 2000:
                 raise SoqlError("NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000")
-        if self.peek() is not None:
-            raise self.fail("end of query")
         return query
 
     def order_item(self) -> OrderItem:
-        ref = self.field_ref()
+        aggregate = None
+        if self._at_function():
+            aggregate = self.aggregate(allow_alias=False)
+            ref = aggregate.field or FieldRef(("Id",), aggregate.column)
+        else:
+            ref = self.field_ref()
         descending = False
         nulls_last: bool | None = None
         if self.is_kw("asc"):
@@ -303,7 +395,7 @@ class _Parser:
             else:
                 raise self.fail("FIRST or LAST")
             self.i += 1
-        return OrderItem(ref, descending, nulls_last)
+        return OrderItem(ref, descending, nulls_last, aggregate)
 
     def or_expr(self) -> Condition:
         parts = [self.and_expr()]

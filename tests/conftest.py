@@ -14,6 +14,7 @@ MARKERS = {
     "integration": "integration",
     "sandbox": "sandbox",
     "chaos": "chaos",
+    "clients": "clients",
 }
 
 
