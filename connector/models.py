@@ -201,6 +201,9 @@ class WriteResult(StrictModel):
     fields: tuple[str, ...] = ()
     retriable: bool = False
     key: str = ""  # dedupe key for task creates, so results match requests without positions
+    # A task create that found the task already in the CRM (an earlier run or another store
+    # made it): adopted, not created.
+    existed: bool = False
 
 
 class TaskState(StrictModel):

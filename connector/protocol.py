@@ -264,3 +264,16 @@ class CredentialVerifier(Protocol):
     def verify_credentials(self) -> None:
         """Exchange the configured credentials for a new token; raise AuthError if refused."""
         ...
+
+
+@runtime_checkable
+class TaskScanner(Protocol):
+    """Optional: every open task carrying our marker, in one scan (adopting state after a loss).
+
+    Cheaper than a look-up per batch when the store knows none of the tasks (a new or restored
+    store); adapters without it are asked by dedupe key, batch by batch, instead.
+    """
+
+    def open_tasks(self) -> Iterator[TaskState]:
+        """Yield every open task that carries a dedupe marker."""
+        ...

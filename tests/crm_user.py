@@ -13,7 +13,20 @@ from typing import Any
 import requests
 from simple_salesforce import Salesforce
 
+from connector.protocol import find_task_marker
+
 API_VERSION = "62.0"
+# The fields our presets write, by meaning (see FIELDS).
+OUTPUT_MEANINGS = (
+    "risk_score",
+    "risk_band",
+    "risk_level",
+    "risk_reasons",
+    "recommended_limit",
+    "credit_limit",
+    "reviewed_at",
+)
+CLOSED_TASK_STATUSES = frozenset({"Completed"})
 
 # Canonical meaning -> the sandbox's API name, per CRM.
 FIELDS: dict[str, dict[str, str]] = {
@@ -30,6 +43,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "risk_level": "Risk_Level__c",
         "risk_reasons": "Risk_Reasons__c",
         "recommended_limit": "Recommended_Credit_Limit__c",
+        "reviewed_at": "Risk_Reviewed_At__c",
         "invoice_account": "Account__c",
         "issue_date": "Invoice_Date__c",
         "due_date": "Due_Date__c",
@@ -52,6 +66,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "risk_level": "Risk_Level",
         "risk_reasons": "Risk_Reasons",
         "recommended_limit": "Recommended_Credit_Limit",
+        "reviewed_at": "Risk_Reviewed_At",
         "invoice_account": "Account_Name",
         "issue_date": "Invoice_Date",
         "due_date": "Due_Date",
@@ -90,6 +105,12 @@ class CrmUser:
 
     def accounts(self) -> list[dict[str, Any]]:
         """Every account as {"id", "name"}."""
+        raise NotImplementedError
+
+    def account_values(
+        self, meanings: tuple[str, ...] = OUTPUT_MEANINGS
+    ) -> dict[str, dict[str, Any]]:
+        """Every account's values of the given meanings, by account id (one paged read)."""
         raise NotImplementedError
 
     def invoices(self) -> list[dict[str, Any]]:
@@ -141,6 +162,13 @@ class SalesforceUser(CrmUser):
     def accounts(self) -> list[dict[str, Any]]:
         rows = self.sf.query_all("SELECT Id, Name FROM Account ORDER BY Id")["records"]
         return [{"id": row["Id"], "name": row["Name"]} for row in rows]
+
+    def account_values(
+        self, meanings: tuple[str, ...] = OUTPUT_MEANINGS
+    ) -> dict[str, dict[str, Any]]:
+        columns = ", ".join(["Id", *(self.name(n) for n in meanings)])
+        rows = self.sf.query_all(f"SELECT {columns} FROM Account ORDER BY Id")["records"]
+        return {row["Id"]: self._by_meaning(row) for row in rows}
 
     def invoices(self) -> list[dict[str, Any]]:
         names = ["invoice_account", "issue_date", "due_date", "amount", "balance", "status"]
@@ -229,6 +257,12 @@ class ZohoUser(CrmUser):
             for row in self._all("Accounts", ["Account_Name"])
         ]
 
+    def account_values(
+        self, meanings: tuple[str, ...] = OUTPUT_MEANINGS
+    ) -> dict[str, dict[str, Any]]:
+        rows = self._all("Accounts", [self.name(n) for n in meanings])
+        return {row["id"]: self._by_meaning(row) for row in rows}
+
     def invoices(self) -> list[dict[str, Any]]:
         names = ["invoice_account", "issue_date", "due_date", "amount", "balance", "status"]
         rows = self._all("Invoices", [self.name(n) for n in names])
@@ -255,3 +289,13 @@ class ZohoUser(CrmUser):
 def crm_user(sandbox: Any) -> CrmUser:
     """The person's client for this sandbox."""
     return SalesforceUser(sandbox) if sandbox.crm == "salesforce" else ZohoUser(sandbox)
+
+
+def open_marked_tasks(user: CrmUser) -> list[dict[str, Any]]:
+    """Open tasks that carry our dedupe marker, each with its "key"."""
+    out = []
+    for task in user.tasks():
+        key = find_task_marker(task.get("description"))
+        if key and task.get("status") not in CLOSED_TASK_STATUSES:
+            out.append({**task, "key": key})
+    return out

@@ -230,6 +230,7 @@ class FakeAdapter:
                         crm_id=existing[task.dedupe_key].crm_task_id,
                         status="ok",
                         key=task.dedupe_key,
+                        existed=True,
                     )
                 )
                 continue
@@ -285,6 +286,18 @@ class FakeAdapter:
                 )
             results.append(WriteResult(crm_id=task.crm_task_id, status="ok", key=task.dedupe_key))
         return results
+
+    def open_tasks(self) -> Iterator[TaskState]:
+        self.calls["scan tasks"] += 1
+        for task in self.crm.tasks.values():
+            key = find_task_marker(task["Description"])
+            if key and task["Status"] != "Completed":
+                yield TaskState(
+                    crm_task_id=task["Id"],
+                    dedupe_key=key,
+                    is_closed=False,
+                    owner_id=task["OwnerId"],
+                )
 
     def find_tasks(self, dedupe_keys: Sequence[str]) -> dict[str, TaskState]:
         self.calls["find tasks"] += 1

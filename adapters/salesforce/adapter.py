@@ -390,6 +390,10 @@ class SalesforceAdapter:
         """Tasks this connector created, found by the dedupe marker they carry."""
         return self.tasks.find(dedupe_keys)
 
+    def open_tasks(self) -> Iterator[TaskState]:
+        """TaskScanner: every open task carrying our marker, in one paged query."""
+        return self.tasks.open_tasks()
+
     # -- housekeeping -------------------------------------------------------------------------
 
     def verify_credentials(self) -> None:

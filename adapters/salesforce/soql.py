@@ -139,6 +139,18 @@ def tasks_created_by(user_id: str | None, account_ids: Sequence[str] = ()) -> st
     return text + " ORDER BY CreatedDate DESC, Id DESC"
 
 
+def open_tasks_created_by(user_id: str | None, external_id_field: str | None = None) -> str:
+    """Every open task the integration user created (or that carries our external-id key)."""
+    where = ["IsClosed = false"]
+    select = list(TASK_FIELDS)
+    if external_id_field:
+        select.append(check_name(external_id_field))
+        where.append(f"{check_name(external_id_field)} != null")
+    elif user_id:
+        where.append(f"CreatedById = {quote_soql_value(user_id)}")
+    return f"SELECT {', '.join(select)} FROM Task WHERE {' AND '.join(where)} ORDER BY Id"
+
+
 def tasks_by_ids(ids: Sequence[str]) -> str:
     """Tasks by Id, to read descriptions before appending a comment."""
     return f"SELECT {', '.join(TASK_FIELDS)} FROM Task WHERE Id IN ({in_list(ids)})"

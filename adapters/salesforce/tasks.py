@@ -108,6 +108,20 @@ class TaskService:
                     return found
         return found
 
+    def open_tasks(self) -> Iterator[TaskState]:
+        """Every open task carrying our marker (or external-id key), in one paged query."""
+        field = self.external_id_field
+        query = soql.open_tasks_created_by(None if field else self.client.user_id, field)
+        for page in self.client.query_pages(query):
+            for record in page.get("records", []):
+                key = (
+                    str(record.get(field) or "")
+                    if field
+                    else find_task_marker(record.get("Description"))
+                )
+                if key:
+                    yield self._state(record, key)
+
     # -- create -------------------------------------------------------------------------------
 
     def _body(self, task: TaskAction) -> dict[str, Any]:
@@ -145,7 +159,7 @@ class TaskService:
             state = existing.get(task.dedupe_key)
             if state is not None:
                 by_key[task.dedupe_key] = WriteResult(
-                    crm_id=state.crm_task_id, status="ok", key=task.dedupe_key
+                    crm_id=state.crm_task_id, status="ok", key=task.dedupe_key, existed=True
                 )
             elif task.dedupe_key not in {t.dedupe_key for t in missing}:
                 missing.append(task)

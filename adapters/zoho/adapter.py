@@ -476,7 +476,7 @@ class ZohoAdapter:
         unsure = [task.dedupe_key for task in unique if not task.first_attempt]
         found = self.find_tasks(unsure) if unsure else {}
         outcome: dict[str, WriteResult] = {
-            key: WriteResult(crm_id=state.crm_task_id, status="ok", key=key)
+            key: WriteResult(crm_id=state.crm_task_id, status="ok", key=key, existed=True)
             for key, state in found.items()
         }
         pending = [task for task in unique if task.dedupe_key not in outcome]
@@ -557,23 +557,49 @@ class ZohoAdapter:
                 rows = self._scan_tasks()
         found: dict[str, TaskState] = {}
         for row in rows:
-            key = find_task_marker(str(row.get("Description") or ""))
-            if key not in wanted or row.get("id") is None:
+            state = self._task_state(row)
+            if state is None or state.dedupe_key not in wanted:
                 continue
-            assert key is not None
-            task_id = str(row["id"])
+            key = state.dedupe_key
             # Two tasks with one key can only come from outside; keep the oldest, deterministically.
-            if key in found and int(found[key].crm_task_id) < int(task_id):
+            if key in found and int(found[key].crm_task_id) < int(state.crm_task_id):
                 continue
-            owner = row.get("Owner")
-            found[key] = TaskState(
-                crm_task_id=task_id,
-                dedupe_key=key,
-                is_closed=str(row.get("Status") or "") in self.task_closed_statuses,
-                owner_id=str(owner["id"]) if isinstance(owner, dict) and owner.get("id") else None,
-                priority=self._priority_back.get(str(row.get("Priority") or "").lower()),
-            )
+            found[key] = state
         return found
+
+    def open_tasks(self) -> Iterator[TaskState]:
+        """TaskScanner: every open task carrying our marker (COQL on Status, keyset by id)."""
+        closed = ", ".join(coql.quote(status) for status in sorted(self.task_closed_statuses))
+        last: str | None = None
+        while True:
+            criteria = [f"Status not in ({closed})"]
+            if last is not None:
+                criteria.append(f"id > {coql.quote(last)}")
+            where = coql.all_of(criteria)
+            query = coql.select(
+                "Tasks", TASK_COLUMNS, where, order_by="id asc", limit=coql.MAX_LIMIT
+            )
+            rows, more = self.client.coql(query, limit=coql.MAX_LIMIT)
+            for row in rows:
+                state = self._task_state(row)
+                if state is not None:
+                    yield state
+            if not more or not rows:
+                return
+            last = str(rows[-1]["id"])
+
+    def _task_state(self, row: dict[str, Any]) -> TaskState | None:
+        key = find_task_marker(str(row.get("Description") or ""))
+        if key is None or row.get("id") is None:
+            return None
+        owner = row.get("Owner")
+        return TaskState(
+            crm_task_id=str(row["id"]),
+            dedupe_key=key,
+            is_closed=str(row.get("Status") or "") in self.task_closed_statuses,
+            owner_id=str(owner["id"]) if isinstance(owner, dict) and owner.get("id") else None,
+            priority=self._priority_back.get(str(row.get("Priority") or "").lower()),
+        )
 
     def _account_hint(self, key: str) -> str | None:
         if key in self._task_accounts:

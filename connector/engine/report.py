@@ -69,6 +69,9 @@ class RunReport:
     planned: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
     portfolio: dict[str, Any] = field(default_factory=dict)
+    # What this run took over from the CRM because the store did not know it (lost state).
+    adopted_tasks: int = 0
+    adopted_fields: int = 0
 
     @property
     def rejected(self) -> int:
@@ -108,4 +111,6 @@ class RunReport:
             "planned": self.planned,
             "message": self.message,
             "portfolio": self.portfolio,
+            "adopted_tasks": self.adopted_tasks,
+            "adopted_fields": self.adopted_fields,
         }

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from connector.engine.adoption import adopt_open_tasks, adoptable, written_elsewhere
 from connector.engine.report import RunReport
 from connector.engine.writer import PendingAccount, Writer
 from connector.errors import ConnectorError, RecordError, RunCancelled
@@ -20,7 +21,7 @@ from connector.mapping import FieldMapping
 from connector.models import Account, RawRecord, RiskAssessment
 from connector.planning.planner import LIMIT_FIELD, LedgerView, normalize, plan_account, plan_tasks
 from connector.planning.task_rules import RuleContext, evaluate
-from connector.protocol import CrmAdapter
+from connector.protocol import CrmAdapter, TaskScanner
 from connector.redaction import redact
 from connector.scoring import assess, build_portfolio_context, portfolio_report
 from connector.scoring.policy import policy_fingerprint
@@ -174,6 +175,10 @@ class _Engine:
         self.write_fields = [name for name in mapping.write_fields()]
         self.write_modes = {name: mapping.write_mode("account", name) for name in self.write_fields}
         self.max_lengths = mapping.max_lengths("account")
+        # Set when a field adoption shows that runs unknown to this store wrote the CRM.
+        self.state_lost = False
+        # The open marked tasks this run's scan saw (None: no scan, nothing proven absent).
+        self.scanned_task_keys: set[str] | None = None
 
     def run(self) -> None:
         self.report.watermarks_before = self.store.watermarks(self.name)
@@ -237,6 +242,8 @@ class _Engine:
                 return
             self._settle_intent(account.crm_id, crm_values)
             last_written = self.store.last_written(self.name, account.crm_id)
+            if written_elsewhere(crm_values, last_written):
+                last_written = self._adopt_fields(account.crm_id, crm_values)
             view = self._with_reference_limit(account, crm_values, last_written)
             if self.store.upsert_account(self.name, account, crm_values, scoring_view=view):
                 counts["changed"] += 1
@@ -337,6 +344,7 @@ class _Engine:
             store.flag_for_scoring(name)
         else:
             store.flag_stale_assessments(name, self.as_of, self.fingerprint)
+        self._adopt_tasks()
         pending_retry = {row["record_id"] for row in store.failed_writes(name)}
         if pending_retry:
             store.flag_for_scoring(name, pending_retry)
@@ -365,6 +373,7 @@ class _Engine:
             heartbeat=self._heartbeat_and_hook,
             dry_run=self.options.dry_run,
             fallback_owner_id=self.task_policy.fallback_owner_id,
+            absent_task_keys=self._absent_in_scan,
         )
         now = self.options.now()
         done = 0
@@ -442,6 +451,52 @@ class _Engine:
         writer.flush(final=True)
         if self.options.progress:
             self.options.progress("scored and planned", done, total)
+
+    def _adopt_fields(self, account_id: str, crm_values: dict[str, Any]) -> dict[str, Any]:
+        """A run this store does not know wrote the account: its values are ours, not a person's."""
+        values = adoptable(crm_values, self.write_fields)
+        self.store.record_written(self.name, account_id, values, self.run_id)
+        self.store.append_audit(
+            self.run_id,
+            self.connection.name,
+            obj="account",
+            record_id=account_id,
+            action="adopt",
+            new={name: normalize(name, value) for name, value in values.items()},
+            cause="our reviewed-at stamp in the CRM is newer than this store's: state was lost",
+            response="read",
+        )
+        limit_key = f"reference_limit:{self.name}:{account_id}"
+        if LIMIT_FIELD in values and self.store.get_value(limit_key) is None:
+            # Who set the limit is unknown now: utilisation is measured against it as it stands.
+            self.store.set_value(limit_key, str(normalize(LIMIT_FIELD, values[LIMIT_FIELD])))
+        self.report.adopted_fields += len(values)
+        self.state_lost = True
+        return self.store.last_written(self.name, account_id)
+
+    def _adopt_tasks(self) -> None:
+        """One scan of the CRM's open marked tasks when the ledger is empty or state was lost."""
+        if not isinstance(self.adapter, TaskScanner) or not self.task_policy.enabled:
+            return
+        if not (self.state_lost or self.store.ledger_is_empty(self.name)):
+            return
+        adoption = adopt_open_tasks(
+            self.store,
+            self.name,
+            self.adapter.open_tasks(),
+            now=self.options.now(),
+            run_id=self.run_id,
+        )
+        self.scanned_task_keys = adoption.seen
+        self.report.adopted_tasks += len(adoption.adopted)
+        if adoption.adopted:
+            log.warning(
+                "adopted open tasks the store did not know",
+                extra={"count": len(adoption.adopted), "connection": self.name},
+            )
+
+    def _absent_in_scan(self, key: str) -> bool:
+        return self.scanned_task_keys is not None and key not in self.scanned_task_keys
 
     def _settle_intent(self, account_id: str, crm_values: dict[str, Any]) -> None:
         """Adopt values a crashed run wrote but never recorded, so they are not taken for edits."""

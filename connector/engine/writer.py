@@ -62,6 +62,7 @@ class Writer:
         heartbeat: Callable[[], None] | None = None,
         dry_run: bool = False,
         fallback_owner_id: str | None = None,
+        absent_task_keys: Callable[[str], bool] | None = None,
     ) -> None:
         self.adapter = adapter
         self.store = store
@@ -75,6 +76,9 @@ class Writer:
         self.heartbeat = heartbeat or (lambda: None)
         self.dry_run = dry_run
         self.fallback_owner_id = fallback_owner_id
+        # Whether this run's scan of the CRM proved a key absent; without that proof every
+        # create is looked up first (the store may be new, restored or from another machine).
+        self.absent_task_keys = absent_task_keys or (lambda key: False)
         self.batch_size = max(1, adapter.capabilities.max_write_batch)
         self._pending: list[PendingAccount] = []
         self._pending_updates = 0
@@ -265,16 +269,22 @@ class Writer:
             self._record_task_results(chunk, self.adapter.update_tasks(chunk), items)
 
     def _mark_first_attempts(self, creates: Sequence[TaskAction]) -> list[TaskAction]:
-        """Flag creates never sent before, and log the intent to send them (crash safety).
+        """Flag creates that need no look-up, and log the intent to send them (crash safety).
 
-        A key with an earlier intent may have been created by a run that died before recording
-        it: the adapter must look it up. A key without one cannot exist in the CRM yet.
+        Only a key this run's scan of the CRM found absent, and never sent since, cannot exist
+        in the CRM: the store alone cannot prove it (a lost, restored or second store never saw
+        the tasks other runs made), so every other key is looked up by the adapter first.
         """
         keys = [action.dedupe_key for action in creates]
         tried = self.store.task_intents(self.connection, keys)
         self.store.record_task_intents(self.connection, keys)
         return [
-            action.model_copy(update={"first_attempt": action.dedupe_key not in tried})
+            action.model_copy(
+                update={
+                    "first_attempt": action.dedupe_key not in tried
+                    and self.absent_task_keys(action.dedupe_key)
+                }
+            )
             for action in creates
         ]
 
@@ -354,7 +364,13 @@ class Writer:
                     redact(result.message),
                 )
                 continue
-            self.report.tasks[action.action] += 1
+            adopted = action.action == "create" and result.existed
+            if adopted:
+                # Already in the CRM (an earlier run, or another store): adopted, not created.
+                self.report.tasks["adopted"] += 1
+                self.report.adopted_tasks += 1
+            else:
+                self.report.tasks[action.action] += 1
             self.store.clear_failed_write(self.connection, f"task:{action.rule}", action.account_id)
             self._update_ledger(action, result, item, now)
             self.store.append_audit(
@@ -362,7 +378,7 @@ class Writer:
                 self.connection,
                 obj="task",
                 record_id=action.account_id,
-                action=f"task_{action.action}",
+                action="task_adopt" if adopted else f"task_{action.action}",
                 field=action.rule,
                 new={
                     "task_id": result.crm_id or action.crm_task_id,
@@ -447,6 +463,12 @@ class Writer:
                         new=_jsonable(decision.desired),
                         cause=decision.cause,
                         response="not sent",
+                    )
+            for rule, level in item.tasks.relevel.items():
+                previous = item.ledger.get(rule)
+                if previous is not None:
+                    self.store.save_ledger(
+                        self.connection, TaskLedgerEntry(**{**previous.__dict__, "level": level})
                     )
             for rule in item.tasks.close_without_action:
                 previous = item.ledger.get(rule)

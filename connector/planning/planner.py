@@ -246,6 +246,10 @@ class LedgerView:
     dedupe_key: str
 
 
+# The level of a task adopted from the CRM (found by its marker, not created by this store).
+UNKNOWN_LEVEL = -1
+
+
 @dataclass(frozen=True)
 class TaskPlan:
     """Task actions for one account plus ledger rows to close without a CRM call (on_clear=keep)."""
@@ -253,6 +257,8 @@ class TaskPlan:
     actions: tuple[TaskAction, ...]
     close_without_action: tuple[str, ...] = ()
     levels: dict[str, int] = field(default_factory=dict)
+    # Adopted open tasks whose level becomes known now: a ledger update, no CRM call.
+    relevel: dict[str, int] = field(default_factory=dict)
 
 
 def dedupe_key(connection: str, account_id: str, rule_id: str, episode: int) -> str:
@@ -273,6 +279,7 @@ def plan_tasks(
     actions: list[TaskAction] = []
     close_only: list[str] = []
     levels: dict[str, int] = {}
+    relevel: dict[str, int] = {}
     for rule in rules:
         firing = fired.get(rule.id)
         entry = ledger.get(rule.id)
@@ -294,7 +301,10 @@ def plan_tasks(
             )
             levels[rule.id] = firing.level
         elif firing is not None and entry is not None and is_open:
-            if firing.level > entry.level and entry.crm_task_id:
+            if entry.level == UNKNOWN_LEVEL:
+                # Adopted from the CRM: it was raised for this cause; take its level as is.
+                relevel[rule.id] = firing.level
+            elif firing.level > entry.level and entry.crm_task_id:
                 actions.append(
                     TaskAction(
                         action="escalate",
@@ -323,4 +333,9 @@ def plan_tasks(
                     crm_task_id=entry.crm_task_id,
                 )
             )
-    return TaskPlan(actions=tuple(actions), close_without_action=tuple(close_only), levels=levels)
+    return TaskPlan(
+        actions=tuple(actions),
+        close_without_action=tuple(close_only),
+        levels=levels,
+        relevel=relevel,
+    )

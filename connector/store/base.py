@@ -930,6 +930,11 @@ class SqlStore:
         )
         return [self._ledger_entry(row) for row in rows]
 
+    def ledger_is_empty(self, connection: str) -> bool:
+        """Whether the task ledger knows no task of this connection (a new or emptied store)."""
+        rows = self._query("SELECT 1 FROM task_ledger WHERE connection = ? LIMIT 1", (connection,))
+        return not rows
+
     def accounts_with_open_tasks(self, connection: str) -> set[str]:
         """Accounts whose open tasks must be re-evaluated even when their data did not change."""
         rows = self._query(

@@ -13,7 +13,7 @@ import pytest
 
 from connector.errors import AuthError, FatalCrmError
 from connector.models import RecordChange, TaskAction, TaskPriority
-from connector.protocol import CrmAdapter, find_task_marker
+from connector.protocol import CrmAdapter, TaskScanner, find_task_marker
 from tests.conformance.conftest import (
     ACCOUNT_OBJECT,
     INVOICE_OBJECT,
@@ -244,6 +244,40 @@ def test_complete_closes_the_task(adapter: CrmAdapter, crm: str, sandbox: Any) -
     )
     assert done[0].status == "ok"
     assert adapter.find_tasks(["conf:3:past_due:1"])["conf:3:past_due:1"].is_closed
+
+
+def test_a_create_of_an_existing_task_reports_it_as_found(
+    adapter: CrmAdapter, crm: str, sandbox: Any
+) -> None:
+    account_id = account_ids(sandbox, crm)[4]
+    made = adapter.create_tasks([task(account_id, "conf:5:past_due:1")])[0]
+    assert made.status == "ok" and not made.existed
+    again = adapter.create_tasks([task(account_id, "conf:5:past_due:1")])[0]
+    assert again.existed and again.crm_id == made.crm_id
+
+
+def test_open_tasks_lists_every_open_marked_task_and_no_closed_one(
+    adapter: CrmAdapter, crm: str, sandbox: Any
+) -> None:
+    assert isinstance(adapter, TaskScanner)
+    ids = account_ids(sandbox, crm)
+    keys = [f"conf:{n}:past_due:1" for n in range(10, 14)]
+    made = adapter.create_tasks([task(ids[n], key) for n, key in enumerate(keys)])
+    adapter.update_tasks(
+        [
+            TaskAction(
+                action="complete",
+                account_id=ids[0],
+                rule="past_due",
+                dedupe_key=keys[0],
+                crm_task_id=made[0].crm_id,
+            )
+        ]
+    )
+    scanned = {state.dedupe_key: state for state in adapter.open_tasks()}
+    assert set(scanned) == set(keys[1:])
+    assert {state.crm_task_id for state in scanned.values()} == {r.crm_id for r in made[1:]}
+    assert not any(state.is_closed for state in scanned.values())
 
 
 def test_usage_counts_calls(adapter: CrmAdapter, crm: str) -> None:

@@ -7,6 +7,7 @@ through the CRM's own API (tests/crm_api.py).
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import pytest
 
 from connector.cli.main import main
 from connector.registry import sandbox_starter
-from tests.crm_api import crm_api
+from tests.crm_user import crm_user, open_marked_tasks
 
 AS_OF = "2026-11-01"
 
@@ -76,8 +77,7 @@ def org(
 
 
 def open_task_keys(org: Org) -> Counter[str]:
-    with crm_api(org.sandbox) as api:
-        return Counter(task["key"] for task in api.open_marked_tasks())
+    return Counter(task["key"] for task in open_marked_tasks(crm_user(org.sandbox)))
 
 
 def test_sync_from_another_working_directory_uses_the_same_store_and_adds_no_task(
@@ -142,3 +142,77 @@ def test_check_proves_the_credentials_even_when_the_store_holds_a_valid_token(
     assert issued
     for value in [*org.sandbox.env_vars().values(), *issued]:
         assert value.encode() not in raw
+
+
+def _key(task: dict[str, Any]) -> str | None:
+    from connector.protocol import find_task_marker
+
+    return find_task_marker(task.get("description"))
+
+
+def _backup(source: Path, target: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+
+
+def _drop_store(org: Org) -> None:
+    for path in org.store.parent.glob(org.store.name + "*"):
+        path.unlink()
+
+
+def open_causes(org: Org) -> Counter[tuple[str, str]]:
+    """Open marked tasks per (account, rule): more than one would be a duplicate follow-up."""
+    keys = open_task_keys(org)
+    return Counter((key.rsplit(":", 3)[1], key.rsplit(":", 3)[2]) for key in keys.elements())
+
+
+def test_a_deleted_store_adopts_the_crms_tasks_and_fields_and_duplicates_nothing(
+    org: Org, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = org.sync(capsys)
+    created = first["tasks"].get("create", 0)
+    assert created > 0
+    before = open_task_keys(org)
+    _drop_store(org)
+    again = org.sync(capsys)
+    assert again["adopted_tasks"] == created == sum(before.values())
+    assert again["adopted_fields"] > 0
+    assert again["writes"].get("account", {}).get("conflicts", 0) == 0
+    causes = open_causes(org)
+    assert max(causes.values()) == 1, "an (account, rule) has two open tasks"
+    # Nothing open before was created again: every new key is a cause that had no open task.
+    reopened = {key for key in open_task_keys(org) if key not in before}
+    assert not {tuple(key.rsplit(":", 3)[1:3]) for key in reopened} & {
+        tuple(key.rsplit(":", 3)[1:3]) for key in before
+    }
+    # And the run after that is quiet: nothing adopted twice, nothing created or written.
+    third = org.sync(capsys)
+    assert (third["adopted_tasks"], third["adopted_fields"]) == (0, 0)
+    assert third["tasks"].get("create", 0) == 0
+    assert third["writes"].get("account", {}).get("written", 0) == 0
+
+
+def test_an_old_copy_of_the_store_adopts_what_later_runs_wrote(
+    org: Org, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org.sync(capsys)
+    backup = org.folder / "backup.db"
+    _backup(org.store, backup)
+    time.sleep(1.1)  # the CRMs keep our reviewed-at stamp to the second
+    later = org.sync(capsys, "--as-of", "2027-01-20")  # aging moves: new tasks, new values
+    assert later["tasks"].get("create", 0) > 0
+    assert later["writes"]["account"]["written"] > 0
+    before = open_task_keys(org)
+    _drop_store(org)
+    _backup(backup, org.store)
+    restored = org.sync(capsys, "--as-of", "2027-01-20")
+    assert restored["adopted_tasks"] >= later["tasks"]["create"]
+    assert restored["adopted_fields"] > 0
+    assert restored["writes"]["account"].get("conflicts", 0) == 0
+    assert max(open_task_keys(org).values()) == 1
+    assert max(open_causes(org).values()) == 1, "an (account, rule) has two open tasks"
+    every = Counter(_key(task) for task in crm_user(org.sandbox).tasks())
+    assert set(before) <= set(every), "a task open before the restore vanished"
+    assert max(count for key, count in every.items() if key) == 1, "a key exists twice"
