@@ -76,6 +76,17 @@ class StoreConfig(StrictModel):
     audit_retention_days: int | None = None
 
 
+class ServiceConfig(StrictModel):
+    """How `crm-risk run` works; on a PostgreSQL store every process is a worker sharing the connections."""
+
+    # Runs one worker process carries at once (PostgreSQL store); a SQLite store runs each
+    # connection in its own thread in one process.
+    max_concurrent_runs: int = Field(default=4, ge=1, le=256)
+    # How often a worker looks for due connections (and, at least every third of the lease,
+    # renews its leases and its heartbeat).
+    claim_interval_seconds: float = Field(default=2.0, gt=0, le=60)
+
+
 class LoggingConfig(StrictModel):
     """Log format and level; `auto` prints text on a terminal and JSON lines otherwise."""
 
@@ -96,6 +107,7 @@ class AppConfig(StrictModel):
     """The whole configuration after merging the file, the secrets file and the environment."""
 
     store: StoreConfig = StoreConfig()
+    service: ServiceConfig = ServiceConfig()
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
     policy: ScoringPolicy = ScoringPolicy()
@@ -169,6 +181,7 @@ class _EnvShape(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False, extra="ignore"
     )
     store: dict[str, Any] = {}
+    service: dict[str, Any] = {}
     logging: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
     policy: dict[str, Any] = {}

@@ -204,6 +204,15 @@ class StoreMissingError(ConnectorError):
         )
 
 
+class StoreUnavailableError(StoreError):
+    """The state store cannot be reached (database down, restarting, connection lost): retry later.
+
+    Nothing half-written survives: the transaction in flight is rolled back by the database.
+    """
+
+    exit_code = EXIT_TEMPFAIL
+
+
 class RunCancelled(ConnectorError):
     """A signal asked the run to stop; what was confirmed is kept, the rest waits for the next run."""
 

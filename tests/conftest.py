@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.pg_cluster import PgCluster, throwaway_cluster, unique_name
 
 TESTS = Path(__file__).parent
 MARKERS = {
@@ -27,3 +30,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         marker = MARKERS.get(relative.parts[0]) if len(relative.parts) > 1 else None
         if marker:
             item.add_marker(getattr(pytest.mark, marker))
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One throw-away PostgreSQL cluster for the session (skipped only without initdb)."""
+    with throwaway_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def pg_server(pg_cluster: PgCluster) -> str:
+    """The session cluster's socket directory."""
+    return pg_cluster.socket_dir
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
+    """A fresh, empty database for one test, as a postgresql:// URL."""
+    name = unique_name()
+    url = pg_cluster.create_database(name)
+    yield url
+    pg_cluster.drop_database(name)

@@ -381,7 +381,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
-    """Show recent runs."""
+    """Show recent runs, leases and (on a shared store) the workers and what each holds."""
+    from connector.store.coordination import WorkQueue
+
     config = _load(args, offline=True)
     store = _existing_store(config)
     if store is None:
@@ -403,6 +405,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         pending = {conn: len(store.failed_writes(conn)) for conn in connections}
         quarantined = {conn: store.count_quarantined(conn) for conn in connections}
         held = {conn: len(store.held_accounts(conn)) for conn in connections}
+        workers = [worker.to_dict() for worker in WorkQueue(store).workers()]
     finally:
         store.close()
     from connector.service.scheduler import next_run_times
@@ -423,6 +426,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
                     }
                     for conn in connections
                 },
+                "workers": workers,
             },
         )
         return EXIT_OK
@@ -480,6 +484,8 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
             f"next run {next_runs.get(conn) or '-'}",
             soft_wrap=True,
         )
+    if workers:
+        console.print(_workers_table(workers))
     return EXIT_OK
 
 
@@ -555,6 +561,22 @@ def cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
         "in the CRM (or the mapping's [validation] rules); the next sync releases them."
     )
     return EXIT_OK
+
+
+def _workers_table(workers: list[dict[str, Any]]) -> Table:
+    """`crm-risk run` workers sharing the store (PostgreSQL), and the connections each holds."""
+    table = Table(title="Workers")
+    for column in ("worker", "state", "last heartbeat (UTC)", "runs", "holds"):
+        table.add_column(column, overflow="fold")
+    for worker in workers:
+        table.add_row(
+            worker["worker_id"],
+            "alive" if worker["alive"] else "gone (heartbeat expired)",
+            worker["heartbeat_at"][:19].replace("T", " "),
+            f"{worker['running']}/{worker['capacity']}",
+            ", ".join(worker["holds"]) or "-",
+        )
+    return table
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:

@@ -49,6 +49,8 @@ class SyncOptions:
     portfolio: bool = True
     # Test hook: called after each committed write batch (the chaos tests kill the run here).
     after_batch: Callable[[], None] | None = None
+    # Who takes the run lease; a `run` worker passes its own id so `status` shows who runs what.
+    holder: str | None = None
 
 
 def holder_id() -> str:
@@ -88,7 +90,7 @@ def run_sync(
     """
     options = options or SyncOptions()
     run_id = f"{options.now().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    holder = holder_id()
+    holder = options.holder or holder_id()
     lease_ttl = config.store.lease_seconds
     store.acquire_lease(connection.name, holder, lease_ttl)
     work_store = store.snapshot() if options.dry_run else store
@@ -101,7 +103,7 @@ def run_sync(
         started_at=options.now().isoformat(),
     )
     if not options.dry_run:
-        store.start_run(run_id, connection.name, options.trigger)
+        store.start_run(run_id, connection.name, options.trigger, worker=holder)
 
     def heartbeat() -> None:
         if not store.heartbeat_lease(connection.name, holder, lease_ttl):

@@ -44,11 +44,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from connector.errors import ConfigError, ConfigProblem, LockHeldError
+from connector.errors import ConfigError, ConfigProblem, LockHeldError, StoreUnavailableError
 from connector.redaction import redact
 from connector.service.health import SUCCESS_STATUSES, Expectation, health_report
 from connector.service.metrics import Metrics, MetricsServer
 from connector.store import SqlStore, open_store
+from connector.store.coordination import WorkQueue
 
 if TYPE_CHECKING:
     from connector.config import AppConfig, ConnectionConfig, ScheduleConfig
@@ -276,7 +277,8 @@ def next_run_times(config: AppConfig, connection_names: list[str]) -> dict[str, 
     """When each connection's next scheduled run is due, from its schedule and the run history.
 
     Needs no running scheduler. A time in the past means the run is overdue (a service that is
-    not running; it runs at start-up). Disabled or unknown connections map to None.
+    not running; it runs at start-up). Disabled or unknown connections map to None. On a store
+    shared by workers, the shared schedule's due time is the answer.
 
     Args:
         config: the configuration.
@@ -289,10 +291,14 @@ def next_run_times(config: AppConfig, connection_names: list[str]) -> dict[str, 
     result: dict[str, str | None] = {}
     store = open_store(config.store.url, create=False)
     try:
+        shared = WorkQueue(store).schedule(connection_names)
         for name in connection_names:
             connection = config.connections.get(name)
             if connection is None or not connection.enabled:
                 result[name] = None
+                continue
+            if name in shared:
+                result[name] = shared[name].next_due_at.isoformat()
                 continue
             last = last_run_started(store, name)
             due = now if last is None else due_after(connection, last)
@@ -327,9 +333,15 @@ class ConnectionRunner:
     a `failed` report that is also in the run history.
     """
 
-    def __init__(self, config: AppConfig) -> None:
-        """Remember the configuration; the mapping of each connection is checked at its first run."""
+    def __init__(self, config: AppConfig, *, holder: str | None = None) -> None:
+        """Remember the configuration; the mapping of each connection is checked at its first run.
+
+        Args:
+            config: the configuration.
+            holder: the lease holder id of every run (a worker's id); default one per run.
+        """
         self.config = config
+        self.holder = holder
         self._checked: set[str] = set()
 
     def _open_store(self) -> SqlStore:
@@ -345,11 +357,15 @@ class ConnectionRunner:
             try:
                 mapping = self._load_mapping(connection)
                 adapter = create_adapter(connection.crm_settings(), state=store)
+            except StoreUnavailableError:
+                raise
             except Exception as exc:
                 return self._setup_failed(store, connection, exc)
             try:
                 try:
                     self._check_mapping(connection, adapter, mapping)
+                except StoreUnavailableError:
+                    raise
                 except Exception as exc:
                     return self._setup_failed(store, connection, exc)
                 try:
@@ -359,9 +375,9 @@ class ConnectionRunner:
                         adapter=adapter,
                         store=store,
                         mapping=mapping,
-                        options=SyncOptions(trigger=TRIGGER, cancel=cancel),
+                        options=SyncOptions(trigger=TRIGGER, cancel=cancel, holder=self.holder),
                     )
-                except LockHeldError:
+                except (LockHeldError, StoreUnavailableError):
                     raise
                 except Exception as exc:
                     # run_sync recorded the failed run before raising; read its report back.
@@ -492,15 +508,18 @@ class Service:
         self._active: dict[str, threading.Event] = {}
         self._completed = 0
         self._server: MetricsServer | None = None
-        # Explicit UTC and one worker per connection: max_instances=1 means no more are needed.
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(max_workers=len(self.connections))},
+            executors=self._executors(),
             job_defaults={"coalesce": True, "max_instances": 1},
         )
         self.scheduler.add_listener(
             self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR
         )
+
+    def _executors(self) -> dict[str, Any]:
+        # One thread per connection: max_instances=1 means no more are needed.
+        return {"default": ThreadPoolExecutor(max_workers=len(self.connections))}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -621,6 +640,8 @@ class Service:
         except LockHeldError as exc:
             self._record_skipped(name, str(exc))
             return
+        except StoreUnavailableError as exc:
+            result = self._store_lost(name, exc)
         except Exception as exc:  # a bug in the runner must not kill the scheduler thread
             log.exception("run crashed", extra=context)
             result = RunResult(
@@ -651,6 +672,18 @@ class Service:
             self._completed += 1
             if self.max_runs is not None and self._completed >= self.max_runs:
                 self.stop_event.set()
+
+    def _store_lost(self, name: str, exc: StoreUnavailableError) -> RunResult:
+        """A run that lost the state store: failed, and left for the next scheduled run."""
+        connection = self.connections[name]
+        return RunResult(
+            {
+                "connection": name,
+                "crm": connection.kind,
+                "status": "failed",
+                "message": redact(f"{exc}; the next scheduled run retries"),
+            }
+        )
 
     def _on_event(self, event: Any) -> None:
         name = str(event.job_id)
@@ -782,7 +815,14 @@ def serve(
     Raises:
         ConfigError: no enabled connection or an invalid schedule (exit 78).
     """
-    service = Service(config, interval_seconds=interval_seconds, max_runs=max_runs)
+    service: Service
+    if config.store.url.startswith(("postgresql://", "postgres://")):
+        # A shared database: this process is one of many workers (connector.service.workers).
+        from connector.service.workers import WorkerService
+
+        service = WorkerService(config, interval_seconds=interval_seconds, max_runs=max_runs)
+    else:
+        service = Service(config, interval_seconds=interval_seconds, max_runs=max_runs)
     received: list[int] = []
 
     def stop(signum: int) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from connector.errors import LockHeldError
 from connector.models import Account, Invoice, RiskAssessment
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Steps from version N-1 to N, in SQL both backends accept; `{text}` is the backend's text type.
 # A fresh store applies schema*.sql (version 1), then every step.
@@ -38,6 +38,19 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         " guard {text} NOT NULL, attempts INTEGER NOT NULL DEFAULT 1,"
         " first_failed {text} NOT NULL, last_failed {text} NOT NULL,"
         " PRIMARY KEY (connection, account_id, field))",
+    ),
+    3: (
+        # Workers sharing a PostgreSQL store: who ran each run, when each connection is next
+        # due (claimed with FOR UPDATE SKIP LOCKED), and the workers' heartbeats.
+        "ALTER TABLE runs ADD COLUMN worker {text}",
+        "CREATE TABLE IF NOT EXISTS schedule ("
+        " connection {text} PRIMARY KEY, next_due_at {text} NOT NULL,"
+        " last_claimed_by {text}, last_claimed_at {text}, updated_at {text} NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS schedule_by_due ON schedule (next_due_at)",
+        "CREATE TABLE IF NOT EXISTS workers ("
+        " worker_id {text} PRIMARY KEY, host {text} NOT NULL, pid INTEGER NOT NULL,"
+        " started_at {text} NOT NULL, heartbeat_at {text} NOT NULL, expires_at {text} NOT NULL,"
+        " capacity INTEGER NOT NULL, running INTEGER NOT NULL DEFAULT 0)",
     ),
 }
 
@@ -145,6 +158,8 @@ class SqlStore:
 
     # Open amount of an invoice, read from its JSON `data` column.
     _EXPOSURE_SQL = "json_extract(data, '$.open_amount')"
+    # Appended to a claim query: row locks that other claimers skip (PostgreSQL), or nothing.
+    ROW_LOCK_CLAUSE = ""
 
     def __init__(self, db: Connection, *, clock: Callable[[], datetime] | None = None) -> None:
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -974,14 +989,20 @@ class SqlStore:
     # -- runs and audit -----------------------------------------------------------------------
 
     def start_run(
-        self, run_id: str, connection: str, trigger: str, *, dry_run: bool = False
+        self,
+        run_id: str,
+        connection: str,
+        trigger: str,
+        *,
+        dry_run: bool = False,
+        worker: str | None = None,
     ) -> None:
-        """Record that a run started."""
+        """Record that a run started (and which lease holder runs it)."""
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO runs (run_id, connection, trigger, status, started_at, dry_run) VALUES "
-                "(?, ?, ?, 'running', ?, ?)",
-                (run_id, connection, trigger, _iso(self.now()), int(dry_run)),
+                "INSERT INTO runs (run_id, connection, trigger, status, started_at, dry_run, worker) "
+                "VALUES (?, ?, ?, 'running', ?, ?, ?)",
+                (run_id, connection, trigger, _iso(self.now()), int(dry_run), worker),
             )
 
     def finish_run(self, run_id: str, status: str, report: Mapping[str, Any]) -> None:

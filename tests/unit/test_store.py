@@ -14,9 +14,6 @@ import pytest
 from connector.errors import ConfigError, LockHeldError, StoreError
 from connector.models import Account, Invoice
 from connector.store import open_store
-from tests.unit.pg_fixture import pg_server, pg_url
-
-__all__ = ["pg_server", "pg_url"]  # fixtures, used by name
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 

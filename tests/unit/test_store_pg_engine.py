@@ -11,9 +11,6 @@ from connector.config import load_config
 from connector.store import PostgresStore, open_store
 from tests.fakes import FakeAdapter, FakeCrm
 from tests.integration.test_engine import MAPPING, seed, sync
-from tests.unit.pg_fixture import pg_server, pg_url
-
-__all__ = ["pg_server", "pg_url"]  # fixtures, used by name
 
 
 @pytest.fixture
