@@ -41,6 +41,7 @@ from sandboxes.sf_identity import (
 from sandboxes.sf_schema import (
     CLOSED_TASK_STATUSES,
     NUMBER_TYPES,
+    STRING_TYPES,
     FieldDef,
     SObject,
     build_schema,
@@ -101,6 +102,18 @@ def sf_datetime(moment: datetime) -> str:
     utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
 
+
+_APEX_TYPES = {
+    "id": "Id",
+    "reference": "Id",
+    "boolean": "Boolean",
+    "int": "Integer",
+    "double": "Double",
+    "currency": "Decimal",
+    "percent": "Decimal",
+    "date": "Date",
+    "datetime": "Datetime",
+}
 
 _ROLLED_BACK = {
     "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
@@ -178,6 +191,7 @@ class SalesforceEmulator:
         session_seconds: float | None = None,
         jwt_public_key: str | None = None,
         bulk_polls_before_complete: int = 0,
+        bulk_results_page: int = 50_000,
         invoice_objects: Iterable[str] = ("blng__Invoice__c", "Invoice__c"),
     ) -> None:
         self.client_id = client_id
@@ -190,6 +204,9 @@ class SalesforceEmulator:
         self.api_used = 0
         self.session_seconds = session_seconds
         self.bulk_polls_before_complete = bulk_polls_before_complete
+        # Rows per Bulk 2.0 results page when the client sends no maxRecords: Salesforce cuts
+        # pages by size, so tests shrink this to make clients follow Sforce-Locator.
+        self.bulk_results_page = bulk_results_page
         self.call_counts: Counter[tuple[str, str]] = Counter()
         self.writes_log: list[dict[str, Any]] = []
         self.schema = build_schema()
@@ -1227,6 +1244,100 @@ class SalesforceEmulator:
             out[key] = nested
         self._render_path(target, parent, path[1:], nested, version)
 
+    def _column(self, fdef: FieldDef, name: str, display: str) -> dict[str, Any]:
+        return {
+            "aggregate": False,
+            "apexType": _APEX_TYPES.get(fdef.type, "String"),
+            "booleanType": fdef.type == "boolean",
+            "columnName": name,
+            "custom": fdef.custom,
+            "displayName": display,
+            "foreignKeyName": None,
+            "insertable": fdef.createable,
+            "joinColumns": [],
+            "numberType": fdef.type in NUMBER_TYPES,
+            "textType": fdef.type in STRING_TYPES and fdef.type not in ("id", "reference"),
+            "updatable": fdef.updateable,
+        }
+
+    def _columns(self, query: Query) -> dict[str, Any]:
+        """`query?q=...&columns=true`: the columns a query returns, not its rows.
+
+        Undocumented but served by Salesforce and read by its CLI (`sf data query`) and the
+        Developer Console: relationship paths nest as joinColumns under the relationship,
+        subqueries and functions are `aggregate` columns.
+        """
+        obj = self._object_for(query)
+        columns: list[dict[str, Any]] = []
+
+        def place(target: list[dict[str, Any]], owner: SObject, ref: FieldRef) -> None:
+            chain = self._resolve(query, owner, ref)
+            prefix = ""
+            level = target
+            for _owner, rel in chain[:-1]:
+                name = rel.relationship_name or rel.name
+                prefix += name + "."
+                found = next((c for c in level if c["columnName"] == name), None)
+                if found is None:
+                    found = self._column(rel, name, prefix[:-1]) | {"foreignKeyName": rel.name}
+                    level.append(found)
+                level = found["joinColumns"]
+            fdef = chain[-1][1]
+            level.append(self._column(fdef, fdef.name, prefix + fdef.name))
+
+        for ref in query.fields:
+            place(columns, obj, ref)
+        with self._lock:
+            for sub in query.subqueries:
+                child = self._child_plan(obj, sub, include_deleted=False)
+                joined: list[dict[str, Any]] = []
+                for ref in sub.fields:
+                    place(joined, child.obj, ref)
+                columns.append(
+                    {
+                        "aggregate": True,
+                        "apexType": None,
+                        "booleanType": False,
+                        "columnName": child.name,
+                        "custom": child.name.endswith("__r"),
+                        "displayName": child.name,
+                        "foreignKeyName": None,
+                        "insertable": False,
+                        "joinColumns": joined,
+                        "numberType": False,
+                        "textType": False,
+                        "updatable": False,
+                    }
+                )
+        unnamed = 0
+        for agg in query.aggregates:
+            name = agg.alias or f"expr{unnamed}"
+            unnamed += 0 if agg.alias else 1
+            numeric = agg.func in ("COUNT", "COUNT_DISTINCT", "SUM", "AVG")
+            columns.append(
+                {
+                    "aggregate": True,
+                    "apexType": "Integer" if agg.func.startswith("COUNT") else "Decimal",
+                    "booleanType": False,
+                    "columnName": name,
+                    "custom": False,
+                    "displayName": agg.alias or agg.text,
+                    "foreignKeyName": None,
+                    "insertable": False,
+                    "joinColumns": [],
+                    "numberType": numeric,
+                    "textType": False,
+                    "updatable": False,
+                }
+            )
+        return {
+            "columnMetadata": columns,
+            "entityName": obj.name,
+            "groupBy": bool(query.group_by),
+            "idSelected": any(ref.path == ("Id",) for ref in query.fields),
+            "keyPrefix": obj.key_prefix,
+        }
+
     def _page_size(self, request: Request) -> int:
         options = request.headers.get("sforce-query-options", "")
         found = re.search(r"batchSize\s*=\s*(\d+)", options, re.IGNORECASE)
@@ -1236,6 +1347,8 @@ class SalesforceEmulator:
 
     def _query(self, request: Request, version: str, text: str, include_deleted: bool) -> Response:
         query = parse(text)
+        if (request.param("columns") or "").lower() == "true":
+            return Response.json(200, self._columns(query))
         if query.is_aggregate:
             return Response.json(200, self._aggregate(query, include_deleted))
         obj, ids, plan = self._run(query, include_deleted)
@@ -2088,7 +2201,7 @@ class SalesforceEmulator:
 
     def _query_results(self, request: Request, job: dict[str, Any]) -> Response:
         try:
-            max_records = int(request.param("maxRecords") or 50000)
+            max_records = int(request.param("maxRecords") or self.bulk_results_page)
             start = int(base64.b64decode(request.param("locator") or "MA==").decode())
         except ValueError:
             return _error(400, "INVALID_LOCATOR", "invalid locator")

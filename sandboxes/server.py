@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 from urllib.parse import parse_qs, urlsplit
 
+import cheroot.server
 import cheroot.ssl.builtin
 import cheroot.wsgi
 
@@ -45,6 +46,7 @@ FAULT_KINDS = ("429", "503", "500")
 WORKER_THREADS = 24
 # Answers shorter than this go out uncompressed even when gzip is accepted and offered.
 COMPRESS_ABOVE = 1024
+_SLASHES = re.compile(r"/{2,}")
 
 
 @dataclass
@@ -234,6 +236,29 @@ class _Gateway(cheroot.wsgi.Gateway_10):
             self.req.ready = False
 
 
+class _LenientRequest(cheroot.server.HTTPRequest):
+    """cheroot's request parser, minus strict mode's reading of `//path` as an absolute URI.
+
+    RFC 9112's origin-form lets a path start with an empty segment (`//services/data/...`): the
+    Salesforce CLI sends exactly that after storing its instance URL with a trailing slash, and
+    the real service answers it. Strict mode would refuse it with 400 "Absolute URI not allowed
+    if server is not a proxy"; the sandbox splits the target itself instead (`_request`).
+    """
+
+    def __init__(
+        self,
+        server: cheroot.server.HTTPServer,
+        conn: cheroot.server.HTTPConnection,
+        proxy_mode: bool = False,
+        strict_mode: bool = True,
+    ) -> None:
+        super().__init__(server, conn, proxy_mode=proxy_mode, strict_mode=False)
+
+
+class _Connection(cheroot.server.HTTPConnection):
+    RequestHandlerClass = _LenientRequest
+
+
 class _CherootServer(cheroot.wsgi.Server):
     owner: SandboxServer
 
@@ -297,6 +322,7 @@ class SandboxServer:
         )
         httpd.owner = self
         httpd.gateway = _Gateway
+        httpd.ConnectionClass = _Connection
         # Clients that pool connections (jsforce, the SDKs) should keep theirs: cheroot's
         # default of 10 would answer the 11th with `Connection: close`.
         httpd.keep_alive_conn_limit = 256
@@ -396,7 +422,15 @@ class SandboxServer:
     def _request(self, environ: dict[str, Any]) -> Request:
         # REQUEST_URI is the target as sent: PATH_INFO would be percent-decoded, and the
         # emulators match raw paths (ids, external-id values) as the old server gave them.
-        split = urlsplit(environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
+        target = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
+        if target.startswith("/"):  # origin-form; urlsplit would read "//x/y" as host "x"
+            raw_path, _, raw_query = target.partition("?")
+            raw_path = raw_path.partition("#")[0]
+        else:  # absolute-form (proxies), or a target without a leading slash
+            split = urlsplit(target)
+            raw_path, raw_query = split.path or "/", split.query
+        # Front ends merge repeated slashes (`//services/data`) before the application sees them.
+        path = _SLASHES.sub("/", raw_path if raw_path.startswith("/") else "/" + raw_path)
         headers = {
             key[5:].replace("_", "-").lower(): value
             for key, value in environ.items()
@@ -414,8 +448,8 @@ class SandboxServer:
             del headers["content-encoding"]
         return Request(
             method=environ["REQUEST_METHOD"],
-            path=split.path,
-            query=parse_qs(split.query, keep_blank_values=True),
+            path=path,
+            query=parse_qs(raw_query, keep_blank_values=True),
             headers=headers,
             body=body,
             base_url=self.base_url,

@@ -102,6 +102,17 @@ def test_serves_requests_and_counts_calls(server: SandboxServer, http: requests.
     assert server.calls[("GET", "/a/b")] == 2
 
 
+def test_repeated_slashes_and_absolute_targets_reach_the_emulator_as_plain_paths(
+    plain: SandboxServer,
+) -> None:
+    # `//a//b` is origin-form with empty segments (the Salesforce CLI sends `//services/...`).
+    answers = _raw_exchange(plain, b"GET //a//b?x=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b'"path": "/a/b"' in answers[0]
+    assert b'"x": ["1"]' in answers[0]
+    absolute = _raw_exchange(plain, b"GET http://x/c/d?y=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b'"path": "/c/d"' in absolute[0]
+
+
 def test_tls_is_verified_against_the_test_ca() -> None:
     with SandboxServer(Recorder()) as running, requests.Session() as session:
         session.trust_env = False
