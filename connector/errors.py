@@ -63,6 +63,7 @@ class MappingError(ConnectorError):
         crm_object: str = "",
         crm_field: str = "",
         suggestions: Sequence[str] = (),
+        category: str = "",
     ) -> None:
         self.message = message
         self.mapping_file = mapping_file
@@ -70,6 +71,9 @@ class MappingError(ConnectorError):
         self.crm_object = crm_object
         self.crm_field = crm_field
         self.suggestions = list(suggestions)
+        # What kind of problem: object, missing, type, read_only (the schema changed) or
+        # length, picklist, filter (values); "" when not from a check against the CRM.
+        self.category = category
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -92,6 +96,22 @@ class MappingErrors(ConnectorError):
 
     def __str__(self) -> str:
         return "invalid mapping:\n  " + "\n  ".join(str(error) for error in self.errors)
+
+
+class MappingDriftError(MappingErrors):
+    """The CRM changed after `crm-risk check` passed (a mapped field deleted, made read-only or
+    retyped): the cached check is forgotten and the run stops. Run `crm-risk check`."""
+
+    def __init__(self, errors: Sequence[MappingError], cause: str = "") -> None:
+        self.cause = cause
+        super().__init__(errors)
+
+    def __str__(self) -> str:
+        lines = [str(error) for error in self.errors]
+        text = "the CRM changed after the mapping check passed:\n  " + "\n  ".join(lines)
+        if self.cause:
+            text += f"\n  the CRM said: {self.cause}"
+        return text + "\n  run `crm-risk check`, then fix the mapping or the CRM field"
 
 
 class CrmError(ConnectorError):

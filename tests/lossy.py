@@ -14,8 +14,13 @@ class _LosingAdapter(HTTPAdapter):
         super().__init__()
         self.lose = lose
         self.lost = 0
+        # (method, url, body) of every request sent, for tests that check what went out.
+        self.sent: list[tuple[str, str, str]] = []
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        body = request.body or b""
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        self.sent.append((str(request.method), str(request.url), text))
         response = super().send(request, *args, **kwargs)
         if self.lose(request):
             self.lost += 1

@@ -12,6 +12,7 @@ import requests
 from adapters.salesforce import bulk, soql
 from adapters.salesforce.client import SalesforceClient
 from adapters.salesforce.errors import (
+    MAX_MESSAGE,
     RETRIABLE_RECORD_CODES,
     QueryLocatorExpiredError,
     unexpected_answer,
@@ -341,7 +342,7 @@ class SalesforceAdapter:
             crm_id=change.crm_id,
             status="rejected",
             error_code=code,
-            message=redact(" ".join(str(first.get("message") or "").split())[:300]),
+            message=redact(" ".join(str(first.get("message") or "").split())[:MAX_MESSAGE]),
             fields=tuple(str(name) for name in first.get("fields") or ()),
             retriable=code in RETRIABLE_RECORD_CODES,
         )

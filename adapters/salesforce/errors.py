@@ -37,7 +37,9 @@ VALIDATION_CODES = frozenset(
     }
 )
 
-MAX_MESSAGE = 300
+# Salesforce puts the cause last (a SOQL error repeats the whole query first), so messages are
+# kept whole; the cap only guards against a runaway body.
+MAX_MESSAGE = 10_000
 
 
 class SessionExpiredError(AuthError):

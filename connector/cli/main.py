@@ -297,9 +297,6 @@ def cmd_sync(args: argparse.Namespace, console: Console) -> int:
     return classify_exit(report)
 
 
-MAPPING_CHECK_TTL_SECONDS = 24 * 3600
-
-
 def _progress_bar(stack: ExitStack) -> Callable[[str, int, int | None], None]:
     """A rich progress bar on the terminal for the long steps (reading, scoring and writing)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -327,34 +324,10 @@ def _progress_bar(stack: ExitStack) -> Callable[[str, int, int | None], None]:
 def _refuse_on_mapping_errors(
     adapter: Any, mapping: Any, *, store: Any = None, connection: str = "", force: bool = False
 ) -> None:
-    """`sync` refuses to start on a mapping error rather than skipping the field.
+    """`sync` refuses to start on a mapping error rather than skipping the field (cached a day)."""
+    from connector.engine.drift import refuse_on_mapping_errors
 
-    A passing check is remembered for a day per (connection, effective mapping), so a routine
-    run does not spend API calls on field metadata; `--full` or a mapping change checks again.
-    """
-    import hashlib
-    import time
-
-    from connector.errors import MappingErrors
-    from connector.mapping.check import check_mapping
-
-    digest = hashlib.sha256(
-        json.dumps(mapping.effective_dict(), sort_keys=True, default=str).encode()
-    ).hexdigest()
-    key = f"mapping_check:{connection}:{digest[:16]}"
-    if store is not None and not force:
-        checked_at = store.get_value(key)
-        if checked_at and time.time() - float(checked_at) < MAPPING_CHECK_TTL_SECONDS:
-            return
-    errors = [
-        error
-        for error in check_mapping(mapping, adapter.describe)
-        if getattr(error, "severity", "error") == "error"
-    ]
-    if errors:
-        raise MappingErrors(errors)
-    if store is not None:
-        store.set_value(key, str(time.time()))
+    refuse_on_mapping_errors(adapter, mapping, store=store, connection=connection, force=force)
 
 
 def _install_signal_handlers(cancel: Any) -> None:

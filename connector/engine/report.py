@@ -77,7 +77,8 @@ class RunReport:
     def rejected(self) -> int:
         """Records the CRM refused or did not confirm, over all objects."""
         return (
-            sum(c["rejected"] + c["unknown"] for c in self.writes.values()) + self.tasks["failed"]
+            sum(c["rejected"] + c["unknown"] + c["fields_refused"] for c in self.writes.values())
+            + self.tasks["failed"]
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,9 +14,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from connector.engine.adoption import adopt_open_tasks, adoptable, written_elsewhere
+from connector.engine.drift import FieldDrift
 from connector.engine.report import RunReport
 from connector.engine.writer import PendingAccount, Writer
-from connector.errors import ConnectorError, RecordError, RunCancelled
+from connector.errors import ConnectorError, FatalCrmError, RecordError, RunCancelled
 from connector.mapping import FieldMapping
 from connector.models import Account, RawRecord, RiskAssessment
 from connector.planning.planner import LIMIT_FIELD, LedgerView, normalize, plan_account, plan_tasks
@@ -181,6 +182,7 @@ class _Engine:
         self.state_lost = False
         # The open marked tasks this run's scan saw (None: no scan, nothing proven absent).
         self.scanned_task_keys: set[str] | None = None
+        self.drift = FieldDrift(adapter, mapping, store, connection.name)
 
     def run(self) -> None:
         self.report.watermarks_before = self.store.watermarks(self.name)
@@ -207,6 +209,15 @@ class _Engine:
         since = self._since(kind)
         counts = self.report.objects[kind]
         records = self.adapter.read_changed(crm_object, fields, since)
+        try:
+            self._pull_chunks(kind, records, counts)
+        except FatalCrmError as exc:
+            # A mapped field deleted since `check` (Salesforce INVALID_FIELD, Zoho INVALID_DATA
+            # naming it) refuses the read: exit 78 naming it, instead of a crash.
+            self.drift.explain_fatal(exc)
+            raise
+
+    def _pull_chunks(self, kind: str, records: Iterator[RawRecord], counts: Any) -> None:
         for chunk in _chunks(records, CHECKPOINT_EVERY):
             if self.options.cancel.is_set():
                 raise RunCancelled(
@@ -376,6 +387,7 @@ class _Engine:
             dry_run=self.options.dry_run,
             fallback_owner_id=self.task_policy.fallback_owner_id,
             absent_task_keys=self._absent_in_scan,
+            drift=self.drift,
         )
         now = self.options.now()
         done = 0

@@ -10,8 +10,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from connector.engine.drift import FieldDrift, Refusal
 from connector.engine.report import RunReport
-from connector.errors import RunCancelled
+from connector.errors import CrmError, FatalCrmError, RunCancelled
 from connector.models import AccountUpdate, RecordChange, RiskAssessment, TaskAction, WriteResult
 from connector.planning.planner import AccountPlan, TaskPlan
 from connector.protocol import CrmAdapter
@@ -25,6 +26,8 @@ ToCrmValues = Callable[[str, dict[str, Any]], dict[str, Any]]
 # How CRMs say a task's owner cannot have it (Salesforce code; Zoho names the field).
 OWNER_ERRORS = frozenset({"INACTIVE_OWNER_OR_USER", "INVALID_CROSS_REFERENCE_KEY"})
 OWNER_FIELDS = frozenset({"owner", "ownerid", "owner.id"})
+# Each round of splitting a refused update drops at least one field; a few rounds suffice.
+MAX_SPLIT_ROUNDS = 3
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Writer:
         dry_run: bool = False,
         fallback_owner_id: str | None = None,
         absent_task_keys: Callable[[str], bool] | None = None,
+        drift: FieldDrift | None = None,
     ) -> None:
         self.adapter = adapter
         self.store = store
@@ -79,6 +83,7 @@ class Writer:
         # Whether this run's scan of the CRM proved a key absent; without that proof every
         # create is looked up first (the store may be new, restored or from another machine).
         self.absent_task_keys = absent_task_keys or (lambda key: False)
+        self.drift = drift
         self.batch_size = max(1, adapter.capabilities.max_write_batch)
         self._pending: list[PendingAccount] = []
         self._pending_updates = 0
@@ -144,9 +149,10 @@ class Writer:
 
     # -- accounts ----------------------------------------------------------------------------
 
-    def _write_updates(self, updates: Sequence[AccountUpdate]) -> None:
+    def _write_updates(self, updates: Sequence[AccountUpdate], *, split_round: int = 0) -> None:
         counts = self.report.writes["account"]
-        counts["planned"] += len(updates)
+        if split_round == 0:
+            counts["planned"] += len(updates)
         if self.dry_run:
             for update in updates:
                 self.report.planned.append(
@@ -163,6 +169,9 @@ class Writer:
                     }
                 )
             return
+        updates = self._without_refused_values(updates)
+        if not updates:
+            return
         changes = [
             RecordChange(
                 crm_id=update.account_id, fields=self.to_crm_values("account", dict(update.fields))
@@ -173,7 +182,13 @@ class Writer:
         self.store.record_intents(
             self.connection, {update.account_id: update.fields for update in updates}
         )
-        results = self.adapter.write(self.account_object, changes)
+        try:
+            results = self.adapter.write(self.account_object, changes)
+        except FatalCrmError as exc:
+            if self.drift is not None:
+                # A deleted or read-only field refuses the whole call (Salesforce INVALID_FIELD).
+                self.drift.explain_fatal(exc)
+            raise
         if len(results) != len(updates):
             # The adapter broke its contract: nothing in this batch counts as written.
             results = [
@@ -182,15 +197,144 @@ class Writer:
                 )
                 for update in updates
             ]
+        refused: list[tuple[AccountUpdate, WriteResult, list[str]]] = []
         for update, result in zip(updates, results, strict=True):
-            self._record_account_result(update, result)
+            named = self._refused_fields(update, result)
+            if named:
+                refused.append((update, result, named))
+            else:
+                self._record_account_result(update, result)
         self.store.clear_intents(self.connection, account_ids)
+        if refused:
+            self._split_refused(refused, split_round)
+
+    def _without_refused_values(self, updates: Sequence[AccountUpdate]) -> list[AccountUpdate]:
+        """Leave out values the CRM refused before (same value, same mapping, same CRM field)."""
+        if self.drift is None:
+            return list(updates)
+        out = []
+        for update in updates:
+            held = self.drift.held_back(update.account_id, update.fields)
+            if held:
+                self.report.writes["account"]["fields_held_back"] += len(held)
+                update = update.model_copy(
+                    update={
+                        "fields": {k: v for k, v in update.fields.items() if k not in held},
+                        "previous": {k: v for k, v in update.previous.items() if k not in held},
+                    }
+                )
+            if update.fields:
+                out.append(update)
+        return out
+
+    def _refused_fields(self, update: AccountUpdate, result: WriteResult) -> list[str]:
+        """The canonical fields a rejection names, when it names only fields of this update."""
+        if result.status != "rejected" or not result.fields or self.drift is None:
+            return []
+        names = [self.drift.canonical(field) for field in result.fields]
+        if any(name is None or name not in update.fields for name in names):
+            return []
+        return [name for name in names if name is not None]
+
+    def _split_refused(
+        self, refused: list[tuple[AccountUpdate, WriteResult, list[str]]], split_round: int
+    ) -> None:
+        """Record refusals against their fields only, and write the rest of each account's update.
+
+        A field deleted or made read-only since `check` stops the run (exit 78); a value the CRM
+        refuses (a picklist value it lacks) is held back for that account until the mapping or
+        the CRM field changes, instead of refusing the whole update on every run.
+        """
+        assert self.drift is not None
+        for _update, result, _names in refused:
+            self.drift.stop_if_schema_changed(
+                CrmError(result.message or result.error_code, code=result.error_code),
+                result.fields,
+            )
+        counts = self.report.writes["account"]
+        rest: list[AccountUpdate] = []
+        retries: list[tuple[str, list[str], str, str]] = []
+        for update, result, names in refused:
+            message = redact(result.message)
+            retry_next_run = []
+            for name in names:
+                counts["fields_refused"] += 1
+                if self.drift.explains(name, update.fields[name]):
+                    self.drift.remember(
+                        update.account_id,
+                        Refusal(
+                            name, update.fields[name], result.error_code or "REJECTED", message
+                        ),
+                    )
+                else:
+                    # Nothing in the CRM's metadata explains it (a validation rule, a hiccup):
+                    # tried again next run, like any rejected write.
+                    retry_next_run.append(name)
+                self.report.errors.add(
+                    result.error_code or "FIELD_REFUSED",
+                    update.account_id,
+                    f"{name} ({', '.join(result.fields)}) = {_jsonable(update.fields[name])!r}: "
+                    f"{message}",
+                )
+                self.store.append_audit(
+                    self.run_id,
+                    self.connection,
+                    obj="account",
+                    record_id=update.account_id,
+                    action="refused",
+                    field=name,
+                    old=_jsonable(update.previous.get(name)),
+                    new=_jsonable(update.fields[name]),
+                    cause=update.cause,
+                    response=f"{result.error_code}: {message}",
+                )
+                log.warning(
+                    "the CRM refused one field; the account's other changes are still written, "
+                    "and this value is not sent again until the mapping or the CRM field changes",
+                    extra={
+                        "record_id": update.account_id,
+                        "error_code": result.error_code,
+                        "detail": f"{name}: {message}",
+                    },
+                )
+            if retry_next_run:
+                retries.append(
+                    (
+                        update.account_id,
+                        retry_next_run,
+                        result.error_code or "REJECTED",
+                        f"{message} (fields: {', '.join(result.fields)})",
+                    )
+                )
+            remaining = {k: v for k, v in update.fields.items() if k not in names}
+            if remaining:
+                rest.append(
+                    update.model_copy(
+                        update={
+                            "fields": remaining,
+                            "previous": {
+                                k: v for k, v in update.previous.items() if k in remaining
+                            },
+                        }
+                    )
+                )
+            elif not retry_next_run:
+                self.store.clear_failed_write(self.connection, "account", update.account_id)
+        if rest and split_round < MAX_SPLIT_ROUNDS:
+            self._write_updates(rest, split_round=split_round + 1)
+        # After the rest was written (its success clears the account's failed write).
+        for account_id, fields, code, message in retries:
+            self.store.record_failed_write(
+                self.connection, "account", account_id, fields, code, message
+            )
 
     def _record_account_result(self, update: AccountUpdate, result: WriteResult) -> None:
         counts = self.report.writes["account"]
         if result.status == "ok":
             counts["written"] += 1
             values = dict(update.fields)
+            if self.drift is not None:
+                self.drift.forget(update.account_id, values)
             with self.store.transaction():
                 self.store.record_written(self.connection, update.account_id, values, self.run_id)
                 self.store.update_crm_values(self.connection, update.account_id, values)
@@ -211,6 +355,9 @@ class Writer:
             return
         counts[result.status] += 1
         message = redact(result.message)
+        if result.fields:
+            # Zoho names the field in details.api_name, Salesforce in errors[].fields.
+            message = f"{message} (fields: {', '.join(result.fields)})"
         self.report.errors.add(result.error_code, update.account_id, message)
         self.store.record_failed_write(
             self.connection,

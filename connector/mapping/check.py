@@ -154,6 +154,7 @@ def check_mapping(mapping: FieldMapping, describe: Describe) -> list[MappingErro
                     mapping_file=mapping.file_for(f"objects.{kind}.crm_object"),
                     key=f"objects.{kind}.crm_object",
                     crm_object=crm_object,
+                    category="object",
                 )
             )
             continue
@@ -171,7 +172,9 @@ def _check_field(
     file = mapping.file_for(key)
     problems: list[MappingError] = []
 
-    def problem(message: str, *, warning: bool = False, suggestions: Iterable[str] = ()) -> None:
+    def problem(
+        message: str, category: str, *, warning: bool = False, suggestions: Iterable[str] = ()
+    ) -> None:
         cls = MappingWarning if warning else MappingError
         problems.append(
             cls(
@@ -181,6 +184,7 @@ def _check_field(
                 crm_object=obj.name,
                 crm_field=item.crm,
                 suggestions=list(suggestions),
+                category=category,
             )
         )
 
@@ -195,6 +199,7 @@ def _check_field(
             close = [name for name in names if name.lower() == head.lower()]
         problem(
             "field not found (missing, or hidden from the integration user by field-level security)",
+            "missing",
             suggestions=close,
         )
         return problems
@@ -213,13 +218,15 @@ def _check_field(
         tip = f'; if the CRM value is right, set type = "{hint}"' if hint else ""
         problem(
             f"type mismatch: {item.name} needs a field of type {expected}, "
-            f"the CRM field is {desc.type} ({desc.family}){tip}"
+            f"the CRM field is {desc.type} ({desc.family}){tip}",
+            "type",
         )
         return problems
     if writes and not desc.updateable:
         problem(
             "read-only field mapped for writing (formula, system field, or no edit permission "
-            "for the integration user)"
+            "for the integration user)",
+            "read_only",
         )
     if writes and desc.family in _TEXT_FAMILIES:
         problems.extend(_check_text_length(item, desc, file, key, obj.name))
@@ -237,7 +244,14 @@ def _check_text_length(
     def add(message: str, *, warning: bool = False) -> None:
         cls = MappingWarning if warning else MappingError
         out.append(
-            cls(message, mapping_file=file, key=key, crm_object=crm_object, crm_field=item.crm)
+            cls(
+                message,
+                mapping_file=file,
+                key=key,
+                crm_object=crm_object,
+                crm_field=item.crm,
+                category="length",
+            )
         )
 
     if length is None:
@@ -288,6 +302,7 @@ def _check_picklist(
                 crm_object=crm_object,
                 crm_field=item.crm,
                 suggestions=list(suggestions),
+                category="picklist",
             )
         )
 
@@ -353,6 +368,7 @@ def _check_filters(
                         crm_object=obj.name,
                         crm_field=path,
                         suggestions=difflib.get_close_matches(path, list(obj.fields), n=3),
+                        category="missing",
                     )
                 )
                 continue
@@ -615,3 +631,34 @@ def zoho_field_instructions(missing: Iterable[MissingField]) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+# Problems that mean the CRM's schema no longer fits the mapping (as opposed to a value the CRM
+# refuses, such as a picklist value it lacks): a run that meets one stops with exit 78.
+SCHEMA_CATEGORIES = frozenset({"object", "missing", "type", "read_only"})
+
+
+def schema_drift(
+    mapping: FieldMapping, describe: Describe, crm_fields: Iterable[str] | None = None
+) -> list[MappingError]:
+    """The mapping errors that mean the CRM's schema changed, optionally for some CRM fields only.
+
+    Args:
+        mapping: the mapping the run uses.
+        describe: the adapter's describe (callers cache it: this runs only when a call failed).
+        crm_fields: CRM field names the CRM's answer named; None checks every mapped field.
+
+    Returns:
+        Errors of the categories object, missing, type and read_only.
+    """
+    wanted = {name.lower() for name in crm_fields} if crm_fields is not None else None
+    found = []
+    for problem in check_mapping(mapping, describe):
+        if getattr(problem, "severity", "error") != "error":
+            continue
+        if problem.category not in SCHEMA_CATEGORIES:
+            continue
+        head = problem.crm_field.split(".", 1)[0].lower()
+        if wanted is None or problem.category == "object" or head in wanted:
+            found.append(problem)
+    return found

@@ -44,7 +44,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from connector.errors import ConfigError, ConfigProblem, LockHeldError, StoreUnavailableError
+from connector.errors import (
+    ConfigError,
+    ConfigProblem,
+    LockHeldError,
+    MappingErrors,
+    StoreUnavailableError,
+)
 from connector.redaction import redact
 from connector.service.health import SUCCESS_STATUSES, Expectation, health_report
 from connector.service.metrics import Metrics, MetricsServer
@@ -380,6 +386,9 @@ class ConnectionRunner:
                 except (LockHeldError, StoreUnavailableError):
                     raise
                 except Exception as exc:
+                    if isinstance(exc, MappingErrors):
+                        # The CRM changed under the check: check again before the next run.
+                        self._checked.discard(connection.name)
                     # run_sync recorded the failed run before raising; read its report back.
                     return RunResult(
                         self._failed_report(store, connection, exc),

@@ -188,3 +188,54 @@ def test_record_messages_are_redacted(rsps, adapter) -> None:
     result = adapter.write("Account", changes(1))[0]
     assert result.status == "rejected"
     assert TOKEN not in result.message
+
+
+def test_a_long_refusal_is_kept_whole_with_its_cause_at_the_end(rsps, adapter) -> None:
+    # Issue 22, point 6: v1 cut messages at 300 characters, before Salesforce names the cause.
+    preamble = "Validation of the record failed in several steps: " + "x" * 600
+    cause = "bad value for restricted picklist field: D"
+    add_token(rsps)
+    rsps.add(
+        responses.PATCH,
+        COLLECTIONS,
+        json=[
+            {
+                "id": sf_id("001", 1),
+                "success": False,
+                "errors": [
+                    {
+                        "statusCode": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                        "message": f"{preamble} {cause}",
+                        "fields": ["Risk_Rating__c"],
+                    }
+                ],
+            }
+        ],
+    )
+
+    [result] = adapter.write("Account", changes(1))
+
+    assert result.status == "rejected"
+    assert result.message.endswith(cause)
+    assert result.fields == ("Risk_Rating__c",)
+
+
+def test_a_long_request_error_keeps_the_cause(rsps, adapter) -> None:
+    query = "SELECT " + ", ".join(f"Field_{n}__c" for n in range(60)) + " FROM Account"
+    add_token(rsps)
+    rsps.add(
+        responses.PATCH,
+        COLLECTIONS,
+        status=400,
+        json=[
+            {
+                "message": f"\n{query}\n ^\nERROR at Row:1:Column:8\nNo such column 'Risk_Reasons__c'",
+                "errorCode": "INVALID_FIELD",
+            }
+        ],
+    )
+
+    with pytest.raises(FatalCrmError) as raised:
+        adapter.write("Account", changes(1))
+
+    assert "No such column 'Risk_Reasons__c'" in str(raised.value)

@@ -1,0 +1,152 @@
+"""Issue 22, point 6 on both sandboxes: the CRM changes after `check` passed.
+
+A field deleted or made read-only stops the run with exit 78 naming the field, the mapping key
+and `crm-risk check`, and forgets the cached check; a picklist value removed refuses that one
+field for the accounts that need it, the rest of their update is written, and the refused value
+is not sent again until the mapping or the CRM field changes.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.cli.main import main
+from connector.engine.sync import classify_exit
+from tests.chaos._sandbox_sync import SandboxSync, write_config
+from tests.chaos.conftest import CRMS, start_sandbox
+from tests.crm_user import crm_user
+from tests.lossy import lossy_session
+
+RATING = {"salesforce": ("Account", "Risk_Rating__c"), "zoho": ("Accounts", "Risk_Rating")}
+REASONS = {"salesforce": ("Account", "Risk_Reasons__c"), "zoho": ("Accounts", "Risk_Reasons")}
+SCORE = {"salesforce": ("Account", "Risk_Score__c"), "zoho": ("Accounts", "Risk_Score")}
+
+
+def _recorder(sandbox: Any) -> tuple[Any, Any]:
+    return lossy_session(sandbox.ca_bundle, lambda request: False)
+
+
+def _rating_writes(sent: list[tuple[str, str, str]], crm: str, band: str) -> int:
+    field = RATING[crm][1]
+    return sum(
+        1
+        for method, _url, body in sent
+        if method in ("PATCH", "PUT") and f'"{field}": "{band}"' in body.replace('":"', '": "')
+    )
+
+
+@pytest.mark.parametrize("crm", CRMS)
+def test_point6_a_picklist_value_removed_after_check_refuses_only_that_field(
+    crm: str, tmp_path: Path
+) -> None:
+    with start_sandbox(crm) as sandbox:
+        obj, field = RATING[crm]
+        # The admin removes "D" from the rating picklist after `check` passed.
+        sandbox.emulator.edit_field(obj, field, picklist=("A", "B", "C", "E"))
+        sync = SandboxSync(sandbox, write_config(sandbox, tmp_path))
+        user = crm_user(sandbox)
+        with sync.store() as store:
+            first = sync.run(store)
+
+            refused = store.field_blocks(sync.connection.name)
+            band_d = {row["account_id"] for row in refused}
+            assert band_d and {row["field"] for row in refused} == {"risk_band"}
+            assert {row["value"] for row in refused} == {"D"}
+            assert first.writes["account"]["fields_refused"] == len(band_d)
+            assert classify_exit(first) == 1
+            # The rest of each band-D account's update is written: score, reasons, limits.
+            for account_id in band_d:
+                record = user.get("account", account_id)
+                assert record["risk_band"] is None, "the refused value is not there"
+                assert record["risk_score"] is not None
+                assert record["risk_reasons"]
+                assert record["recommended_limit"] is not None
+            # The CRM's message and the field are kept whole.
+            messages = " ".join(e["message"] for e in first.to_dict()["errors"])
+            assert "risk_band" in messages and field in messages
+            assert store.failed_writes(sync.connection.name) == []
+
+            session, spy = _recorder(sandbox)
+            second = sync.run(store, adapter_options={"session": session})
+            assert _rating_writes(spy.sent, crm, "D") == 0, "the refused value is not resent"
+            assert second.writes["account"]["fields_held_back"] >= len(band_d) or (
+                second.writes["account"]["planned"] == 0
+            )
+            assert second.writes["account"]["fields_refused"] == 0
+            assert classify_exit(second) == 0
+
+            # The admin puts "D" back: the CRM field changed, so the value is sent again.
+            sandbox.emulator.edit_field(obj, field, picklist=("A", "B", "C", "D", "E"))
+            third = sync.run(store, full=True)
+            assert third.writes["account"]["fields_refused"] == 0
+            assert {user.get("account", a)["risk_band"] for a in band_d} == {"D"}
+            assert store.field_blocks(sync.connection.name) == []
+
+
+def _cli_sync(sandbox: Any, config: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    for name, value in sandbox.env_vars().items():
+        monkeypatch.setenv(name, value)
+    as_of = getattr(sandbox.emulator, "as_of", None)
+    extra = ["--as-of", as_of.isoformat()] if as_of else []
+    return main(["sync", "--config", str(config), *extra])
+
+
+def _make_an_invoice_overdue(sandbox: Any) -> None:
+    """A person edits an invoice so its account's score changes (the next run writes it)."""
+    user = crm_user(sandbox)
+    as_of = getattr(sandbox.emulator, "as_of", None) or date.today()
+    invoice = user.invoices()[0]
+    user.update(
+        "invoice",
+        invoice["id"],
+        {
+            "issue_date": (as_of - timedelta(days=150)).isoformat(),
+            "due_date": (as_of - timedelta(days=120)).isoformat(),
+            "balance": invoice["amount"],
+            "paid_date": None,
+            "status": user.name("open_status"),
+        },
+    )
+
+
+@pytest.mark.parametrize("crm", CRMS)
+@pytest.mark.parametrize("change", ["deleted", "read_only"])
+def test_point6_a_field_deleted_or_made_read_only_after_check_stops_with_78(
+    crm: str,
+    change: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with start_sandbox(crm) as sandbox:
+        config = write_config(sandbox, tmp_path)
+        assert _cli_sync(sandbox, config, monkeypatch) in (0, 1)
+        capsys.readouterr()
+        if change == "deleted":
+            obj, field = REASONS[crm]
+            key = "risk_reasons"
+            sandbox.emulator.edit_field(obj, field, delete=True)
+        else:
+            obj, field = SCORE[crm]
+            key = "risk_score"
+            access = {"updateable": False} if crm == "salesforce" else {"read_only": True}
+            sandbox.emulator.edit_field(obj, field, **access)
+            _make_an_invoice_overdue(sandbox)
+
+        # The passing check is cached from the first run: this run meets the change in the
+        # CRM's answer to a read (deleted field) or a write (read-only field).
+        code = _cli_sync(sandbox, config, monkeypatch)
+
+        err = capsys.readouterr().err
+        assert code == 78, err
+        assert field in err and f"objects.account.fields.{key}" in err
+        assert "run `crm-risk check`" in err
+        assert "crash" not in err
+        # The cached check is forgotten: the next sync checks again and refuses to start.
+        again = _cli_sync(sandbox, config, monkeypatch)
+        err = capsys.readouterr().err
+        assert again == 78 and field in err
