@@ -277,3 +277,12 @@ class TaskScanner(Protocol):
     def open_tasks(self) -> Iterator[TaskState]:
         """Yield every open task that carries a dedupe marker."""
         ...
+
+
+@runtime_checkable
+class TaskDeleter(Protocol):
+    """Optional: delete tasks by id (what `revert` does when configured to delete, not complete)."""
+
+    def delete_tasks(self, task_ids: Sequence[str]) -> list[WriteResult]:
+        """Delete the tasks; one result per id, same order (an already deleted task is rejected)."""
+        ...

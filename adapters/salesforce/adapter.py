@@ -395,6 +395,10 @@ class SalesforceAdapter:
         """TaskScanner: every open task carrying our marker, in one paged query."""
         return self.tasks.open_tasks()
 
+    def delete_tasks(self, task_ids: Sequence[str]) -> list[WriteResult]:
+        """TaskDeleter: delete tasks by id (sObject Collections, 200 per call)."""
+        return self.tasks.delete(task_ids)
+
     # -- housekeeping -------------------------------------------------------------------------
 
     def verify_credentials(self) -> None:

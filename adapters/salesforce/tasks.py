@@ -288,6 +288,35 @@ class TaskService:
             )
         return WriteResult(crm_id=str(task_id), status="ok", key=task.dedupe_key)
 
+    # -- delete -------------------------------------------------------------------------------
+
+    def delete(self, task_ids: Sequence[str]) -> list[WriteResult]:
+        """Delete tasks through sObject Collections, 200 ids per call, one result per id."""
+        results: list[WriteResult] = []
+        for chunk in _chunks(list(task_ids), COLLECTION_SIZE):
+            answer = self.client.json(
+                "DELETE",
+                "composite/sobjects",
+                params={"ids": ",".join(chunk), "allOrNone": "false"},
+            )
+            items = answer if isinstance(answer, list) and len(answer) == len(chunk) else None
+            for index, task_id in enumerate(chunk):
+                item = items[index] if items is not None else None
+                if isinstance(item, dict) and item.get("success"):
+                    results.append(WriteResult(crm_id=task_id, status="ok"))
+                    continue
+                errors = item.get("errors") if isinstance(item, dict) else None
+                first = errors[0] if isinstance(errors, list) and errors else {}
+                results.append(
+                    WriteResult(
+                        crm_id=task_id,
+                        status="rejected" if item is not None else "unknown",
+                        error_code=str(first.get("statusCode") or "DELETE_UNCONFIRMED"),
+                        message=redact(str(first.get("message") or "")),
+                    )
+                )
+        return results
+
     # -- update -------------------------------------------------------------------------------
 
     def update(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:

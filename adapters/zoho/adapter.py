@@ -689,6 +689,18 @@ class ZohoAdapter:
                 results[index] = result
         return [result for result in results if result is not None]
 
+    def delete_tasks(self, task_ids: Sequence[str]) -> list[WriteResult]:
+        """TaskDeleter: DELETE /Tasks?ids=..., 100 per call, one result per id."""
+        results: list[WriteResult] = []
+        for batch in _chunks(list(task_ids), MAX_WRITE_BATCH):
+            response = self.client.request("DELETE", "Tasks", params={"ids": ",".join(batch)})
+            body = self.client.body(response)
+            elements = body.get("data") if isinstance(body, dict) else None
+            results.extend(
+                self._match(list(batch), elements if isinstance(elements, list) else None)
+            )
+        return results
+
     @staticmethod
     def _task_rejected(task: TaskAction, code: str, message: str) -> WriteResult:
         return WriteResult(

@@ -27,19 +27,22 @@ from connector.store import SqlStore, TaskLedgerEntry
 STAMP_TOLERANCE = timedelta(seconds=1)
 
 
-def _moment(value: Any) -> datetime | None:
+def moment(value: Any) -> datetime | None:
+    """A date-time from a CRM or stored value (ISO text, Salesforce's +0000), or None."""
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        moment = value
+        parsed = value
     elif isinstance(value, date):
-        moment = datetime(value.year, value.month, value.day, tzinfo=UTC)
-    else:
+        parsed = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    elif isinstance(value, str) and "T" in value:
         try:
-            moment = datetime.fromisoformat(str(value).strip().replace("+0000", "+00:00"))
+            parsed = datetime.fromisoformat(value.strip().replace("+0000", "+00:00"))
         except ValueError:
             return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    else:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def written_elsewhere(crm_values: Mapping[str, Any], last_written: Mapping[str, Any]) -> bool:
@@ -53,10 +56,10 @@ def written_elsewhere(crm_values: Mapping[str, Any], last_written: Mapping[str, 
         True when a run this store does not know of wrote the account (lost or restored store,
         or a second store on the same CRM): its values must not be taken for a person's edits.
     """
-    in_crm = _moment(crm_values.get(REVIEWED_FIELD))
+    in_crm = moment(crm_values.get(REVIEWED_FIELD))
     if in_crm is None:
         return False
-    ours = _moment(last_written.get(REVIEWED_FIELD))
+    ours = moment(last_written.get(REVIEWED_FIELD))
     # Our own stamp reads back cut to the CRM's precision: at most a second earlier.
     return ours is None or not ours - STAMP_TOLERANCE <= in_crm <= ours
 
@@ -161,10 +164,12 @@ def adopt_open_tasks(
 
 
 __all__ = [
+    "STAMP_TOLERANCE",
     "MarkedKey",
     "TaskAdoption",
     "adopt_open_tasks",
     "adoptable",
+    "moment",
     "parse_key",
     "written_elsewhere",
 ]

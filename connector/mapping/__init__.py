@@ -1154,13 +1154,16 @@ class FieldMapping:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def to_crm_values(self, kind: str, canonical: dict[str, Any]) -> dict[str, Any]:
+    def to_crm_values(
+        self, kind: str, canonical: dict[str, Any], *, clear_nulls: bool = False
+    ) -> dict[str, Any]:
         """Canonical values -> CRM field names and CRM value formats, ready for an adapter.
 
         Money and numbers become Decimal (percent fields x100), dates ISO dates, date-times ISO
         8601 with offset in the field's time zone (or its `format`), labels go through the
         inverted value map, text is cut to `max_length` with an ellipsis. A None value is sent
-        as null only when the field says `on_null = "clear"`.
+        as null only when the field says `on_null = "clear"` (or `clear_nulls`, when a
+        revert restores a field that was empty).
 
         Raises:
             MappingError: a canonical name the mapping does not write.
@@ -1175,7 +1178,7 @@ class FieldMapping:
                     key=f"objects.{kind}.fields.{name}",
                 )
             if value is None:
-                if item.spec.on_null == "clear":
+                if clear_nulls or item.spec.on_null == "clear":
                     out[item.crm] = None
                 continue
             out[item.crm] = _crm_format(item, value)

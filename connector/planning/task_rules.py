@@ -232,6 +232,8 @@ class TaskPolicy(StrictModel):
     language: Literal["en", "zh"] = "en"
     credit_manager_id: str | None = None
     fallback_owner_id: str | None = None
+    # What `crm-risk revert` does with the tasks a reverted run created.
+    revert_action: Literal["complete", "delete"] = "complete"
     # Review interval in days by band (HighRadius practice: high risk monthly, low risk yearly).
     review_interval_days: dict[str, int] = Field(
         default_factory=lambda: {"A": 365, "B": 180, "C": 90, "D": 30, "E": 30}

@@ -1075,12 +1075,16 @@ class SqlStore:
         record_id: str | None = None,
         since: datetime | None = None,
         limit: int = 1000,
+        run_id: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Audit lines, oldest first, filtered by connection, record and time."""
+        """Audit lines, oldest first, filtered by connection, record, time and run."""
         clauses, params = [], []
         if connection:
             clauses.append("connection = ?")
             params.append(connection)
+        if run_id:
+            clauses.append("run_id = ?")
+            params.append(run_id)
         if record_id:
             clauses.append("record_id = ?")
             params.append(record_id)

@@ -13,7 +13,7 @@ import pytest
 
 from connector.errors import AuthError, FatalCrmError
 from connector.models import RecordChange, TaskAction, TaskPriority
-from connector.protocol import CrmAdapter, TaskScanner, find_task_marker
+from connector.protocol import CrmAdapter, TaskDeleter, TaskScanner, find_task_marker
 from tests.conformance.conftest import (
     ACCOUNT_OBJECT,
     INVOICE_OBJECT,
@@ -278,6 +278,20 @@ def test_open_tasks_lists_every_open_marked_task_and_no_closed_one(
     assert set(scanned) == set(keys[1:])
     assert {state.crm_task_id for state in scanned.values()} == {r.crm_id for r in made[1:]}
     assert not any(state.is_closed for state in scanned.values())
+
+
+def test_delete_tasks_removes_them_and_refuses_an_unknown_id(
+    adapter: CrmAdapter, crm: str, sandbox: Any
+) -> None:
+    assert isinstance(adapter, TaskDeleter)
+    ids = account_ids(sandbox, crm)
+    made = adapter.create_tasks([task(ids[20], "conf:20:past_due:1")])[0]
+    assert made.crm_id is not None
+    results = adapter.delete_tasks([made.crm_id])
+    assert [r.status for r in results] == ["ok"]
+    assert "conf:20:past_due:1" not in adapter.find_tasks(["conf:20:past_due:1"])
+    again = adapter.delete_tasks([made.crm_id])
+    assert [r.status for r in again] == ["rejected"]
 
 
 def test_usage_counts_calls(adapter: CrmAdapter, crm: str) -> None:

@@ -216,3 +216,70 @@ def test_an_old_copy_of_the_store_adopts_what_later_runs_wrote(
     every = Counter(_key(task) for task in crm_user(org.sandbox).tasks())
     assert set(before) <= set(every), "a task open before the restore vanished"
     assert max(count for key, count in every.items() if key) == 1, "a key exists twice"
+
+
+def _cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
+    capsys.readouterr()
+    code = main(list(argv))
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else None
+
+
+def _same(left: Any, right: Any) -> bool:
+    if left == right:
+        return True
+    try:
+        return float(left) == float(right)
+    except (TypeError, ValueError):
+        return False
+
+
+def test_revert_restores_the_crm_to_its_state_before_the_run_and_leaves_a_later_edit(
+    org: Org, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org.sync(capsys)
+    user = crm_user(org.sandbox)
+    before = user.account_values()
+    time.sleep(1.1)
+    run = org.sync(capsys, "--as-of", "2027-01-20")
+    assert run["writes"]["account"]["written"] > 0 and run["tasks"].get("create", 0) > 0
+    code, audit = _cli_json(capsys, "audit", "-c", str(org.config), "--json", "--limit", "100000")
+    updates = [row for row in audit if row["run_id"] == run["run_id"] and row["action"] == "update"]
+    created = [
+        row["new_value"]["task_id"]
+        for row in audit
+        if row["run_id"] == run["run_id"] and row["action"] == "task_create"
+    ]
+    # A person edits one value the run wrote; revert must leave that edit alone.
+    edited = next(row for row in updates if row["field"] == "recommended_credit_limit")
+    user.update("account", edited["record_id"], {"recommended_limit": 123456})
+    code, dry = _cli_json(
+        capsys, "revert", run["run_id"], "-c", str(org.config), "--dry-run", "--json"
+    )
+    assert code == 0 and dry["dry_run"]
+    assert user.account_values()[edited["record_id"]]["recommended_limit"] == 123456
+    code, done = _cli_json(capsys, "revert", run["run_id"], "-c", str(org.config), "--json")
+    assert code == 0, done
+    assert len(done["restored"]) == len(updates) - 1
+    assert [(row["account_id"], row["field"]) for row in done["kept_changed_since"]] == [
+        (edited["record_id"], "recommended_credit_limit")
+    ]
+    after = user.account_values()
+    for account, values in before.items():
+        for meaning, value in values.items():
+            if (account, meaning) == (edited["record_id"], "recommended_limit"):
+                assert _same(after[account][meaning], 123456)
+            else:
+                assert _same(after[account][meaning], value), (account, meaning, value)
+    closed = {task["id"]: task["status"] for task in user.tasks()}
+    assert created and all(closed[task_id] == "Completed" for task_id in created)
+    # Audited like any write, and kept in the run history.
+    code, audit = _cli_json(capsys, "audit", "-c", str(org.config), "--json", "--limit", "100000")
+    reverts = [row for row in audit if row["run_id"] == done["run_id"]]
+    assert {row["action"] for row in reverts} == {
+        "revert",
+        "revert_skipped",
+        "task_revert_complete",
+    }
+    code, status = _cli_json(capsys, "status", "-c", str(org.config), "--json")
+    assert status["runs"][0]["run_id"] == done["run_id"]
