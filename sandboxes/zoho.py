@@ -455,6 +455,11 @@ class ZohoEmulator:
         with self._lock:
             self._tokens.clear()
 
+    def pass_token_window(self) -> None:
+        """As if Zoho's 10-minute minting window had passed: the token endpoint mints again."""
+        with self._lock:
+            self._mints.clear()
+
     def issue_token(self) -> str:
         """A valid access token without going through /oauth/v2/token (tests)."""
         with self._lock:

@@ -72,7 +72,12 @@ class SqliteStore(SqlStore):
         return self._sqlite.in_transaction
 
     def _begin(self, *, immediate: bool) -> None:
-        self._sqlite.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Always take the write lock up front: a deferred transaction that reads and then writes
+        # fails at once with "database is locked" (SQLITE_BUSY_SNAPSHOT, which busy_timeout does
+        # not wait out) when another connection (a scheduler thread recording a skipped run, a
+        # second process) committed in between. Readers are never blocked in WAL mode.
+        del immediate
+        self._sqlite.execute("BEGIN IMMEDIATE")
 
     def close(self) -> None:
         """Close the database connection."""
