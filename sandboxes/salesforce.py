@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import parse_qs
 
 from sandboxes.seed import Portfolio, PortfolioStream, SeedAccount, SeedInvoice
 from sandboxes.server import Request, Response
@@ -177,6 +176,10 @@ class SalesforceEmulator:
     name = "salesforce"
     # start() may hand over a PortfolioStream instead of a Portfolio for very large seeds.
     accepts_stream = True
+    # REST API "Compression Headers": requests may be gzip- or deflate-encoded, and answers are
+    # compressed when the client accepts it (Bulk API: "Use Compression for Responses").
+    request_encodings = ("gzip", "deflate")
+    response_encodings = ("gzip",)
 
     def __init__(
         self,
@@ -710,7 +713,9 @@ class SalesforceEmulator:
     def _token(self, request: Request) -> Response:
         if request.method != "POST":
             return _not_found()
-        form = {k: v[0] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
+        # OAuth asks for a urlencoded form; a multipart one carries the same fields [A: whether
+        # Salesforce's token endpoint takes multipart is not documented].
+        form = request.form()
         grant = form.get("grant_type", "")
         client_id = form.get("client_id")
         client_secret = form.get("client_secret")

@@ -21,6 +21,7 @@ import logging
 import random
 import re
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -37,6 +38,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 from urllib.parse import parse_qs, urlsplit
 
+import cheroot.errors
 import cheroot.server
 import cheroot.ssl.builtin
 import cheroot.wsgi
@@ -259,6 +261,52 @@ class _Connection(cheroot.server.HTTPConnection):
     RequestHandlerClass = _LenientRequest
 
 
+class _LazyHandshakeSocket(ssl.SSLSocket):
+    """A server-side TLS socket that finishes its handshake on first use.
+
+    cheroot's builtin adapter shakes hands in its accept loop, one connection at a time, so on a
+    busy machine concurrent clients arrive serialised (and a client that connects and stalls holds
+    everyone up). Here the handshake runs in the worker thread that serves the connection, as the
+    hand-written server did; a failed one closes the connection quietly (cheroot's FatalSSLAlert).
+    """
+
+    _handshaken = False
+
+    def _finish_handshake(self) -> None:
+        if self._handshaken:
+            return
+        try:
+            self.do_handshake()
+        except OSError as exc:  # ssl.SSLError included: plain HTTP, a bad CA, a hang-up
+            raise cheroot.errors.FatalSSLAlert(*exc.args) from exc
+        self._handshaken = True
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        self._finish_handshake()
+        return super().recv(buflen, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+        self._finish_handshake()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._finish_handshake()
+        return super().send(data, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._finish_handshake()
+        super().sendall(data, flags)
+
+
+class _LazyTLSAdapter(cheroot.ssl.builtin.BuiltinSSLAdapter):
+    """cheroot's builtin TLS adapter, with the handshake moved into the worker threads."""
+
+    def wrap(self, sock: socket.socket) -> tuple[ssl.SSLSocket, dict[str, str]]:
+        wrapped = self.context.wrap_socket(sock, do_handshake_on_connect=False, server_side=True)
+        # The cipher is unknown before the handshake; the emulators read no SSL_* variables.
+        return wrapped, {"wsgi.url_scheme": "https", "HTTPS": "on"}
+
+
 class _CherootServer(cheroot.wsgi.Server):
     owner: SandboxServer
 
@@ -355,7 +403,7 @@ class SandboxServer:
         self._thread.start()
         return self
 
-    def _make_tls(self) -> cheroot.ssl.builtin.BuiltinSSLAdapter:
+    def _make_tls(self) -> _LazyTLSAdapter:
         import trustme
 
         ca = trustme.CA()
@@ -368,7 +416,9 @@ class SandboxServer:
         identity = Path(self._tmp.name) / "server.pem"
         cert.private_key_and_cert_chain_pem.write_to_path(str(identity))
         identity.chmod(0o600)
-        return cheroot.ssl.builtin.BuiltinSSLAdapter(str(identity), None)
+        adapter = _LazyTLSAdapter(str(identity), None)
+        adapter.context.sslsocket_class = _LazyHandshakeSocket
+        return adapter
 
     def stop(self) -> None:
         """Stop serving and remove the CA files."""

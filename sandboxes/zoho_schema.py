@@ -246,6 +246,9 @@ TASKS = ZModule(
 MODULES: dict[str, ZModule] = {m.api_name: m for m in (ACCOUNTS, INVOICES, TASKS)}
 # What_Id may point at these modules (with `$se_module`).
 WHAT_MODULES = ("Accounts", "Invoices")
+# Lookups whose target module travels with each record as `$se_module`.
+SE_MODULE_LOOKUPS = frozenset({"What_Id"})
+_ADMIN_PROFILE = ORG_PREFIX + "000000000497"
 
 
 def find_module(name: str) -> ZModule | None:
@@ -294,7 +297,18 @@ def field_metadata(module: ZModule) -> list[dict[str, Any]]:
             "currency": {},
             "formula": {},
         }
-        if item.lookup:
+        entry |= _v8_field_keys(item, index, module)
+        if item.api_name in SE_MODULE_LOOKUPS:
+            # Zoho's "Related To" on activities is one lookup over several modules: the record
+            # names its module in `$se_module`, so the metadata points at that key instead of a
+            # module (a captured v8 layouts answer shows exactly this block).
+            entry["lookup"] = {
+                "display_label": "activities",
+                "api_name": None,
+                "module": {"api_name": "se_module"},
+                "id": None,
+            }
+        elif item.lookup:
             target = MODULES.get(item.lookup)
             entry["lookup"] = {
                 "display_label": item.label,
@@ -310,6 +324,68 @@ def field_metadata(module: ZModule) -> list[dict[str, Any]]:
             entry["formula"] = {"return_type": item.return_type, "expression": "computed"}
         out.append(entry)
     return out
+
+
+def _v8_field_keys(item: ZField, index: int, module: ZModule) -> dict[str, Any]:
+    """The other keys v8's field object documents (zoho/crm-oas v8.0/fields.json `fields`).
+
+    Values are what an ordinary org shows for a standard or custom field of this type; layout
+    and UI internals (column_name, ui_type) are left out.
+    """
+    writable = not item.read_only
+    return {
+        "associated_module": None,
+        "additional_column": None,
+        "association_details": None,
+        "auto_number": {},
+        "businesscard_supported": True,
+        "category": 0,
+        "colour_code_enabled_by_system": False,
+        "created_source": "custom" if item.custom else "default",
+        "created_time": None,
+        "crypt": None,
+        "customizable_properties": [],
+        "default_value": None,
+        "display_field": item.api_name == module.fields[0].api_name,
+        "display_type": -1,
+        "email_parser": {"fields_update_supported": False, "record_operations_supported": False},
+        "enable_colour_code": False,
+        "external": None,
+        "filterable": item.data_type not in ("textarea", "subform"),
+        "hipaa_compliance_enabled": False,
+        "history_tracking": None,
+        "mass_update": writable and item.data_type not in LOOKUP_TYPES,
+        "modified_time": None,
+        "multi_module_lookup": {},
+        "multiselectlookup": {},
+        "operation_type": {
+            "web_update": writable,
+            "api_create": writable,
+            "web_create": writable,
+            "api_update": writable,
+        },
+        "pick_list_values_sorted_lexically": False,
+        "private": None,
+        "profiles": [
+            {
+                "permission_type": "read_write" if writable else "read_only",
+                "name": "Administrator",
+                "id": _ADMIN_PROFILE,
+            }
+        ],
+        "refer_from_field": None,
+        "rollup_summary": {},
+        "searchable": item.data_type not in ("subform",),
+        "separator": False,
+        "sequence_number": index + 1,
+        "sortable": item.data_type not in ("textarea", "subform", "multiselectpicklist"),
+        "textarea": {"type": "large"} if item.data_type == "textarea" else None,
+        "tooltip": None,
+        "type": "used",
+        "view_type": {"view": True, "edit": writable, "quick_create": False, "create": writable},
+        "virtual_field": False,
+        "webhook": True,
+    }
 
 
 def module_metadata() -> list[dict[str, Any]]:

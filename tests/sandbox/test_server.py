@@ -122,6 +122,27 @@ def test_tls_is_verified_against_the_test_ca() -> None:
         assert session.get(running.base_url + "/", timeout=5).status_code == 200
 
 
+def test_a_client_that_stalls_before_the_tls_handshake_blocks_nobody() -> None:
+    import socket
+
+    with SandboxServer(Recorder()) as running, requests.Session() as session:
+        session.verify = running.ca_bundle
+        session.trust_env = False
+        with socket.create_connection((running.host, running.port), timeout=5):
+            # Connected, silent: a handshake in the accept loop would hold the next client up
+            # until the server's 10 s socket timeout.
+            began = time.monotonic()
+            assert session.get(running.base_url + "/x", timeout=3).status_code == 200
+            assert time.monotonic() - began < 2
+
+
+def test_plain_http_to_the_https_port_is_closed_without_an_error() -> None:
+    with SandboxServer(Recorder()) as running:
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://{running.host}:{running.port}/x", timeout=5)
+        assert not running.errors
+
+
 def test_burst_429_then_normal(server: SandboxServer, http: requests.Session) -> None:
     server.faults.burst_429 = 2
     statuses = [http.get(server.base_url + "/x", timeout=5).status_code for _ in range(3)]
