@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import email.utils
+import http.client
 import logging
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 import requests
+import urllib3
 
+from adapters._transport import WATCHDOG, AbortableAdapter
 from connector import __version__
-from connector.errors import CrmError, RetriableCrmError
+from connector.errors import CrmError, RetriableCrmError, RunCancelled
 from connector.redaction import redact, redact_url
 
 log = logging.getLogger("crm_risk.http")
@@ -35,6 +39,10 @@ def make_session(*, ca_bundle: str | None = None, verify_tls: bool = True) -> re
     """
     session = requests.Session()
     session.headers["User-Agent"] = USER_AGENT
+    # Connections the watchdog can shut: the per-call deadline and SIGTERM reach a blocked read.
+    transport = AbortableAdapter()
+    session.mount("https://", transport)
+    session.mount("http://", transport)
     if not verify_tls:
         log.warning(
             "TLS certificate verification is DISABLED for this connection (verify_tls = false)"
@@ -82,6 +90,47 @@ class RetryPolicy:
 
 ErrorClassifier = Callable[[requests.Response], CrmError | None]
 
+# Everything that means "the answer did not arrive whole": retried like a 503. requests wraps
+# most of these (ConnectionError, ChunkedEncodingError, ContentDecodingError); the raw ones can
+# leak from a body read (IncompleteRead, ProtocolError, a reset socket).
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    ConnectionError,
+    TimeoutError,
+)
+
+# A call may take this long in all (connect, headers and the whole body) unless the connection
+# sets `deadline_seconds`.
+DEFAULT_DEADLINE = 120.0
+
+
+def cancellable_sleep(
+    sleep: Callable[[float], None], cancel: threading.Event | None
+) -> Callable[[float], None]:
+    """A sleep that a set `cancel` event (SIGTERM) ends at once with RunCancelled.
+
+    Back-off waits reach a minute (Zoho) and token-throttle waits longer; a stop request must not
+    wait for them. A test's own sleep function is called as is, then the event is checked.
+    """
+    if cancel is None:
+        return sleep
+
+    def pause(seconds: float) -> None:
+        if sleep is time.sleep:
+            if cancel.wait(max(0.0, seconds)):
+                raise RunCancelled("stopped while waiting to retry a CRM call")
+            return
+        sleep(seconds)
+        if cancel.is_set():
+            raise RunCancelled("stopped while waiting to retry a CRM call")
+
+    return pause
+
 
 class RetryingClient:
     """Sends requests on one session, retries transient failures and counts calls by endpoint.
@@ -98,10 +147,15 @@ class RetryingClient:
         timeout: float = 30.0,
         policy: RetryPolicy | None = None,
         endpoint_name: Callable[[str, str], str] | None = None,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.session = session
         self.classify = classify
         self.timeout = timeout
+        # The whole call (connect, headers, body) ends by then, however slowly the bytes come.
+        self.deadline = max(deadline or DEFAULT_DEADLINE, timeout)
+        self.cancel = cancel
         self.policy = policy or RetryPolicy()
         self.calls: Counter[str] = Counter()
         self._endpoint_name = endpoint_name or (lambda method, url: f"{method} {url.split('?')[0]}")
@@ -114,6 +168,8 @@ class RetryingClient:
         *,
         retry: bool = True,
         headers: Mapping[str, str] | None = None,
+        sink: IO[bytes] | None = None,
+        deadline: float | None = None,
         **kwargs: Any,
     ) -> requests.Response:
         """Send one request, retrying transient failures; raise the classified error otherwise.
@@ -124,29 +180,63 @@ class RetryingClient:
             retry: False for non-idempotent calls whose retry could duplicate work (the caller
                 then reconciles, e.g. by looking a task up by its dedupe key).
             headers: extra headers for this call.
+            sink: a binary file the body is streamed into (large downloads), within the call's
+                deadline; emptied and written again when the call is retried.
+            deadline: this call's own overall limit in seconds (default: the client's).
             **kwargs: passed to requests (params, json, data).
 
         Returns:
             The successful response.
 
         Raises:
-            CrmError: the classified error (RetriableCrmError after the last attempt).
+            CrmError: the classified error (RetriableCrmError after the last attempt; one with
+                code DEADLINE when answers kept coming too slowly).
+            RunCancelled: the cancel event was set (SIGTERM) while the call was in flight or
+                waiting to be retried.
         """
         attempt = 0
         while True:
             attempt += 1
+            if self.cancel is not None and self.cancel.is_set():
+                raise RunCancelled(f"stopped before {method} {redact_url(url)}")
             self.calls[self._endpoint_name(method, url)] += 1
-            try:
-                # verify per request: REQUESTS_CA_BUNDLE in the environment would otherwise
-                # override the session's CA bundle (the sandbox's test CA).
-                kwargs.setdefault("verify", self.session.verify)
-                response = self.session.request(
-                    method, url, headers=headers, timeout=self.timeout, **kwargs
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                error: CrmError = RetriableCrmError(
-                    f"{method} {redact_url(url)} failed: {type(exc).__name__}", code="CONNECTION"
-                )
+            # verify per request: REQUESTS_CA_BUNDLE in the environment would otherwise
+            # override the session's CA bundle (the sandbox's test CA).
+            kwargs.setdefault("verify", self.session.verify)
+            limit = max(deadline or self.deadline, self.timeout)
+            with WATCHDOG.watch(limit, self.cancel) as call:
+                try:
+                    response = self.session.request(
+                        method,
+                        url,
+                        headers=headers,
+                        timeout=self.timeout,
+                        stream=sink is not None,
+                        **kwargs,
+                    )
+                    if sink is not None:
+                        _download(response, sink)
+                except TRANSPORT_ERRORS as exc:
+                    response = None
+                    failure = exc
+            if call.aborted is not None:
+                # What arrived before the socket was shut may look whole (headers cut short
+                # read as an empty 200): never use it.
+                response = None
+            if call.aborted == "cancelled":
+                raise RunCancelled(f"stopped during {method} {redact_url(url)}")
+            if response is None:
+                if call.aborted == "deadline":
+                    error: CrmError = RetriableCrmError(
+                        f"{method} {redact_url(url)} took longer than the {limit:g} s "
+                        "deadline (deadline_seconds); abandoned",
+                        code="DEADLINE",
+                    )
+                else:
+                    error = RetriableCrmError(
+                        f"{method} {redact_url(url)} failed: {type(failure).__name__}",
+                        code="CONNECTION",
+                    )
             else:
                 for hook in self.on_response:
                     hook(response)
@@ -168,4 +258,18 @@ class RetryingClient:
                 attempt,
                 redact(str(error)),
             )
-            self.policy.sleep(wait)
+            cancellable_sleep(self.policy.sleep, self.cancel)(wait)
+
+
+def _download(response: requests.Response, sink: IO[bytes]) -> None:
+    """Copy a streamed body into `sink` (emptied first); errors pages are left to the classifier."""
+    sink.seek(0)
+    sink.truncate()
+    if response.status_code >= 300:
+        return
+    try:
+        for chunk in response.iter_content(chunk_size=1 << 16):
+            sink.write(chunk)
+    finally:
+        response.close()
+    sink.seek(0)

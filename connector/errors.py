@@ -236,4 +236,4 @@ class StoreUnavailableError(StoreError):
 class RunCancelled(ConnectorError):
     """A signal asked the run to stop; what was confirmed is kept, the rest waits for the next run."""
 
-    exit_code = EXIT_OK
+    exit_code = EXIT_TEMPFAIL

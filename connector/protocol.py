@@ -170,7 +170,9 @@ class CrmSettings(StrictModel):
     private_key_file: str | None = None
     ca_bundle: str | None = None
     verify_tls: bool = True
-    timeout_seconds: float = 30.0
+    # Per socket read; a whole call (connect, headers and body) ends by deadline_seconds.
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    deadline_seconds: float = Field(default=120.0, gt=0)
     max_retries: int = 4
     # Stop the run cleanly once it used this share of the quota the CRM reported as remaining.
     api_budget_share: float = 0.5

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
+
+from adapters._transport import AbortableAdapter
 
 
-class _LosingAdapter(HTTPAdapter):
+class _LosingAdapter(AbortableAdapter):
     def __init__(self, lose: Callable[[requests.PreparedRequest], bool]) -> None:
         super().__init__()
         self.lose = lose

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -9,6 +10,7 @@ from typing import Any
 
 import requests
 
+from adapters._http import cancellable_sleep
 from adapters.salesforce import bulk, soql
 from adapters.salesforce.client import SalesforceClient
 from adapters.salesforce.errors import (
@@ -72,12 +74,17 @@ class SalesforceAdapter:
         state: KeyValueStore | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.settings = settings
         options: dict[str, Any] = dict(settings.options)
         self.options = options
+        # Every wait (retry back-off, bulk polls) ends at once when a stop is requested.
+        sleep = cancellable_sleep(sleep, cancel)
         self.sleep = sleep
-        self.client = SalesforceClient(settings, state=state, session=session, sleep=sleep)
+        self.client = SalesforceClient(
+            settings, state=state, session=session, sleep=sleep, cancel=cancel
+        )
         self.bulk_read_threshold = int(options.get("bulk_read_threshold", 10_000))
         self.bulk_page_size = int(options.get("bulk_page_size", 50_000))
         self.bulk_write = bool(options.get("bulk_write", False))

@@ -93,6 +93,7 @@ class SalesforceClient:
         state: KeyValueStore | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.settings = settings
         self.sleep = sleep
@@ -111,6 +112,8 @@ class SalesforceClient:
             timeout=settings.timeout_seconds,
             policy=policy,
             endpoint_name=endpoint_name,
+            deadline=settings.deadline_seconds,
+            cancel=cancel,
         )
         self.http.on_response.append(self._track_usage)
         self.http.on_response.append(_stop_on_daily_limit)
@@ -120,6 +123,8 @@ class SalesforceClient:
             timeout=settings.timeout_seconds,
             policy=policy,
             endpoint_name=endpoint_name,
+            deadline=settings.deadline_seconds,
+            cancel=cancel,
         )
         self.auth = Authenticator(settings, self.token_http, state=state)
         self.sf: Salesforce | None = None

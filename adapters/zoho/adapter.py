@@ -6,6 +6,7 @@ import enum
 import heapq
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -14,6 +15,7 @@ from typing import Any
 
 import requests
 
+from adapters._http import cancellable_sleep
 from connector.errors import FatalCrmError, QuotaExhaustedError, RetriableCrmError
 from connector.models import (
     RawRecord,
@@ -178,9 +180,12 @@ class ZohoAdapter:
         state: KeyValueStore | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.settings = settings
-        self.client = ZohoClient(settings, state=state, session=session, sleep=sleep)
+        # Every wait (back-off, token throttle, bulk polls) ends at once when a stop is requested.
+        sleep = cancellable_sleep(sleep, cancel)
+        self.client = ZohoClient(settings, state=state, session=session, sleep=sleep, cancel=cancel)
         self._sleep = sleep
         options = settings.options
         # Without "trigger": [] every write fires the org's workflows, approvals and blueprints.

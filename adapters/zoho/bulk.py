@@ -116,7 +116,7 @@ class BulkReader:
         url: str,
         *,
         json_body: Any = None,
-        stream: bool = False,
+        sink: IO[bytes] | None = None,
         credits: int = 1,
     ) -> requests.Response:
         """One authenticated call outside /crm/v8/, with the client's budget, meter and one re-auth."""
@@ -131,7 +131,13 @@ class BulkReader:
                     headers["Content-Type"] = "application/json"
                 try:
                     response = client.http.request(
-                        method, url, headers=headers, data=data, stream=stream
+                        method,
+                        url,
+                        headers=headers,
+                        data=data,
+                        sink=sink,
+                        # A result ZIP can be large: ten times the deadline of an API call.
+                        deadline=client.http.deadline * 10 if sink is not None else None,
                     )
                 except AuthError as exc:
                     if exc.code == "INVALID_TOKEN" and attempt == 1:
@@ -259,12 +265,9 @@ class BulkReader:
 
     def _sorted_page(self, result: Mapping[str, Any], families: Mapping[str, str]) -> IO[str]:
         """Download one page's ZIP to disk, parse its CSV, and write it sorted as JSON lines."""
-        response = self._call("GET", self._url(str(result["download_url"])), stream=True)
         with tempfile.TemporaryFile() as archive_file:
-            for chunk in response.iter_content(chunk_size=1 << 16):
-                archive_file.write(chunk)
-            response.close()
-            archive_file.seek(0)
+            # Streamed to disk within the call's deadline; a cut or reset download is retried.
+            self._call("GET", self._url(str(result["download_url"])), sink=archive_file)
             try:
                 archive = zipfile.ZipFile(archive_file)
             except zipfile.BadZipFile:

@@ -76,6 +76,7 @@ class ZohoClient:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.settings = settings
         options = settings.options
@@ -99,6 +100,8 @@ class ZohoClient:
             timeout=settings.timeout_seconds,
             policy=policy,
             endpoint_name=self._endpoint_name,
+            deadline=settings.deadline_seconds,
+            cancel=cancel,
         )
         self.http.on_response.append(self._read_credits_header)
         # Token calls: no automatic retry; TokenProvider waits on the throttle itself.
@@ -108,6 +111,8 @@ class ZohoClient:
             timeout=settings.timeout_seconds,
             policy=RetryPolicy(max_retries=0, sleep=sleep),
             endpoint_name=lambda method, url: "POST oauth/v2/token",
+            deadline=settings.deadline_seconds,
+            cancel=cancel,
         )
         self.auth = TokenProvider(
             settings,

@@ -32,7 +32,7 @@ EXIT_CODES_HELP = """exit codes:
   0   success
   1   finished, but some records were rejected, are pending retry or were quarantined
   2   unexpected crash
-  75  try again later (quota spent, CRM unavailable, run lock held)
+  75  try again later (quota spent, CRM unavailable, run lock held, stopped by SIGTERM/SIGINT)
   77  authentication or permission refused
   78  configuration or mapping invalid
 """
@@ -282,16 +282,17 @@ def cmd_sync(args: argparse.Namespace, console: Console) -> int:
     config = _load(args)
     connection = config.connection(args.connection)
     mapping = _mapping_for(connection, config)
+    options = SyncOptions(dry_run=args.dry_run, full=args.full, trigger="cli", as_of=args.as_of)
+    # From here on SIGTERM/SIGINT stop the run within seconds, even inside a slow CRM call.
+    _install_signal_handlers(options.cancel)
     with ExitStack() as stack:
         store = _open_store(config)
         stack.callback(store.close)
-        adapter = create_adapter(connection.crm_settings(), state=store)
+        adapter = create_adapter(connection.crm_settings(), state=store, cancel=options.cancel)
         stack.callback(adapter.close)
         _refuse_on_mapping_errors(
             adapter, mapping, store=store, connection=connection.name, force=args.full
         )
-        options = SyncOptions(dry_run=args.dry_run, full=args.full, trigger="cli", as_of=args.as_of)
-        _install_signal_handlers(options.cancel)
         if not args.json and sys.stderr.isatty():
             options.progress = _progress_bar(stack)
         report = run_sync(

@@ -17,7 +17,13 @@ from connector.engine.adoption import adopt_open_tasks, adoptable, written_elsew
 from connector.engine.drift import FieldDrift
 from connector.engine.report import RunReport
 from connector.engine.writer import PendingAccount, Writer
-from connector.errors import ConnectorError, FatalCrmError, RecordError, RunCancelled
+from connector.errors import (
+    EXIT_TEMPFAIL,
+    ConnectorError,
+    FatalCrmError,
+    RecordError,
+    RunCancelled,
+)
 from connector.mapping import FieldMapping
 from connector.models import Account, RawRecord, RiskAssessment
 from connector.planning.planner import LIMIT_FIELD, LedgerView, normalize, plan_account, plan_tasks
@@ -591,7 +597,10 @@ def _chunks(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord]
 
 def classify_exit(report: RunReport) -> int:
     """Exit code for a finished run: 0 clean; 1 when records were rejected, are pending retry or
-    were quarantined (they need attention)."""
+    were quarantined (they need attention); 75 when a signal stopped it (the rest waits for the
+    next run)."""
+    if report.status == "cancelled":
+        return EXIT_TEMPFAIL
     return 1 if report.status == "succeeded_with_rejections" else 0
 
 

@@ -362,7 +362,7 @@ class ConnectionRunner:
         try:
             try:
                 mapping = self._load_mapping(connection)
-                adapter = create_adapter(connection.crm_settings(), state=store)
+                adapter = create_adapter(connection.crm_settings(), state=store, cancel=cancel)
             except StoreUnavailableError:
                 raise
             except Exception as exc:

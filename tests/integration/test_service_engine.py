@@ -57,7 +57,7 @@ class SlowWrites(FakeAdapter):
 
 
 def use_adapter(monkeypatch: pytest.MonkeyPatch, adapter: FakeAdapter) -> None:
-    monkeypatch.setattr(registry, "create_adapter", lambda settings, state=None: adapter)
+    monkeypatch.setattr(registry, "create_adapter", lambda settings, state=None, **_: adapter)
 
 
 def runs(config: AppConfig) -> list[dict[str, Any]]:
