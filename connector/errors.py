@@ -9,6 +9,7 @@ from dataclasses import dataclass
 EXIT_OK = 0
 EXIT_REJECTIONS = 1
 EXIT_CRASH = 2
+EXIT_DATAERR = 65
 EXIT_TEMPFAIL = 75
 EXIT_NOPERM = 77
 EXIT_CONFIG = 78
@@ -237,3 +238,49 @@ class RunCancelled(ConnectorError):
     """A signal asked the run to stop; what was confirmed is kept, the rest waits for the next run."""
 
     exit_code = EXIT_TEMPFAIL
+
+
+@dataclass(frozen=True)
+class DataProblem:
+    """One problem in an input data file: where (line, column), the value, and what is wrong."""
+
+    line: int | None
+    column: str
+    message: str
+    value: str = ""
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line is not None else "file"
+        where += f" {self.column}" if self.column else ""
+        where += f" {self.value!r}" if self.value else ""
+        return f"{where}: {self.message}"
+
+
+class DataError(ConnectorError):
+    """An input data file is unusable (not configuration): fix or re-export the file."""
+
+    exit_code = EXIT_DATAERR
+
+    def __init__(
+        self,
+        source: str,
+        problems: Sequence[DataProblem],
+        *,
+        total: int | None = None,
+        hint: str = "",
+    ) -> None:
+        self.source = source
+        self.problems = list(problems)
+        self.total = len(self.problems) if total is None else total
+        self.hint = hint
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        count = f"{self.total} problem{'s' if self.total != 1 else ''}"
+        lines = [f"invalid data in {self.source}: {count}"]
+        lines += [f"  {problem}" for problem in self.problems]
+        if self.total > len(self.problems):
+            lines.append(f"  ... {self.total - len(self.problems)} more")
+        if self.hint:
+            lines.append(self.hint)
+        return "\n".join(lines)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -20,11 +20,15 @@ from connector.errors import (
     EXIT_CONFIG,
     EXIT_CRASH,
     EXIT_OK,
+    EXIT_REJECTIONS,
     ConfigError,
     ConfigProblem,
     ConnectorError,
 )
 from connector.redaction import redact
+
+if TYPE_CHECKING:
+    from connector.scoring.policy import ScoringPolicy
 
 log = logging.getLogger("crm_risk.cli")
 
@@ -32,6 +36,7 @@ EXIT_CODES_HELP = """exit codes:
   0   success
   1   finished, but some records were rejected, are pending retry or were quarantined
   2   unexpected crash
+  65  input data unusable (backtest: no usable row, undecodable or binary file)
   75  try again later (quota spent, CRM unavailable, run lock held, stopped by SIGTERM/SIGINT)
   77  authentication or permission refused
   78  configuration or mapping invalid
@@ -145,17 +150,43 @@ def build_parser() -> argparse.ArgumentParser:
     revert.set_defaults(handler=cmd_revert)
 
     backtest = commands.add_parser(
-        "backtest", help="replay payment history through the model and report AUC/KS"
+        "backtest",
+        help="replay payment history through the model: ranking, bands, probability calibration",
     )
     backtest.add_argument("--invoices", required=True, help="CSV file of invoices")
     backtest.add_argument(
         "--format", choices=["ibm-ar", "canonical"], default="ibm-ar", help="CSV layout"
     )
     backtest.add_argument(
-        "--split-date", type=date.fromisoformat, help="tune before, report after (out of time)"
+        "--split-date", type=date.fromisoformat, help="fit before, report after (out of time)"
     )
     backtest.add_argument(
-        "--fit", action="store_true", help="also fit a logistic calibration (needs scikit-learn)"
+        "--fit",
+        action="store_true",
+        help="refit probability_late on invoices known before the split date",
+    )
+    backtest.add_argument(
+        "--write-policy",
+        metavar="FILE",
+        help="with --fit: write the policy with the refitted probability table to FILE (TOML)",
+    )
+    backtest.add_argument(
+        "--compare",
+        metavar="POLICY_FILE",
+        help="reference policy (TOML): its AUC and the gain with a customer-clustered interval",
+    )
+    backtest.add_argument(
+        "--policy", metavar="POLICY_FILE", help="policy to test (TOML; default: built-in)"
+    )
+    backtest.add_argument(
+        "--errors-file", metavar="FILE", help="write every data problem of the file to FILE (CSV)"
+    )
+    backtest.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap replicates for intervals (default 1000; 0 = none)",
     )
     backtest.add_argument("--json", action="store_true", help="print JSON")
     backtest.add_argument(
@@ -742,18 +773,79 @@ def _render_revert(console: Console, report: Any) -> None:
         console.print(f"[red]refused[/] {failure}", soft_wrap=True)
 
 
-def cmd_backtest(args: argparse.Namespace, console: Console) -> int:
-    """Backtest the model on an invoice history file."""
-    from connector.scoring.backtest import render_backtest, run_backtest
+def _policy_file(path: str) -> ScoringPolicy:
+    """A policy from a TOML file: its [policy] table, or the whole file when it has none."""
+    import tomllib
+
+    from pydantic import ValidationError
+
     from connector.scoring.policy import ScoringPolicy
 
-    policy = _load(args).policy if args.config else ScoringPolicy()
-    report = run_backtest(Path(args.invoices), args.format, args.split_date, policy, fit=args.fit)
+    try:
+        with Path(path).open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigProblem(path, f"cannot read the policy file: {exc.strerror}")]
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigProblem(path, f"not valid TOML: {exc}")]) from None
+    section = data.get("policy", data) if isinstance(data.get("policy"), dict) else data
+    try:
+        return ScoringPolicy.model_validate(section)
+    except ValidationError as exc:
+        problems = [
+            ConfigProblem(".".join(str(part) for part in error["loc"]) or "policy", error["msg"])
+            for error in exc.errors()
+        ]
+        raise ConfigError(problems, path) from None
+
+
+def cmd_backtest(args: argparse.Namespace, console: Console) -> int:
+    """Backtest the model on an invoice history file."""
+    from connector.cli.backtest_view import render_backtest
+    from connector.scoring.backtest import run_backtest
+    from connector.scoring.policy import ScoringPolicy, policy_to_toml
+
+    if args.write_policy and not args.fit:
+        raise ConfigError([ConfigProblem("--write-policy", "needs --fit")])
+    if args.policy:
+        policy = _policy_file(args.policy)
+    else:
+        policy = _load(args).policy if args.config else ScoringPolicy()
+    reference = _policy_file(args.compare) if args.compare else None
+    try:
+        report = run_backtest(
+            Path(args.invoices),
+            args.format,
+            args.split_date,
+            policy,
+            fit=args.fit,
+            compare=reference,
+            compare_name=Path(args.compare).name if args.compare else "",
+            errors_file=args.errors_file,
+            bootstrap=max(0, args.bootstrap),
+        )
+    except ValueError as exc:
+        raise ConfigError([ConfigProblem("--split-date", str(exc))]) from None
+    if args.write_policy and report.fitted_policy is not None:
+        header = (
+            f"Written by crm-risk backtest --fit on {date.today().isoformat()}.\n"
+            f"probability_late: {report.fitted_policy.probability.fitted_on}"
+        )
+        Path(args.write_policy).write_text(
+            policy_to_toml(report.fitted_policy, header), encoding="utf-8"
+        )
     if args.json:
         _print_json(console, report.to_dict())
     else:
         console.print(render_backtest(report))
-    return EXIT_OK
+        if args.write_policy:
+            console.print(
+                f"policy with the refitted probability table written to {args.write_policy}"
+            )
+    # Rows left out for data problems: the figures stand, but the file needs attention.
+    return EXIT_REJECTIONS if report.input["rows_rejected"] else EXIT_OK
 
 
 def cmd_audit(args: argparse.Namespace, console: Console) -> int:

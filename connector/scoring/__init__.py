@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from connector.models import Account, FactorContribution, Invoice, Reason, RiskAssessment
+from connector.scoring.calibration import probability_for
 from connector.scoring.features import Features, extract, features_dict, open_exposure
 from connector.scoring.limits import recommend_limit
 from connector.scoring.policy import ScoringPolicy
@@ -26,8 +27,11 @@ from connector.scoring.reasons import reasons_for
 def _detail(fac_key: str, f: Features) -> str:
     if fac_key == "past_due":
         return f"open {f.exposure:,.2f}, overdue {f.overdue_amount:,.2f}, max {f.max_days_past_due} days past due"
-    if fac_key == "dbt" and f.dbt_settled is not None:
-        return f"settled invoices alone: {f.dbt_settled:.1f} days"
+    if fac_key == "dbt" and f.dbt is not None:
+        return (
+            f"days beyond terms {f.dbt:.1f} (early payment as 0), "
+            f"average payment delay {f.payment_delay or 0:+.1f} (early payment negative)"
+        )
     if fac_key == "trend" and f.trend is not None:
         return f"recent {f.recent_dbt or 0:.1f} days vs prior {f.prior_dbt or 0:.1f} days"
     if fac_key == "thin_file":
@@ -85,7 +89,7 @@ def assess(
         band=rating.band,
         level=rating.level,
         confidence=rating.confidence,
-        probability_late=None,
+        probability_late=probability_for(rating.score, policy.probability.table),
         recommended_credit_limit=limit,
         reasons=reasons,
         factors=factors,

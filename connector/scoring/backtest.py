@@ -1,684 +1,736 @@
-"""Point-in-time backtest: replay an invoice history through the model and report AUC, KS and bands.
+"""Point-in-time backtest: replay a payment history through the model; ranking, bands, calibration.
 
-Each invoice's customer is scored as of the invoice's issue date, using only what was known
-then: invoices settled before that date are history, invoices issued earlier but settled later
-count as open (aged to that date), and the invoice's own outcome and dispute flag are never used.
-A dispute on an earlier invoice is taken as known only once that invoice was settled (the data
-carries no dispute date), which errs against the model rather than leaking the future.
+Each invoice is given the score its customer had on the invoice's issue date, computed by the
+same `extract` and `rate` the sync uses, from what was known then: invoices issued earlier and
+settled before that day are history, those settled later count as open (aged to that day), and
+the invoice's own outcome and dispute flag are never used. A dispute on an earlier invoice is
+taken as known once that invoice was settled (the files carry no dispute date), which errs
+against the model rather than leaking the future.
 
-Two CSV layouts are read:
+Outcome "late by more than N days": paid more than N days after the due date; an invoice written
+off, or still open more than N days past its due date when the file ends, counts as late; one
+still open and not yet N days past due has no outcome yet (history only).
 
-``ibm-ar``
-    IBM's "Accounts Receivable" sample (countryCode, customerID, invoiceNumber, InvoiceDate,
-    DueDate, InvoiceAmount, Disputed, SettledDate, ..., dates M/D/YYYY).
+Periods. Invoices issued before the split date are in-sample, from it on out-of-time. Anything
+fitted (`--fit`: the probability table; `bench/select_model.py`: the model) uses only in-sample
+invoices whose outcome was already known the day before the split: due more than N days before
+it, with the outcome as it stood then (a payment on or after the split is unknown, so such an
+invoice counts as late by more than N days, which it then was).
 
-``canonical``
-    One row per invoice, header required, dates ISO (YYYY-MM-DD):
-
-    ============  ========  =========================================================
-    column        required  meaning
-    ============  ========  =========================================================
-    customer_id   yes       the customer (account) id
-    invoice_id    yes       the invoice id or number
-    issue_date    yes       date issued
-    due_date      yes       date due
-    amount        yes       invoiced amount (one currency per file, or convert first)
-    paid_date     no        date fully paid; empty = still open (used as history only)
-    disputed      no        true/false, yes/no or 1/0
-    written_off   no        true/false: the invoice was written off (on paid_date or due_date)
-    country       no        customer country (reported, not scored)
-    industry      no        customer industry (reported, not scored)
-    ============  ========  =========================================================
+Figures resting on fewer than 30 late or 30 on-time invoices are not shown (null in JSON): an AUC
+on two late invoices says nothing. Intervals are percentile intervals of a bootstrap that resamples
+customers, not invoices, because one customer's invoices are not independent.
 """
 
 from __future__ import annotations
 
-import csv
 import itertools
-from collections.abc import Iterable, Sequence
+import math
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
+from connector.models import Account, Invoice, InvoiceStatus
+from connector.scoring.calibration import fit_probability_table, probability_for
+from connector.scoring.features import Features, extract
+from connector.scoring.history import (
+    DISPUTED,
+    WRITTEN_OFF,
+    History,
+    HistoryFormat,
+    read_history,
+)
+from connector.scoring.metrics import ClusteredBootstrap, auc, brier, ks, reliability
+from connector.scoring.policy import BANDS, ProbabilityPolicy, ScoringPolicy, policy_fingerprint
+from connector.scoring.portfolio import PortfolioContext
+from connector.scoring.rating import FACTORS, rate
 
-from connector.errors import ConfigError, ConfigProblem, ConnectorError
-from connector.models import Account, Invoice, InvoiceStatus, RiskAssessment
-from connector.scoring import PortfolioContext, assess
-from connector.scoring.policy import BANDS, ScoringPolicy, policy_fingerprint
-
-BacktestFormat = Literal["ibm-ar", "canonical"]
-_TRUE = {"1", "true", "yes", "y", "t"}
-_FALSE = {"", "0", "false", "no", "n", "f"}
-_MAX_PROBLEMS = 20
+THRESHOLDS: tuple[int, ...] = (0, 15, 30)
+# Smallest number of late and of on-time invoices behind a shown AUC, KS or interval.
+MIN_CLASS = 30
+# Bands with fewer invoices are listed but left out of the monotonicity check.
+MIN_BAND = 30
+BOOTSTRAP_REPLICATES = 1000
 IBM_NOTE = (
     "IBM Watson Analytics 'Accounts Receivable' sample: simulated data, a plumbing test of the "
     "model, not evidence of real-world accuracy"
 )
+# Factors whose raw value rises with risk are ranked by value; the others by their points.
+_RANKED_BY_VALUE = frozenset(
+    {"DBT_HIGH", "LATE_SHARE", "PAST_DUE_NOW", "TREND_WORSE", "DISPUTES", "OVER_LIMIT"}
+)
+_NAN = float("nan")
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryInvoice:
-    """One invoice of a payment history file, as read."""
+@dataclass(slots=True)
+class Replay:
+    """Per history row: the customer's score, band, probability and factor inputs on its issue day."""
 
-    customer_id: str
-    invoice_id: str
-    issue_date: date
-    due_date: date
-    amount: Decimal
-    paid_date: date | None = None
-    disputed: bool = False
-    written_off: bool = False
-    country: str | None = None
-    industry: str | None = None
+    score: array[float]
+    band: bytearray
+    probability: array[float]
+    # factor code -> input per row (NaN where the factor had no data).
+    factors: dict[str, array[float]]
 
-    @property
-    def days_late(self) -> int | None:
-        """Days paid after the due date (0 when on time or early); None while open."""
-        if self.paid_date is None or self.written_off:
-            return None
-        return max(0, (self.paid_date - self.due_date).days)
+    def with_probability(self, table: Sequence[tuple[float, float]]) -> Replay:
+        """The same replay with probabilities from another table."""
+        values = array("d", (probability_for(s, tuple(table)) or _NAN for s in self.score))
+        return Replay(self.score, self.band, values, self.factors)
 
 
-def _bool(value: str, where: str, problems: list[ConfigProblem]) -> bool:
-    text = value.strip().lower()
-    if text in _TRUE:
-        return True
-    if text not in _FALSE:
-        problems.append(ConfigProblem(where, f"expected yes/no, got {value!r}"))
-    return False
-
-
-def _date(
-    value: str, fmt: BacktestFormat, where: str, problems: list[ConfigProblem]
-) -> date | None:
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        if fmt == "ibm-ar":
-            return datetime.strptime(text, "%m/%d/%Y").date()
-        return date.fromisoformat(text)
-    except ValueError:
-        expected = "M/D/YYYY" if fmt == "ibm-ar" else "YYYY-MM-DD"
-        problems.append(ConfigProblem(where, f"expected a date {expected}, got {value!r}"))
-        return None
-
-
-_IBM = {
-    "customer_id": "customerID",
-    "invoice_id": "invoiceNumber",
-    "issue_date": "InvoiceDate",
-    "due_date": "DueDate",
-    "amount": "InvoiceAmount",
-    "paid_date": "SettledDate",
-    "disputed": "Disputed",
-    "country": "countryCode",
-}
-_CANONICAL = {
-    name: name
-    for name in (
-        "customer_id",
-        "invoice_id",
-        "issue_date",
-        "due_date",
-        "amount",
-        "paid_date",
-        "disputed",
-        "written_off",
-        "country",
-        "industry",
+def _invoice(history: History, i: int) -> Invoice:
+    paid = history.paid[i]
+    flags = history.flags[i]
+    amount = Decimal(repr(history.amount[i]))
+    if flags & WRITTEN_OFF:
+        status = InvoiceStatus.WRITTEN_OFF
+        settled: int = paid or history.due[i]
+    elif paid:
+        status = InvoiceStatus.PAID
+        settled = paid
+    else:
+        status = InvoiceStatus.OPEN
+        settled = 0
+    settled_date = date.fromordinal(settled) if settled else None
+    return Invoice.model_construct(
+        crm_id=str(i),
+        account_id=history.customers[history.customer[i]],
+        issue_date=date.fromordinal(history.issue[i]),
+        due_date=date.fromordinal(history.due[i]),
+        amount=amount,
+        open_amount=Decimal(0) if settled else amount,
+        paid_date=settled_date,
+        status=status,
+        # No dispute date in the file: a dispute is known once the invoice settled.
+        disputed_since=settled_date if flags & DISPUTED else None,
     )
-}
-_REQUIRED = ("customer_id", "invoice_id", "issue_date", "due_date", "amount")
 
 
-def load_invoices(path: Path | str, fmt: BacktestFormat = "ibm-ar") -> list[HistoryInvoice]:
-    """Read a payment history CSV.
+Decision = tuple[list[int], Features]
+
+
+def decisions(history: History, policy: ScoringPolicy) -> list[Decision]:
+    """The features of every (customer, issue day): one per distinct decision, with its rows.
+
+    Features depend on the policy's windows, aging, hard-rule and limit settings only, so a
+    search over weights, curves, bands or the probability table can extract them once and rate
+    them many times (`rate_decisions`).
 
     Args:
-        path: the CSV file.
-        fmt: "ibm-ar" (IBM's sample layout) or "canonical" (see the module docstring).
+        history: the invoices.
+        policy: the scoring policy.
 
     Returns:
-        The invoices in file order.
-
-    Raises:
-        ConfigError: the file is missing, lacks a required column, or has invalid rows (all
-            problems are listed, up to 20, with file:line locations).
+        (rows decided that day, features) per customer and issue day.
     """
-    path = Path(path)
-    columns = _IBM if fmt == "ibm-ar" else _CANONICAL
-    problems: list[ConfigProblem] = []
-    rows: list[HistoryInvoice] = []
-    try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigError(
-            [ConfigProblem(str(path), f"cannot read the file: {exc.strerror}")]
-        ) from None
-    with handle:
-        reader = csv.DictReader(handle)
-        header = set(reader.fieldnames or ())
-        missing = [columns[name] for name in _REQUIRED if columns[name] not in header]
-        if missing:
-            raise ConfigError(
-                [
-                    ConfigProblem(
-                        str(path),
-                        f"missing column(s) {', '.join(missing)}",
-                        f"is --format {fmt} right?",
-                    )
-                ]
-            )
-        for line, row in enumerate(reader, start=2):
-            if len(problems) >= _MAX_PROBLEMS:
-                break
-            where = f"{path.name}:{line}"
+    by_customer: dict[int, list[int]] = {}
+    for i, customer in enumerate(history.customer):
+        by_customer.setdefault(customer, []).append(i)
+    empty = PortfolioContext()
+    issue = history.issue
+    out: list[Decision] = []
+    for customer, rows in by_customer.items():
+        rows.sort(key=issue.__getitem__)
+        invoices = [_invoice(history, i) for i in rows]
+        account = Account.model_construct(crm_id=history.customers[customer])
+        start = 0
+        while start < len(rows):
+            when = issue[rows[start]]
+            end = start + 1
+            while end < len(rows) and issue[rows[end]] == when:
+                end += 1
+            # Only invoices issued strictly before the decision day were known then.
+            features = extract(account, invoices[:start], empty, policy, date.fromordinal(when))
+            out.append((rows[start:end], features))
+            start = end
+    return out
 
-            def get(name: str, row: dict[str, str] = row) -> str:
-                column = columns.get(name)
-                return (row.get(column) or "").strip() if column else ""
 
-            issue = _date(get("issue_date"), fmt, f"{where} issue_date", problems)
-            due = _date(get("due_date"), fmt, f"{where} due_date", problems)
-            paid = _date(get("paid_date"), fmt, f"{where} paid_date", problems)
-            try:
-                amount = Decimal(get("amount").replace(",", ""))
-            except InvalidOperation:
-                problems.append(
-                    ConfigProblem(f"{where} amount", f"expected a number, got {get('amount')!r}")
-                )
+def rate_decisions(decided: Sequence[Decision], policy: ScoringPolicy, rows: int) -> Replay:
+    """Rate extracted decisions under a policy.
+
+    Args:
+        decided: from `decisions`.
+        policy: the scoring policy (its windows must match the one the features came from).
+        rows: the number of history rows.
+
+    Returns:
+        The replay.
+    """
+    scores = array("d", bytes(8 * rows))
+    bands = bytearray(rows)
+    probabilities = array("d", [_NAN]) * rows
+    factors = {code: array("d", [_NAN]) * rows for _, code in FACTORS}
+    table = policy.probability.table
+    band_index = {band: k for k, band in enumerate(BANDS)}
+    for members, features in decided:
+        rating = rate(features, policy)
+        probability = probability_for(rating.score, table)
+        band = band_index[rating.band]
+        for i in members:
+            scores[i] = rating.score
+            bands[i] = band
+            if probability is not None:
+                probabilities[i] = probability
+        for fac in rating.factors:
+            if not fac.available:
                 continue
-            customer = get("customer_id")
-            if not customer:
-                problems.append(ConfigProblem(f"{where} customer_id", "empty"))
-            if issue is None or due is None or not customer:
-                if issue is None or due is None:
-                    problems.append(ConfigProblem(where, "issue and due dates are required"))
+            value = fac.value if fac.code in _RANKED_BY_VALUE else fac.points
+            if value is None:
                 continue
-            rows.append(
-                HistoryInvoice(
-                    customer_id=customer,
-                    invoice_id=get("invoice_id"),
-                    issue_date=issue,
-                    due_date=due,
-                    amount=amount,
-                    paid_date=paid,
-                    disputed=_bool(get("disputed"), f"{where} disputed", problems),
-                    written_off=_bool(get("written_off"), f"{where} written_off", problems),
-                    country=get("country") or None,
-                    industry=get("industry") or None,
-                )
-            )
-    if problems:
-        raise ConfigError(problems[:_MAX_PROBLEMS], str(path))
-    return rows
+            column = factors[fac.code]
+            for i in members:
+                column[i] = value
+    return Replay(scores, bands, probabilities, factors)
 
 
-# -- metrics ------------------------------------------------------------------------------
+def replay(history: History, policy: ScoringPolicy) -> Replay:
+    """Score every invoice's customer as of the invoice's issue date (point in time).
+
+    Args:
+        history: the invoices.
+        policy: the scoring policy.
+
+    Returns:
+        One score, band, probability and set of factor inputs per history row.
+    """
+    return rate_decisions(decisions(history, policy), policy, len(history))
 
 
-def auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
-    """Area under the ROC curve (Mann-Whitney, ties count half); None without both classes."""
+# -- outcomes -------------------------------------------------------------------------------------
+
+
+def outcome(history: History, i: int, threshold: int, known_before: int) -> bool | None:
+    """Whether invoice i was late by more than `threshold` days, as known before day `known_before`.
+
+    Args:
+        history: the invoices.
+        i: the row.
+        threshold: N in "more than N days late".
+        known_before: the first day (ordinal) not yet known.
+
+    Returns:
+        True (late), False (paid within N days of the due date) or None (not yet known).
+    """
+    paid = history.paid[i]
+    due = history.due[i]
+    if history.flags[i] & WRITTEN_OFF:
+        written = paid or due
+        if written < known_before:
+            return True
+    elif 0 < paid < known_before:
+        return paid - due > threshold
+    # Unpaid on the last known day, so paid on `known_before` at the earliest: late by more than
+    # N days once that day is more than N days after the due date.
+    return True if known_before - due > threshold else None
+
+
+def known_at_split(
+    history: History, rows: Sequence[int], threshold: int, split: date
+) -> tuple[list[int], list[bool]]:
+    """In-sample rows whose outcome at `threshold` was known the day before the split, with it.
+
+    Only invoices due more than `threshold` days before the split are kept, so every kept outcome
+    is decided (paid by then, or already late): keeping those paid early but dropping those still
+    open would bias the late share downwards.
+    """
+    cut = split.toordinal()
+    kept: list[int] = []
+    labels: list[bool] = []
+    for i in rows:
+        if history.issue[i] >= cut or history.due[i] + threshold >= cut:
+            continue
+        label = outcome(history, i, threshold, cut)
+        if label is None:
+            continue
+        kept.append(i)
+        labels.append(label)
+    return kept, labels
+
+
+def _decided(
+    history: History, rows: Sequence[int], threshold: int, known_before: int
+) -> tuple[list[int], list[bool]]:
+    kept: list[int] = []
+    labels: list[bool] = []
+    for i in rows:
+        label = outcome(history, i, threshold, known_before)
+        if label is not None:
+            kept.append(i)
+            labels.append(label)
+    return kept, labels
+
+
+# -- period figures -------------------------------------------------------------------------------
+
+
+def _r(value: float | None, places: int = 4) -> float | None:
+    return None if value is None or math.isnan(value) else round(value, places)
+
+
+def _shown(labels: Sequence[bool]) -> bool:
     positives = sum(labels)
-    negatives = len(labels) - positives
-    if positives == 0 or negatives == 0:
-        return None
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    rank_sum = 0.0
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        average_rank = (i + j) / 2 + 1
-        rank_sum += average_rank * sum(1 for k in range(i, j + 1) if labels[order[k]])
-        i = j + 1
-    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
-
-
-def ks(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
-    """Kolmogorov-Smirnov: the largest gap between the bad and good score distributions."""
-    positives = sum(labels)
-    negatives = len(labels) - positives
-    if positives == 0 or negatives == 0:
-        return None
-    pairs = sorted(zip(scores, labels, strict=True), key=lambda p: p[0])
-    best = bad = good = 0.0
-    i = 0
-    while i < len(pairs):
-        value = pairs[i][0]
-        while i < len(pairs) and pairs[i][0] == value:
-            if pairs[i][1]:
-                bad += 1
-            else:
-                good += 1
-            i += 1
-        best = max(best, abs(bad / positives - good / negatives))
-    return best
-
-
-@dataclass(frozen=True, slots=True)
-class ScoredInvoice:
-    """One invoice with the score its customer had on the issue date and the outcome."""
-
-    invoice: HistoryInvoice
-    assessment: RiskAssessment
-
-    @property
-    def score(self) -> float:
-        """The customer's score on the issue date."""
-        return self.assessment.score
+    return positives >= MIN_CLASS and len(labels) - positives >= MIN_CLASS
 
 
 @dataclass(slots=True)
 class PeriodResult:
-    """Metrics over one period (in-sample or out-of-time)."""
+    """Figures over one period (out-of-time or in-sample)."""
 
     invoices: int
     late_share: float | None
+    # Per threshold: invoices with a known outcome, and how many of them were late.
+    decided: dict[str, int]
+    positives: dict[str, int]
     auc: dict[str, float | None]
     ks: dict[str, float | None]
+    auc_ci: dict[str, list[float] | None]
+    band_auc: float | None
     bands: list[dict[str, Any]]
     bands_monotone: bool
+    factors: list[dict[str, Any]]
+    brier: float | None
+    calibration: list[dict[str, float | int]]
+    calibration_overall: dict[str, float | None]
+    segments: list[dict[str, Any]]
+    compare: dict[str, Any] | None = None
+    bootstrap_replicates: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
-        return {
+        out: dict[str, Any] = {
             "invoices": self.invoices,
             "late_share": _r(self.late_share),
+            "decided": dict(self.decided),
+            "positives": dict(self.positives),
             "auc": {k: _r(v) for k, v in self.auc.items()},
+            "auc_ci": dict(self.auc_ci),
             "ks": {k: _r(v) for k, v in self.ks.items()},
+            "band_auc": _r(self.band_auc),
             "bands": self.bands,
             "bands_monotone": self.bands_monotone,
+            "factors": self.factors,
+            "brier": _r(self.brier),
+            "calibration": self.calibration,
+            "calibration_overall": self.calibration_overall,
+            "segments": self.segments,
+            "bootstrap_replicates": self.bootstrap_replicates,
         }
+        if self.compare is not None:
+            out["compare"] = self.compare
+        return out
 
 
-def _r(value: float | None, places: int = 4) -> float | None:
-    return None if value is None else round(value, places)
-
-
-def _period(
-    rows: Sequence[ScoredInvoice],
-    thresholds: Sequence[int],
-    probabilities: Sequence[float] | None = None,
-) -> PeriodResult:
-    scores = [row.score for row in rows]
-    days = [row.invoice.days_late or 0 for row in rows]
-    aucs: dict[str, float | None] = {}
-    kss: dict[str, float | None] = {}
-    for n in thresholds:
-        labels = [d > n for d in days]
-        aucs[str(n)] = auc(scores, labels)
-        kss[str(n)] = ks(scores, labels)
-    bands: list[dict[str, Any]] = []
-    shares: list[float] = []
-    for band in BANDS:
-        members = [i for i, row in enumerate(rows) if row.assessment.band == band]
+def _bands(
+    history: History, run: Replay, rows: Sequence[int], labels: Sequence[bool], rows_15: set[int]
+) -> tuple[list[dict[str, Any]], bool]:
+    late_15 = rows_15
+    entries: list[dict[str, Any]] = []
+    checked: list[float] = []
+    for k, band in enumerate(BANDS):
+        members = [j for j, i in enumerate(rows) if run.band[i] == k]
         if not members:
             continue
-        late = sum(1 for i in members if days[i] > 0) / len(members)
-        shares.append(late)
+        count = len(members)
+        late = sum(1 for j in members if labels[j]) / count
+        probabilities = [run.probability[rows[j]] for j in members]
+        known = [p for p in probabilities if not math.isnan(p)]
         entry: dict[str, Any] = {
             "band": band,
-            "count": len(members),
+            "count": count,
             "late_share": round(late, 4),
-            "late_share_15": round(sum(1 for i in members if days[i] > 15) / len(members), 4),
-            "mean_score": round(sum(scores[i] for i in members) / len(members), 2),
+            "late_share_15": round(sum(1 for j in members if rows[j] in late_15) / count, 4),
+            "mean_score": round(sum(run.score[rows[j]] for j in members) / count, 2),
+            "mean_probability_late": round(sum(known) / len(known), 4) if known else None,
+            "checked": count >= MIN_BAND,
         }
-        if probabilities is not None:
-            entry["mean_probability_late"] = round(
-                sum(probabilities[i] for i in members) / len(members), 4
+        entries.append(entry)
+        if count >= MIN_BAND:
+            checked.append(late)
+    monotone = all(b >= a for a, b in itertools.pairwise(checked))
+    return entries, monotone
+
+
+def _factor_rows(run: Replay, rows: Sequence[int], labels: Sequence[bool]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for _, code in FACTORS:
+        values = run.factors[code]
+        kept = [j for j, i in enumerate(rows) if not math.isnan(values[i])]
+        if not kept:
+            continue
+        sub_labels = [labels[j] for j in kept]
+        shown = _shown(sub_labels)
+        out.append(
+            {
+                "factor": code,
+                "invoices": len(kept),
+                "positives": sum(sub_labels),
+                "auc": _r(auc([values[rows[j]] for j in kept], sub_labels)) if shown else None,
+                "composite_auc": _r(auc([run.score[rows[j]] for j in kept], sub_labels))
+                if shown
+                else None,
+            }
+        )
+    return out
+
+
+def _segments(
+    history: History, run: Replay, rows: Sequence[int], labels: Sequence[bool]
+) -> list[dict[str, Any]]:
+    if not history.channels:
+        return []
+    out: list[dict[str, Any]] = []
+    for k, value in enumerate(history.channels):
+        members = [j for j, i in enumerate(rows) if history.channel[i] == k]
+        if not members:
+            continue
+        sub_labels = [labels[j] for j in members]
+        probabilities = [run.probability[rows[j]] for j in members]
+        known = [p for p in probabilities if not math.isnan(p)]
+        out.append(
+            {
+                "segment": "channel",
+                "value": value,
+                "invoices": len(members),
+                "positives": sum(sub_labels),
+                "late_share": round(sum(sub_labels) / len(members), 4),
+                "mean_probability_late": round(sum(known) / len(known), 4) if known else None,
+                "auc": _r(auc([run.score[rows[j]] for j in members], sub_labels))
+                if _shown(sub_labels)
+                else None,
+            }
+        )
+    return out
+
+
+def evaluate(
+    history: History,
+    run: Replay,
+    rows: Sequence[int],
+    known_before: int,
+    thresholds: Sequence[int] = THRESHOLDS,
+    bootstrap: int = 0,
+    reference: Replay | None = None,
+) -> PeriodResult:
+    """Every figure of one period.
+
+    Args:
+        history: the invoices.
+        run: the replay of the policy under test.
+        rows: the period's rows.
+        known_before: outcomes as known before this day (ordinal).
+        thresholds: the N of "more than N days late".
+        bootstrap: customer-clustered bootstrap replicates for intervals (0 = none).
+        reference: a reference policy's replay, for the gain and its interval.
+
+    Returns:
+        The period's figures.
+    """
+    positives: dict[str, int] = {}
+    decided: dict[str, int] = {}
+    aucs: dict[str, float | None] = {}
+    kss: dict[str, float | None] = {}
+    cis: dict[str, list[float] | None] = {}
+    compare: dict[str, Any] | None = {"auc": {}, "gain": {}, "gain_ci": {}} if reference else None
+    base_rows, base_labels = _decided(history, rows, 0, known_before)
+    sampler = (
+        ClusteredBootstrap([history.customer[i] for i in base_rows], bootstrap)
+        if bootstrap > 0 and base_rows
+        else None
+    )
+    customer = history.customer
+    late_15: set[int] = set()
+    for n in thresholds:
+        kept, labels = _decided(history, rows, n, known_before)
+        if n == 15:
+            late_15 = {i for i, y in zip(kept, labels, strict=True) if y}
+        key = str(n)
+        positives[key] = sum(labels)
+        decided[key] = len(labels)
+        scores = [run.score[i] for i in kept]
+        shown = _shown(labels)
+        aucs[key] = auc(scores, labels) if shown else None
+        kss[key] = ks(scores, labels) if shown else None
+        cis[key] = None
+        clusters = [customer[i] for i in kept]
+        if shown and sampler is not None:
+            interval = sampler.auc_interval(clusters, scores, labels)
+            cis[key] = interval.to_list() if interval else None
+        if compare is not None and reference is not None:
+            theirs = [reference.score[i] for i in kept]
+            their_auc = auc(theirs, labels) if shown else None
+            compare["auc"][key] = _r(their_auc)
+            mine = aucs[key]
+            compare["gain"][key] = (
+                _r(mine - their_auc) if mine is not None and their_auc is not None else None
             )
-        bands.append(entry)
-    monotone = all(b >= a for a, b in itertools.pairwise(shares))
+            gain_ci = None
+            if shown and sampler is not None:
+                interval = sampler.gain_interval(clusters, scores, theirs, labels)
+                gain_ci = interval.to_list() if interval else None
+            compare["gain_ci"][key] = gain_ci
+    bands, monotone = _bands(history, run, base_rows, base_labels, late_15)
+    shown = _shown(base_labels)
+    band_auc = auc([float(run.band[i]) for i in base_rows], base_labels) if shown else None
+    with_p = [j for j, i in enumerate(base_rows) if not math.isnan(run.probability[i])]
+    probabilities = [run.probability[base_rows[j]] for j in with_p]
+    p_labels = [base_labels[j] for j in with_p]
+    overall: dict[str, float | None] = {
+        "predicted": _r(sum(probabilities) / len(probabilities)) if probabilities else None,
+        "observed": _r(sum(p_labels) / len(p_labels)) if p_labels else None,
+    }
     return PeriodResult(
-        invoices=len(rows),
-        late_share=(sum(1 for d in days if d > 0) / len(rows)) if rows else None,
+        invoices=len(base_rows),
+        late_share=(sum(base_labels) / len(base_labels)) if base_labels else None,
+        decided=decided,
+        positives=positives,
         auc=aucs,
         ks=kss,
+        auc_ci=cis,
+        band_auc=band_auc,
         bands=bands,
         bands_monotone=monotone,
+        factors=_factor_rows(run, base_rows, base_labels),
+        brier=brier(probabilities, p_labels) if probabilities else None,
+        calibration=reliability(probabilities, p_labels) if probabilities else [],
+        calibration_overall=overall,
+        segments=_segments(history, run, base_rows, base_labels),
+        compare=compare,
+        bootstrap_replicates=len(sampler.draws) if sampler is not None else 0,
     )
+
+
+# -- fitting --------------------------------------------------------------------------------------
+
+
+def fit_probability(
+    history: History, run: Replay, split: date
+) -> tuple[ProbabilityPolicy, int, int]:
+    """Fit the score-to-probability table on in-sample invoices known before the split.
+
+    Args:
+        history: the invoices.
+        run: the replay of the policy (scores).
+        split: the split date.
+
+    Returns:
+        (the probability settings, invoices used, of which late).
+
+    Raises:
+        ValueError: no in-sample invoice has a known outcome.
+    """
+    rows, labels = known_at_split(history, range(len(history)), 0, split)
+    if not rows:
+        raise ValueError("no invoice before the split date has a known outcome to fit on")
+    table = fit_probability_table([run.score[i] for i in rows], labels)
+    first = date.fromordinal(min(history.issue[i] for i in rows))
+    last = date.fromordinal(max(history.issue[i] for i in rows))
+    fitted_on = (
+        f"{Path(history.source).name}: {len(rows)} invoices issued {first}..{last} "
+        f"with outcomes known on {split}, {sum(labels)} paid late"
+    )
+    return ProbabilityPolicy(table=table, fitted_on=fitted_on), len(rows), sum(labels)
+
+
+def pre_split_figures(
+    history: History, run: Replay, split: date, thresholds: Sequence[int] = (0, 15)
+) -> dict[str, Any]:
+    """AUC and bands on in-sample invoices known before the split: the figures tuning may use.
+
+    Args:
+        history: the invoices (the full file, or one already censored at the split).
+        run: the replay.
+        split: the split date.
+        thresholds: the N of "more than N days late".
+
+    Returns:
+        {"auc": {N: ...}, "invoices": {N: ...}, "positives": {N: ...}, "bands": [...],
+        "bands_monotone": bool, "band_auc": ...}.
+    """
+    out: dict[str, Any] = {"auc": {}, "invoices": {}, "positives": {}}
+    everything = range(len(history))
+    for n in thresholds:
+        rows, labels = known_at_split(history, everything, n, split)
+        out["auc"][str(n)] = auc([run.score[i] for i in rows], labels)
+        out["invoices"][str(n)] = len(rows)
+        out["positives"][str(n)] = sum(labels)
+    rows, labels = known_at_split(history, everything, 0, split)
+    late_15 = set(
+        i for i, y in zip(*known_at_split(history, everything, 15, split), strict=True) if y
+    )
+    out["bands"], out["bands_monotone"] = _bands(history, run, rows, labels, late_15)
+    out["band_auc"] = auc([float(run.band[i]) for i in rows], labels)
+    return out
+
+
+# -- the report -----------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class BacktestReport:
-    """What `crm-risk backtest` prints: out-of-time metrics first, in-sample beside them."""
+    """What `crm-risk backtest` prints: out-of-time figures first, in-sample beside them."""
 
     source: str
     fmt: str
+    encoding: str
     split_date: date
+    known_until: date
     policy_fingerprint: str
+    model_version: str
     thresholds: tuple[int, ...]
     invoices_total: int
     customers: int
     out_of_time: PeriodResult
     in_sample: PeriodResult
+    input: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     fit: dict[str, Any] | None = None
+    fitted_policy: ScoringPolicy | None = None
 
     @property
     def invoices_scored(self) -> int:
-        """Invoices scored out of time (after the split)."""
+        """Out-of-time invoices with a known outcome."""
         return self.out_of_time.invoices
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form: the out-of-time figures at the top level, in-sample nested."""
         oot = self.out_of_time.to_dict()
-        return {
+        out: dict[str, Any] = {
             "source": self.source,
             "format": self.fmt,
+            "encoding": self.encoding,
+            "input": self.input,
             "split_date": self.split_date.isoformat(),
+            "known_until": self.known_until.isoformat(),
             "policy_fingerprint": self.policy_fingerprint,
+            "model_version": self.model_version,
             "invoices_total": self.invoices_total,
             "customers": self.customers,
             "invoices_scored": self.invoices_scored,
-            "late_share": oot["late_share"],
-            "auc": oot["auc"],
-            "ks": oot["ks"],
-            "bands": oot["bands"],
-            "bands_monotone": oot["bands_monotone"],
-            "in_sample": self.in_sample.to_dict(),
-            "fit": self.fit,
-            "notes": list(self.notes),
+            "min_class_shown": MIN_CLASS,
         }
+        out.update({key: value for key, value in oot.items() if key != "invoices"})
+        out["in_sample"] = self.in_sample.to_dict()
+        out["fit"] = self.fit
+        out["notes"] = list(self.notes)
+        return out
 
 
-def _to_invoice(row: HistoryInvoice, index: int) -> Invoice:
-    paid = row.paid_date
-    status = InvoiceStatus.OPEN
-    if row.written_off:
-        status = InvoiceStatus.WRITTEN_OFF
-    elif paid is not None:
-        status = InvoiceStatus.PAID
-    # No dispute date in the data: a dispute is known once the invoice settled (no look-ahead).
-    disputed_since = (paid or None) if row.disputed else None
-    return Invoice.model_construct(
-        crm_id=f"{row.invoice_id}#{index}",
-        account_id=row.customer_id,
-        number=row.invoice_id,
-        issue_date=row.issue_date,
-        due_date=row.due_date,
-        amount=row.amount,
-        open_amount=Decimal(0) if paid is not None else row.amount,
-        currency=None,
-        exchange_rate=None,
-        paid_date=paid if not row.written_off else None,
-        status=status,
-        disputed_since=disputed_since,
-        modified_at=None,
-        deleted=False,
-    )
-
-
-def replay(rows: Sequence[HistoryInvoice], policy: ScoringPolicy) -> list[ScoredInvoice]:
-    """Score every settled invoice's customer as of its issue date (point in time).
-
-    Args:
-        rows: the whole history.
-        policy: the scoring policy.
-
-    Returns:
-        One scored invoice per settled (not written-off) invoice, in file order.
-    """
-    by_customer: dict[str, list[tuple[HistoryInvoice, Invoice]]] = {}
-    for index, row in enumerate(rows):
-        by_customer.setdefault(row.customer_id, []).append((row, _to_invoice(row, index)))
-    scored: dict[int, ScoredInvoice] = {}
-    positions = {id(row): i for i, row in enumerate(rows)}
-    empty = PortfolioContext()
-    for customer, items in by_customer.items():
-        items.sort(key=lambda pair: pair[0].issue_date)
-        first = items[0][0]
-        account = Account.model_construct(
-            crm_id=customer,
-            name=customer,
-            country=first.country,
-            industry=first.industry,
-            **{name: None for name in _ACCOUNT_NONE},
-            insolvency_flag=False,
-            manual_override=False,
-            deleted=False,
-        )
-        cache: dict[date, RiskAssessment] = {}
-        for row, _ in items:
-            if row.days_late is None:
-                continue
-            when = row.issue_date
-            assessment = cache.get(when)
-            if assessment is None:
-                # Only invoices issued strictly before the decision date were known then.
-                history = [inv for other, inv in items if other.issue_date < when]
-                assessment = assess(account, history, empty, policy, when)
-                cache[when] = assessment
-            scored[positions[id(row)]] = ScoredInvoice(row, assessment)
-    return [scored[i] for i in sorted(scored)]
-
-
-_ACCOUNT_NONE = (
-    "owner_id",
-    "owner_active",
-    "currency",
-    "annual_revenue",
-    "employees",
-    "created_at",
-    "payment_terms_days",
-    "current_credit_limit",
-    "manual_credit_limit",
-    "agency_limit",
-    "net_worth",
-    "external_score",
-    "external_score_date",
-    "external_score_source",
-    "insured_limit",
-    "working_capital",
-    "retained_earnings",
-    "ebit",
-    "book_equity",
-    "total_assets",
-    "total_liabilities",
-    "modified_at",
-)
-
-
-def default_split(rows: Iterable[HistoryInvoice]) -> date:
-    """The first day of the month at the middle of the issue dates (used without --split-date)."""
-    dates = sorted(row.issue_date for row in rows)
-    if not dates:
-        return date.today().replace(day=1)
+def default_split(history: History) -> date:
+    """The first day of the month of the median issue date (used without --split-date)."""
+    dates = sorted(history.issue)
     middle = dates[len(dates) // 2]
-    return middle.replace(day=1)
-
-
-FIT_FEATURES = (
-    "DBT_HIGH",
-    "LATE_SHARE",
-    "PAST_DUE_NOW",
-    "TREND_WORSE",
-    "EXTERNAL_SCORE",
-    "DISPUTES",
-    "OVER_LIMIT",
-    "THIN_FILE",
-    "FINANCIALS",
-)
-
-
-def _design(rows: Sequence[ScoredInvoice]) -> list[list[float]]:
-    matrix = []
-    for row in rows:
-        by_name = {fac.name: fac for fac in row.assessment.factors}
-        vector: list[float] = []
-        for name in FIT_FEATURES:
-            fac = by_name.get(name)
-            available = fac is not None and fac.available and fac.points is not None
-            vector.append((fac.points or 0.0) / 100.0 if available and fac is not None else 0.0)
-            vector.append(1.0 if available else 0.0)
-        matrix.append(vector)
-    return matrix
-
-
-def _fit(
-    train: Sequence[ScoredInvoice], test: Sequence[ScoredInvoice], thresholds: Sequence[int]
-) -> tuple[dict[str, Any], list[float]]:
-    try:
-        from sklearn.linear_model import LogisticRegression
-    except ImportError:
-        raise ConnectorError(
-            "--fit needs scikit-learn: pip install 'crm-risk-connector[calibration]'"
-        ) from None
-    labels = [(row.invoice.days_late or 0) > 0 for row in train]
-    if len(set(labels)) < 2:
-        raise ConnectorError("--fit needs both late and on-time invoices before the split date")
-    model = LogisticRegression(max_iter=1000)
-    model.fit(_design(train), labels)
-    probabilities = [float(p) for p in model.predict_proba(_design(test))[:, 1]] if test else []
-    test_days = [row.invoice.days_late or 0 for row in test]
-    fitted_auc = {str(n): _r(auc(probabilities, [d > n for d in test_days])) for n in thresholds}
-    score_auc = {
-        str(n): _r(auc([row.score for row in test], [d > n for d in test_days])) for n in thresholds
-    }
-    observed = sum(1 for d in test_days if d > 0) / len(test) if test else None
-    expected = sum(probabilities) / len(probabilities) if probabilities else None
-    beats = (
-        fitted_auc.get("0") is not None
-        and score_auc.get("0") is not None
-        and (fitted_auc["0"] or 0) > (score_auc["0"] or 0)
-    )
-    names = [f"{name}{suffix}" for name in FIT_FEATURES for suffix in ("_points", "_available")]
-    return (
-        {
-            "model": "logistic regression on factor points and availability flags, fitted before the split",
-            "auc": fitted_auc,
-            "transparent_auc": score_auc,
-            "beats_transparent_score": beats,
-            "expected_late_share": _r(expected),
-            "observed_late_share": _r(observed),
-            "intercept": round(float(model.intercept_[0]), 4),
-            "coefficients": {
-                n: round(float(c), 4) for n, c in zip(names, model.coef_[0], strict=True)
-            },
-        },
-        probabilities,
-    )
+    return date.fromordinal(middle).replace(day=1)
 
 
 def run_backtest(
     path: Path | str,
-    fmt: BacktestFormat = "ibm-ar",
+    fmt: HistoryFormat = "ibm-ar",
     split_date: date | None = None,
     policy: ScoringPolicy | None = None,
-    thresholds: Sequence[int] = (0, 15, 30),
+    thresholds: Sequence[int] = THRESHOLDS,
     fit: bool = False,
+    compare: ScoringPolicy | None = None,
+    compare_name: str = "",
+    errors_file: Path | str | None = None,
+    bootstrap: int = BOOTSTRAP_REPLICATES,
 ) -> BacktestReport:
-    """Replay a payment history point in time and report out-of-time and in-sample metrics.
+    """Replay a payment history point in time and report out-of-time and in-sample figures.
 
     Args:
         path: the invoice CSV.
         fmt: its layout ("ibm-ar" or "canonical").
-        split_date: invoices issued before it are in-sample (for tuning and `--fit`), from it
-            on out-of-time; default: the first of the month at the median issue date.
+        split_date: invoices issued before it are in-sample, from it on out-of-time; default:
+            the first of the month of the median issue date.
         policy: the scoring policy (default: the built-in model).
         thresholds: "paid more than N days late" outcomes to report.
-        fit: also fit a logistic calibration on the in-sample period (needs scikit-learn).
+        fit: refit the probability table on in-sample invoices known before the split, and
+            report with it.
+        compare: a reference policy: its AUCs, the gain and its customer-clustered interval.
+        compare_name: how to name the reference in the report.
+        errors_file: write every data problem there.
+        bootstrap: bootstrap replicates for the intervals (0 = none).
 
     Returns:
         The report.
 
     Raises:
-        ConfigError: the file cannot be read or has invalid rows.
-        ConnectorError: `fit` without scikit-learn installed.
+        DataError: the file is unusable (exit 65).
+        ValueError: `fit` with no in-sample outcome known before the split.
     """
     policy = policy or ScoringPolicy()
-    rows = load_invoices(path, fmt)
-    split = split_date or default_split(rows)
-    scored = replay(rows, policy)
-    before = [row for row in scored if row.invoice.issue_date < split]
-    after = [row for row in scored if row.invoice.issue_date >= split]
+    history = read_history(path, fmt, errors_file)
+    split = split_date or default_split(history)
+    run = replay(history, policy)
+    fit_result: dict[str, Any] | None = None
+    fitted_policy: ScoringPolicy | None = None
+    if fit:
+        probability, used, late = fit_probability(history, run, split)
+        fitted_policy = policy.model_copy(update={"probability": probability})
+        run = run.with_probability(probability.table)
+        fit_result = {
+            "method": "score bins, then pool-adjacent-violators (monotone); in-sample invoices "
+            "with outcomes known before the split",
+            "invoices": used,
+            "positives": late,
+            "table": [list(row) for row in probability.table],
+            "fitted_on": probability.fitted_on,
+        }
+    reference = replay(history, compare) if compare is not None else None
+    cut = split.toordinal()
+    known_before = history.last_date() + 1
+    before = [i for i in range(len(history)) if history.issue[i] < cut]
+    after = [i for i in range(len(history)) if history.issue[i] >= cut]
+    out_of_time = evaluate(history, run, after, known_before, thresholds, bootstrap, reference)
+    if out_of_time.compare is not None:
+        out_of_time.compare["reference"] = compare_name or "reference policy"
+        out_of_time.compare["reference_fingerprint"] = policy_fingerprint(compare or policy)
+    in_sample = evaluate(history, run, before, known_before, thresholds)
     notes: list[str] = []
     if fmt == "ibm-ar":
         notes.append(IBM_NOTE)
-    open_rows = sum(1 for row in rows if row.paid_date is None and not row.written_off)
-    if open_rows:
-        notes.append(f"{open_rows} open invoices have no outcome yet: used as history, not scored")
-    fit_result: dict[str, Any] | None = None
-    probabilities: list[float] | None = None
-    if fit:
-        fit_result, probabilities = _fit(before, after, thresholds)
+    undecided = len(history) - out_of_time.invoices - in_sample.invoices
+    if undecided:
+        notes.append(
+            f"{undecided} invoices are still open and not yet past due when the file ends: "
+            "history only, no outcome"
+        )
+    hidden = [str(n) for n in thresholds if out_of_time.auc.get(str(n)) is None]
+    if hidden:
+        notes.append(
+            f"out of time, figures at > {', > '.join(hidden)} days are hidden: fewer than "
+            f"{MIN_CLASS} late or on-time invoices"
+        )
+    if history.rows_rejected:
+        notes.append(
+            f"{history.rows_rejected} of {history.rows_read} rows were left out for data problems"
+        )
     return BacktestReport(
         source=str(path),
         fmt=fmt,
+        encoding=history.encoding,
         split_date=split,
-        policy_fingerprint=policy_fingerprint(policy),
+        known_until=date.fromordinal(known_before - 1),
+        policy_fingerprint=policy_fingerprint(fitted_policy or policy),
+        model_version=policy.model_version,
         thresholds=tuple(thresholds),
-        invoices_total=len(rows),
-        customers=len({row.customer_id for row in rows}),
-        out_of_time=_period(after, thresholds, probabilities),
-        in_sample=_period(before, thresholds),
+        invoices_total=len(history),
+        customers=len(history.customers),
+        out_of_time=out_of_time,
+        in_sample=in_sample,
+        input={
+            "rows_read": history.rows_read,
+            "rows_used": len(history),
+            "rows_rejected": history.rows_rejected,
+            "problems": history.problems_total,
+            "first_problems": [str(p) for p in history.problems],
+            "errors_file": history.errors_file,
+        },
         notes=notes,
         fit=fit_result,
+        fitted_policy=fitted_policy,
     )
-
-
-def _fmt(value: float | None, places: int = 3) -> str:
-    return "-" if value is None else f"{value:.{places}f}"
-
-
-def render_backtest(report: BacktestReport) -> RenderableType:
-    """Tables for the terminal: metrics by period and threshold, then late share by band."""
-    metrics = Table(
-        title=f"Backtest of {Path(report.source).name} (split {report.split_date})",
-        header_style="bold",
-    )
-    metrics.add_column("period")
-    metrics.add_column("invoices", justify="right")
-    metrics.add_column("late share", justify="right")
-    for n in report.thresholds:
-        metrics.add_column(f"AUC >{n}d", justify="right")
-        metrics.add_column(f"KS >{n}d", justify="right")
-    for name, period in (("out of time", report.out_of_time), ("in sample", report.in_sample)):
-        cells = [name, str(period.invoices), _fmt(period.late_share)]
-        for n in report.thresholds:
-            cells += [_fmt(period.auc.get(str(n))), _fmt(period.ks.get(str(n)))]
-        metrics.add_row(*cells)
-    bands = Table(
-        title="Out of time, by band (late = paid after the due date)", header_style="bold"
-    )
-    for column in ("band", "invoices", "late share", "late >15d", "mean score"):
-        bands.add_column(column, justify="right" if column != "band" else "left")
-    has_probability = report.fit is not None
-    if has_probability:
-        bands.add_column("mean P(late)", justify="right")
-    for entry in report.out_of_time.bands:
-        cells = [
-            entry["band"],
-            str(entry["count"]),
-            f"{entry['late_share']:.1%}",
-            f"{entry['late_share_15']:.1%}",
-            f"{entry['mean_score']:.1f}",
-        ]
-        if has_probability:
-            cells.append(f"{entry.get('mean_probability_late', 0):.1%}")
-        bands.add_row(*cells)
-    parts: list[RenderableType] = [metrics, bands]
-    verdict = "rises monotonically" if report.out_of_time.bands_monotone else "is NOT monotone"
-    parts.append(Text(f"Late share across the bands used {verdict}."))
-    if report.fit is not None:
-        fitted = report.fit["auc"].get("0")
-        plain = report.fit["transparent_auc"].get("0")
-        better = "beats" if report.fit["beats_transparent_score"] else "does not beat"
-        parts.append(
-            Text(
-                f"Logistic calibration (fitted before the split): out-of-time AUC {_fmt(fitted)} {better} the transparent score's {_fmt(plain)}."
-            )
-        )
-    for note in report.notes:
-        parts.append(Text(f"Note: {note}", style="dim"))
-    if report.out_of_time.invoices == 0:
-        parts.append(Text("No settled invoices were issued on or after the split date."))
-    return Group(*parts)

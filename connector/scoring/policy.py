@@ -6,7 +6,7 @@ import hashlib
 import itertools
 import json
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -92,13 +92,21 @@ class AgingPolicy(StrictModel):
 
 
 class WindowPolicy(StrictModel):
-    """Trailing windows (days) over which payment behaviour is measured."""
+    """How payment behaviour is measured: trailing windows, the late-share grace, early payment."""
 
     trailing_days: int = Field(default=365, ge=30)
-    # Trend: DBT of the last `trend_recent_days` against the rest of the trailing window.
+    # Trend: delay of the last `trend_recent_days` against the rest of the trailing window.
     trend_recent_days: int = Field(default=90, ge=7)
-    # Paid more than this many days after the due date counts as late (F2).
-    grace_days: int = Field(default=5, ge=0)
+    # Paid more than this many days after the due date counts as late (F2). 0 matches the
+    # outcome `probability_late` predicts and the backtest measures ("paid after the due date").
+    grace_days: int = Field(default=0, ge=0)
+    # What the delay factor (F1) and the trend average: "floor" = days beyond terms with early
+    # payment counted as 0 (Experian DBT); "signed" = average payment delay with early payment
+    # counted negative (Upflow's average payment delay, D&B PAYDEX). See `scoring.features`.
+    early_payment: Literal["floor", "signed"] = "floor"
+    # "signed": an invoice paid earlier than this many days before its due date counts as paid
+    # this many days early, so a few very early payments cannot hide late ones (None = no limit).
+    early_credit_days: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _recent_inside(self) -> WindowPolicy:
@@ -214,6 +222,38 @@ class LimitPolicy(StrictModel):
         return value
 
 
+# (score, probability) rows of a monotone map; linear between rows, flat outside them.
+ProbabilityTable = tuple[tuple[float, float], ...]
+
+
+def _check_probability_table(value: ProbabilityTable) -> ProbabilityTable:
+    xs = [x for x, _ in value]
+    ps = [p for _, p in value]
+    if any(b <= a for a, b in itertools.pairwise(xs)):
+        raise ValueError("table scores must be strictly increasing")
+    if any(not 0 <= p <= 1 for p in ps):
+        raise ValueError("table probabilities must lie between 0 and 1")
+    if any(b < a for a, b in itertools.pairwise(ps)):
+        raise ValueError("table probabilities must not fall as the score rises (monotone map)")
+    return value
+
+
+class ProbabilityPolicy(StrictModel):
+    """`probability_late`: a monotone map from score to the chance an invoice is paid late.
+
+    "Late" means paid after the due date (or written off, or still open past it). The table is
+    fitted by `crm-risk backtest --fit` on invoices whose outcome was known at the split date
+    (binned isotonic regression) and can be replaced with a user's own: see the README.
+    An empty table leaves `probability_late` unset.
+    """
+
+    table: ProbabilityTable = ()
+    # Where the table came from (data, period, invoices): shown by `explain` and the backtest.
+    fitted_on: str = ""
+
+    _valid = field_validator("table")(_check_probability_table)
+
+
 class ScoringPolicy(StrictModel):
     """The whole risk model: `ScoringPolicy()` is the reference default model (A7)."""
 
@@ -227,6 +267,7 @@ class ScoringPolicy(StrictModel):
     hard_rules: HardRulePolicy = HardRulePolicy()
     bands: BandPolicy = BandPolicy()
     limits: LimitPolicy = LimitPolicy()
+    probability: ProbabilityPolicy = ProbabilityPolicy()
     # Count-back DSO looks back at most this many 30-day months.
     dso_max_months: int = Field(default=12, ge=1)
     # Language of reason sentences.
@@ -251,6 +292,51 @@ def policy_fingerprint(policy: ScoringPolicy) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{key} = {_toml_value(item)}" for key, item in value.items())
+        return "{ " + inner + " }"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def policy_to_toml(policy: ScoringPolicy, header: str = "") -> str:
+    """The policy as a TOML document that `ScoringPolicy.model_validate(tomllib.loads(...))` reads.
+
+    Args:
+        policy: the policy.
+        header: comment lines to put on top (each line gets a "# ").
+
+    Returns:
+        TOML text: top-level settings, then one table per section. Unset (None) values are
+        left out, which restores their default (None).
+    """
+    data = policy.model_dump(mode="json")
+    lines = [f"# {line}" for line in header.splitlines()]
+    sections: list[str] = []
+    for key, value in data.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            sections.append(key)
+            continue
+        lines.append(f"{key} = {_toml_value(value)}")
+    for key in sections:
+        lines.append("")
+        lines.append(f"[{key}]")
+        for name, value in data[key].items():
+            if value is not None:
+                lines.append(f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
 __all__ = [
     "BANDS",
     "AgingPolicy",
@@ -261,8 +347,11 @@ __all__ = [
     "FactorWeights",
     "HardRulePolicy",
     "LimitPolicy",
+    "ProbabilityPolicy",
+    "ProbabilityTable",
     "ScoringPolicy",
     "ThinFilePolicy",
     "WindowPolicy",
     "policy_fingerprint",
+    "policy_to_toml",
 ]

@@ -92,6 +92,7 @@ class CompiledPolicy:
         self.disputes = PiecewiseLinear(curves.disputes)
         self.over_limit = PiecewiseLinear(curves.over_limit)
         self.financials = PiecewiseLinear(curves.financials)
+        self.signed_delay = policy.windows.early_payment == "signed"
         weights = policy.weights
         self.weights = tuple(float(getattr(weights, key)) for key, _ in FACTORS)
         # Financials are optional: their weight counts towards confidence only when mapped.
@@ -129,7 +130,8 @@ def _points(c: CompiledPolicy, f: Features) -> list[tuple[float | None, float | 
     """(value, points, available) per factor, in FACTORS order."""
     policy = c.policy
     out: list[tuple[float | None, float | None, bool]] = []
-    out.append((f.dbt, c.dbt(f.dbt), True) if f.dbt is not None else (None, None, False))
+    delay = f.payment_delay if c.signed_delay else f.dbt
+    out.append((delay, c.dbt(delay), True) if delay is not None else (None, None, False))
     out.append(
         (f.late_share, c.late_share(f.late_share), True)
         if f.late_share is not None

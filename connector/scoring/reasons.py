@@ -41,8 +41,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "无发票历史、外部评分或财务数据：未评级，评分设为 {score}",
     ),
     "DBT_HIGH": (
-        "Pays {dbt} days beyond terms on average (amount-weighted, last {window} days, open items to date)",
-        "过去 {window} 天按金额加权平均超出账期 {dbt} 天付款（含至今未付的逾期发票）",
+        "Pays {timing} on average (amount-weighted, last {window} days, open items to date)",
+        "过去 {window} 天按金额加权平均{timing}付款（含至今未付的逾期发票）",
     ),
     "LATE_SHARE": (
         "{share} of the amount paid in the last {window} days was paid more than {grace} days late",
@@ -111,7 +111,7 @@ def _factor_values(
     window = policy.windows.trailing_days
     cur = f" {f.currency}" if f.currency else ""
     builders: dict[str, Callable[[], dict[str, Any]]] = {
-        "DBT_HIGH": lambda: {"dbt": _days(f.dbt), "window": window},
+        "DBT_HIGH": lambda: {"timing": _timing(f, policy, zh), "window": window},
         "LATE_SHARE": lambda: {
             "share": _pct(f.late_share or 0.0),
             "window": window,
@@ -150,6 +150,17 @@ def _factor_values(
         "FINANCIALS": lambda: {"z": f"{f.altman_z:.2f}", "zone": _zone(f.altman_z or 0.0, zh)},
     }
     return builders[factor.code]()
+
+
+def _timing(f: Features, policy: ScoringPolicy, zh: bool) -> str:
+    if policy.windows.early_payment == "floor":
+        return f"超出账期 {_days(f.dbt)} 天" if zh else f"{_days(f.dbt)} days beyond terms"
+    delay = round(f.payment_delay or 0.0)
+    if delay == 0:
+        return "在到期日当天" if zh else "on the due date"
+    if delay > 0:
+        return f"在到期日后 {delay} 天" if zh else f"{delay} days after the due date"
+    return f"在到期日前 {-delay} 天" if zh else f"{-delay} days before the due date"
 
 
 def _source(account: Account, zh: bool) -> str:

@@ -1,0 +1,121 @@
+"""probability_late's monotone table and the backtest's metrics, on cases worked by hand."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from connector.scoring.calibration import fit_probability_table, probability_for
+from connector.scoring.metrics import ClusteredBootstrap, auc, brier, ks, reliability
+
+
+def test_table_interpolates_between_rows_and_is_flat_beyond_them() -> None:
+    table = ((10.0, 0.1), (30.0, 0.5))
+    assert probability_for(0, table) == 0.1
+    assert probability_for(10, table) == 0.1
+    assert probability_for(20, table) == pytest.approx(0.3)
+    assert probability_for(95, table) == 0.5
+    assert probability_for(50, ()) is None
+
+
+def test_fit_pools_violators_into_a_monotone_table() -> None:
+    # Bin rates by score: 20 %, 60 %, 40 % (a dip), 90 %: the dip is pooled with its neighbour.
+    scores: list[float] = []
+    late: list[bool] = []
+    for score, rate in ((10, 0.2), (20, 0.6), (30, 0.4), (40, 0.9)):
+        scores += [score] * 100
+        late += [i < rate * 100 for i in range(100)]
+    table = fit_probability_table(scores, late, bins=4)
+    assert [x for x, _ in table] == [10.0, 25.0, 40.0]
+    rates = [p for _, p in table]
+    assert rates == sorted(rates)
+    assert rates[1] == pytest.approx((100 + 0.5) / 201, abs=1e-4)  # 60 + 40 late of 200
+    assert rates[0] == pytest.approx(20.5 / 101, abs=1e-4)
+
+
+def test_fit_never_splits_a_tie_and_never_says_never() -> None:
+    scores = [5.0] * 50 + [50.0] * 50
+    late = [False] * 50 + [True] * 50
+    table = fit_probability_table(scores, late, bins=10)
+    assert table == ((5.0, round(0.5 / 51, 4)), (50.0, round(50.5 / 51, 4)))
+    assert table[0][1] > 0 and table[-1][1] < 1
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fitted_tables_are_monotone_whatever_the_data(seed: int) -> None:
+    rng = random.Random(seed)
+    scores = [rng.uniform(0, 100) for _ in range(500)]
+    late = [rng.random() < 0.3 for _ in scores]
+    table = fit_probability_table(scores, late)
+    xs = [x for x, _ in table]
+    ps = [p for _, p in table]
+    assert xs == sorted(set(xs))
+    assert ps == sorted(ps)
+
+
+def test_auc_and_ks_on_known_cases() -> None:
+    assert auc([1, 2, 3, 4], [False, False, True, True]) == 1.0
+    assert auc([1, 2, 3, 4], [True, True, False, False]) == 0.0
+    assert auc([1, 1, 1, 1], [True, False, True, False]) == 0.5
+    assert auc([1, 2, 2, 3], [False, True, False, True]) == pytest.approx(0.875)
+    assert auc([1, 2], [True, True]) is None
+    assert ks([1, 2, 3, 4], [False, False, True, True]) == 1.0
+    assert ks([1, 1, 1, 1], [True, False, True, False]) == 0.0
+
+
+def test_brier_and_reliability() -> None:
+    assert brier([0.0, 1.0], [False, True]) == 0.0
+    assert brier([0.5, 0.5], [False, True]) == 0.25
+    probabilities = [0.1] * 10 + [0.8] * 10
+    labels = [i < 1 for i in range(10)] + [i < 6 for i in range(10)]
+    rows = reliability(probabilities, labels, groups=2)
+    assert [(r["invoices"], r["predicted"], r["observed"]) for r in rows] == [
+        (10, 0.1, 0.1),
+        (10, 0.8, 0.6),
+    ]
+    assert rows[1]["gap"] == pytest.approx(0.2)
+
+
+def _customers(
+    n_customers: int, per_customer: int, seed: int
+) -> tuple[list[int], list[float], list[bool]]:
+    """Customers whose invoices share one score and (mostly) one outcome: strongly clustered."""
+    rng = random.Random(seed)
+    clusters, scores, labels = [], [], []
+    for c in range(n_customers):
+        score = rng.uniform(0, 100)
+        p_late = min(0.95, max(0.05, score / 100 + rng.gauss(0, 0.25)))
+        for _ in range(per_customer):
+            clusters.append(c)
+            scores.append(score)
+            labels.append(rng.random() < p_late)
+    return clusters, scores, labels
+
+
+def test_clustered_interval_contains_the_estimate_and_is_wider_than_invoice_level() -> None:
+    clusters, scores, labels = _customers(60, 20, seed=3)
+    point = auc(scores, labels)
+    assert point is not None
+    clustered = ClusteredBootstrap(clusters, replicates=400).auc_interval(clusters, scores, labels)
+    invoice_level = ClusteredBootstrap(list(range(len(scores))), replicates=400).auc_interval(
+        list(range(len(scores))), scores, labels
+    )
+    assert clustered is not None and invoice_level is not None
+    assert clustered.low < point < clustered.high
+    # 60 customers, not 1,200 independent invoices: the honest interval is much wider.
+    assert (clustered.high - clustered.low) > 2 * (invoice_level.high - invoice_level.low)
+
+
+def test_gain_interval_is_paired_and_reproducible() -> None:
+    clusters, scores, labels = _customers(50, 10, seed=4)
+    noisy = [s + random.Random(i).gauss(0, 30) for i, s in enumerate(scores)]
+    sampler = ClusteredBootstrap(clusters, replicates=300, seed=1)
+    same = sampler.gain_interval(clusters, scores, scores, labels)
+    assert same is not None and same.low == same.high == 0.0
+    gain = sampler.gain_interval(clusters, scores, noisy, labels)
+    again = ClusteredBootstrap(clusters, replicates=300, seed=1).gain_interval(
+        clusters, scores, noisy, labels
+    )
+    assert gain == again
+    assert gain is not None and gain.low > 0  # the clean score beats its noisy copy
