@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,calibration,zoho-sdk-tests,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,zoho-sdk-tests,postgres]'
 	touch $@ $(STAMP)
 
 demo: $(STAMP)

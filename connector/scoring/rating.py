@@ -177,25 +177,28 @@ def _points(c: CompiledPolicy, f: Features) -> list[tuple[float | None, float | 
     return out
 
 
-def rate(f: Features, policy: ScoringPolicy) -> Rating:
-    """Score 0-100 (higher = riskier), apply the hard-rule floors and pick the band.
+@dataclass(frozen=True, slots=True)
+class _Combined:
+    """The weighted score with its floors: what `rate` and `score_features` share."""
 
-    Args:
-        f: the account's features.
-        policy: the scoring policy.
+    score: float
+    weighted: float
+    total_w: float
+    no_history: bool
+    applied: tuple[tuple[str, str, float], ...]
+    capped: bool
 
-    Returns:
-        The rating with every factor's contribution.
-    """
-    c = compiled(policy)
-    raw = _points(c, f)
+
+def _combine(
+    c: CompiledPolicy, f: Features, raw: list[tuple[float | None, float | None, bool]]
+) -> _Combined:
+    policy = c.policy
     total_w = 0.0
     total_wp = 0.0
     for (_, points, available), weight in zip(raw, c.weights, strict=True):
         if available and weight > 0 and points is not None:
             total_w += weight
             total_wp += weight * points
-    thin_points = raw[7][1] or 0.0
     no_history = f.invoice_count == 0 and f.external_risk is None and f.altman_z is None
     if no_history or total_w <= 0:
         # Nothing to rate on: "unknown" is neither good nor bad (D&B "UN", Creditsafe "not rated").
@@ -203,25 +206,6 @@ def rate(f: Features, policy: ScoringPolicy) -> Rating:
         no_history = True
     else:
         weighted = total_wp / total_w
-    factors = tuple(
-        Factor(
-            key=key,
-            code=code,
-            value=value,
-            points=points,
-            weight=weight,
-            contribution=(
-                weight * points / total_w
-                if available and points is not None and total_w > 0 and not no_history
-                else 0.0
-            ),
-            available=available,
-        )
-        for (key, code), (value, points, available), weight in zip(
-            FACTORS, raw, c.weights, strict=True
-        )
-    )
-
     hard = policy.hard_rules
     fired: list[tuple[str, str]] = []
     if f.insolvency:
@@ -243,7 +227,66 @@ def rate(f: Features, policy: ScoringPolicy) -> Rating:
         capped = score < floor
         score = max(score, floor)
     score = round(min(max(score, 0.0), 100.0), 2)
+    return _Combined(score, weighted, total_w, no_history, tuple(applied), capped)
+
+
+def score_features(
+    f: Features, policy: ScoringPolicy
+) -> tuple[float, int, list[tuple[float | None, float | None, bool]]]:
+    """The score, band index (0 = A) and raw factors only: `rate` without the explanation.
+
+    For the backtest, which rates a million decisions and needs no reasons or confidence.
+
+    Args:
+        f: the account's features.
+        policy: the scoring policy.
+
+    Returns:
+        (score, index of the band in BANDS, (value, points, available) per factor in FACTORS).
+    """
+    c = compiled(policy)
+    raw = _points(c, f)
+    score = _combine(c, f, raw).score
+    return score, bisect.bisect_right(c.cutoffs, score), raw
+
+
+def rate(f: Features, policy: ScoringPolicy) -> Rating:
+    """Score 0-100 (higher = riskier), apply the hard-rule floors and pick the band.
+
+    Args:
+        f: the account's features.
+        policy: the scoring policy.
+
+    Returns:
+        The rating with every factor's contribution.
+    """
+    c = compiled(policy)
+    raw = _points(c, f)
+    combined = _combine(c, f, raw)
+    total_w = combined.total_w
+    no_history = combined.no_history
+    thin_points = raw[7][1] or 0.0
+    factors = tuple(
+        Factor(
+            key=key,
+            code=code,
+            value=value,
+            points=points,
+            weight=weight,
+            contribution=(
+                weight * points / total_w
+                if available and points is not None and total_w > 0 and not no_history
+                else 0.0
+            ),
+            available=available,
+        )
+        for (key, code), (value, points, available), weight in zip(
+            FACTORS, raw, c.weights, strict=True
+        )
+    )
+    score = combined.score
     band = band_for(score, c.cutoffs)
+    thin_rule = policy.thin_file
 
     available_weight = sum(
         fac.weight for fac in factors if fac.available and (fac.key != "financials")
@@ -254,12 +297,12 @@ def rate(f: Features, policy: ScoringPolicy) -> Rating:
     confidence *= 1.0 - thin_rule.confidence_penalty * thin_points / 100.0
     return Rating(
         score=score,
-        weighted_score=round(weighted, 2),
+        weighted_score=round(combined.weighted, 2),
         band=band,
         level=c.levels[band],
         confidence=round(min(max(confidence, 0.0), 1.0), 3),
         factors=factors,
-        hard_rules=tuple(applied),
-        thin_file_capped=capped,
+        hard_rules=combined.applied,
+        thin_file_capped=combined.capped,
         no_history=no_history,
     )

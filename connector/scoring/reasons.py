@@ -16,6 +16,7 @@ from connector.scoring.rating import (
     THIN_FILE_CAP,
     Factor,
     Rating,
+    compiled,
 )
 
 # code -> (English, Chinese) templates; placeholders are filled by the builders below.
@@ -223,6 +224,19 @@ def _hard_values(
     return {"band": band}
 
 
+def _points_above_neutral(factor: Factor, policy: ScoringPolicy) -> float:
+    """Score points a factor adds beyond what a customer doing nothing wrong would get.
+
+    For most factors the neutral value scores 0 points. The payment delay is signed by default:
+    paying on the due date scores some points (earlier payers are safer), yet is no reason to
+    give a customer; only the points above on-time payment are.
+    """
+    if factor.points is None or factor.points <= 0:
+        return 0.0
+    neutral = compiled(policy).dbt(0.0) if factor.key == "dbt" else 0.0
+    return factor.contribution * max(0.0, factor.points - neutral) / factor.points
+
+
 def reasons_for(
     account: Account, f: Features, rating: Rating, policy: ScoringPolicy
 ) -> list[tuple[str, str, float]]:
@@ -235,7 +249,8 @@ def reasons_for(
         policy: the scoring policy (language, number of reasons).
 
     Returns:
-        At most `policy.max_reasons` reasons; points are the score points each one added.
+        At most `policy.max_reasons` reasons; points are the score points each one added (for
+        the payment delay, beyond paying on the due date).
     """
     zh = policy.language == "zh"
     out: list[tuple[str, str, float]] = []
@@ -267,9 +282,10 @@ def reasons_for(
                 round(lift, 2),
             )
         )
+    excess = {fac.code: _points_above_neutral(fac, policy) for fac in rating.factors}
     ranked = sorted(
-        (fac for fac in rating.factors if fac.available and fac.contribution > 0.005),
-        key=lambda fac: -fac.contribution,
+        (fac for fac in rating.factors if fac.available and excess[fac.code] > 0.005),
+        key=lambda fac: -excess[fac.code],
     )
     for factor in ranked:
         if len(out) >= policy.max_reasons:
@@ -279,7 +295,7 @@ def reasons_for(
             (
                 factor.code,
                 render(factor.code, policy.language, values),
-                round(factor.contribution, 2),
+                round(excess[factor.code], 2),
             )
         )
     return out[: max(policy.max_reasons, len(rating.hard_rules))]

@@ -1,150 +1,259 @@
-"""Backtest: point-in-time replay on the IBM sample and on the canonical CSV layout."""
+"""Backtest: point-in-time replay, outcome hygiene, the pre-split gate and the report's figures."""
 
 from __future__ import annotations
 
 import json
+import tomllib
 from datetime import date
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from connector.errors import ConfigError, ConnectorError
-from connector.scoring.backtest import auc, ks, load_invoices, render_backtest, replay, run_backtest
-from connector.scoring.policy import ScoringPolicy
+from connector.cli.backtest_view import render_backtest
+from connector.cli.main import main
+from connector.scoring.backtest import (
+    decisions,
+    known_at_split,
+    outcome,
+    pre_split_figures,
+    rate_decisions,
+    replay,
+    run_backtest,
+)
+from connector.scoring.history import censor, read_history
+from connector.scoring.policy import ScoringPolicy, policy_to_toml
 
-IBM = Path(__file__).resolve().parents[1] / "data" / "ar-late-payments.csv"
+ROOT = Path(__file__).resolve().parents[2]
+IBM = ROOT / "tests" / "data" / "ar-late-payments.csv"
+SELECTION = ROOT / "bench" / "results" / "model-selection.json"
 SPLIT = date(2013, 1, 1)
 
 
 @pytest.fixture(scope="module")
 def ibm_report():
-    return run_backtest(IBM, "ibm-ar", SPLIT, ScoringPolicy())
+    return run_backtest(IBM, "ibm-ar", SPLIT, ScoringPolicy(), bootstrap=200)
 
 
-def test_ibm_sample_out_of_time_auc_reaches_the_target(ibm_report) -> None:
+@pytest.fixture(scope="module")
+def pre_split():
+    """The IBM sample as known the day before the split, and figures on it."""
+    history = censor(read_history(IBM, "ibm-ar"), SPLIT)
+    return history
+
+
+def test_shipped_defaults_are_the_model_the_pre_split_selection_chose() -> None:
+    chosen = json.loads(SELECTION.read_text())
+    policy = ScoringPolicy()
+    pick = chosen["chosen"]
+    assert policy.windows.early_payment == pick["early_payment"]
+    assert [list(p) for p in policy.curves.dbt] == pick["dbt_curve"]
+    assert policy.thin_file.no_history_score == pick["no_history_score"]
+    for key, weight in pick["weights"].items():
+        assert getattr(policy.weights, key) == weight, key
+    assert [list(row) for row in policy.probability.table] == chosen["probability_table"]
+    assert chosen["split_date"] == SPLIT.isoformat()
+
+
+def test_pre_split_gate_the_shipped_model_on_invoices_known_before_the_split(pre_split) -> None:
+    # The only gate on model quality: figures tuning was allowed to see (2012, known at the split).
+    run = replay(pre_split, ScoringPolicy())
+    figures = pre_split_figures(pre_split, run, SPLIT)
+    recorded = json.loads(SELECTION.read_text())["pre_split"]["auc"]
+    assert figures["auc"]["0"] == pytest.approx(recorded["0"], abs=1e-9)
+    assert figures["auc"]["15"] == pytest.approx(recorded["15"], abs=1e-9)
+    assert figures["auc"]["0"] >= 0.83
+    assert figures["auc"]["15"] >= 0.80
+    v1 = ScoringPolicy.model_validate(
+        {"model_version": "v1", "windows": {"grace_days": 5, "early_payment": "floor"},
+         "curves": {"dbt": [[0, 0], [15, 30], [30, 60], [60, 85], [90, 100]],
+                    "late_share": [[0, 0], [0.5, 100]], "disputes": [[0, 0], [0.5, 100]]},
+         "weights": {"dbt": 25, "late_share": 10, "trend": 10, "disputes": 5, "thin_file": 5},
+         "thin_file": {"no_history_score": 50}}
+    )  # fmt: skip
+    v1_figures = pre_split_figures(pre_split, replay(pre_split, v1), SPLIT)
+    assert figures["auc"]["0"] > v1_figures["auc"]["0"] + 0.05
+    assert figures["bands_monotone"]
+
+
+def test_censoring_keeps_only_what_was_known_before_the_split(pre_split) -> None:
+    full = read_history(IBM, "ibm-ar")
+    cut = SPLIT.toordinal()
+    assert len(pre_split) == sum(1 for d in full.issue if d < cut)
+    assert all(p == 0 or p < cut for p in pre_split.paid)
+    # Invoices paid after the split are open in the censored copy, with no dispute known.
+    open_rows = [i for i, p in enumerate(pre_split.paid) if p == 0]
+    assert open_rows
+    assert not any(pre_split.disputed(i) for i in open_rows)
+
+
+def test_replay_scores_each_invoice_from_what_was_known_on_its_issue_day() -> None:
+    history = read_history(IBM, "ibm-ar")
+    policy = ScoringPolicy()
+    decided = decisions(history, policy)
+    first_of = {}
+    for members, features in decided:
+        for i in members:
+            customer = history.customer[i]
+            known = [
+                j for j in range(len(history))
+                if history.customer[j] == customer and history.issue[j] < history.issue[i]
+            ]  # fmt: skip
+            # A payment on the decision day itself is known that day.
+            settled = [j for j in known if 0 < history.paid[j] <= history.issue[i]]
+            assert features.invoice_count == len(known)
+            assert features.settled_count == len(
+                [j for j in settled if history.issue[i] - history.paid[j] < 365]
+            )
+            first_of.setdefault(customer, features.invoice_count)
+        if len(first_of) > 5:
+            break
+    # Each customer's first invoice has no history at all: unrated at the no-history score.
+    assert set(first_of.values()) == {0}
+    run = rate_decisions(decided, policy, len(history))
+    first_rows = [members[0] for members, f in decided if f.invoice_count == 0]
+    assert {run.score[i] for i in first_rows} == {policy.thin_file.no_history_score}
+
+
+def test_report_has_every_key_the_issue_lists(ibm_report) -> None:
     report = ibm_report.to_dict()
-    # Recomputed from the data on every run; the default policy was not tuned on 2013.
-    assert report["auc"]["0"] >= 0.85, report["auc"]
-    assert report["invoices_scored"] == 1189  # settled invoices issued from 2013-01-01
-    assert set(report["auc"]) == set(report["ks"]) == {"0", "15", "30"}
-    assert all(0 < value <= 1 for value in report["ks"].values())
+    for key in ("invoices_scored", "auc", "ks", "bands", "positives", "auc_ci", "factors",
+                "band_auc", "brier", "calibration"):  # fmt: skip
+        assert key in report, key
+    assert report["invoices_scored"] == 1189  # invoices issued from 2013-01-01, all settled
+    assert set(report["auc"]) == set(report["ks"]) == set(report["positives"]) == {"0", "15", "30"}
+    assert report["encoding"] == "UTF-8"
+    assert {row["factor"] for row in report["factors"]} >= {"DBT_HIGH", "LATE_SHARE", "THIN_FILE"}
+    assert all(set(row) >= {"factor", "auc"} for row in report["factors"])
+    assert len(report["calibration"]) == 10
+    assert sum(row["invoices"] for row in report["calibration"]) == 1189
+    assert {row["value"] for row in report["segments"]} == {"Paper", "Electronic"}
+    assert sum(row["invoices"] for row in report["segments"]) == 1189
+    assert json.loads(json.dumps(report)) == report
 
 
-def test_ibm_sample_late_share_rises_across_the_bands_used(ibm_report) -> None:
-    bands = ibm_report.to_dict()["bands"]
-    assert len(bands) >= 2
-    shares = [entry["late_share"] for entry in bands]
-    assert shares == sorted(shares), bands
-    assert sum(entry["count"] for entry in bands) == ibm_report.invoices_scored
-    assert ibm_report.out_of_time.bands_monotone
+def test_figures_on_fewer_than_30_late_invoices_are_hidden_but_counted(ibm_report) -> None:
+    report = ibm_report.to_dict()
+    # Four 2013 invoices were paid more than 30 days late: no AUC, KS or interval on them.
+    assert 0 < report["positives"]["30"] < 30
+    assert report["auc"]["30"] is None
+    assert report["ks"]["30"] is None
+    assert report["auc_ci"]["30"] is None
+    assert report["positives"]["0"] >= 30 and report["auc"]["0"] is not None
+    low, high = report["auc_ci"]["0"]
+    assert low < report["auc"]["0"] < high
+    assert any("hidden" in note for note in report["notes"])
 
 
-def test_report_is_json_and_renders(ibm_report) -> None:
-    text = json.dumps(ibm_report.to_dict())
-    assert '"in_sample"' in text
-    console = Console(record=True, width=120)
+def test_monotonicity_is_checked_on_bands_of_at_least_30_invoices(ibm_report) -> None:
+    for period in (ibm_report.to_dict(), ibm_report.to_dict()["in_sample"]):
+        checked = [b["late_share"] for b in period["bands"] if b["checked"]]
+        assert all(b["count"] >= 30 for b in period["bands"] if b["checked"])
+        assert period["bands_monotone"] == (checked == sorted(checked))
+
+
+def test_report_renders_with_counts_and_the_simulated_data_note(ibm_report) -> None:
+    console = Console(record=True, width=160)
     console.print(render_backtest(ibm_report))
     output = console.export_text()
-    assert "out of time" in output
+    assert "out of time" in output and "in sample" in output
+    assert "hidden" in output
     assert "simulated" in output
+    assert "by billing channel" in output
+    assert "Brier" in output
 
 
-def test_replay_uses_only_what_was_known_at_issue_date() -> None:
-    rows = load_invoices(IBM, "ibm-ar")
-    scored = replay(rows, ScoringPolicy())
-    by_customer: dict[str, list] = {}
-    for item in scored:
-        by_customer.setdefault(item.invoice.customer_id, []).append(item)
-    customer, items = next(iter(by_customer.items()))
-    items.sort(key=lambda item: item.invoice.issue_date)
-    first = items[0]
-    # The customer's first invoice has no history at all: unrated, whatever its own outcome.
-    assert first.assessment.features["invoice_count"] == 0
-    for item in items:
-        when = item.invoice.issue_date
-        known = [r for r in rows if r.customer_id == customer and r.issue_date < when]
-        settled = [
-            r for r in known
-            if r.paid_date is not None and 0 <= (when - r.paid_date).days < 365
-        ]  # fmt: skip
-        assert item.assessment.as_of == when
-        assert item.assessment.features["invoice_count"] == len(known)
-        assert item.assessment.features["settled_count"] == len(settled)
-
-
-CANONICAL = """customer_id,invoice_id,issue_date,due_date,amount,paid_date,disputed,country,industry
-good,g1,2024-01-01,2024-01-31,1000,2024-01-30,no,DE,retail
-good,g2,2024-02-01,2024-03-02,1000,2024-03-01,no,DE,retail
-good,g3,2024-03-01,2024-03-31,1000,2024-03-29,no,DE,retail
-good,g4,2024-04-01,2024-05-01,1000,2024-04-30,no,DE,retail
-good,g5,2024-05-01,2024-05-31,1000,2024-05-30,no,DE,retail
-slow,s1,2024-01-01,2024-01-31,1000,2024-03-15,yes,FR,steel
-slow,s2,2024-02-01,2024-03-02,1000,2024-04-20,no,FR,steel
-slow,s3,2024-03-01,2024-03-31,1000,2024-05-25,no,FR,steel
-slow,s4,2024-04-01,2024-05-01,1000,2024-06-30,no,FR,steel
-slow,s5,2024-05-01,2024-05-31,1000,2024-07-30,no,FR,steel
-slow,s6,2024-06-01,2024-07-01,1000,,no,FR,steel
+CANONICAL = """customer_id,invoice_id,issue_date,due_date,amount,paid_date,disputed,written_off
+good,g1,2024-01-01,2024-01-31,1000,2024-01-30,no,no
+good,g2,2024-02-01,2024-03-02,1000,2024-03-01,no,no
+good,g3,2024-03-01,2024-03-31,1000,2024-03-29,no,no
+good,g4,2024-04-01,2024-05-01,1000,2024-04-30,no,no
+good,g5,2024-05-01,2024-05-31,1000,2024-05-30,no,no
+slow,s1,2024-01-01,2024-01-31,1000,2024-03-15,yes,no
+slow,s2,2024-02-01,2024-03-02,1000,2024-04-20,no,no
+slow,s3,2024-03-01,2024-03-31,1000,2024-05-25,no,no
+slow,s4,2024-04-01,2024-05-01,1000,,no,yes
+slow,s5,2024-05-01,2024-05-31,1000,,no,no
+slow,s6,2024-07-01,2024-07-31,1000,,no,no
+good,g6,2024-06-20,2024-07-20,1000,2024-07-01,no,no
 """
 
 
-def test_canonical_format_ranks_the_slow_payer_riskier(tmp_path: Path) -> None:
+def test_written_off_and_still_open_past_due_invoices_count_as_late(tmp_path: Path) -> None:
     path = tmp_path / "history.csv"
     path.write_text(CANONICAL)
-    report = run_backtest(path, "canonical", date(2024, 4, 1))
-    data = report.to_dict()
-    assert data["invoices_scored"] == 4  # g4, g5, s4, s5; s6 is still open
-    assert data["auc"]["0"] == 1.0
-    assert any("open invoices" in note for note in data["notes"])
+    history = read_history(path, "canonical")
+    end = history.last_date() + 1  # the file is known up to 2024-07-01
+    assert end == date(2024, 7, 2).toordinal()
+    by_line = {history.line[i]: i for i in range(len(history))}
+    s4, s5, s6 = by_line[10], by_line[11], by_line[12]
+    assert outcome(history, s4, 30, end) is True  # written off
+    # s5, due 2024-05-31 and unpaid on 2024-07-01, is paid 32 days late at the earliest.
+    assert outcome(history, s5, 0, end) is True
+    assert outcome(history, s5, 30, end) is True
+    assert outcome(history, s5, 45, end) is None  # might still be paid within 45 days
+    assert outcome(history, s6, 0, end) is None  # not yet due: no outcome, history only
+    report = run_backtest(path, "canonical", date(2024, 4, 1), bootstrap=0).to_dict()
+    # g4, g5, g6 paid; s4 written off; s5 open past due. s6 has no outcome yet.
+    assert report["invoices_scored"] == 5
+    assert report["positives"]["0"] == 2
+    assert any("still open and not yet past due" in note for note in report["notes"])
 
 
-def test_bad_rows_are_reported_with_file_and_line(tmp_path: Path) -> None:
-    path = tmp_path / "bad.csv"
-    path.write_text(
-        "customer_id,invoice_id,issue_date,due_date,amount\n"
-        "c1,i1,2024-13-01,2024-01-31,100\n"
-        "c1,i2,2024-01-01,2024-01-31,lots\n"
-    )
-    with pytest.raises(ConfigError) as caught:
-        load_invoices(path, "canonical")
-    keys = [problem.key_path for problem in caught.value.problems]
-    assert "bad.csv:2 issue_date" in keys
-    assert "bad.csv:3 amount" in keys
+def test_fit_uses_only_outcomes_known_the_day_before_the_split() -> None:
+    history = read_history(IBM, "ibm-ar")
+    rows, labels = known_at_split(history, range(len(history)), 0, SPLIT)
+    cut = SPLIT.toordinal()
+    assert all(history.issue[i] < cut and history.due[i] < cut for i in rows)
+    for i, late in zip(rows, labels, strict=True):
+        if history.paid[i] >= cut:
+            assert late  # unpaid on the last known day, past due: late whatever came later
+        else:
+            assert late == (history.paid[i] > history.due[i])
+    # The same population, hence the same table, from the file cut at the split.
+    censored = censor(history, SPLIT)
+    assert known_at_split(censored, range(len(censored)), 0, SPLIT)[1] == labels
 
 
-def test_wrong_format_names_the_missing_columns(tmp_path: Path) -> None:
-    path = tmp_path / "history.csv"
-    path.write_text(CANONICAL)
-    with pytest.raises(ConfigError, match="customerID"):
-        load_invoices(path, "ibm-ar")
+def test_fit_writes_a_policy_that_reproduces_its_probabilities(tmp_path: Path, capsys) -> None:
+    written = tmp_path / "policy.toml"
+    code = main(["backtest", "--invoices", str(IBM), "--split-date", "2013-01-01", "--fit",
+                 "--write-policy", str(written), "--bootstrap", "0", "--json"])  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    policy = ScoringPolicy.model_validate(tomllib.loads(written.read_text()))
+    assert [list(row) for row in policy.probability.table] == report["fit"]["table"]
+    assert "known on 2013-01-01" in policy.probability.fitted_on
+    # Refitting the shipped model on the data it was fitted on gives the shipped table back.
+    assert policy.probability.table == ScoringPolicy().probability.table
+    code = main(["backtest", "--invoices", str(IBM), "--split-date", "2013-01-01", "--policy",
+                 str(written), "--bootstrap", "0", "--json"])  # fmt: skip
+    again = json.loads(capsys.readouterr().out)
+    assert again["calibration"] == report["calibration"]
+    assert again["brier"] == report["brier"]
 
 
-def test_auc_and_ks_on_known_cases() -> None:
-    assert auc([1, 2, 3, 4], [False, False, True, True]) == 1.0
-    assert auc([1, 2, 3, 4], [True, True, False, False]) == 0.0
-    assert auc([1, 1, 1, 1], [True, False, True, False]) == 0.5
-    assert auc([1, 2], [True, True]) is None
-    assert ks([1, 2, 3, 4], [False, False, True, True]) == 1.0
-    assert ks([1, 1, 1, 1], [True, False, True, False]) == 0.0
+def test_compare_prints_the_gain_and_its_interval(tmp_path: Path, capsys) -> None:
+    same = tmp_path / "same.toml"
+    same.write_text("[policy]\n" + policy_to_toml(ScoringPolicy()))
+    code = main(["backtest", "--invoices", str(IBM), "--split-date", "2013-01-01", "--compare",
+                 str(same), "--bootstrap", "100", "--json"])  # fmt: skip
+    assert code == 0
+    compare = json.loads(capsys.readouterr().out)["compare"]
+    assert compare["reference"] == "same.toml"
+    assert compare["gain"]["0"] == 0.0
+    assert compare["gain_ci"]["0"] == [0.0, 0.0]
 
 
-def test_fit_reports_a_calibrated_probability(ibm_report) -> None:
-    pytest.importorskip("sklearn")
-    report = run_backtest(IBM, "ibm-ar", SPLIT, ScoringPolicy(), fit=True).to_dict()
-    fit = report["fit"]
-    assert set(fit["auc"]) == {"0", "15", "30"}
-    assert fit["transparent_auc"] == report["auc"]
-    # Calibrated on 2012: the expected late share in 2013 is within a few points of the observed.
-    assert abs(fit["expected_late_share"] - fit["observed_late_share"]) < 0.05
-    assert all("mean_probability_late" in band for band in report["bands"])
+def test_write_policy_without_fit_is_refused(tmp_path: Path, capsys) -> None:
+    code = main(["backtest", "--invoices", str(IBM), "--write-policy", str(tmp_path / "p.toml")])
+    assert code == 78
+    assert "--write-policy: needs --fit" in capsys.readouterr().err
 
 
-def test_fit_without_scikit_learn_says_what_to_install(monkeypatch, tmp_path: Path) -> None:
-    import sys
-
-    monkeypatch.setitem(sys.modules, "sklearn", None)
-    monkeypatch.setitem(sys.modules, "sklearn.linear_model", None)
-    path = tmp_path / "history.csv"
-    path.write_text(CANONICAL)
-    with pytest.raises(ConnectorError, match=r"crm-risk-connector\[calibration\]"):
-        run_backtest(path, "canonical", date(2024, 4, 1), fit=True)
+def test_invalid_policy_file_names_the_setting(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[weights]\ndbt = -5\n")
+    code = main(["backtest", "--invoices", str(IBM), "--compare", str(bad)])
+    assert code == 78
+    assert "weights.dbt" in capsys.readouterr().err

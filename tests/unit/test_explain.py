@@ -59,3 +59,16 @@ def test_terminal_view_shows_reasons_factors_and_limit_steps() -> None:
     assert "张发票逾期超过 90 天" in text
     assert "band E multiplier" in text
     assert "EXTERNAL_SCORE" in text and "no data" in text
+
+
+def test_probability_late_is_filled_from_the_policy_table_and_shown() -> None:
+    account, assessment = scored()
+    table = ScoringPolicy().probability.table
+    assert assessment.probability_late == table[-1][1]  # band E: beyond the table's last row
+    data = explanation_dict(account, assessment)
+    assert data["probability_late"] == assessment.probability_late
+    console = Console(record=True, width=160)
+    console.print(render_explanation(account, assessment))
+    assert f"probability of paying late {assessment.probability_late:.0%}" in console.export_text()
+    unset = assess(account, [], PortfolioContext(), ScoringPolicy(probability={"table": []}), AS_OF)
+    assert unset.probability_late is None

@@ -21,6 +21,7 @@ def test_count_back_dso_matches_the_reference_example() -> None:
 
 
 def test_dbt_is_amount_weighted_and_floors_early_payment() -> None:
+    # Days beyond terms (reported beside the signed delay) still floor early payment at 0.
     def paid(n: int, amount: int, late: int) -> Invoice:
         due = AS_OF - timedelta(days=60 + n)
         return Invoice(crm_id=str(n), account_id="a", issue_date=due - timedelta(days=30), due_date=due,
@@ -112,7 +113,8 @@ def test_dispute_share_counts_only_invoices_whose_dispute_status_is_final() -> N
 
 def test_signed_delay_counts_early_payment_with_limited_credit() -> None:
     invoices = [_paid(1, 12, 3000), _paid(2, -20, 1000)]
-    floor = extract(Account(crm_id="a"), invoices, PortfolioContext(), ScoringPolicy(), AS_OF)
+    unlimited = ScoringPolicy(windows={"early_payment": "floor", "early_credit_days": None})
+    floor = extract(Account(crm_id="a"), invoices, PortfolioContext(), unlimited, AS_OF)
     assert floor.dbt == pytest.approx(9.0)  # (3000 × 12 + 1000 × 0) / 4000
     assert floor.payment_delay == pytest.approx(4.0)  # (3000 × 12 − 1000 × 20) / 4000
     capped = ScoringPolicy(windows={"early_payment": "signed", "early_credit_days": 10})

@@ -1,0 +1,121 @@
+"""Benchmark: `crm-risk backtest` on a large payment history (default 50 MB); wall time and peak memory.
+
+Run: .venv/bin/python bench/backtest_large.py [--megabytes 50] [--keep FILE]
+
+The file is the IBM sample (tests/data) copied with new customer and invoice ids until it reaches
+the size: the shape of the only real-looking invoice data we have (about 25 invoices per
+customer), about 560,000 rows for 50 MB. The backtest runs in a fresh child process, exactly as
+the command line runs it (`--json`, 1000 bootstrap replicates), so its peak RSS is its own.
+Targets (issue 22): under 20 s and under 300 MB. Timings on a shared machine are noisy, so the
+run also times a plain `csv.reader` pass over the same file, a lower bound no reader can beat,
+and prints the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "tests" / "data" / "ar-late-payments.csv"
+TARGET_SECONDS = 20.0
+TARGET_MB = 300.0
+
+
+def build(path: Path, megabytes: float) -> int:
+    """Write copies of the sample with fresh ids until the file has the size; returns rows."""
+    with SAMPLE.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        rows = list(reader)
+    customer = header.index("customerID")
+    invoice = header.index("invoiceNumber")
+    written = 0
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(header)
+        copy = 0
+        while out.tell() < megabytes * 1_000_000:
+            for row in rows:
+                row = list(row)
+                row[customer] = f"{row[customer]}-{copy}"
+                row[invoice] = f"{row[invoice]}-{copy}"
+                writer.writerow(row)
+                written += 1
+            copy += 1
+    return written
+
+
+def child(path: str) -> None:
+    """Run the CLI in this process and print wall time and peak RSS as JSON."""
+    import contextlib
+    import io
+
+    from connector.cli.main import main
+
+    started = time.perf_counter()
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink):
+        code = main(["backtest", "--invoices", path, "--split-date", "2013-01-01", "--json"])
+    seconds = time.perf_counter() - started
+    report = json.loads(sink.getvalue())
+    print(
+        json.dumps(
+            {
+                "exit_code": code,
+                "seconds": seconds,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "invoices_total": report["invoices_total"],
+                "bootstrap_replicates": report["bootstrap_replicates"],
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megabytes", type=float, default=50)
+    parser.add_argument("--keep", help="write the generated file here and keep it")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(args.keep) if args.keep else Path(folder) / "large.csv"
+        rows = build(path, args.megabytes)
+        size = path.stat().st_size / 1_000_000
+        started = time.perf_counter()
+        with path.open(newline="", encoding="utf-8") as handle:
+            for _ in csv.reader(handle):
+                pass
+        floor = time.perf_counter() - started
+        result = subprocess.run(
+            [sys.executable, __file__, "--child", str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        figures = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"file: {size:.1f} MB, {rows:,} invoices")
+    print(
+        f"backtest: {figures['seconds']:.1f} s (target < {TARGET_SECONDS:.0f} s), "
+        f"peak RSS {figures['peak_rss_mb']:.0f} MB (target < {TARGET_MB:.0f} MB), "
+        f"exit {figures['exit_code']}, {figures['bootstrap_replicates']} bootstrap replicates"
+    )
+    print(
+        f"lower bound (csv.reader pass over the file): {floor:.1f} s; "
+        f"ratio {figures['seconds'] / floor:.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
