@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from tests.fakes import FakeAdapter, FakeCrm
 from tests.integration.test_engine import env, seed, sync  # noqa: F401 (fixture)
 
@@ -54,14 +56,16 @@ def test_a_second_store_on_the_same_crm_adopts_instead_of_duplicating(env, tmp_p
     adapter = FakeAdapter(crm)
     first = sync(config, store, adapter)
     other = open_store(str(tmp_path / "other.db"))
+    # Each store runs in a later second than the one before: the reviewed-at stamp that tells
+    # them apart reads back from the CRM cut to the second (in one second they would look alike).
     try:
-        second = sync(config, other, adapter)
+        second = sync(config, other, adapter, now=lambda: datetime.now(UTC) + timedelta(seconds=2))
     finally:
         other.close()
     assert second.adopted_tasks == first.tasks["create"]
     assert second.writes["account"]["conflicts"] == 0
     # The first store sees the other store's stamp and adopts its values: no conflicts there.
-    third = sync(config, store, adapter)
+    third = sync(config, store, adapter, now=lambda: datetime.now(UTC) + timedelta(seconds=4))
     assert third.writes["account"]["conflicts"] == 0
     assert third.tasks["create"] == 0
     # One open task per (account, rule), whichever store raised it.
