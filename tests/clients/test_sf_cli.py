@@ -46,7 +46,10 @@ def sf_env(
         tmp_path_factory.mktemp("sf-home"),
         SF_ACCESS_TOKEN=token,
         SF_DISABLE_TELEMETRY="true",
-        SF_AUTOUPDATE_DISABLE="true",
+        # oclif's update hook reads SF_DISABLE_AUTOUPDATE. Setting only the documented
+        # SF_AUTOUPDATE_DISABLE makes every fresh HOME spawn a detached `sf update --autoupdate`
+        # that outlives the test (checked by the last test here).
+        SF_DISABLE_AUTOUPDATE="true",
         SF_USE_GENERIC_UNIX_KEYCHAIN="true",
     )
     env["PATH"] = f"{node_clients / 'node_modules' / '.bin'}:{env['PATH']}"
@@ -192,3 +195,8 @@ def test_data_export_bulk_writes_every_invoice(
     assert all(r["Name"] == expected[r["Id"]]["Name"] for r in rows)
     pages = org.server.calls[("GET", "/services/data/v62.0/jobs/query/{id}/results")]
     assert pages == -(-len(expected) // 500)
+
+
+def test_the_cli_left_no_background_update_running(sf_env: dict[str, str]) -> None:
+    cache = Path(sf_env["HOME"]) / ".cache" / "sf"
+    assert not (cache / "autoupdate.log").exists()
