@@ -234,6 +234,53 @@ class StoreUnavailableError(StoreError):
     exit_code = EXIT_TEMPFAIL
 
 
+class StoreDamagedError(StoreError):
+    """The state file is not a database any more (corrupt header, truncated, malformed pages).
+
+    Nothing is written to it. Restore a backup, or move it aside and let the next sync rebuild
+    the ledger from the CRM (the adoption of open tasks and our own field values).
+    """
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        super().__init__(
+            f"state file {path} is damaged ({detail}). To recover: stop the service, move the "
+            f"file aside (keep it for diagnosis), then restore your latest backup to {path} "
+            "(`crm-risk store backup FILE` makes one, `crm-risk store check` verifies it), or start "
+            "without one: the next sync rebuilds its ledger from the CRM, adopting the open tasks "
+            "and field values already there instead of duplicating them"
+        )
+
+
+class StoreAccessError(StoreError):
+    """The state file or its folder cannot be opened or written by this user."""
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        super().__init__(
+            f"cannot write the state file {path} ({detail}): give the user running crm-risk "
+            "read and write access to the file and its folder (SQLite keeps -wal and -shm "
+            "files beside it), or point [store] url at a writable place"
+        )
+
+
+class StoreFullError(StoreError):
+    """The disk (or quota) holding the state file is full: nothing half-written was kept."""
+
+    exit_code = EXIT_TEMPFAIL
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        super().__init__(
+            f"no space left for the state file {path} ({detail}): free disk space; the "
+            "transaction in flight was rolled back and the next run resumes from the last commit"
+        )
+
+
 class RunCancelled(ConnectorError):
     """A signal asked the run to stop; what was confirmed is kept, the rest waits for the next run."""
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,16 +65,51 @@ class TextFormatter(logging.Formatter):
         return f"{line} {context}".rstrip()
 
 
+# Third-party loggers whose records go through our handler and format (never their own).
+THIRD_PARTY_LOGGERS = ("py.warnings", "urllib3", "requests")
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """warnings.showwarning: a library's warning becomes a log line in our format."""
+    logging.getLogger("py.warnings").warning(
+        "%s: %s", category.__name__, message, extra={"detail": f"{filename}:{lineno}"}
+    )
+
+
 def setup_logging(fmt: str = "auto", level: str = "INFO", stream: Any = None) -> None:
-    """Configure the root `crm_risk` logger once (idempotent)."""
+    """Configure the `crm_risk` logger and route third-party warnings through it (idempotent).
+
+    Library warnings (urllib3's InsecureRequestWarning with verify_tls = false, deprecations)
+    would otherwise print plain text in the middle of JSON logs: `warnings` are shown through the
+    `py.warnings` logger and that and urllib3's loggers use our handler. InsecureRequestWarning
+    is shown once per process: the connector already says loudly that verification is off.
+    """
     stream = stream or sys.stderr
-    logger = logging.getLogger("crm_risk")
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
     handler = logging.StreamHandler(stream)
     use_json = fmt == "json" or (fmt == "auto" and not getattr(stream, "isatty", lambda: False)())
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
     handler.addFilter(RedactingFilter())
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
+    # Libraries speak at WARNING and above (their DEBUG would drown ours), or as high as we do.
+    third_level = level if logging.getLevelName(level) > logging.WARNING else "WARNING"
+    for name, logger_level in (
+        ("crm_risk", level),
+        *((third, third_level) for third in THIRD_PARTY_LOGGERS),
+    ):
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.setLevel(logger_level)
+        logger.propagate = False
+    warnings.showwarning = _show_warning
+    with contextlib.suppress(ImportError):
+        from urllib3.exceptions import InsecureRequestWarning
+
+        warnings.filterwarnings("once", category=InsecureRequestWarning)

@@ -247,6 +247,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.set_defaults(handler=cmd_fields_plan)
 
+    store_parser = commands.add_parser("store", help="the state store: integrity check, backup")
+    store_commands = store_parser.add_subparsers(dest="store_command", metavar="SUBCOMMAND")
+    store_commands.required = True
+    store_check = store_commands.add_parser(
+        "check", help="run SQLite's integrity check on the state file (or on a backup of it)"
+    )
+    _add_config(store_check, connection=False)
+    store_check.add_argument(
+        "file", nargs="?", help="a state file or backup (default: [store] url)"
+    )
+    store_check.add_argument("--json", action="store_true", help="print JSON")
+    store_check.set_defaults(handler=cmd_store_check)
+    store_backup = store_commands.add_parser(
+        "backup", help="copy the state file into FILE while runs may go on (online backup)"
+    )
+    _add_config(store_backup, connection=False)
+    store_backup.add_argument("target", metavar="FILE", help="where to write the backup")
+    store_backup.add_argument("--force", action="store_true", help="replace an existing FILE")
+    store_backup.set_defaults(handler=cmd_store_backup)
+
     mappings = commands.add_parser("mappings", help="field mappings")
     mappings_commands = mappings.add_subparsers(dest="mappings_command", metavar="SUBCOMMAND")
     mappings_commands.required = True
@@ -264,10 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace, *, offline: bool = False) -> Any:
     from connector.config import load_config
+    from connector.logs import setup_logging
 
-    return load_config(
+    config = load_config(
         args.config, secrets_path=getattr(args, "secrets", None), require_secrets=not offline
     )
+    # [logging] from the file, unless --log-format / --log-level say otherwise.
+    setup_logging(
+        getattr(args, "log_format", None) or config.logging.format,
+        getattr(args, "log_level", None) or config.logging.level,
+    )
+    return config
 
 
 def _open_store(config: Any, *, create: bool = True) -> Any:
@@ -422,7 +449,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         name = args.connection
         runs = store.recent_runs(name, limit=args.limit)
         connections = [name] if name else sorted(config.connections)
-        leases = {conn: store.lease(conn) for conn in connections}
+        leases = {conn: _lease_view(store.lease(conn), store.now()) for conn in connections}
         pending = {conn: len(store.failed_writes(conn)) for conn in connections}
         quarantined = {conn: store.count_quarantined(conn) for conn in connections}
         held = {conn: len(store.held_accounts(conn)) for conn in connections}
@@ -489,11 +516,17 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     console.print(table)
     for conn in connections:
         lease = leases[conn]
-        state = (
-            f"running (held by {lease['holder']} until {lease['expires_at'][:19]})"
-            if lease
-            else "idle"
-        )
+        if lease is None:
+            state = "idle"
+        elif lease["state"] == "stale":
+            state = (
+                f"stale lease (held by {lease['holder']}: {lease['stale_reason']}; "
+                "the next run takes it over)"
+            )
+        elif lease["state"] == "expired":
+            state = f"expired lease (held by {lease['holder']}; the next run takes it over)"
+        else:
+            state = f"running (held by {lease['holder']} until {lease['expires_at'][:19]})"
         waiting = (
             f"; quarantined {quarantined[conn]} (holding {held[conn]} accounts: "
             f"crm-risk quarantine --connection {conn})"
@@ -508,6 +541,20 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     if workers:
         console.print(_workers_table(workers))
     return EXIT_OK
+
+
+def _lease_view(lease: dict[str, Any] | None, now: datetime) -> dict[str, Any] | None:
+    """A lease row with its state: running, expired, or stale (its process on this host is gone)."""
+    from connector.store.holders import stale_reason
+
+    if lease is None:
+        return None
+    reason = stale_reason(str(lease["holder"]))
+    if reason is not None:
+        return {**lease, "state": "stale", "stale_reason": reason}
+    if datetime.fromisoformat(str(lease["expires_at"])) <= now:
+        return {**lease, "state": "expired"}
+    return {**lease, "state": "running"}
 
 
 def cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
@@ -1030,6 +1077,64 @@ def _apply_fields(
             store.close()
     console.print("run `crm-risk check` to confirm the mapping now validates")
     return EXIT_OK if failures == 0 else 1
+
+
+def _sqlite_path(config: Any, command: str) -> str:
+    url = str(config.store.url)
+    if url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "[store] url",
+                    f"`crm-risk store {command}` works on SQLite state files",
+                    "for PostgreSQL use pg_dump / pg_restore and the amcheck extension",
+                )
+            ],
+            config.source,
+        )
+    return url.removeprefix("sqlite:///").removeprefix("sqlite://")
+
+
+def cmd_store_check(args: argparse.Namespace, console: Console) -> int:
+    """SQLite's integrity check on the state file or a backup; exit 78 when it is damaged."""
+    from connector.store.sqlite import integrity_problems
+
+    path = args.file or _sqlite_path(_load(args, offline=True), "check")
+    problems = integrity_problems(path)
+    if args.json:
+        _print_json(console, {"file": path, "ok": not problems, "problems": problems})
+    elif problems:
+        sys.stderr.write(f"error: state file {path} is damaged:\n")
+        for problem in problems:
+            sys.stderr.write(f"  {problem}\n")
+        sys.stderr.write(
+            "  restore your latest backup, or move the file aside: the next sync rebuilds its "
+            "ledger from the CRM\n"
+        )
+    else:
+        console.print(f"ok: {path} passed SQLite's integrity check", soft_wrap=True)
+    return EXIT_CONFIG if problems else EXIT_OK
+
+
+def cmd_store_backup(args: argparse.Namespace, console: Console) -> int:
+    """Online backup of the SQLite state file (consistent while runs write)."""
+    config = _load(args, offline=True)
+    _sqlite_path(config, "backup")
+    target = Path(args.target)
+    if target.exists() and not args.force:
+        raise ConfigError(
+            [ConfigProblem(str(target), "already exists", "choose another name or add --force")]
+        )
+    store = _open_store(config, create=False)
+    try:
+        size = store.backup(str(target))
+    finally:
+        store.close()
+    console.print(
+        f"backup of {store.path} written to {target} ({size:,} bytes, integrity check ok)",
+        soft_wrap=True,
+    )
+    return EXIT_OK
 
 
 def cmd_mappings_show(args: argparse.Namespace, console: Console) -> int:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +31,7 @@ from connector.redaction import redact
 from connector.scoring import assess, build_portfolio_context, portfolio_report
 from connector.scoring.policy import policy_fingerprint
 from connector.store import SqlStore
+from connector.store.holders import holder_id as new_holder_id
 
 if TYPE_CHECKING:
     from connector.config import AppConfig, ConnectionConfig
@@ -61,8 +60,8 @@ class SyncOptions:
 
 
 def holder_id() -> str:
-    """Who holds a lease: host, process and a random suffix."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """Who holds a lease: host, process, its start time and a random suffix."""
+    return new_holder_id()
 
 
 def run_sync(
@@ -99,7 +98,7 @@ def run_sync(
     run_id = f"{options.now().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     holder = options.holder or holder_id()
     lease_ttl = config.store.lease_seconds
-    store.acquire_lease(connection.name, holder, lease_ttl)
+    takeover = store.acquire_lease(connection.name, holder, lease_ttl)
     work_store = store.snapshot() if options.dry_run else store
     report = RunReport(
         run_id=run_id,
@@ -111,6 +110,26 @@ def run_sync(
     )
     if not options.dry_run:
         store.start_run(run_id, connection.name, options.trigger, worker=holder)
+    if takeover is not None:
+        log.warning(
+            "took over the run lease of a process that is gone",
+            extra={
+                "connection": connection.name,
+                "detail": f"{takeover['holder']}: {takeover['reason']}",
+            },
+        )
+        report.message = f"took over the lease of {takeover['holder']} ({takeover['reason']})"
+        store.append_audit(
+            run_id,
+            connection.name,
+            obj="lease",
+            record_id=connection.name,
+            action="lease_takeover",
+            old=takeover["holder"],
+            new=holder,
+            cause=takeover["reason"],
+            response="taken over",
+        )
 
     def heartbeat() -> None:
         if not store.heartbeat_lease(connection.name, holder, lease_ttl):

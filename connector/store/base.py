@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from connector.errors import LockHeldError
 from connector.models import Account, Invoice, RiskAssessment
+from connector.store.holders import stale_reason
 
 SCHEMA_VERSION = 3
 
@@ -288,14 +289,29 @@ class SqlStore:
 
     # -- run lease ----------------------------------------------------------------------------
 
-    def acquire_lease(self, connection: str, holder: str, ttl_seconds: float) -> None:
-        """Take the connection's run lease or raise LockHeldError; an expired lease is taken over."""
+    def acquire_lease(
+        self, connection: str, holder: str, ttl_seconds: float
+    ) -> dict[str, str] | None:
+        """Take the connection's run lease or raise LockHeldError.
+
+        An expired lease is taken over, and so is one whose holder is a process on this host
+        that is gone (SIGKILL, crash): waiting for its expiry would block the connection for
+        nothing.
+
+        Returns:
+            None, or {"holder", "reason"} of a live-looking lease taken over from a dead process
+            (the caller writes the audit line).
+        """
         now = self.now()
+        takeover: dict[str, str] | None = None
         with self.transaction(immediate=True) as db:
             row = db.execute("SELECT * FROM leases WHERE connection = ?", (connection,)).fetchone()
             held = row is not None and row["holder"] != holder
             if held and datetime.fromisoformat(row["expires_at"]) > now:
-                raise LockHeldError(connection, row["holder"], row["expires_at"])
+                reason = stale_reason(str(row["holder"]))
+                if reason is None:
+                    raise LockHeldError(connection, row["holder"], row["expires_at"])
+                takeover = {"holder": str(row["holder"]), "reason": reason}
             db.execute(
                 "INSERT INTO leases (connection, holder, acquired_at, heartbeat_at, expires_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (connection) DO UPDATE SET holder = excluded.holder, "
@@ -315,6 +331,7 @@ class SqlStore:
                 "UPDATE runs SET status = 'abandoned', ended_at = ? WHERE connection = ? AND status = 'running'",
                 (_iso(now), connection),
             )
+        return takeover
 
     def heartbeat_lease(self, connection: str, holder: str, ttl_seconds: float) -> bool:
         """Extend our lease; False if we lost it (another holder took it after expiry)."""

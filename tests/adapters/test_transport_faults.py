@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from adapters._http import RetryingClient, RetryPolicy, make_session
+from adapters._http import RetryingClient, RetryPolicy, make_session, parse_retry_after
 from connector.errors import CrmError, RetriableCrmError, RunCancelled
 from tests.hostile_server import HostileServer
 
@@ -22,7 +22,11 @@ BROKEN_ANSWERS = ["truncated", "reset", "bad_chunked", "bad_gzip", "cut_headers"
 
 def _never_an_error(response: requests.Response) -> CrmError | None:
     if response.status_code >= 500:
-        return RetriableCrmError("busy", status=response.status_code, retry_after=None)
+        return RetriableCrmError(
+            "busy",
+            status=response.status_code,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
     return None
 
 
