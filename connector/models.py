@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -214,3 +216,26 @@ class TaskState(StrictModel):
     is_closed: bool
     owner_id: str | None = None
     priority: TaskPriority | None = None
+
+
+@dataclass(frozen=True)
+class DatedRate:
+    """A rate valid from `start` (inclusive) to `next_start` (exclusive; None = still valid)."""
+
+    currency: str
+    start: date
+    next_start: date | None
+    rate: Decimal
+
+
+@dataclass(frozen=True)
+class CrmRates:
+    """What a CRM says about currencies: its reference (corporate/home) currency and rates.
+
+    `rates` and `dated` are units of each currency per one unit of `reference` (Salesforce's
+    ConversionRate, Zoho's exchange_rate), so the reference amount is `amount / rate`.
+    """
+
+    reference: str | None
+    rates: Mapping[str, Decimal] = field(default_factory=dict)
+    dated: Sequence[DatedRate] = ()

@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import Field, SecretStr
 
 from connector.models import (
+    CrmRates,
     RawRecord,
     RecordChange,
     StrictModel,
@@ -287,4 +288,13 @@ class TaskDeleter(Protocol):
 
     def delete_tasks(self, task_ids: Sequence[str]) -> list[WriteResult]:
         """Delete the tasks; one result per id, same order (an already deleted task is rejected)."""
+        ...
+
+
+@runtime_checkable
+class CurrencySource(Protocol):
+    """Optional: the CRM's own currencies and exchange rates (multi-currency orgs)."""
+
+    def currencies(self) -> CrmRates:
+        """The CRM's corporate/home currency and its rates (empty rates in a single-currency org)."""
         ...

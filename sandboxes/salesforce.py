@@ -26,7 +26,16 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sandboxes.seed import Portfolio, PortfolioStream, SeedAccount, SeedInvoice
+from sandboxes.seed import (
+    HOME_CURRENCY,
+    RATE_PERIODS,
+    RATES_PER_EUR,
+    Portfolio,
+    PortfolioStream,
+    SeedAccount,
+    SeedInvoice,
+    rate_on,
+)
 from sandboxes.server import Request, Response
 from sandboxes.sf_describe import child_relationship_name, global_entry, object_describe
 from sandboxes.sf_identity import (
@@ -267,6 +276,7 @@ class SalesforceEmulator:
                 "LastModifiedDate": stamp,
                 "SystemModstamp": stamp,
             }
+        self._seed_currencies(stamp)
         if isinstance(portfolio, Portfolio):
             by_account: dict[str, list[SeedInvoice]] = {a.key: [] for a in portfolio.accounts}
             for invoice in portfolio.invoices:
@@ -365,6 +375,44 @@ class SalesforceEmulator:
                         "Status__c": _CUSTOM_STATUS[inv.status],
                     }
         self._last_stamp = sf_datetime(load + timedelta(days=1))
+
+    def _seed_currencies(self, stamp: str) -> None:
+        """A multi-currency org with advanced currency management: EUR corporate, dated rates."""
+        self.rows["Organization"][ORG_ID] = self._blank("Organization") | {
+            "Id": ORG_ID,
+            "Name": "crm-risk sandbox org",
+            "DefaultCurrencyIsoCode": HOME_CURRENCY,
+            "CreatedDate": stamp,
+            "LastModifiedDate": stamp,
+            "SystemModstamp": stamp,
+        }
+        for code, rate in RATES_PER_EUR.items():
+            cid = self._new_id("CurrencyType")
+            self.rows["CurrencyType"][cid] = self._blank("CurrencyType") | {
+                "Id": cid,
+                "IsoCode": code,
+                "ConversionRate": float(rate),
+                "DecimalPlaces": 0 if code == "JPY" else 2,
+                "IsActive": True,
+                "IsCorporate": code == HOME_CURRENCY,
+                "CreatedDate": stamp,
+                "LastModifiedDate": stamp,
+                "SystemModstamp": stamp,
+            }
+            starts = [start for start, _ in RATE_PERIODS]
+            for index, start in enumerate(starts):
+                did = self._new_id("DatedConversionRate")
+                following = starts[index + 1] if index + 1 < len(starts) else None
+                self.rows["DatedConversionRate"][did] = self._blank("DatedConversionRate") | {
+                    "Id": did,
+                    "IsoCode": code,
+                    "ConversionRate": float(rate_on(code, start)),
+                    "StartDate": start.isoformat(),
+                    "NextStartDate": following.isoformat() if following else None,
+                    "CreatedDate": stamp,
+                    "LastModifiedDate": stamp,
+                    "SystemModstamp": stamp,
+                }
 
     def _blank(self, object_name: str) -> dict[str, Any]:
         # Seeded and API-made rows alike are created and changed by the integration user.

@@ -28,6 +28,44 @@ INVOICE_STATUSES = ("open", "paid", "partially_paid", "void", "disputed", "writt
 
 CENT = Decimal("0.01")
 
+# The sandbox orgs' home (corporate) currency and its exchange rates: units of each currency
+# per one EUR, the direction both CRMs use (Salesforce ConversionRate, Zoho exchange_rate).
+HOME_CURRENCY = "EUR"
+RATES_PER_EUR: dict[str, Decimal] = {
+    "EUR": Decimal(1),
+    "USD": Decimal("1.08"),
+    "GBP": Decimal("0.85"),
+    "CHF": Decimal("0.95"),
+    "PLN": Decimal("4.3"),
+    "SEK": Decimal("11.5"),
+    "CAD": Decimal("1.47"),
+    "CNY": Decimal("7.8"),
+    "JPY": Decimal("160"),
+    "INR": Decimal("90"),
+    "BRL": Decimal("5.9"),
+    "AUD": Decimal("1.65"),
+}
+# Rates moved over the year: (first day, factor on today's rate). Salesforce serves them as
+# DatedConversionRate periods; Zoho freezes the rate of its day on each record (Exchange_Rate).
+RATE_PERIODS: tuple[tuple[date, Decimal], ...] = (
+    (date(2025, 1, 1), Decimal("0.94")),
+    (date(2025, 7, 1), Decimal("0.97")),
+    (date(2026, 1, 1), Decimal("1.02")),
+    (date(2026, 7, 1), Decimal(1)),
+)
+
+
+def rate_on(currency: str, day: date) -> Decimal:
+    """Units of `currency` per EUR valid on `day` (the period's factor on today's rate)."""
+    base = RATES_PER_EUR[currency]
+    if currency == HOME_CURRENCY:
+        return base
+    factor = RATE_PERIODS[0][1]
+    for start, value in RATE_PERIODS:
+        if day >= start:
+            factor = value
+    return (base * factor).quantize(Decimal("0.000001"))
+
 
 @dataclass(frozen=True, slots=True)
 class SeedUser:

@@ -513,4 +513,75 @@ def build_schema() -> dict[str, SObject]:
             FieldDef("Risk_Task_Key__c", "string", length=255, custom=True, external_id=True),
         ],
     )
-    return {obj.name: obj for obj in (user, account, blng, invoice, task)}
+    currency_type = SObject(
+        "CurrencyType",
+        "Currency Type",
+        "02T",
+        False,
+        [
+            *_system(),
+            FieldDef(
+                "IsoCode",
+                "picklist",
+                "Currency ISO Code",
+                length=40,
+                picklist=CURRENCIES,
+                restricted=True,
+            ),
+            FieldDef("ConversionRate", "double", "Conversion Rate", precision=18, scale=6),
+            FieldDef("DecimalPlaces", "int", "Decimal Places", digits=9),
+            FieldDef("IsActive", "boolean", "Active", nillable=False, default=False),
+            FieldDef("IsCorporate", "boolean", "Corporate Currency", nillable=False, default=False),
+        ],
+    )
+    dated_rate = SObject(
+        "DatedConversionRate",
+        "Dated Conversion Rate",
+        "04w",
+        False,
+        [
+            *_system(),
+            FieldDef(
+                "IsoCode",
+                "picklist",
+                "Currency ISO Code",
+                length=40,
+                picklist=CURRENCIES,
+                restricted=True,
+            ),
+            FieldDef("ConversionRate", "double", "Exchange Rate", precision=18, scale=6),
+            FieldDef("StartDate", "date", "Date"),
+            FieldDef(
+                "NextStartDate", "date", "Next Start Date", updateable=False, createable=False
+            ),
+        ],
+    )
+    organization = SObject(
+        "Organization",
+        "Organization",
+        "00D",
+        False,
+        [
+            *_system(),
+            FieldDef("Name", "string", length=80, updateable=False),
+            FieldDef(
+                "DefaultCurrencyIsoCode",
+                "picklist",
+                "Locale Currency",
+                length=40,
+                picklist=CURRENCIES,
+                updateable=False,
+            ),
+        ],
+    )
+    objects = (
+        user,
+        account,
+        blng,
+        invoice,
+        task,
+        currency_type,
+        dated_rate,
+        organization,
+    )
+    return {obj.name: obj for obj in objects}

@@ -28,7 +28,7 @@ from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
 
-from sandboxes.seed import Portfolio, SeedInvoice
+from sandboxes.seed import RATES_PER_EUR, Portfolio, SeedInvoice, rate_on
 from sandboxes.server import Faults, Request, Response
 from sandboxes.zoho_bulk import BULK_PREFIX, BulkReads, record_count
 from sandboxes.zoho_coql import (
@@ -218,6 +218,25 @@ class ZohoEmulator:
         self.users: list[dict[str, Any]] = []
         self.rows: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in MODULES}
         self.deleted: dict[str, list[dict[str, Any]]] = {name: [] for name in MODULES}
+        # Multi-currency (Enterprise): the org's currencies as GET /org/currencies lists them.
+        self.currencies: list[dict[str, Any]] = [
+            {
+                "id": f"{ORG_PREFIX}{900 + index:012d}",
+                "iso_code": code,
+                "name": code,
+                "symbol": code,
+                "exchange_rate": f"{rate:.9f}",
+                "is_active": True,
+                "is_base": code == HOME_CURRENCY,
+                "prefix_symbol": True,
+                "format": {
+                    "decimal_separator": "Period",
+                    "thousand_separator": "Comma",
+                    "decimal_places": "0" if code == "JPY" else "2",
+                },
+            }
+            for index, (code, rate) in enumerate(RATES_PER_EUR.items())
+        ]
         self.custom_fields = CustomFields(self)  # settings/fields POST (zoho_fields.py)
         self.bulk = BulkReads(self)  # /crm/bulk/v8/read (zoho_bulk.py)
         self._seed(portfolio)
@@ -322,7 +341,8 @@ class ZohoEmulator:
                     "Adjustment": 0.0,
                     "Grand_Total": amount,
                     "Currency": account.currency,
-                    "Exchange_Rate": EXCHANGE_RATES.get(account.currency, 1.0),
+                    # Zoho freezes the rate of the record's day on the record.
+                    "Exchange_Rate": float(rate_on(account.currency, seed_invoice.issue_date)),
                     "Balance": float(seed_invoice.open_amount),
                     "Paid_Date": (
                         seed_invoice.paid_date.isoformat() if seed_invoice.paid_date else None
@@ -775,6 +795,10 @@ class ZohoEmulator:
             return self._users(request, parts[1] if len(parts) == 2 else None)
         if parts == ["org"]:
             return self._org()
+        if parts[:2] == ["org", "currencies"] and len(parts) <= 3:
+            if method != "GET":
+                return self._bad_method()
+            return self._currencies(parts[2] if len(parts) == 3 else None)
         module = self.module_view(find_module(parts[0]))
         if module is None:
             return _error(400, "INVALID_MODULE", "the module name given seems to be invalid")
@@ -861,6 +885,16 @@ class ZohoEmulator:
             return Response(204)
         info = {"per_page": 200, "count": len(users), "page": 1, "more_records": False}
         return Response.json(200, {"users": [self._render_user(u) for u in users], "info": info})
+
+    def _currencies(self, currency_id: str | None) -> Response:
+        """GET /org/currencies: the org's currencies, rates per one unit of the home currency."""
+        with self._lock:
+            rows = [dict(row) for row in self.currencies]
+        if currency_id is not None:
+            rows = [row for row in rows if row["id"] == currency_id]
+            if not rows:
+                return _error(400, "INVALID_DATA", "the id given seems to be invalid")
+        return Response.json(200, {"currencies": rows})
 
     def _org(self) -> Response:
         org = {

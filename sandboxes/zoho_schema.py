@@ -12,26 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandboxes.seed import HOME_CURRENCY as SEED_HOME_CURRENCY
+from sandboxes.seed import RATES_PER_EUR
+
 # Zoho ids are 64-bit integers written as strings; this org's ids share one 10-digit prefix.
 ORG_PREFIX = "5725767"
 ORG_ID = "20100000001"
-HOME_CURRENCY = "EUR"
+HOME_CURRENCY = SEED_HOME_CURRENCY
 
-# Units of the record currency per 1 unit of the home currency (Zoho's Exchange_Rate).
-EXCHANGE_RATES: dict[str, float] = {
-    "EUR": 1.0,
-    "USD": 1.08,
-    "GBP": 0.85,
-    "CHF": 0.95,
-    "PLN": 4.3,
-    "SEK": 11.5,
-    "CAD": 1.47,
-    "CNY": 7.8,
-    "JPY": 160.0,
-    "INR": 90.0,
-    "BRL": 5.9,
-    "AUD": 1.65,
-}
+# Units of the record currency per 1 unit of the home currency (Zoho's Exchange_Rate), today.
+EXCHANGE_RATES: dict[str, float] = {code: float(rate) for code, rate in RATES_PER_EUR.items()}
 
 NONE_VALUE = "-None-"  # every Zoho picklist starts with it; writing it clears the field
 

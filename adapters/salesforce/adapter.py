@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -26,7 +27,16 @@ from adapters.salesforce.values import (
     parse_datetime,
     strip_attributes,
 )
-from connector.models import RawRecord, RecordChange, TaskAction, TaskState, WriteResult
+from connector.errors import CrmError
+from connector.models import (
+    CrmRates,
+    DatedRate,
+    RawRecord,
+    RecordChange,
+    TaskAction,
+    TaskState,
+    WriteResult,
+)
 from connector.protocol import (
     AdapterCapabilities,
     ApiUsage,
@@ -407,6 +417,61 @@ class SalesforceAdapter:
         return self.tasks.delete(task_ids)
 
     # -- housekeeping -------------------------------------------------------------------------
+
+    def currencies(self) -> CrmRates:
+        """CurrencySource: the corporate currency and rates (CurrencyType, DatedConversionRate).
+
+        CurrencyType holds today's rates (inactive currencies too: records may still carry
+        them); DatedConversionRate exists only with advanced currency management, and the
+        Organization's DefaultCurrencyIsoCode names the currency of a single-currency org.
+        """
+        try:
+            rows = [
+                row
+                for page in self.client.query_pages(
+                    "SELECT IsoCode, ConversionRate, IsCorporate FROM CurrencyType"
+                )
+                for row in page.get("records", [])
+            ]
+        except CrmError as exc:
+            if exc.code != "INVALID_TYPE":
+                raise
+            org = [
+                row
+                for page in self.client.query_pages(
+                    "SELECT DefaultCurrencyIsoCode FROM Organization"
+                )
+                for row in page.get("records", [])
+            ]
+            code = org[0].get("DefaultCurrencyIsoCode") if org else None
+            return CrmRates(reference=str(code) if code else None)
+        reference = next((str(row["IsoCode"]) for row in rows if row.get("IsCorporate")), None)
+        rates = {
+            str(row["IsoCode"]): Decimal(str(row["ConversionRate"]))
+            for row in rows
+            if row.get("ConversionRate")
+        }
+        dated: list[DatedRate] = []
+        try:
+            for page in self.client.query_pages(
+                "SELECT IsoCode, ConversionRate, StartDate, NextStartDate FROM DatedConversionRate"
+            ):
+                for row in page.get("records", []):
+                    if not row.get("ConversionRate") or not row.get("StartDate"):
+                        continue
+                    following = row.get("NextStartDate")
+                    dated.append(
+                        DatedRate(
+                            currency=str(row["IsoCode"]),
+                            start=date.fromisoformat(str(row["StartDate"])),
+                            next_start=date.fromisoformat(str(following)) if following else None,
+                            rate=Decimal(str(row["ConversionRate"])),
+                        )
+                    )
+        except CrmError as exc:
+            if exc.code != "INVALID_TYPE":  # advanced currency management is off
+                raise
+        return CrmRates(reference=reference, rates=rates, dated=tuple(dated))
 
     def verify_credentials(self) -> None:
         """CredentialVerifier: a fresh OAuth exchange with the configured flow and secrets."""

@@ -16,8 +16,9 @@ from typing import Any
 import requests
 
 from adapters._http import cancellable_sleep
-from connector.errors import FatalCrmError, QuotaExhaustedError, RetriableCrmError
+from connector.errors import CrmError, FatalCrmError, QuotaExhaustedError, RetriableCrmError
 from connector.models import (
+    CrmRates,
     RawRecord,
     RecordChange,
     TaskAction,
@@ -721,6 +722,36 @@ class ZohoAdapter:
     def create_fields(self, crm_object: str, fields: Sequence[FieldSpec]) -> list[WriteResult]:
         """FieldCreator: create custom fields via POST settings/fields (fields.py); same order."""
         return create_fields(self.client, crm_object, fields)
+
+    # -- currencies -------------------------------------------------------------------------
+
+    def currencies(self) -> CrmRates:
+        """CurrencySource: GET /org/currencies (rates per one unit of the home currency).
+
+        Without multi-currency (editions below Enterprise) Zoho answers 403; the org's own
+        currency (GET /org) is then the only one.
+        """
+        try:
+            response = self.client.request("GET", "org/currencies")
+        except CrmError as exc:
+            if exc.code not in ("CURRENCIES_NOT_ENABLED", "FEATURE_NOT_SUPPORTED"):
+                raise
+            body = self.client.body(self.client.request("GET", "org"))
+            org = (body or {}).get("org") or [{}]
+            code = org[0].get("iso_code") if isinstance(org[0], dict) else None
+            return CrmRates(reference=str(code) if code else None)
+        body = self.client.body(response) or {}
+        rows = [row for row in body.get("currencies") or [] if isinstance(row, dict)]
+        reference = next((str(row["iso_code"]) for row in rows if row.get("is_base")), None)
+        rates = {}
+        for row in rows:
+            try:
+                rate = Decimal(str(row.get("exchange_rate")))
+            except ArithmeticError:
+                continue
+            if row.get("iso_code") and rate.is_finite() and rate > 0:
+                rates[str(row["iso_code"])] = rate
+        return CrmRates(reference=reference, rates=rates)
 
     # -- credentials ------------------------------------------------------------------------
 

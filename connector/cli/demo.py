@@ -162,7 +162,11 @@ def _show_first(console: Console, store: Any, connection: str, report: dict[str,
         f"held {writes.get('held_for_approval', 0)} limit changes for approval, "
         f"{report['api']['calls']} API calls."
     )
-    bands = Table(title="Rating distribution", header_style="bold")
+    home = report.get("home_currency") or report.get("portfolio", {}).get("home_currency")
+    bands = Table(
+        title=f"Rating distribution (exposure in {home})" if home else "Rating distribution",
+        header_style="bold",
+    )
     bands.add_column("band")
     bands.add_column("accounts", justify="right")
     bands.add_column("share of exposure", justify="right")
@@ -180,12 +184,13 @@ def _show_first(console: Console, store: Any, connection: str, report: dict[str,
     riskiest.add_column("main reason")
     for account, assessment in store.top_assessments(connection, 10):
         limit = assessment.recommended_credit_limit
+        currency = assessment.features.get("limit_currency") or account.currency or ""
         reason = assessment.reasons[0] if assessment.reasons else None
         riskiest.add_row(
             account.name,
             assessment.band,
             f"{assessment.score:.0f}",
-            f"{limit:,.0f}" if limit is not None else "-",
+            f"{limit:,.0f} {currency}".rstrip() if limit is not None else "-",
             f"{reason.code}: {reason.text}" if reason else "-",
         )
     console.print(riskiest)

@@ -132,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true", help="print JSON")
     explain.set_defaults(handler=cmd_explain)
 
+    portfolio = commands.add_parser(
+        "portfolio",
+        help="every scored account and the book's totals, in the home currency",
+    )
+    _add_config(portfolio)
+    portfolio.add_argument(
+        "--band", action="append", choices=list("ABCDE"), help="only this band (repeatable)"
+    )
+    portfolio.add_argument("--owner", help="only accounts of this owner (CRM user id)")
+    output = portfolio.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON")
+    output.add_argument("--csv", action="store_true", help="print the accounts as CSV")
+    portfolio.set_defaults(handler=cmd_portfolio)
+
     revert = commands.add_parser(
         "revert",
         help="undo one run: restore the field values it replaced, close or delete its tasks",
@@ -738,6 +752,29 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
         _print_json(console, explanation_dict(stored.account, assessment))
     else:
         console.print(render_explanation(stored.account, assessment))
+    return EXIT_OK
+
+
+def cmd_portfolio(args: argparse.Namespace, console: Console) -> int:
+    """Show the scored book in the home currency."""
+    from connector.cli.portfolio import portfolio_csv, portfolio_document, render_portfolio
+
+    config = _load(args, offline=True)
+    connection = config.connection(args.connection)
+    store = _open_store(config, create=False)
+    try:
+        document = portfolio_document(
+            store, connection.name, bands=set(args.band or ()), owner=args.owner
+        )
+    finally:
+        store.close()
+    if args.json:
+        _print_json(console, document)
+    elif args.csv:
+        sys.stdout.write(portfolio_csv(document))
+    else:
+        for table in render_portfolio(document):
+            console.print(table)
     return EXIT_OK
 
 

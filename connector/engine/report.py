@@ -72,6 +72,8 @@ class RunReport:
     # What this run took over from the CRM because the store did not know it (lost state).
     adopted_tasks: int = 0
     adopted_fields: int = 0
+    # The currency every amount in the report and the assessments is in.
+    home_currency: str | None = None
 
     @property
     def rejected(self) -> int:
@@ -114,4 +116,5 @@ class RunReport:
             "portfolio": self.portfolio,
             "adopted_tasks": self.adopted_tasks,
             "adopted_fields": self.adopted_fields,
+            "home_currency": self.home_currency,
         }

@@ -13,6 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from connector.engine.adoption import adopt_open_tasks, adoptable, written_elsewhere
 from connector.engine.drift import FieldDrift
+from connector.engine.money import (
+    NO_RATE,
+    HomeInputs,
+    Unrated,
+    home_exposures,
+    read_rates,
+    release_rated,
+    to_home,
+)
 from connector.engine.report import RunReport
 from connector.engine.writer import PendingAccount, Writer
 from connector.errors import (
@@ -28,7 +37,13 @@ from connector.planning.planner import LIMIT_FIELD, LedgerView, normalize, plan_
 from connector.planning.task_rules import RuleContext, evaluate
 from connector.protocol import CrmAdapter, TaskScanner
 from connector.redaction import redact
-from connector.scoring import assess, build_portfolio_context, portfolio_report
+from connector.scoring import (
+    PortfolioContext,
+    assess,
+    build_portfolio_context,
+    portfolio_report,
+)
+from connector.scoring.limits import in_account_currency
 from connector.scoring.policy import policy_fingerprint
 from connector.store import SqlStore
 from connector.store.holders import holder_id as new_holder_id
@@ -376,8 +391,49 @@ class _Engine:
 
     # -- score, plan, write -----------------------------------------------------------------
 
+    def _load_rates(self) -> None:
+        """Read the CRM's rates once; assessments made under other rates become stale."""
+        self.book = read_rates(self.adapter, self.policy)
+        self.score_policy = self.policy.model_copy(update={"home_currency": self.book.home})
+        self.fingerprint = f"{policy_fingerprint(self.policy)}-{self.book.digest()}"
+        self.report.home_currency = self.book.home
+        release_rated(self.store, self.name, self.book, self.as_of)
+
+    def _hold_unrated(self, unrated: list[Unrated]) -> None:
+        """Records in a currency without a rate: quarantined, their account held, nothing summed."""
+        for item in unrated:
+            entry = {
+                "object": item.obj,
+                "record_id": item.record_id,
+                "account_id": item.account_id,
+                "name": redact(item.name),
+                "rule": NO_RATE,
+                "field": "currency",
+                "value": item.currency,
+                "reason": item.reason,
+            }
+            self.report.quarantined.append(entry)
+            self.report.errors.add(NO_RATE, item.record_id, item.reason)
+            self.store.quarantine(
+                self.name,
+                item.obj,
+                item.record_id,
+                item.reason,
+                self.run_id,
+                account_id=item.account_id,
+                name=entry["name"],
+                rule=NO_RATE,
+                field="currency",
+                value=item.currency,
+            )
+        log.warning(
+            "amounts without an exchange rate quarantined; the account is held",
+            extra={"record_id": unrated[0].account_id, "detail": unrated[0].reason},
+        )
+
     def _score_plan_write(self) -> None:
         store, name = self.store, self.name
+        self._load_rates()
         if self.options.full:
             store.flag_for_scoring(name)
         else:
@@ -390,7 +446,7 @@ class _Engine:
         total = store.count_accounts(name, only_flagged=True, exclude_held=True)
         if total == 0:
             return
-        exposures = store.open_exposures(name)
+        exposures = home_exposures(store, name, self.book)
         portfolio = build_portfolio_context(
             (
                 (stored.account, exposures.get(stored.account.crm_id, Decimal(0)))
@@ -428,7 +484,11 @@ class _Engine:
             last_written = store.last_written(name, account.crm_id)
             invoices = store.invoices_for(name, account.crm_id)
             scoring_account = self._with_reference_limit(account, stored.crm_values, last_written)
-            assessment = assess(scoring_account, invoices, portfolio, self.policy, self.as_of)
+            inputs = to_home(scoring_account, invoices, self.book, self.as_of)
+            if not isinstance(inputs, HomeInputs):
+                self._hold_unrated(inputs)
+                continue
+            assessment = self._assess(account, inputs, portfolio)
             self.report.scored += 1
             self.report.bands[assessment.band] += 1
             previous = store.get_assessment(name, account.crm_id)
@@ -442,6 +502,7 @@ class _Engine:
                 max_lengths=self.max_lengths,
                 governance=self.governance,
                 now=now,
+                limit_rate=inputs.rate,
             )
             ledger = store.task_ledger(name, account.crm_id)
             downgrade = ledger.get("band_downgrade")
@@ -490,6 +551,39 @@ class _Engine:
         writer.flush(final=True)
         if self.options.progress:
             self.options.progress("scored and planned", done, total)
+
+    def _assess(
+        self, account: Account, inputs: HomeInputs, portfolio: PortfolioContext
+    ) -> RiskAssessment:
+        """Score in the home currency; the limit goes back to the account's currency, rounded there."""
+        home = self.book.home
+        assessment = assess(
+            inputs.account, inputs.invoices, portfolio, self.score_policy, self.as_of
+        )
+        limit_home = assessment.recommended_credit_limit
+        currency = account.currency or home
+        limit, lines = in_account_currency(
+            limit_home,
+            home=home,
+            currency=currency,
+            rate=inputs.rate,
+            step=self.policy.limits.rounding_step,
+        )
+        features = {
+            **assessment.features,
+            "currency": home or assessment.features.get("currency"),
+            "home_currency": home,
+            "limit_currency": currency,
+            "limit_rate": str(inputs.rate),
+            "recommended_limit_home": None if limit_home is None else str(limit_home),
+        }
+        return assessment.model_copy(
+            update={
+                "recommended_credit_limit": limit,
+                "limit_derivation": assessment.limit_derivation + lines,
+                "features": features,
+            }
+        )
 
     def _adopt_fields(self, account_id: str, crm_values: dict[str, Any]) -> dict[str, Any]:
         """A run this store does not know wrote the account: its values are ours, not a person's."""
@@ -584,7 +678,7 @@ class _Engine:
         report = portfolio_report(self._scored_rows())
         summary = report.to_dict()
         if summary:
-            self.report.portfolio = summary
+            self.report.portfolio = {"home_currency": self.report.home_currency, **summary}
 
     def _scored_rows(self) -> Iterator[tuple[Account, RiskAssessment, Decimal]]:
         # A generator: a 100k-account portfolio is summarised without holding it in memory.

@@ -100,24 +100,34 @@ def desired_values(
 
 
 def _limit_decision(
-    desired: Decimal, current: Decimal | None, assessment: RiskAssessment, policy: GovernancePolicy
+    desired: Decimal,
+    current: Decimal | None,
+    assessment: RiskAssessment,
+    policy: GovernancePolicy,
+    rate: Decimal = Decimal(1),
 ) -> str:
-    """`write` or `held` (needs a human) for a credit limit change, by the governance thresholds."""
+    """`write` or `held` (needs a human) for a credit limit change, by the governance thresholds.
+
+    Limits are in the account's currency; the absolute thresholds are in the home currency,
+    so amounts are divided by `rate` (units of the account's currency per home unit) first.
+    """
     if current is None:
-        return "write" if desired <= policy.initial_limit_auto_max else "held"
+        return "write" if desired / rate <= policy.initial_limit_auto_max else "held"
     change = desired - current
     if change == 0:
         return "write"
     relative = abs(change) / current if current > 0 else Decimal("Infinity")
     if change > 0:
         too_big = (
-            relative > Decimal(str(policy.increase_relative)) or change > policy.increase_absolute
+            relative > Decimal(str(policy.increase_relative))
+            or change / rate > policy.increase_absolute
         )
         return "held" if too_big else "write"
     if assessment.hard_rules and policy.auto_apply_hard_rule_decreases:
         return "write"
     too_big = (
-        relative > Decimal(str(policy.decrease_relative)) or -change > policy.decrease_absolute
+        relative > Decimal(str(policy.decrease_relative))
+        or -change / rate > policy.decrease_absolute
     )
     return "held" if too_big else "write"
 
@@ -133,6 +143,7 @@ def plan_account(
     max_lengths: Mapping[str, int],
     governance: GovernancePolicy,
     now: datetime,
+    limit_rate: Decimal = Decimal(1),
 ) -> AccountPlan:
     """Decide, field by field, what to write onto one account. Pure.
 
@@ -150,6 +161,8 @@ def plan_account(
         max_lengths: text field lengths, so truncated reasons compare equal.
         governance: approval thresholds and manual-change policy.
         now: timestamp for the reviewed-at field.
+        limit_rate: units of the account's currency per home unit (the absolute approval
+            thresholds are home-currency amounts).
 
     Returns:
         The plan: an AccountUpdate (or None) and a decision per field.
@@ -190,7 +203,7 @@ def plan_account(
             conflicts.append(name)
             continue
         if name == LIMIT_FIELD:
-            decision = _limit_decision(want, have, assessment, governance)
+            decision = _limit_decision(want, have, assessment, governance, limit_rate)
             if decision == "held":
                 limit_held = want
                 decisions.append(FieldDecision(name, "held", have, want, "change needs approval"))

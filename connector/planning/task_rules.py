@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -150,8 +151,8 @@ DEFAULT_RULES: tuple[TaskRule, ...] = (
             _level(
                 1,
                 "normal",
-                "Approve credit limit for {account}: {current_limit} -> {recommended_limit} {currency}",
-                "请审批 {account} 的信用额度：{current_limit} -> {recommended_limit} {currency}",
+                "Approve credit limit for {account}: {current_limit} -> {recommended_limit} {limit_currency}",
+                "请审批 {account} 的信用额度：{current_limit} -> {recommended_limit} {limit_currency}",
                 "The recommended change exceeds the approval threshold. To approve, copy the "
                 "recommended limit into the credit limit field. Reasons: {reasons}",
             ),
@@ -366,9 +367,15 @@ class _SafeDict(dict[str, Any]):
         return "{" + key + "}"
 
 
+_LOOSE_SPACE = re.compile(r"[ \t]+(?=[)）\n]|$)")
+
+
 def render(template: str, values: Mapping[str, Any]) -> str:
-    """Fill a template; unknown placeholders stay visible instead of raising."""
-    return string.Formatter().vformat(template, (), _SafeDict(values))
+    """Fill a template; unknown placeholders stay visible instead of raising.
+
+    An empty value (no currency known) leaves no space before a closing bracket or at a line end.
+    """
+    return _LOOSE_SPACE.sub("", string.Formatter().vformat(template, (), _SafeDict(values)))
 
 
 def template_values(
@@ -387,6 +394,11 @@ def template_values(
         "previous_band": previous.band if previous else "-",
         "previous_score": f"{previous.score:.0f}" if previous else "-",
         "currency": features.get("currency") or account.currency or "",
+        # Limits are written in the account's currency; other money figures are in home.
+        "limit_currency": features.get("limit_currency")
+        or account.currency
+        or features.get("currency")
+        or "",
         "overdue_amount": _money(_num(features, "overdue_amount")),
         "overdue_count": int(_num(features, "overdue_count")),
         "utilisation": f"{float(utilisation):.0%}" if utilisation is not None else "-",

@@ -232,7 +232,8 @@ def extract(
             continue
         rate = 1.0
         if home is not None and inv.currency and inv.currency != home and inv.exchange_rate:
-            rate = float(inv.exchange_rate)
+            # The CRMs' convention: units of the invoice currency per unit of home.
+            rate = 1.0 / float(inv.exchange_rate)
         if currency is None and inv.currency:
             currency = inv.currency
         amount = float(inv.amount) * rate

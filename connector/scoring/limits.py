@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import ROUND_FLOOR, Decimal
 
 from connector.models import Account
+from connector.scoring.currency import round_in_currency
 from connector.scoring.features import Features
 from connector.scoring.policy import ScoringPolicy
 from connector.scoring.portfolio import PortfolioContext
@@ -151,3 +152,34 @@ def recommend_limit(
         else:
             steps.append(f"within manual credit limit {_fmt(manual)}")
     return rounded, tuple(steps)
+
+
+def in_account_currency(
+    limit_home: Decimal | None,
+    *,
+    home: str | None,
+    currency: str | None,
+    rate: Decimal,
+    step: Decimal,
+) -> tuple[Decimal | None, tuple[str, ...]]:
+    """A limit derived in the home currency, converted into the account's currency and rounded there.
+
+    Args:
+        limit_home: the recommendation in the home currency (None: no recommendation).
+        home: the home currency.
+        currency: the account's currency (None or home: no conversion).
+        rate: units of `currency` per one unit of home.
+        step: the policy's rounding step (in home units); a readable 1-2-5 step in the
+            account's currency is derived from it.
+
+    Returns:
+        (the limit in the account's currency, derivation lines).
+    """
+    if limit_home is None or currency is None or currency == home or rate == 1:
+        return limit_home, ()
+    raw = (limit_home * rate).quantize(_CENT)
+    rounded = round_in_currency(raw, step, rate)
+    return rounded, (
+        f"in the account's currency: {_fmt(limit_home)} {home} × {rate.normalize():f} = "
+        f"{_fmt(raw)} {currency}, floored to {_fmt(rounded)} {currency}",
+    )

@@ -301,11 +301,28 @@ class ScoringPolicy(StrictModel):
     dso_max_months: int = Field(default=12, ge=1)
     # Language of reason sentences.
     language: Literal["en", "zh"] = "en"
-    # Convert invoice amounts with Invoice.exchange_rate (home units per invoice unit) into this
-    # currency; None means every amount is taken as it is (a single-currency book).
+    # Every amount the model adds, compares or ranks is converted to this currency with the
+    # CRM's own rates (Salesforce CurrencyType/DatedConversionRate, Zoho's org currencies and
+    # each record's Exchange_Rate); None means the CRM's corporate (home) currency.
     home_currency: str | None = None
+    # Fallback rates, units of the currency per one unit of home, for currencies the CRM does
+    # not rate (or a CRM whose rates cannot be read). An amount with no rate is quarantined.
+    rates: dict[str, Decimal] = Field(default_factory=dict)
     # Reasons listed per assessment (Reg B commentary: more than four rarely helps).
     max_reasons: int = Field(default=4, ge=1, le=9)
+
+    @field_validator("home_currency")
+    @classmethod
+    def _upper_home(cls, value: str | None) -> str | None:
+        return value.strip().upper() if value else None
+
+    @field_validator("rates")
+    @classmethod
+    def _positive_rates(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        bad = sorted(code for code, rate in value.items() if not rate.is_finite() or rate <= 0)
+        if bad:
+            raise ValueError(f"rates must be positive numbers (units per home unit): {bad}")
+        return {code.strip().upper(): rate for code, rate in value.items()}
 
 
 def policy_fingerprint(policy: ScoringPolicy) -> str:

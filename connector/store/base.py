@@ -651,6 +651,51 @@ class SqlStore:
                     totals[row["account_id"]] = totals.get(row["account_id"], Decimal(0)) + amount
         return totals
 
+    @staticmethod
+    def _json_text(name: str) -> str:
+        """SQL reading one top-level key of an invoice's JSON `data` as text (dialect hook)."""
+        return f"json_extract(data, '$.{name}')"
+
+    def open_invoice_amounts(
+        self, connection: str
+    ) -> Iterator[tuple[str, Decimal, str | None, Decimal | None, date]]:
+        """(account, open amount, currency, record rate, issue date) of every live open invoice.
+
+        Quarantined invoices are left out (their stored copy is stale); the caller converts
+        each amount to the home currency before adding anything up.
+        """
+        fields = ", ".join(
+            f"{self._json_text(name)} AS {name}"
+            for name in ("open_amount", "currency", "exchange_rate", "issue_date")
+        )
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT account_id, {fields} FROM invoices "  # noqa: S608 - fixed fragments
+                "WHERE connection = ? AND deleted = 0 AND NOT EXISTS (SELECT 1 FROM quarantine q "
+                "WHERE q.connection = invoices.connection AND q.object = 'invoice' "
+                "AND q.record_id = invoices.crm_id)",
+                (connection,),
+            ).fetchall()
+        for row in rows:
+            amount = Decimal(str(row["open_amount"] or "0"))
+            if amount <= 0:
+                continue
+            rate = row["exchange_rate"]
+            yield (
+                row["account_id"],
+                amount,
+                row["currency"] or None,
+                Decimal(str(rate)) if rate not in (None, "") else None,
+                date.fromisoformat(str(row["issue_date"])),
+            )
+
+    def get_invoice(self, connection: str, crm_id: str) -> Invoice | None:
+        """One stored invoice, or None."""
+        rows = self._query(
+            "SELECT data FROM invoices WHERE connection = ? AND crm_id = ?", (connection, crm_id)
+        )
+        return Invoice.model_validate_json(rows[0]["data"]) if rows else None
+
     def count_invoices(self, connection: str) -> int:
         """How many live invoices are stored."""
         rows = self._query(

@@ -179,6 +179,11 @@ class PostgresStore(SqlStore):
     """The state in a PostgreSQL database; any number of processes may share it."""
 
     _EXPOSURE_SQL = "(data::jsonb ->> 'open_amount')"
+
+    @staticmethod
+    def _json_text(name: str) -> str:
+        return f"(data::jsonb ->> '{name}')"
+
     ROW_LOCK_CLAUSE = " FOR UPDATE OF s SKIP LOCKED"
 
     def __init__(

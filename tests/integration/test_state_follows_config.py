@@ -9,71 +9,14 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from connector.cli.main import main
-from connector.registry import sandbox_starter
 from tests.crm_user import crm_user, open_marked_tasks
-
-AS_OF = "2026-11-01"
-
-
-@dataclass
-class Org:
-    """A sandbox CRM and an admin's config folder for it (relative store path, secrets beside)."""
-
-    crm: str
-    sandbox: Any
-    folder: Path
-    config: Path
-
-    @property
-    def store(self) -> Path:
-        return self.folder / "state" / "crm-risk-state.db"
-
-    def sync(self, capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, Any]:
-        capsys.readouterr()
-        code = main(["sync", "-c", str(self.config), "--json", "--as-of", AS_OF, *extra])
-        out = capsys.readouterr().out
-        assert code in (0, 1), out
-        report: dict[str, Any] = json.loads(out)
-        return report
-
-
-def write_org_config(sandbox: Any, folder: Path, extra: str = "") -> Path:
-    (folder / "state").mkdir(parents=True, exist_ok=True)
-    config = folder / "crm-risk.toml"
-    config.write_text(
-        '[store]\nurl = "state/crm-risk-state.db"\n\n'
-        '[tasks]\ncredit_manager_id = ""\n\n' + extra + "\n" + sandbox.config_snippet()
-    )
-    prefix = f"CRMRISK_CONNECTIONS__{sandbox.connection_name.upper()}__"
-    lines = [f"[connections.{sandbox.connection_name}]"]
-    for key, value in sandbox.env_vars().items():
-        lines.append(f"{key.removeprefix(prefix).lower()} = {json.dumps(value)}")
-    secrets = folder / "crm-risk.secrets.toml"
-    secrets.write_text("\n".join(lines) + "\n")
-    secrets.chmod(0o600)
-    return config
-
-
-@pytest.fixture(params=["salesforce", "zoho"])
-def org(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Org]:
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
-    crm = request.param
-    with sandbox_starter(crm)(accounts=40, seed=7) as sandbox:
-        folder = tmp_path / "admin"
-        config = write_org_config(sandbox, folder)
-        monkeypatch.chdir(folder)
-        yield Org(crm, sandbox, folder, config)
+from tests.integration.conftest import AS_OF, Org
 
 
 def open_task_keys(org: Org) -> Counter[str]:

@@ -59,9 +59,10 @@ def test_aging_buckets_use_days_from_due_date() -> None:
 
 
 def test_home_currency_converts_with_the_exchange_rate() -> None:
+    # Zoho's Exchange_Rate and Salesforce's ConversionRate: units of the currency per home unit.
     invoice = Invoice(crm_id="1", account_id="a", issue_date=AS_OF, due_date=AS_OF + timedelta(days=30),
-                      amount=Decimal(100), open_amount=Decimal(100), currency="USD",
-                      exchange_rate=Decimal("0.9"))  # fmt: skip
+                      amount=Decimal(108), open_amount=Decimal(108), currency="USD",
+                      exchange_rate=Decimal("1.08"))  # fmt: skip
     f = extract(
         Account(crm_id="a"),
         [invoice],
@@ -69,7 +70,7 @@ def test_home_currency_converts_with_the_exchange_rate() -> None:
         ScoringPolicy(home_currency="EUR"),
         AS_OF,
     )
-    assert f.exposure == pytest.approx(90)
+    assert f.exposure == pytest.approx(100)
     assert f.currency == "EUR"
 
 
