@@ -199,7 +199,9 @@ def main() -> None:
     # Features depend on the windows (early payment, early credit) only, not on weights,
     # curves or defaults: extract them once per setting.
     features = {
-        (mode, curve[0][0]): decisions(history, candidate_policy(mode, curve, weight_grid()[0], 50))
+        (mode, curve[0][0]): list(
+            decisions(history, candidate_policy(mode, curve, weight_grid()[0], 50))
+        )
         for mode, curve in delay_curves()
     }
     results: list[dict[str, Any]] = []

@@ -24,12 +24,13 @@ customers, not invoices, because one customer's invoices are not independent.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,16 @@ class Replay:
         return Replay(self.score, self.band, values, self.factors)
 
 
-def _invoice(history: History, i: int) -> Invoice:
+_ZERO = Decimal(0)
+
+
+def _invoice(history: History, i: int, dates: dict[int, date]) -> tuple[Invoice, int]:
+    """Row i as a canonical invoice, and the first day from which it no longer counts at all.
+
+    An invoice issued more than the trailing window ago weighs in the score only while it is
+    open, while its payment is inside the trailing window, or while its write-off is inside the
+    write-off look-back; `decisions` leaves it out after that (see there).
+    """
     paid = history.paid[i]
     flags = history.flags[i]
     amount = Decimal(repr(history.amount[i]))
@@ -98,36 +108,56 @@ def _invoice(history: History, i: int) -> Invoice:
     else:
         status = InvoiceStatus.OPEN
         settled = 0
-    settled_date = date.fromordinal(settled) if settled else None
-    return Invoice.model_construct(
+    settled_date = (
+        (dates.get(settled) or dates.setdefault(settled, date.fromordinal(settled)))
+        if settled
+        else None
+    )
+    issue = history.issue[i]
+    due = history.due[i]
+    invoice = Invoice.model_construct(
         crm_id=str(i),
         account_id=history.customers[history.customer[i]],
-        issue_date=date.fromordinal(history.issue[i]),
-        due_date=date.fromordinal(history.due[i]),
+        number="",
+        issue_date=dates.get(issue) or dates.setdefault(issue, date.fromordinal(issue)),
+        due_date=dates.get(due) or dates.setdefault(due, date.fromordinal(due)),
         amount=amount,
-        open_amount=Decimal(0) if settled else amount,
+        open_amount=_ZERO if settled else amount,
+        currency=None,
+        exchange_rate=None,
         paid_date=settled_date,
         status=status,
         # No dispute date in the file: a dispute is known once the invoice settled.
         disputed_since=settled_date if flags & DISPUTED else None,
+        modified_at=None,
+        deleted=False,
     )
+    return invoice, settled
 
 
 Decision = tuple[list[int], Features]
 
 
-def decisions(history: History, policy: ScoringPolicy) -> list[Decision]:
+def decisions(history: History, policy: ScoringPolicy) -> Iterator[Decision]:
     """The features of every (customer, issue day): one per distinct decision, with its rows.
 
     Features depend on the policy's windows, aging, hard-rule and limit settings only, so a
     search over weights, curves, bands or the probability table can extract them once and rate
-    them many times (`rate_decisions`).
+    them many times (`rate_decisions`). Decisions are produced one customer at a time, so a
+    large file never holds more than one customer's invoices as objects.
+
+    Only what can weigh in the score is passed to `extract`: an invoice issued more than the
+    trailing window before the decision day, settled before the window (and written off before
+    the write-off look-back), adds to nothing the score uses; one such invoice is kept so the
+    customer still has a history, and the account's creation date is its first invoice, so the
+    tenure is unchanged. The kept invoices keep their order, so every sum is the same float.
+    `tests/unit/test_backtest.py` checks the scores equal those from the whole history.
 
     Args:
         history: the invoices.
         policy: the scoring policy.
 
-    Returns:
+    Yields:
         (rows decided that day, features) per customer and issue day.
     """
     by_customer: dict[int, list[int]] = {}
@@ -135,25 +165,50 @@ def decisions(history: History, policy: ScoringPolicy) -> list[Decision]:
         by_customer.setdefault(customer, []).append(i)
     empty = PortfolioContext()
     issue = history.issue
-    out: list[Decision] = []
+    trailing = policy.windows.trailing_days
+    write_off_days = policy.hard_rules.write_off_lookback_days
+    dates: dict[int, date] = {}
     for customer, rows in by_customer.items():
         rows.sort(key=issue.__getitem__)
-        invoices = [_invoice(history, i) for i in rows]
-        account = Account.model_construct(crm_id=history.customers[customer])
+        invoices: list[Invoice] = []
+        # Last decision day on which an old invoice still counts (open ones: always).
+        counts_until: list[float] = []
+        for i in rows:
+            invoice, settled = _invoice(history, i, dates)
+            invoices.append(invoice)
+            if not settled:
+                counts_until.append(math.inf)
+            elif history.flags[i] & WRITTEN_OFF:
+                counts_until.append(settled + max(trailing, write_off_days) - 1)
+            else:
+                counts_until.append(settled + trailing - 1)
+        issued = [issue[i] for i in rows]
+        first = dates.get(issued[0]) or date.fromordinal(issued[0])
+        account = Account.model_construct(
+            crm_id=history.customers[customer],
+            created_at=datetime(first.year, first.month, first.day, tzinfo=UTC),
+        )
         start = 0
         while start < len(rows):
-            when = issue[rows[start]]
+            when = issued[start]
             end = start + 1
-            while end < len(rows) and issue[rows[end]] == when:
+            while end < len(rows) and issued[end] == when:
                 end += 1
             # Only invoices issued strictly before the decision day were known then.
-            features = extract(account, invoices[:start], empty, policy, date.fromordinal(when))
-            out.append((rows[start:end], features))
+            old = bisect.bisect_right(issued, when - trailing, 0, start)
+            if old:
+                kept = [invoices[j] for j in range(old) if counts_until[j] >= when]
+                history_now = (kept or [invoices[old - 1]]) + invoices[old:start]
+            else:
+                history_now = invoices[:start]
+            features = extract(
+                account, history_now, empty, policy, dates.get(when) or date.fromordinal(when)
+            )
+            yield rows[start:end], features
             start = end
-    return out
 
 
-def rate_decisions(decided: Sequence[Decision], policy: ScoringPolicy, rows: int) -> Replay:
+def rate_decisions(decided: Iterable[Decision], policy: ScoringPolicy, rows: int) -> Replay:
     """Rate extracted decisions under a policy.
 
     Args:
@@ -357,24 +412,29 @@ def _bands(
     return entries, monotone
 
 
-def _factor_rows(run: Replay, rows: Sequence[int], labels: Sequence[bool]) -> list[dict[str, Any]]:
+def _factor_rows(
+    run: Replay, rows: Sequence[int], labels: Sequence[bool], overall: float | None
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for _, code in FACTORS:
         values = run.factors[code]
         kept = [j for j, i in enumerate(rows) if not math.isnan(values[i])]
         if not kept:
             continue
-        sub_labels = [labels[j] for j in kept]
+        sub_labels = [labels[j] for j in kept] if len(kept) < len(rows) else list(labels)
         shown = _shown(sub_labels)
+        composite = (
+            overall
+            if len(kept) == len(rows)
+            else auc([run.score[rows[j]] for j in kept], sub_labels)
+        )
         out.append(
             {
                 "factor": code,
                 "invoices": len(kept),
                 "positives": sum(sub_labels),
                 "auc": _r(auc([values[rows[j]] for j in kept], sub_labels)) if shown else None,
-                "composite_auc": _r(auc([run.score[rows[j]] for j in kept], sub_labels))
-                if shown
-                else None,
+                "composite_auc": _r(composite) if shown else None,
             }
         )
     return out
@@ -417,6 +477,7 @@ def evaluate(
     thresholds: Sequence[int] = THRESHOLDS,
     bootstrap: int = 0,
     reference: Replay | None = None,
+    details: bool = True,
 ) -> PeriodResult:
     """Every figure of one period.
 
@@ -428,6 +489,8 @@ def evaluate(
         thresholds: the N of "more than N days late".
         bootstrap: customer-clustered bootstrap replicates for intervals (0 = none).
         reference: a reference policy's replay, for the gain and its interval.
+        details: also each factor alone and the segments (out of time; in sample they are
+            left out to save time on large files).
 
     Returns:
         The period's figures.
@@ -446,6 +509,8 @@ def evaluate(
     )
     customer = history.customer
     late_15: set[int] = set()
+    # (where the interval goes, ours, reference) per statistic, all bootstrapped in one pass.
+    pending: list[tuple[dict[str, Any], str, Any, Any]] = []
     for n in thresholds:
         kept, labels = _decided(history, rows, n, known_before)
         if n == 15:
@@ -459,9 +524,9 @@ def evaluate(
         kss[key] = ks(scores, labels) if shown else None
         cis[key] = None
         clusters = [customer[i] for i in kept]
-        if shown and sampler is not None:
-            interval = sampler.auc_interval(clusters, scores, labels)
-            cis[key] = interval.to_list() if interval else None
+        ours = sampler.prepare(clusters, scores, labels) if shown and sampler else None
+        if ours is not None:
+            pending.append((cis, key, ours, None))
         if compare is not None and reference is not None:
             theirs = [reference.score[i] for i in kept]
             their_auc = auc(theirs, labels) if shown else None
@@ -470,11 +535,15 @@ def evaluate(
             compare["gain"][key] = (
                 _r(mine - their_auc) if mine is not None and their_auc is not None else None
             )
-            gain_ci = None
-            if shown and sampler is not None:
-                interval = sampler.gain_interval(clusters, scores, theirs, labels)
-                gain_ci = interval.to_list() if interval else None
-            compare["gain_ci"][key] = gain_ci
+            compare["gain_ci"][key] = None
+            if ours is not None and sampler is not None:
+                pending.append(
+                    (compare["gain_ci"], key, ours, sampler.prepare(clusters, theirs, labels))
+                )
+    if sampler is not None and pending:
+        found = sampler.intervals([(ours, theirs) for _, _, ours, theirs in pending])
+        for (target, key, _, _), interval in zip(pending, found, strict=True):
+            target[key] = interval.to_list() if interval else None
     bands, monotone = _bands(history, run, base_rows, base_labels, late_15)
     shown = _shown(base_labels)
     band_auc = auc([float(run.band[i]) for i in base_rows], base_labels) if shown else None
@@ -496,11 +565,11 @@ def evaluate(
         band_auc=band_auc,
         bands=bands,
         bands_monotone=monotone,
-        factors=_factor_rows(run, base_rows, base_labels),
+        factors=_factor_rows(run, base_rows, base_labels, aucs.get("0")) if details else [],
         brier=brier(probabilities, p_labels) if probabilities else None,
         calibration=reliability(probabilities, p_labels) if probabilities else [],
         calibration_overall=overall,
-        segments=_segments(history, run, base_rows, base_labels),
+        segments=_segments(history, run, base_rows, base_labels) if details else [],
         compare=compare,
         bootstrap_replicates=sampler.replicates if sampler is not None else 0,
     )
@@ -694,7 +763,7 @@ def run_backtest(
     if out_of_time.compare is not None:
         out_of_time.compare["reference"] = compare_name or "reference policy"
         out_of_time.compare["reference_fingerprint"] = policy_fingerprint(compare or policy)
-    in_sample = evaluate(history, run, before, known_before, thresholds)
+    in_sample = evaluate(history, run, before, known_before, thresholds, details=False)
     notes: list[str] = []
     if fmt == "ibm-ar":
         notes.append(IBM_NOTE)

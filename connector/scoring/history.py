@@ -329,7 +329,16 @@ def read_history(
     codec, label = detect_encoding(path)
     history = History(source=source, fmt=fmt, encoding=label)
     names = _IBM if fmt == "ibm-ar" else _CANONICAL
-    parse_date = _ibm_date if fmt == "ibm-ar" else _iso_date
+    parse_text = _ibm_date if fmt == "ibm-ar" else _iso_date
+    # A history repeats its dates thousands of times: parse each distinct text once.
+    parsed: dict[str, int] = {}
+
+    def parse_date(text: str) -> int:
+        ordinal = parsed.get(text)
+        if ordinal is None:
+            ordinal = parsed[text] = parse_text(text)
+        return ordinal
+
     pattern = "M/D/YYYY" if fmt == "ibm-ar" else "YYYY-MM-DD"
     customer_index: dict[str, int] = {}
     channel_index: dict[str, int] = {}

@@ -193,10 +193,37 @@ class ClusteredBootstrap:
             drawn = Counter(random.Random(self.seed * 100_003 + r).choices(range(size), k=size))
             yield list(map(drawn.get, range(size), itertools.repeat(0)))
 
-    def _prepare(
+    def prepare(
         self, clusters: Sequence[int], scores: Sequence[float], labels: Sequence[bool]
     ) -> _Prepared:
+        """One statistic's invoices (`clusters[i]` is invoice i's customer), sorted once."""
         return _Prepared([self.index[c] for c in clusters], scores, labels)
+
+    def intervals(
+        self, statistics: Sequence[tuple[_Prepared, _Prepared | None]], level: float = 0.95
+    ) -> list[Interval | None]:
+        """Percentile intervals of several statistics from one pass over the replicates.
+
+        Args:
+            statistics: (ours, None) for an AUC, (ours, reference) for AUC(ours) - AUC(reference).
+            level: the interval's coverage.
+
+        Returns:
+            One interval per statistic (None when no replicate had both classes).
+        """
+        values: list[list[float]] = [[] for _ in statistics]
+        for weights in self._weights():
+            for k, (ours, reference) in enumerate(statistics):
+                a = _weighted_auc(ours, weights)
+                if a is None:
+                    continue
+                if reference is None:
+                    values[k].append(a)
+                    continue
+                b = _weighted_auc(reference, weights)
+                if b is not None:
+                    values[k].append(a - b)
+        return [_interval(v, level) for v in values]
 
     def auc_interval(
         self,
@@ -206,9 +233,7 @@ class ClusteredBootstrap:
         level: float = 0.95,
     ) -> Interval | None:
         """Percentile interval of the AUC; `clusters[i]` is invoice i's customer."""
-        prepared = self._prepare(clusters, scores, labels)
-        values = [_weighted_auc(prepared, w) for w in self._weights()]
-        return _interval([v for v in values if v is not None], level)
+        return self.intervals([(self.prepare(clusters, scores, labels), None)], level)[0]
 
     def gain_interval(
         self,
@@ -219,15 +244,9 @@ class ClusteredBootstrap:
         level: float = 0.95,
     ) -> Interval | None:
         """Percentile interval of AUC(scores) - AUC(reference), paired on the same draws."""
-        ours = self._prepare(clusters, scores, labels)
-        theirs = self._prepare(clusters, reference, labels)
-        gains = []
-        for weights in self._weights():
-            a = _weighted_auc(ours, weights)
-            b = _weighted_auc(theirs, weights)
-            if a is not None and b is not None:
-                gains.append(a - b)
-        return _interval(gains, level)
+        ours = self.prepare(clusters, scores, labels)
+        theirs = self.prepare(clusters, reference, labels)
+        return self.intervals([(ours, theirs)], level)[0]
 
 
 def _interval(values: list[float], level: float) -> Interval | None:
