@@ -411,16 +411,9 @@ class ConnectionRunner:
         """Refuse to run on a mapping error (as `sync` does), checked once per service life."""
         if connection.name in self._checked:
             return
-        from connector.errors import MappingErrors
-        from connector.mapping.check import check_mapping
+        from connector.engine.drift import refuse_on_mapping_errors
 
-        errors = [
-            error
-            for error in check_mapping(mapping, adapter.describe)
-            if getattr(error, "severity", "error") == "error"
-        ]
-        if errors:
-            raise MappingErrors(errors)
+        refuse_on_mapping_errors(adapter, mapping)
         self._checked.add(connection.name)
 
     def _setup_failed(

@@ -57,7 +57,7 @@ def test_text_that_merely_contains_the_prefix_is_no_marker() -> None:
 
 
 @pytest.mark.parametrize("crm", CRMS)
-def test_hostile_account_names_and_lost_create_answers_leave_one_task_per_key(
+def test_point3_hostile_account_names_and_lost_create_answers_leave_one_task_per_key(
     crm: str, tmp_path: Path
 ) -> None:
     with start_sandbox(crm) as sandbox:

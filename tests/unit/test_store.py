@@ -283,3 +283,62 @@ def test_lease_statements_from_a_snapshot_do_not_block_the_real_store(store) -> 
         store.release_lease("c", "run")
     finally:
         copy.close()
+
+
+def test_a_quarantined_record_holds_its_account_until_released(store) -> None:
+    store.upsert_account("c", account("A1"), {})
+    store.upsert_account("c", account("A2"), {})
+    store.upsert_invoice("c", invoice("I1", account_id="A1", open_amount="70"))
+    store.quarantine("c", "invoice", "I1", "bad", "run-1", account_id="A1", rule="X", value="7")
+    store.quarantine("c", "invoice", "I1", "still bad", "run-2", account_id="A1", rule="X")
+
+    assert [a.account.crm_id for a in store.iter_accounts("c", exclude_held=True)] == ["A2"]
+    assert store.count_accounts("c", exclude_held=True) == 1
+    assert store.open_exposures("c") == {}, "a quarantined invoice's stale copy counts for no one"
+    [row] = store.quarantined("c")
+    assert (row["reason"], row["run_id"], row["account_id"]) == ("still bad", "run-2", "A1")
+    assert row["first_seen"] <= row["last_seen"]
+    assert list(store.held_accounts("c")) == ["A1"]
+
+    store.clear_scoring_flag("c", ["A1"])
+    store.release_quarantine("c", "invoice", "I1")
+    assert store.count_quarantined("c") == 0
+    assert store.get_account("c", "A1").needs_scoring, "released accounts are scored again"
+
+
+def test_refused_field_values_are_kept_per_account_and_field(store) -> None:
+    store.block_field("c", "A1", "risk_band", "D", "BAD_VALUE", "no D", "g1")
+    store.block_field("c", "A1", "risk_band", "E", "BAD_VALUE", "no E", "g1")
+    store.block_field("c", "A2", "risk_band", "D", "BAD_VALUE", "no D", "g1")
+
+    [first, second] = store.field_blocks("c")
+    assert (first["account_id"], first["value"], first["attempts"]) == ("A1", "E", 2)
+    assert second["account_id"] == "A2"
+    assert store.clear_field_blocks("c", account_id="A1") == 1
+    assert [row["account_id"] for row in store.field_blocks("c")] == ["A2"]
+
+
+def test_a_version_1_state_file_is_migrated_in_place(tmp_path: Path) -> None:
+    import sqlite3
+    from importlib import resources
+
+    path = tmp_path / "v1.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(resources.files("connector.store").joinpath("schema.sql").read_text())
+    raw.execute(
+        "INSERT INTO quarantine (connection, object, record_id, reason, run_id, at) "
+        "VALUES ('c', 'invoice', 'I1', 'bad', 'r1', '2026-01-01T00:00:00+00:00')"
+    )
+    raw.execute("PRAGMA user_version = 1")
+    raw.commit()
+    raw.close()
+
+    store = open_store(str(path))
+    try:
+        [row] = store.quarantined("c")
+        assert row["first_seen"] == "2026-01-01T00:00:00+00:00"
+        assert row["account_id"] is None, "a v1 row holds no account until it is read again"
+        assert store.field_blocks("c") == []
+    finally:
+        store.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] >= 2
