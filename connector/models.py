@@ -167,6 +167,8 @@ class TaskAction(StrictModel):
     due_date: date | None = None
     priority: TaskPriority = TaskPriority.NORMAL
     crm_task_id: str | None = None
+    # Why, for the audit log (defaults to the rule).
+    cause: str = ""
     # True when no create was ever sent for this dedupe key (the engine's intent log says so):
     # an adapter may then skip its look-up-before-create, which costs API calls.
     first_attempt: bool = False

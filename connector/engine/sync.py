@@ -6,7 +6,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,14 @@ from connector.errors import (
 )
 from connector.mapping import FieldMapping
 from connector.models import Account, RawRecord, RiskAssessment
-from connector.planning.planner import LIMIT_FIELD, LedgerView, normalize, plan_account, plan_tasks
+from connector.planning.planner import (
+    LIMIT_FIELD,
+    LedgerView,
+    TaskPlan,
+    normalize,
+    plan_account,
+    plan_tasks,
+)
 from connector.planning.task_rules import RuleContext, evaluate
 from connector.protocol import CrmAdapter, TaskScanner
 from connector.redaction import redact
@@ -43,7 +50,12 @@ from connector.scoring import (
     build_portfolio_context,
     portfolio_report,
 )
-from connector.scoring.limits import in_account_currency
+from connector.scoring.limits import (
+    in_account_currency,
+    peak_exposures,
+    review_limit,
+    within_review_cap,
+)
 from connector.scoring.policy import policy_fingerprint
 from connector.store import SqlStore
 from connector.store.holders import holder_id as new_holder_id
@@ -488,10 +500,12 @@ class _Engine:
             if not isinstance(inputs, HomeInputs):
                 self._hold_unrated(inputs)
                 continue
-            assessment = self._assess(account, inputs, portfolio)
+            previous = store.get_assessment(name, account.crm_id)
+            assessment = self._assess(
+                account, inputs, portfolio, previous, scoring_account.current_credit_limit
+            )
             self.report.scored += 1
             self.report.bands[assessment.band] += 1
-            previous = store.get_assessment(name, account.crm_id)
             plan = plan_account(
                 account,
                 assessment,
@@ -531,9 +545,17 @@ class _Engine:
                 self.task_policy.rules if self.task_policy.enabled else (),
                 self.as_of,
             )
-            baseline_meta = {}
+            baseline_meta: dict[str, Any] = {}
             if any(a.rule == "band_downgrade" and a.action == "create" for a in task_plan.actions):
                 baseline_meta["band_downgrade"] = previous.band if previous else assessment.band
+            if any(a.rule == "limit_approval" and a.action == "create" for a in task_plan.actions):
+                # The limit the approval was asked against: a later hand edit settles it.
+                baseline_meta["limit_approval"] = str(
+                    normalize(LIMIT_FIELD, stored.crm_values.get(LIMIT_FIELD))
+                )
+            task_plan = self._explain_settled_approval(
+                task_plan, ledger, stored.crm_values, assessment
+            )
             writer.add(
                 PendingAccount(
                     account_id=account.crm_id,
@@ -552,23 +574,91 @@ class _Engine:
         if self.options.progress:
             self.options.progress("scored and planned", done, total)
 
+    def _explain_settled_approval(
+        self,
+        task_plan: TaskPlan,
+        ledger: dict[str, Any],
+        crm_values: dict[str, Any],
+        assessment: RiskAssessment,
+    ) -> TaskPlan:
+        """An approval task closed because a person set the limit says so in the audit."""
+        entry = ledger.get("limit_approval")
+        if entry is None or not any(
+            a.rule == "limit_approval" and a.action in ("complete", "comment")
+            for a in task_plan.actions
+        ):
+            return task_plan
+        asked_against = entry.meta.get("baseline")
+        now = normalize(LIMIT_FIELD, crm_values.get(LIMIT_FIELD))
+        currency = assessment.features.get("limit_currency") or ""
+        if asked_against is not None and str(now) != str(asked_against):
+
+            def shown(value: Any) -> str:
+                if value in (None, "None"):
+                    return "empty"
+                return f"{Decimal(str(value)):,.2f} {currency}".rstrip()
+
+            cause = (
+                f"limit changed in the CRM by a person to {shown(now)} (it was "
+                f"{shown(asked_against)} when approval was asked): approval no longer needed"
+            )
+        else:
+            cause = "the recommended change no longer needs approval"
+        actions = tuple(
+            action.model_copy(update={"cause": cause})
+            if action.rule == "limit_approval" and action.action in ("complete", "comment")
+            else action
+            for action in task_plan.actions
+        )
+        return replace(task_plan, actions=actions)
+
     def _assess(
-        self, account: Account, inputs: HomeInputs, portfolio: PortfolioContext
+        self,
+        account: Account,
+        inputs: HomeInputs,
+        portfolio: PortfolioContext,
+        previous: RiskAssessment | None,
+        reference_limit: Decimal | None,
     ) -> RiskAssessment:
-        """Score in the home currency; the limit goes back to the account's currency, rounded there."""
+        """Score in the home currency, review the limit, and write it in the account's currency.
+
+        The review starts from the reference limit (the one a person set, in the account's
+        currency): the cap on change per review is counted from it, so runs do not compound
+        steps, and a kept limit is exactly that value, not a round trip through the rate.
+        """
         home = self.book.home
         assessment = assess(
             inputs.account, inputs.invoices, portfolio, self.score_policy, self.as_of
         )
-        limit_home = assessment.recommended_credit_limit
-        currency = account.currency or home
-        limit, lines = in_account_currency(
-            limit_home,
-            home=home,
-            currency=currency,
-            rate=inputs.rate,
-            step=self.policy.limits.rounding_step,
+        target = assessment.recommended_credit_limit
+        held_now = reference_limit
+        current_home = inputs.account.current_credit_limit
+        limit_home, review = review_limit(
+            target,
+            current_home,
+            band=assessment.band,
+            previous_band=previous.band if previous is not None else None,
+            peaks=peak_exposures(inputs.invoices, self.as_of, self.policy.limits.low_use_months),
+            hard_rules=assessment.hard_rules,
+            manual=inputs.account.manual_credit_limit,
+            policy=self.policy,
         )
+        currency = account.currency or home
+        lines: tuple[str, ...] = ()
+        if limit_home is not None and limit_home == current_home:
+            # Kept: exactly the limit a person set, not a round trip through the rate.
+            limit = held_now
+        else:
+            limit, lines = in_account_currency(
+                limit_home,
+                home=home,
+                currency=currency,
+                rate=inputs.rate,
+                step=self.policy.limits.rounding_step,
+            )
+        if not assessment.hard_rules:
+            limit = within_review_cap(limit, held_now, rate=inputs.rate, policy=self.policy)
+        lines = (*review, *lines)
         features = {
             **assessment.features,
             "currency": home or assessment.features.get("currency"),
@@ -576,6 +666,7 @@ class _Engine:
             "limit_currency": currency,
             "limit_rate": str(inputs.rate),
             "recommended_limit_home": None if limit_home is None else str(limit_home),
+            "derived_limit_home": None if target is None else str(target),
         }
         return assessment.model_copy(
             update={

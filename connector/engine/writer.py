@@ -533,7 +533,7 @@ class Writer:
                     "owner_id": action.owner_id,
                     "subject": action.subject,
                 },
-                cause=action.rule,
+                cause=action.cause or action.rule,
                 response="ok",
             )
         # After the ledger rows: a crash before this point leaves the intent, so the next run

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_FLOOR, Decimal
+from collections.abc import Sequence
+from datetime import date, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from connector.models import Account
-from connector.scoring.currency import round_in_currency
+from connector.models import Account, Invoice, InvoiceStatus
+from connector.scoring.currency import nice_step, round_in_currency
 from connector.scoring.features import Features
 from connector.scoring.policy import ScoringPolicy
 from connector.scoring.portfolio import PortfolioContext
@@ -183,3 +185,131 @@ def in_account_currency(
         f"in the account's currency: {_fmt(limit_home)} {home} × {rate.normalize():f} = "
         f"{_fmt(raw)} {currency}, floored to {_fmt(rounded)} {currency}",
     )
+
+
+_ORDER = "ABCDE"
+
+
+def peak_exposures(invoices: Sequence[Invoice], as_of: date, months: int) -> tuple[Decimal, ...]:
+    """Peak open amount in each of the last `months` 30-day months, newest first.
+
+    An invoice is open on a day from its issue date until its paid date (or now, when unpaid);
+    each month's peak is taken at its end and at `as_of`, which is what a limit is used for.
+
+    Args:
+        invoices: the account's invoices (amounts in one currency).
+        as_of: the decision date.
+        months: how many months back.
+
+    Returns:
+        One open amount per month, newest first.
+    """
+    peaks = []
+    for month in range(months):
+        day = as_of - timedelta(days=30 * month)
+        total = Decimal(0)
+        for inv in invoices:
+            if inv.deleted or inv.status in (InvoiceStatus.VOID, InvoiceStatus.WRITTEN_OFF):
+                continue
+            if inv.issue_date > day:
+                continue
+            if inv.paid_date is not None:
+                if inv.paid_date > day:
+                    total += inv.amount
+            elif inv.open_amount > 0:
+                total += inv.open_amount if month == 0 else inv.amount
+        peaks.append(total)
+    return tuple(peaks)
+
+
+def review_limit(
+    target: Decimal | None,
+    current: Decimal | None,
+    *,
+    band: str,
+    previous_band: str | None,
+    peaks: Sequence[Decimal],
+    hard_rules: Sequence[str],
+    manual: Decimal | None,
+    policy: ScoringPolicy,
+) -> tuple[Decimal | None, tuple[str, ...]]:
+    """The change a credit manager would accept from the limit the account has to the target.
+
+    No cut in a good band for low recent invoicing (a cut needs a worse band than last review,
+    or low use of the limit for months), at most a set share of change per review (hard rules
+    may cut at once), and no change too small to be worth a write.
+
+    Args:
+        target: the derived limit (home currency), or None.
+        current: the limit the account has now (home currency), or None.
+        band: this review's band.
+        previous_band: last review's band (None at the first review).
+        peaks: peak open amounts per month, newest first (see `peak_exposures`).
+        hard_rules: the hard rules that fired (they allow an immediate cut).
+        manual: a manual limit, never exceeded.
+        policy: the scoring policy.
+
+    Returns:
+        (the reviewed limit, derivation lines).
+    """
+    lp = policy.limits
+    if target is None or current is None or current <= 0:
+        return target, ()
+    steps: list[str] = []
+    limit = target
+    if limit < current and not hard_rules:
+        worse = previous_band is not None and _ORDER.index(band) > _ORDER.index(previous_band)
+        months = list(peaks[: lp.low_use_months])
+        share = Decimal(str(lp.low_use_share))
+        low_use = len(months) == lp.low_use_months and all(p < current * share for p in months)
+        if band in lp.hold_bands and not worse and not low_use:
+            steps.append(
+                f"kept at {_fmt(current)}: band {band} did not worsen and the limit was used "
+                f"(peak {_fmt(max(months, default=Decimal(0)))} in {lp.low_use_months} months)"
+            )
+            return current, tuple(steps)
+        floor = (current * (1 - Decimal(str(lp.max_decrease_share)))).quantize(_CENT)
+        if limit < floor:
+            limit = floor
+            steps.append(f"cut capped at {lp.max_decrease_share:.0%} per review: {_fmt(limit)}")
+    elif limit > current:
+        ceiling = (current * (1 + Decimal(str(lp.max_increase_share)))).quantize(_CENT)
+        if limit > ceiling:
+            limit = ceiling
+            steps.append(
+                f"increase capped at {lp.max_increase_share:.0%} per review: {_fmt(limit)}"
+            )
+    if limit != current and abs(limit - current) < current * Decimal(str(lp.min_change_share)):
+        steps.append(f"change below {lp.min_change_share:.0%} of {_fmt(current)}: kept")
+        return current, tuple(steps)
+    if limit != target:
+        limit = floor_to_step(limit, lp.rounding_step) if limit > current else limit
+    if manual is not None and limit > manual:
+        limit = manual
+        steps.append(f"manual credit limit {_fmt(manual)} is never exceeded")
+    return limit, tuple(steps)
+
+
+def within_review_cap(
+    limit: Decimal | None,
+    reference: Decimal | None,
+    *,
+    rate: Decimal,
+    policy: ScoringPolicy,
+) -> Decimal | None:
+    """Keep a limit rounded in the account's currency within the per-review cap of `reference`.
+
+    Rounding to a step in the account's currency can push a capped change just past the cap
+    (and past an approval threshold set at the same share); the nearest step inside wins.
+    """
+    if limit is None or reference is None or reference <= 0:
+        return limit
+    lp = policy.limits
+    step = nice_step(lp.rounding_step * rate) if rate != 1 else lp.rounding_step
+    low = reference * (1 - Decimal(str(lp.max_decrease_share)))
+    high = reference * (1 + Decimal(str(lp.max_increase_share)))
+    if limit < low:
+        return min(reference, (low / step).to_integral_value(rounding=ROUND_CEILING) * step)
+    if limit > high:
+        return max(reference, (high / step).to_integral_value(rounding=ROUND_FLOOR) * step)
+    return limit

@@ -225,6 +225,19 @@ class LimitPolicy(StrictModel):
     max_limit: Decimal | None = Field(default=None, ge=0)
     # Limits are floored to this step (amounts below one step are floored to a power of ten).
     rounding_step: Decimal = Field(default=Decimal(1000), gt=0)
+    # Review against the limit the account has (hysteresis): in these bands a limit is not
+    # cut because recent invoicing was low; a cut needs a worse band than last review, or
+    # peak exposure below `low_use_share` of the limit in each of the last `low_use_months`.
+    hold_bands: tuple[Literal["A", "B", "C", "D", "E"], ...] = ("A", "B")
+    low_use_months: int = Field(default=6, ge=1, le=24)
+    low_use_share: float = Field(default=0.25, ge=0, le=1)
+    # At most this change from the limit a person last set (a hard rule may cut at once);
+    # at the approval thresholds' 20 % a routine change applies in one step and a larger one
+    # stops there until a person sets the new limit ...
+    max_increase_share: float = Field(default=0.20, ge=0)
+    max_decrease_share: float = Field(default=0.20, ge=0, le=1)
+    # ... and none smaller than this share of the limit (no churn from rounding or rates).
+    min_change_share: float = Field(default=0.05, ge=0, le=1)
 
     @field_validator("band_multipliers")
     @classmethod

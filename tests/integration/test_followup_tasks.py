@@ -275,44 +275,35 @@ def test_lost_task_create_response_leaves_exactly_one_task(world: World) -> None
     assert len(ours) == len(set(ours)), "no dedupe key appears on two tasks"
 
 
-def test_large_limit_increase_needs_approval_and_hand_edits_are_respected(world: World) -> None:
+def test_large_limit_change_needs_approval_and_a_hand_edit_settles_it(world: World) -> None:
+    # Changes within the per-review cap apply by themselves; what is above the approval
+    # thresholds (here: a first limit above initial_limit_auto_max, or a change above the
+    # absolute thresholds) is held, and the recommendation goes to its own field.
     shape = world.shape
-    world.sync()
-    # Pick a low-risk account and cut its CRM limit so the recommendation is a big increase.
-    low_risk = next(
-        stored.account.crm_id
-        for stored in world.store.iter_accounts(world.connection.name)
-        if (a := world.store.get_assessment(world.connection.name, stored.account.crm_id))
-        and a.band in ("A", "B")
-        and (a.recommended_credit_limit or 0) >= 10000
+    first = world.sync()
+    assert 0 < first.writes["account"]["held_for_approval"] <= 0.15 * first.scored
+    held = next(
+        row["record_id"]
+        for row in world.store.audit(world.connection.name)
+        if row["action"] == "held" and row["field"] == "current_credit_limit"
     )
-    recommended = world.store.get_assessment(
-        world.connection.name, low_risk
-    ).recommended_credit_limit
-    assert recommended is not None
-    by_hand = (recommended / Decimal("1.8")).quantize(Decimal(1))  # recommendation is +80 %
-    world.set(shape.account_object, low_risk, **{shape.limit_field: float(by_hand)})
-    world.sync()
-    account = world.account(low_risk)
-    assert Decimal(str(account[shape.limit_field])) == by_hand, "limit field unchanged"
-    # The lower hand-set limit raises utilisation, so the recommendation moves a little; it is
-    # still far above the hand-set limit, which is what needs a human.
-    latest = world.store.get_assessment(world.connection.name, low_risk).recommended_credit_limit
-    assert latest is not None and latest > by_hand * Decimal("1.2")
-    assert Decimal(str(account[shape.recommended_field])) == latest
-    approval = world.tasks(low_risk, "limit_approval")
-    assert len(approval) == 1
+    recommended = world.store.get_assessment(world.connection.name, held).recommended_credit_limit
+    before = world.account(held)[shape.limit_field]
+    assert Decimal(str(world.account(held)[shape.recommended_field])) == recommended
+    assert world.account(held)[shape.limit_field] == before, "limit field unchanged"
+    approval = world.tasks(held, "limit_approval")
+    assert len(approval) == 1 and approval[0]["Status"] != shape.task_status_closed
 
-    # A person sets the limit by hand: respected on every later run, visible as a conflict.
-    world.set(shape.account_object, low_risk, **{shape.limit_field: 12345})
+    # A person sets the limit by hand: respected on every later run, and the approval task is completed on the next run, the audit saying why.
+    world.set(shape.account_object, held, **{shape.limit_field: 12345})
     for _ in range(2):
         world.sync()
-    assert Decimal(str(world.account(low_risk)[shape.limit_field])) == Decimal(12345)
-    audit = world.store.audit(world.connection.name, record_id=low_risk)
-    assert any(
-        row["action"] in ("conflict", "held") and row["field"] == "current_credit_limit"
-        for row in audit
-    )
+    assert Decimal(str(world.account(held)[shape.limit_field])) == Decimal(12345)
+    approval = world.tasks(held, "limit_approval")
+    assert len(approval) == 1 and approval[0]["Status"] == shape.task_status_closed
+    audit = world.store.audit(world.connection.name, record_id=held)
+    closing = next(row for row in audit if row["action"] == "task_complete")
+    assert "changed in the CRM by a person to 12,345.00" in closing["cause"]
 
 
 def test_dry_run_lists_planned_tasks_and_changes(world: World) -> None:
