@@ -132,6 +132,10 @@ class Cursor(Protocol):
         """All remaining rows."""
         ...
 
+    def fetchmany(self, size: int = ...) -> list[Any]:
+        """Up to `size` further rows."""
+        ...
+
     def __iter__(self) -> Iterator[Any]:
         """Rows one by one."""
         ...
@@ -161,6 +165,11 @@ class SqlStore:
     _EXPOSURE_SQL = "json_extract(data, '$.open_amount')"
     # Appended to a claim query: row locks that other claimers skip (PostgreSQL), or nothing.
     ROW_LOCK_CLAUSE = ""
+    # The store's own tables, for copying a whole store (`store migrate`).
+    _TABLES_SQL = (
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY name"
+    )
 
     def __init__(self, db: Connection, *, clock: Callable[[], datetime] | None = None) -> None:
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -1163,3 +1172,19 @@ class SqlStore:
             }
             for row in rows
         ]
+
+    # -- whole tables (store migrate) ---------------------------------------------------------
+
+    def table_names(self) -> list[str]:
+        """Every table of the store, by name."""
+        return [str(row["name"]) for row in self._query(self._TABLES_SQL)]
+
+    def iter_table(self, table: str, batch: int = 2000) -> Iterator[list[dict[str, Any]]]:
+        """Every row of one table (a name from table_names) as dicts, streamed in batches."""
+        with self._lock:
+            cursor = self._db.execute(f'SELECT * FROM "{table}"')  # noqa: S608 - a catalog name
+            while rows := cursor.fetchmany(batch):
+                yield [dict(row) for row in rows]
+
+    def after_bulk_load(self) -> None:
+        """Bring generated keys past rows inserted with explicit ones (nothing to do in SQLite)."""

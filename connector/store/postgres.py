@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -185,6 +185,10 @@ class PostgresStore(SqlStore):
         return f"(data::jsonb ->> '{name}')"
 
     ROW_LOCK_CLAUSE = " FOR UPDATE OF s SKIP LOCKED"
+    _TABLES_SQL = (
+        "SELECT table_name AS name FROM information_schema.tables WHERE "
+        "table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name"
+    )
 
     def __init__(
         self,
@@ -295,3 +299,35 @@ class PostgresStore(SqlStore):
     def snapshot(self) -> PostgresStore:
         """A store on a second connection inside a transaction that close() rolls back."""
         return PostgresStore(self.url, clock=self.clock, snapshot=True)
+
+    def iter_table(self, table: str, batch: int = 2000) -> Iterator[list[dict[str, Any]]]:
+        """Every row of one table, through a server-side cursor so memory stays flat."""
+        with self._lock:
+            own = not self._in_transaction()
+            if own:
+                self._pg.begin()
+            try:
+                cursor = self._pg.raw.cursor(name=f"export_{table}")
+                cursor.itersize = batch
+                cursor.execute(f'SELECT * FROM "{table}"')  # noqa: S608 - a catalog name
+                while rows := cursor.fetchmany(batch):
+                    yield [dict(row) for row in rows]
+                cursor.close()
+            finally:
+                if own:
+                    self._pg.rollback()
+
+    def after_bulk_load(self) -> None:
+        """Move serial sequences (audit ids) past the ids copied in, so new rows do not collide."""
+        with self.transaction() as db:
+            serials = db.execute(
+                "SELECT table_name, column_name FROM information_schema.columns WHERE "
+                "table_schema = current_schema() AND column_default LIKE 'nextval(%'"
+            ).fetchall()
+            for serial in serials:
+                table, column = serial["table_name"], serial["column_name"]
+                db.execute(
+                    "SELECT setval(pg_get_serial_sequence(?, ?), "  # noqa: S608 - catalog names
+                    f'(SELECT COALESCE(MAX("{column}"), 0) + 1 FROM "{table}"), false)',
+                    (table, column),
+                )

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,11 +20,14 @@ from connector.store import open_store
 from connector.store.coordination import WorkQueue
 
 
-def make_config(url: str, names: list[str], **service: Any) -> AppConfig:
+def make_config(
+    url: str, names: list[str], metrics: dict[str, Any] | None = None, **service: Any
+) -> AppConfig:
     return AppConfig.model_validate(
         {
             "store": {"url": url, "lease_seconds": 6},
             "service": {"claim_interval_seconds": 0.2, **service},
+            "metrics": metrics or {},
             "connections": {name: {"kind": "zoho", "mapping": "zoho.toml"} for name in names},
         }
     )
@@ -134,3 +138,43 @@ def test_a_run_that_loses_the_store_is_closed_as_failed_and_its_lease_freed(
         assert (row.next_due_at - datetime.now(UTC)).total_seconds() > 20
     finally:
         store.close()
+
+
+def test_healthz_reports_the_worker_and_turns_503_while_the_store_is_unreachable(
+    pg_url: str, pg_cluster: Any, workers: list[WorkerService]
+) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    config = make_config(pg_url, ["acme"], metrics={"port": 0, "host": "127.0.0.1"})
+    runner = LeasedFakeRun(pg_url)
+    worker = WorkerService(config, interval_seconds=30, runner=runner)
+    runner.worker_id = worker.worker_id
+    worker.start()
+    workers.append(worker)
+    assert worker.metrics_server is not None
+    url = worker.metrics_server.url + "/healthz"
+
+    def healthz() -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not runner.runs:
+        time.sleep(0.1)
+    status, body = healthz()
+    assert status == 200, body
+    assert body["worker"]["worker_id"] == worker.worker_id
+    assert body["worker"]["store"] == "reachable"
+    # The database goes away (dropped, its sessions ended): the next tick notices.
+    pg_cluster.drop_database(urlsplit(pg_url).path.lstrip("/"))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and healthz()[0] == 200:
+        time.sleep(0.2)
+    status, body = healthz()
+    assert status == 503
+    assert "state store is unreachable" in body["reason"]
