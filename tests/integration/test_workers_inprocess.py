@@ -177,4 +177,6 @@ def test_healthz_reports_the_worker_and_turns_503_while_the_store_is_unreachable
         time.sleep(0.2)
     status, body = healthz()
     assert status == 503
-    assert "state store is unreachable" in body["reason"]
+    # Whichever notices first, the tick or the health check's own query, names the store.
+    assert "state store" in body["reason"], body
+    assert body["worker"]["worker_id"] == worker.worker_id
