@@ -402,16 +402,15 @@ def test_three_workers_share_twenty_connections_survive_a_sigkill_and_a_database
         finished_at = datetime.now(UTC)
     runs = sorted(fleet.runs(), key=lambda run: run["started_at"])
 
-    # Every connection ran on schedule. Between the outages, runs start one interval apart; on
-    # a loaded machine a due run may start late, but never so late that a whole interval is
-    # lost (that would be a connection starving while others run).
+    # Every connection ran on schedule: between the outages a due run may start late when the
+    # shared machine is loaded (all workers busy), but never so late that a whole interval is
+    # lost, and no connection falls behind the others (a starving one would).
     quiet = [
         # Start-up: three processes import and check 20 mappings on two shared cores.
         (datetime.min.replace(tzinfo=UTC), warmed_up_at),
         (killed_at, killed_at + timedelta(seconds=LEASE_SECONDS + INTERVAL_SECONDS)),
         (stopped_at, restarted_at + timedelta(seconds=INTERVAL_SECONDS + 8)),
     ]
-    gaps: list[float] = []
     for name in names:
         starts = [parse(run["started_at"]) for run in runs if run["connection"] == name]
         assert len(starts) >= 4, (name, len(starts))
@@ -419,9 +418,10 @@ def test_three_workers_share_twenty_connections_survive_a_sigkill_and_a_database
             if any(before < end and after > begin for begin, end in quiet):
                 continue
             gap = (after - before).total_seconds()
-            gaps.append(gap)
             assert gap < 2 * INTERVAL_SECONDS + SLACK_SECONDS, (name, before, after, quiet)
-    assert statistics.median(gaps) <= 1.5 * INTERVAL_SECONDS, sorted(gaps)
+    succeeded = Counter(run["connection"] for run in runs if run["status"] in SUCCESS)
+    mean_runs = statistics.fmean(succeeded[name] for name in names)
+    assert all(succeeded[name] >= 0.75 * mean_runs for name in names), succeeded
 
     # No two runs of one connection overlap (a run killed or cut off counts until it was closed).
     for name in names:
