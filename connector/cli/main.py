@@ -1194,6 +1194,7 @@ def cmd_store_backup(args: argparse.Namespace, console: Console) -> int:
         f"backup of {store.path} written to {target} ({size:,} bytes, integrity check ok)",
         soft_wrap=True,
     )
+    return EXIT_OK
 
 
 def cmd_store_migrate(args: argparse.Namespace, console: Console) -> int:

@@ -98,6 +98,10 @@ class _GuardedCursor:
         with self._guard.translated():
             return self._cursor.fetchall()
 
+    def fetchmany(self, size: int = 1) -> list[Any]:
+        with self._guard.translated():
+            return self._cursor.fetchmany(size)
+
     def __iter__(self) -> Iterator[Any]:
         with self._guard.translated():
             yield from self._cursor
