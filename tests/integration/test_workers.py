@@ -404,7 +404,7 @@ def test_three_workers_share_twenty_connections_survive_a_sigkill_and_a_database
 
     # Every connection ran on schedule: between the outages a due run may start late when the
     # shared machine is loaded (all workers busy), but never so late that a whole interval is
-    # lost, and no connection falls behind the others (a starving one would).
+    # lost, and no connection falls far behind the others (a starving one would).
     quiet = [
         # Start-up: three processes import and check 20 mappings on two shared cores.
         (datetime.min.replace(tzinfo=UTC), warmed_up_at),
@@ -421,7 +421,9 @@ def test_three_workers_share_twenty_connections_survive_a_sigkill_and_a_database
             assert gap < 2 * INTERVAL_SECONDS + SLACK_SECONDS, (name, before, after, quiet)
     succeeded = Counter(run["connection"] for run in runs if run["status"] in SUCCESS)
     mean_runs = statistics.fmean(succeeded[name] for name in names)
-    assert all(succeeded[name] >= 0.75 * mean_runs for name in names), succeeded
+    # Half the mean: the victim's connections lose up to (lease + interval) to the takeover,
+    # and runs in flight at the restart fail; a starving connection would have next to none.
+    assert all(succeeded[name] >= mean_runs / 2 for name in names), succeeded
 
     # No two runs of one connection overlap (a run killed or cut off counts until it was closed).
     for name in names:
