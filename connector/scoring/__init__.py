@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from connector.models import Account, FactorContribution, Invoice, Reason, RiskAssessment
-from connector.scoring.calibration import probability_for
+from connector.scoring.calibration import probability_late, under_thin_file_rule
 from connector.scoring.features import Features, extract, features_dict, open_exposure
 from connector.scoring.limits import recommend_limit
 from connector.scoring.policy import ScoringPolicy
@@ -89,7 +89,9 @@ def assess(
         band=rating.band,
         level=rating.level,
         confidence=rating.confidence,
-        probability_late=probability_for(rating.score, policy.probability.table),
+        probability_late=probability_late(
+            rating.score, under_thin_file_rule(f, policy), policy.probability
+        ),
         recommended_credit_limit=limit,
         reasons=reasons,
         factors=factors,

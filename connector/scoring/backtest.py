@@ -36,7 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from connector.models import Account, Invoice, InvoiceStatus
-from connector.scoring.calibration import fit_probability_table, probability_for
+from connector.scoring.calibration import (
+    fit_probability_tables,
+    probability_late,
+    under_thin_file_rule,
+)
 from connector.scoring.features import Features, extract
 from connector.scoring.history import (
     DISPUTED,
@@ -79,11 +83,19 @@ class Replay:
     probability: array[float]
     # factor code -> input per row (NaN where the factor had no data).
     factors: dict[str, array[float]]
+    # 1 where the thin-file rule applied to the customer (`calibration.under_thin_file_rule`).
+    thin_file: bytearray
 
-    def with_probability(self, table: Sequence[tuple[float, float]]) -> Replay:
-        """The same replay with probabilities from another table."""
-        values = array("d", (probability_for(s, tuple(table)) or _NAN for s in self.score))
-        return Replay(self.score, self.band, values, self.factors)
+    def with_probability(self, probability: ProbabilityPolicy) -> Replay:
+        """The same replay with probabilities from other tables."""
+        values = array(
+            "d",
+            (
+                _NAN if (p := probability_late(s, bool(t), probability)) is None else p
+                for s, t in zip(self.score, self.thin_file, strict=True)
+            ),
+        )
+        return Replay(self.score, self.band, values, self.factors, self.thin_file)
 
 
 _ZERO = Decimal(0)
@@ -221,18 +233,21 @@ def rate_decisions(decided: Iterable[Decision], policy: ScoringPolicy, rows: int
     """
     scores = array("d", bytes(8 * rows))
     bands = bytearray(rows)
+    thin_file = bytearray(rows)
     probabilities = array("d", [_NAN]) * rows
     factors = {code: array("d", [_NAN]) * rows for _, code in FACTORS}
-    table = policy.probability.table
+    tables = policy.probability
     codes = [code for _, code in FACTORS]
     by_value = [code in _RANKED_BY_VALUE for code in codes]
     columns = [factors[code] for code in codes]
     for members, features in decided:
         score, band, raw = score_features(features, policy)
-        probability = probability_for(score, table)
+        thin = under_thin_file_rule(features, policy)
+        probability = probability_late(score, thin, tables)
         for i in members:
             scores[i] = score
             bands[i] = band
+            thin_file[i] = thin
             if probability is not None:
                 probabilities[i] = probability
         for k, (value, points, available) in enumerate(raw):
@@ -242,7 +257,7 @@ def rate_decisions(decided: Iterable[Decision], policy: ScoringPolicy, rows: int
             column = columns[k]
             for i in members:
                 column[i] = shown
-    return Replay(scores, bands, probabilities, factors)
+    return Replay(scores, bands, probabilities, factors, thin_file)
 
 
 def replay(history: History, policy: ScoringPolicy) -> Replay:
@@ -579,32 +594,51 @@ def evaluate(
 
 
 def fit_probability(
-    history: History, run: Replay, split: date
+    history: History, run: Replay, split: date, method: ProbabilityPolicy | None = None
 ) -> tuple[ProbabilityPolicy, int, int]:
-    """Fit the score-to-probability table on in-sample invoices known before the split.
+    """Fit the score-to-probability table(s) on in-sample invoices known before the split.
+
+    The method is the policy's: invoices issued in the last `fit_window_days` before the split
+    (None = all) whose outcome was known the day before it; one table, or with `fit_by_file` a
+    thin-file table and an established one (`calibration.fit_probability_tables`).
 
     Args:
         history: the invoices.
-        run: the replay of the policy (scores).
+        run: the replay of the policy (scores and thin-file flags).
         split: the split date.
+        method: the probability settings whose fitting method to use (default: the built-in).
 
     Returns:
-        (the probability settings, invoices used, of which late).
+        (the probability settings with the new tables, invoices used, of which late).
 
     Raises:
         ValueError: no in-sample invoice has a known outcome.
     """
+    method = method or ProbabilityPolicy()
     rows, labels = known_at_split(history, range(len(history)), 0, split)
+    window = method.fit_window_days
+    if window is not None:
+        since = split.toordinal() - window
+        kept = [j for j, i in enumerate(rows) if history.issue[i] >= since]
+        rows, labels = [rows[j] for j in kept], [labels[j] for j in kept]
     if not rows:
         raise ValueError("no invoice before the split date has a known outcome to fit on")
-    table = fit_probability_table([run.score[i] for i in rows], labels)
+    thin = [bool(run.thin_file[i]) for i in rows]
+    table, thin_table = fit_probability_tables(
+        [run.score[i] for i in rows], labels, thin, method.fit_by_file
+    )
     first = date.fromordinal(min(history.issue[i] for i in rows))
     last = date.fromordinal(max(history.issue[i] for i in rows))
     fitted_on = (
         f"{Path(history.source).name}: {len(rows)} invoices issued {first}..{last} "
         f"with outcomes known on {split}, {sum(labels)} paid late"
     )
-    return ProbabilityPolicy(table=table, fitted_on=fitted_on), len(rows), sum(labels)
+    if method.fit_by_file:
+        fitted_on += f" ({sum(thin)} of them under the thin-file rule, with their own table)"
+    fitted = method.model_copy(
+        update={"table": table, "thin_file_table": thin_table, "fitted_on": fitted_on}
+    )
+    return fitted, len(rows), sum(labels)
 
 
 def pre_split_figures(
@@ -741,15 +775,18 @@ def run_backtest(
     fit_result: dict[str, Any] | None = None
     fitted_policy: ScoringPolicy | None = None
     if fit:
-        probability, used, late = fit_probability(history, run, split)
+        probability, used, late = fit_probability(history, run, split, policy.probability)
         fitted_policy = policy.model_copy(update={"probability": probability})
-        run = run.with_probability(probability.table)
+        run = run.with_probability(probability)
         fit_result = {
             "method": "score bins, then pool-adjacent-violators (monotone); in-sample invoices "
             "with outcomes known before the split",
+            "window_days": probability.fit_window_days,
+            "by_file": probability.fit_by_file,
             "invoices": used,
             "positives": late,
             "table": [list(row) for row in probability.table],
+            "thin_file_table": [list(row) for row in probability.thin_file_table],
             "fitted_on": probability.fitted_on,
         }
     reference = replay(history, compare) if compare is not None else None

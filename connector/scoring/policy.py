@@ -286,6 +286,13 @@ class ProbabilityPolicy(StrictModel):
         (45.84, 0.8093),
         (56.12, 0.8675),
     )
+    # For accounts under the thin-file rule (fewer than `thin_file.cap_below_invoices` settled
+    # invoices, no external score); empty = `table` serves every account.
+    thin_file_table: ProbabilityTable = ()
+    # How `crm-risk backtest --fit` refits: on invoices issued in the last `fit_window_days`
+    # before the split (None = all with a known outcome), with a separate thin-file table or not.
+    fit_window_days: int | None = Field(default=None, ge=30)
+    fit_by_file: bool = False
     # Where the table came from (data, period, invoices): shown by `explain` and the backtest.
     fitted_on: str = (
         "IBM accounts-receivable sample (simulated): 1167 invoices issued 2012-01-03..2012-12-01 "
@@ -293,7 +300,7 @@ class ProbabilityPolicy(StrictModel):
         "own history with `crm-risk backtest --fit --write-policy FILE`"
     )
 
-    _valid = field_validator("table")(_check_probability_table)
+    _valid = field_validator("table", "thin_file_table")(_check_probability_table)
 
 
 class ScoringPolicy(StrictModel):
