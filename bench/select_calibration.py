@@ -69,7 +69,7 @@ from connector.scoring.policy import ProbabilityPolicy, ScoringPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 ORIGINS = tuple(date(2012, month, 1) for month in (7, 8, 9, 10, 11))
-WINDOWS: tuple[int | None, ...] = (None, 180, 90)
+WINDOWS: tuple[int, ...] = (0, 180, 90)
 TOLERANCE = 0.001
 
 
@@ -83,7 +83,7 @@ def candidates() -> list[ProbabilityPolicy]:
 
 
 def name(method: ProbabilityPolicy) -> str:
-    window = "all" if method.fit_window_days is None else f"{method.fit_window_days}d"
+    window = f"{method.fit_window_days}d" if method.fit_window_days else "all"
     return f"window {window}, {'thin-file + established tables' if method.fit_by_file else 'one table'}"
 
 

@@ -102,6 +102,8 @@ def render_explanation(account: Account, assessment: RiskAssessment) -> Renderab
     )
     if assessment.probability_late is not None:
         headline.append(f"\nprobability of paying late {assessment.probability_late:.0%}")
+        if assessment.features.get("probability_table") == "thin_file":
+            headline.append(" (thin-file table: too few settled invoices for the main one)")
 
     reasons = Table(title="Reasons", header_style="bold", expand=False)
     reasons.add_column("#", justify="right")

@@ -82,6 +82,11 @@ def assess(
     features = features_dict(f)
     features["weighted_score"] = rating.weighted_score
     features["thin_file_capped"] = rating.thin_file_capped
+    thin_file = under_thin_file_rule(f, policy)
+    # Which table gave probability_late, for `explain` (the thin-file one only when the policy has it).
+    features["probability_table"] = (
+        "thin_file" if thin_file and policy.probability.thin_file_table else "main"
+    )
     return RiskAssessment.model_construct(
         account_id=account.crm_id,
         as_of=as_of,
@@ -89,9 +94,7 @@ def assess(
         band=rating.band,
         level=rating.level,
         confidence=rating.confidence,
-        probability_late=probability_late(
-            rating.score, under_thin_file_rule(f, policy), policy.probability
-        ),
+        probability_late=probability_late(rating.score, thin_file, policy.probability),
         recommended_credit_limit=limit,
         reasons=reasons,
         factors=factors,

@@ -599,7 +599,7 @@ def fit_probability(
     """Fit the score-to-probability table(s) on in-sample invoices known before the split.
 
     The method is the policy's: invoices issued in the last `fit_window_days` before the split
-    (None = all) whose outcome was known the day before it; one table, or with `fit_by_file` a
+    (0 = all) whose outcome was known the day before it; one table, or with `fit_by_file` a
     thin-file table and an established one (`calibration.fit_probability_tables`).
 
     Args:
@@ -617,7 +617,7 @@ def fit_probability(
     method = method or ProbabilityPolicy()
     rows, labels = known_at_split(history, range(len(history)), 0, split)
     window = method.fit_window_days
-    if window is not None:
+    if window:
         since = split.toordinal() - window
         kept = [j for j, i in enumerate(rows) if history.issue[i] >= since]
         rows, labels = [rows[j] for j in kept], [labels[j] for j in kept]

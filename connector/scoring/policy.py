@@ -271,7 +271,8 @@ class ProbabilityPolicy(StrictModel):
     "Late" means paid after the due date (or written off, or still open past it). The table is
     fitted by `crm-risk backtest --fit` on invoices whose outcome was known at the split date
     (binned isotonic regression) and can be replaced with a user's own: see the README.
-    An empty table leaves `probability_late` unset.
+    An empty table leaves `probability_late` unset. The fitting method (all known outcomes, one
+    table) was chosen before the split by `bench/select_calibration.py`.
     """
 
     table: ProbabilityTable = (
@@ -290,8 +291,8 @@ class ProbabilityPolicy(StrictModel):
     # invoices, no external score); empty = `table` serves every account.
     thin_file_table: ProbabilityTable = ()
     # How `crm-risk backtest --fit` refits: on invoices issued in the last `fit_window_days`
-    # before the split (None = all with a known outcome), with a separate thin-file table or not.
-    fit_window_days: int | None = Field(default=None, ge=30)
+    # before the split (0 = all with a known outcome), with a separate thin-file table or not.
+    fit_window_days: int = Field(default=0, ge=0)
     fit_by_file: bool = False
     # Where the table came from (data, period, invoices): shown by `explain` and the backtest.
     fitted_on: str = (
@@ -301,6 +302,13 @@ class ProbabilityPolicy(StrictModel):
     )
 
     _valid = field_validator("table", "thin_file_table")(_check_probability_table)
+
+    @field_validator("fit_window_days")
+    @classmethod
+    def _window(cls, value: int) -> int:
+        if 0 < value < 30:
+            raise ValueError("fit_window_days must be 0 (every known outcome) or at least 30 days")
+        return value
 
 
 class ScoringPolicy(StrictModel):

@@ -21,12 +21,14 @@ from connector.scoring.backtest import (
     replay,
     run_backtest,
 )
+from connector.scoring.calibration import probability_for
 from connector.scoring.history import censor, read_history
 from connector.scoring.policy import ScoringPolicy, policy_to_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 IBM = ROOT / "tests" / "data" / "ar-late-payments.csv"
 SELECTION = ROOT / "bench" / "results" / "model-selection.json"
+CALIBRATION = ROOT / "bench" / "results" / "calibration-selection.json"
 SPLIT = date(2013, 1, 1)
 
 
@@ -53,6 +55,19 @@ def test_shipped_defaults_are_the_model_the_pre_split_selection_chose() -> None:
         assert getattr(policy.weights, key) == weight, key
     assert [list(row) for row in policy.probability.table] == chosen["probability_table"]
     assert chosen["split_date"] == SPLIT.isoformat()
+
+
+def test_shipped_probability_method_is_the_one_the_pre_split_calibration_rule_chose() -> None:
+    selection = json.loads(CALIBRATION.read_text())
+    probability = ScoringPolicy().probability
+    assert selection["split_date"] == SPLIT.isoformat()
+    assert probability.fit_window_days == selection["chosen"]["fit_window_days"]
+    assert probability.fit_by_file == selection["chosen"]["fit_by_file"]
+    shipped = selection["shipped"]
+    assert [list(row) for row in probability.table] == shipped["table"]
+    assert [list(row) for row in probability.thin_file_table] == shipped["thin_file_table"]
+    # Every candidate was validated only on invoices issued before the split.
+    assert all(o < SPLIT.isoformat() for o in selection["origins"])
 
 
 def test_pre_split_gate_the_shipped_model_on_invoices_known_before_the_split(pre_split) -> None:
@@ -235,6 +250,35 @@ def test_fit_writes_a_policy_that_reproduces_its_probabilities(tmp_path: Path, c
     again = json.loads(capsys.readouterr().out)
     assert again["calibration"] == report["calibration"]
     assert again["brier"] == report["brier"]
+
+
+def test_fit_follows_the_policy_s_window_and_thin_file_table(tmp_path: Path, capsys) -> None:
+    method = tmp_path / "method.toml"
+    method.write_text("[probability]\nfit_window_days = 120\nfit_by_file = true\n")
+    written = tmp_path / "fitted.toml"
+    code = main(["backtest", "--invoices", str(IBM), "--split-date", "2013-01-01", "--policy",
+                 str(method), "--fit", "--write-policy", str(written), "--bootstrap", "0",
+                 "--json"])  # fmt: skip
+    assert code == 0
+    fit = json.loads(capsys.readouterr().out)["fit"]
+    history = read_history(IBM, "ibm-ar")
+    rows, _ = known_at_split(history, range(len(history)), 0, SPLIT)
+    recent = [i for i in rows if history.issue[i] >= SPLIT.toordinal() - 120]
+    assert fit["window_days"] == 120 and fit["by_file"] is True
+    assert fit["invoices"] == len(recent) < len(rows)
+    policy = ScoringPolicy.model_validate(tomllib.loads(written.read_text()))
+    assert policy.probability.fit_window_days == 120 and policy.probability.fit_by_file
+    assert [list(row) for row in policy.probability.thin_file_table] == fit["thin_file_table"]
+    assert [list(row) for row in policy.probability.table] == fit["table"]
+    assert "under the thin-file rule" in policy.probability.fitted_on
+    # The file holds what the replay used: the same probabilities from the written policy.
+    run = replay(history, policy)
+    thin = {i for i in range(len(history)) if run.thin_file[i]}
+    assert thin  # first invoices, at least
+    for i in range(len(history)):
+        table = policy.probability.thin_file_table if i in thin else policy.probability.table
+        if table:
+            assert run.probability[i] == pytest.approx(probability_for(run.score[i], table))
 
 
 def test_compare_prints_the_gain_and_its_interval(tmp_path: Path, capsys) -> None:

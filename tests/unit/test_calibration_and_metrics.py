@@ -6,8 +6,15 @@ import random
 
 import pytest
 
-from connector.scoring.calibration import fit_probability_table, probability_for
+from connector.scoring.calibration import (
+    MIN_GROUP_INVOICES,
+    fit_probability_table,
+    fit_probability_tables,
+    probability_for,
+    probability_late,
+)
 from connector.scoring.metrics import ClusteredBootstrap, auc, brier, ks, reliability
+from connector.scoring.policy import ProbabilityPolicy
 
 
 def test_table_interpolates_between_rows_and_is_flat_beyond_them() -> None:
@@ -52,6 +59,55 @@ def test_fitted_tables_are_monotone_whatever_the_data(seed: int) -> None:
     ps = [p for _, p in table]
     assert xs == sorted(set(xs))
     assert ps == sorted(ps)
+
+
+def _group(
+    score: float, rate: float, n: int, thin: bool
+) -> tuple[list[float], list[bool], list[bool]]:
+    return [score] * n, [i < rate * n for i in range(n)], [thin] * n
+
+
+def test_thin_file_and_established_accounts_get_tables_of_their_own() -> None:
+    # At score 30 thin-file accounts pay late 20 % of the time, established ones 80 %.
+    scores, late, thin = [], [], []
+    for part in (_group(30, 0.2, 200, True), _group(30, 0.8, 200, False)):
+        scores += part[0]
+        late += part[1]
+        thin += part[2]
+    table, thin_table = fit_probability_tables(scores, late, thin, by_file=True)
+    assert probability_for(30, table) == pytest.approx(160.5 / 201, abs=1e-4)
+    assert probability_for(30, thin_table) == pytest.approx(40.5 / 201, abs=1e-4)
+    pooled, none = fit_probability_tables(scores, late, thin, by_file=False)
+    assert none == ()
+    assert probability_for(30, pooled) == pytest.approx(200.5 / 401, abs=1e-4)
+
+
+def test_a_group_too_small_for_a_table_of_its_own_gets_the_pooled_one() -> None:
+    small = MIN_GROUP_INVOICES - 1
+    scores, late, thin = [], [], []
+    for part in (_group(30, 0.5, small, True), _group(30, 0.8, 300, False)):
+        scores += part[0]
+        late += part[1]
+        thin += part[2]
+    table, thin_table = fit_probability_tables(scores, late, thin, by_file=True)
+    assert thin_table == fit_probability_table(scores, late)
+    assert probability_for(30, table) == pytest.approx(240.5 / 301, abs=1e-4)
+    # Too few late invoices in a large group: pooled as well.
+    scores, late, thin = _group(30, 0.05, 400, True)
+    more = _group(30, 0.5, 400, False)
+    table, thin_table = fit_probability_tables(
+        scores + more[0], late + more[1], thin + more[2], True
+    )
+    assert thin_table == fit_probability_table(scores + more[0], late + more[1])
+
+
+def test_probability_late_reads_the_thin_file_table_only_for_thin_file_accounts() -> None:
+    tables = ProbabilityPolicy(table=((10, 0.1), (50, 0.9)), thin_file_table=((10, 0.3), (50, 0.4)))
+    assert probability_late(50, False, tables) == 0.9
+    assert probability_late(50, True, tables) == 0.4
+    one = ProbabilityPolicy(table=((10, 0.1), (50, 0.9)))
+    assert probability_late(50, True, one) == 0.9
+    assert probability_late(50, True, ProbabilityPolicy(table=())) is None
 
 
 def test_auc_and_ks_on_known_cases() -> None:

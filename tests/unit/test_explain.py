@@ -72,3 +72,37 @@ def test_probability_late_is_filled_from_the_policy_table_and_shown() -> None:
     assert f"probability of paying late {assessment.probability_late:.0%}" in console.export_text()
     unset = assess(account, [], PortfolioContext(), ScoringPolicy(probability={"table": []}), AS_OF)
     assert unset.probability_late is None
+
+
+def test_a_thin_file_account_gets_the_thin_file_table_and_explain_says_so() -> None:
+    account = Account(crm_id="new-1", name="New Ltd", currency="GBP")
+    invoices = [
+        Invoice(
+            crm_id="n1",
+            account_id="new-1",
+            issue_date=AS_OF - timedelta(days=60),
+            due_date=AS_OF - timedelta(days=30),
+            amount=Decimal(1000),
+            open_amount=Decimal(0),
+            paid_date=AS_OF - timedelta(days=31),
+            status="paid",
+        )
+    ]
+    policy = ScoringPolicy(
+        probability={"table": [[0, 0.5], [100, 0.9]], "thin_file_table": [[0, 0.05], [100, 0.1]]}
+    )
+    assessment = assess(account, invoices, PortfolioContext(), policy, AS_OF)
+    assert assessment.features["settled_count"] == 1  # under the thin-file rule (fewer than 3)
+    assert assessment.probability_late is not None and assessment.probability_late <= 0.1
+    console = Console(record=True, width=160)
+    console.print(render_explanation(account, assessment))
+    assert "thin-file table" in console.export_text()
+    # An agency score takes the account out of the thin-file rule: the main table.
+    rated = account.model_copy(update={"external_score": Decimal(80)})
+    main_table = assess(rated, invoices, PortfolioContext(), policy, AS_OF)
+    assert main_table.probability_late is not None and main_table.probability_late >= 0.5
+    assert main_table.features["probability_table"] == "main"
+    # Without a thin-file table, the main table serves everyone.
+    plain = assess(account, invoices, PortfolioContext(), ScoringPolicy(), AS_OF)
+    assert plain.features["probability_table"] == "main"
+    assert "thin-file table" not in str(explanation_dict(account, plain)["features"].values())

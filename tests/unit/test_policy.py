@@ -74,11 +74,14 @@ def test_nested_sections_load_from_toml() -> None:
         {"probability": {"table": [[20, 0.1], [10, 0.4]]}},
         {"probability": {"table": [[10, 1.5]]}},
         {"windows": {"early_payment": "sometimes"}},
+        {"probability": {"thin_file_table": [[10, 0.5], [20, 0.4]]}},
+        {"probability": {"fit_window_days": 7}},
     ],
     ids=["negative_weight", "curve_not_increasing", "points_above_100", "cutoffs_unordered",
          "levels_missing_bands", "multipliers_missing_bands", "trend_window_too_long",
          "unknown_language", "typo_in_key", "probability_falls", "table_scores_unordered",
-         "probability_above_1", "unknown_early_payment_mode"],
+         "probability_above_1", "unknown_early_payment_mode", "thin_file_probability_falls",
+         "fit_window_too_short"],
 )  # fmt: skip
 def test_invalid_settings_are_rejected(bad) -> None:
     with pytest.raises(ValidationError):
