@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import email.utils
 import http.client
 import logging
 import random
+import socket
+import ssl
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 import requests
@@ -19,7 +23,7 @@ import urllib3
 
 from adapters._transport import WATCHDOG, AbortableAdapter
 from connector import __version__
-from connector.errors import CrmError, RetriableCrmError, RunCancelled
+from connector.errors import CrmError, CrmSetupError, RetriableCrmError, RunCancelled
 from connector.redaction import redact, redact_url
 
 log = logging.getLogger("crm_risk.http")
@@ -37,6 +41,8 @@ def make_session(*, ca_bundle: str | None = None, verify_tls: bool = True) -> re
     Returns:
         A session with our user agent and TLS settings. Timeouts are passed per request by RetryingClient.
     """
+    if ca_bundle and verify_tls:
+        _check_ca_bundle(ca_bundle)
     session = requests.Session()
     session.headers["User-Agent"] = USER_AGENT
     # Connections the watchdog can shut: the per-call deadline and SIGTERM reach a blocked read.
@@ -51,6 +57,106 @@ def make_session(*, ca_bundle: str | None = None, verify_tls: bool = True) -> re
     elif ca_bundle:
         session.verify = ca_bundle
     return session
+
+
+def _check_ca_bundle(path: str) -> None:
+    """A CA bundle that is missing or holds no certificate is a setup mistake, named as one.
+
+    requests would only find out on the first call, as an OSError that reads like a crash.
+
+    Raises:
+        CrmSetupError: the file is missing, unreadable or not a PEM bundle (setting ca_bundle).
+    """
+    bundle = Path(path)
+    fix = (
+        "point ca_bundle at the PEM file of the CA that signs the CRM's certificate, "
+        "or remove it to use the system's trusted CAs"
+    )
+    if bundle.is_dir():
+        try:
+            ssl.create_default_context(capath=str(bundle))
+        except (OSError, ssl.SSLError) as exc:
+            raise CrmSetupError(
+                f"the CA folder {path} cannot be used ({exc}): {fix}", setting="ca_bundle"
+            ) from None
+        return
+    if not bundle.exists():
+        raise CrmSetupError(f"the CA bundle {path} does not exist: {fix}", setting="ca_bundle")
+    try:
+        ssl.create_default_context(cafile=str(bundle))
+    except ssl.SSLError:  # before OSError, its base class
+        raise CrmSetupError(
+            f"the CA bundle {path} holds no PEM certificate: {fix}", setting="ca_bundle"
+        ) from None
+    except OSError as exc:
+        raise CrmSetupError(
+            f"the CA bundle {path} cannot be read ({exc.strerror or exc}): {fix}",
+            setting="ca_bundle",
+        ) from None
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and everything it wraps: requests and urllib3 nest the socket's error deeply
+    (in args, `reason`, __cause__ and __context__)."""
+    found: list[BaseException] = []
+    pending: list[BaseException] = [error]
+    while pending and len(found) < 32:
+        current = pending.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        nested = [*current.args, getattr(current, "reason", None)]
+        nested += [current.__cause__, current.__context__]
+        pending += [item for item in nested if isinstance(item, BaseException)]
+    return found
+
+
+def tls_setup_problem(error: BaseException, url: str, url_setting: str) -> CrmSetupError | None:
+    """A TLS failure that retrying cannot fix, as a setup error naming the setting, else None.
+
+    A certificate the CA bundle does not vouch for (a private CA, a TLS-inspecting proxy, the
+    sandbox's test CA) fails the same way every time; so does an https URL of a server that
+    speaks plain HTTP. A handshake cut short by the network is left to the retry.
+    """
+    for cause in _causes(error):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            reason = cause.verify_message or cause.reason or "verification failed"
+            return CrmSetupError(
+                f"the TLS certificate of {redact_url(_origin(url))} is not trusted ({reason}): "
+                "set ca_bundle to the PEM file of the CA that signed it (a private CA or a "
+                "TLS-inspecting proxy), or check that the URL is the CRM's",
+                setting="ca_bundle",
+                code="TLS_VERIFY",
+            )
+        if isinstance(cause, ssl.SSLError) and cause.reason == "WRONG_VERSION_NUMBER":
+            return CrmSetupError(
+                f"{redact_url(_origin(url))} does not speak TLS (a plain-HTTP port?): "
+                f"check {url_setting or 'the URL'}",
+                setting=url_setting,
+                code="TLS_PROTOCOL",
+            )
+    return None
+
+
+def transport_reason(error: BaseException) -> str:
+    """What went wrong on the wire, in words: refused, host not found, timed out, reset."""
+    for cause in _causes(error):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror) or "NameResolution" in type(cause).__name__:
+            return "host name not found"
+        if isinstance(cause, TimeoutError | requests.Timeout) or "Timeout" in type(cause).__name__:
+            return "timed out"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset"
+    return type(error).__name__
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else url
 
 
 def parse_retry_after(
@@ -149,8 +255,11 @@ class RetryingClient:
         endpoint_name: Callable[[str, str], str] | None = None,
         deadline: float | None = None,
         cancel: threading.Event | None = None,
+        url_setting: str = "",
     ) -> None:
         self.session = session
+        # The setting the URLs of this client come from (base_url, token_url): errors name it.
+        self.url_setting = url_setting
         self.classify = classify
         self.timeout = timeout
         # The whole call (connect, headers, body) ends by then, however slowly the bytes come.
@@ -195,6 +304,7 @@ class RetryingClient:
                 waiting to be retried.
         """
         attempt = 0
+        started = time.monotonic()
         while True:
             attempt += 1
             if self.cancel is not None and self.cancel.is_set():
@@ -204,6 +314,7 @@ class RetryingClient:
             # override the session's CA bundle (the sandbox's test CA).
             kwargs.setdefault("verify", self.session.verify)
             limit = max(deadline or self.deadline, self.timeout)
+            sent = time.monotonic()
             with WATCHDOG.watch(limit, self.cancel) as call:
                 try:
                     response = self.session.request(
@@ -217,6 +328,9 @@ class RetryingClient:
                     if sink is not None:
                         _download(response, sink)
                 except TRANSPORT_ERRORS as exc:
+                    setup = tls_setup_problem(exc, url, self.url_setting)
+                    if setup is not None and call.aborted is None:
+                        raise setup from None
                     response = None
                     failure = exc
             if call.aborted is not None:
@@ -234,20 +348,31 @@ class RetryingClient:
                     )
                 else:
                     error = RetriableCrmError(
-                        f"{method} {redact_url(url)} failed: {type(failure).__name__}",
+                        f"{method} {redact_url(url)} failed: {transport_reason(failure)}",
                         code="CONNECTION",
                     )
             else:
+                log.debug(
+                    "%s %s -> HTTP %d in %.0f ms",
+                    method,
+                    redact_url(url),
+                    response.status_code,
+                    (time.monotonic() - sent) * 1000,
+                )
                 for hook in self.on_response:
                     hook(response)
                 classified = self.classify(response)
                 if classified is None:
                     return response
                 error = classified
+                if isinstance(error, CrmSetupError) and not error.setting:
+                    error.setting = self.url_setting
             if (
                 not (retry and isinstance(error, RetriableCrmError))
                 or attempt > self.policy.max_retries
             ):
+                if isinstance(error, RetriableCrmError) and attempt > 1:
+                    raise gave_up(error, attempt, time.monotonic() - started, self.url_setting)
                 raise error
             wait = self.policy.delay(attempt, error.retry_after)
             log.info(
@@ -259,6 +384,22 @@ class RetryingClient:
                 redact(str(error)),
             )
             cancellable_sleep(self.policy.sleep, self.cancel)(wait)
+
+
+def gave_up(
+    error: RetriableCrmError, attempts: int, seconds: float, url_setting: str
+) -> RetriableCrmError:
+    """The last transient error, saying what was retried, for how long, and what to check."""
+    check = (
+        f"; check that the CRM is up and {url_setting} is right, then try again"
+        if error.code in ("CONNECTION", "DEADLINE") and url_setting
+        else "; try again later"
+    )
+    final = copy.copy(error)
+    final.message = f"{error.message} (tried {attempts} times over {seconds:.0f} s){check}"
+    final.args = (str(final),)
+    final.setting = error.setting or (url_setting if error.code == "CONNECTION" else "")
+    return final
 
 
 def _download(response: requests.Response, sink: IO[bytes]) -> None:

@@ -6,15 +6,15 @@ import difflib
 import json
 import os
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.sources import EnvSettingsSource
 
-from connector.errors import ConfigError, ConfigProblem
+from connector.errors import ConfigError, ConfigProblem, UsageError
 from connector.models import StrictModel
 from connector.planning.governance import GovernancePolicy
 from connector.planning.task_rules import TaskPolicy
@@ -27,6 +27,18 @@ ENV_PREFIX = "CRMRISK_"
 SECRETS_FILE_ENV = "CRMRISK_SECRETS_FILE"
 DEFAULT_STATE_PATH = "./crm-risk-state.db"
 SECRET_FIELDS = ("client_secret", "refresh_token", "password", "security_token", "private_key")
+# Top-level sections; an environment variable naming another is reported as a typo.
+SECTIONS = (
+    "store",
+    "service",
+    "logging",
+    "metrics",
+    "policy",
+    "tasks",
+    "governance",
+    "connections",
+)
+_FALSE = ("false", "0", "no", "off")
 
 # Which secrets each auth flow needs; checked separately so they are reported with the other errors.
 REQUIRED_SECRETS: dict[str, tuple[str, ...]] = {
@@ -117,6 +129,31 @@ class AppConfig(StrictModel):
     source: str = ""
     # The folder relative paths were resolved against (the config file's folder).
     base_dir: str = ""
+    # Where each value set came from ("connections.acme.ca_bundle" -> "crm-risk.toml
+    # [connections.acme] ca_bundle" or "environment variable CRMRISK_..."): for error messages.
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def origin(self, path: str) -> str:
+        """Where the value at a dotted path came from, for messages; "" when it is a default.
+
+        Args:
+            path: e.g. "store.url" or "connections.acme.client_secret".
+
+        Returns:
+            "<file> [section] key", "secrets file <file> [section] key",
+            "environment variable NAME", or "".
+        """
+        return self._origins.get(path.lower(), "")
+
+    def describe_setting(self, path: str) -> str:
+        """A setting and where its value came from: `[connections.acme] ca_bundle (from X)`."""
+        label = setting_label(path)
+        origin = self.origin(path)
+        if origin.startswith("environment variable"):
+            return f"{label} (from {origin})"
+        if origin:
+            return f"{label} (in {origin.removesuffix(' ' + label)})"
+        return f"{label} (not set)"
 
     @field_validator("connections")
     @classmethod
@@ -124,25 +161,52 @@ class AppConfig(StrictModel):
         return {name: conn.model_copy(update={"name": name}) for name, conn in value.items()}
 
     def connection(self, name: str | None) -> ConnectionConfig:
-        """Return the named connection, or the only one when name is None."""
+        """Return the named connection, or the only enabled one when name is None.
+
+        Raises:
+            UsageError: no such connection, or several and none chosen (exit 64); the message
+                lists the connections that exist.
+        """
         if name is None:
             enabled = [conn for conn in self.connections.values() if conn.enabled]
             if len(enabled) == 1:
                 return enabled[0]
-            names = ", ".join(sorted(self.connections)) or "none configured"
-            raise ConfigError(
-                [ConfigProblem("connections", f"choose one with --connection ({names})")],
-                self.source,
+            if not self.connections:
+                raise ConfigError(
+                    [
+                        ConfigProblem(
+                            "connections",
+                            "no connection configured",
+                            "add a [connections.NAME] section (see config.example.toml)",
+                        )
+                    ],
+                    self.source,
+                )
+            raise UsageError(
+                f"{self.source or 'the configuration'} has {len(enabled)} enabled connections: "
+                f"choose one with --connection ({self.connection_names()})"
             )
-        if name not in self.connections:
-            close = difflib.get_close_matches(name, list(self.connections), n=3)
-            hint = (
-                f"did you mean {', '.join(close)}?" if close else "add a [connections.NAME] section"
-            )
-            raise ConfigError(
-                [ConfigProblem(f"connections.{name}", "no such connection", hint)], self.source
-            )
+        self.check_connection_name(name)
         return self.connections[name]
+
+    def connection_names(self) -> str:
+        """The configured connection names, disabled ones marked, for messages."""
+        names = [
+            name if conn.enabled else f"{name} (disabled)"
+            for name, conn in sorted(self.connections.items())
+        ]
+        return ", ".join(names) or "none"
+
+    def check_connection_name(self, name: str) -> None:
+        """Raise UsageError naming the connections that exist when `name` is not one of them."""
+        if name in self.connections:
+            return
+        close = difflib.get_close_matches(name, list(self.connections), n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UsageError(
+            f"--connection {name}: no such connection in {self.source or 'the configuration'}; "
+            f"{hint}(configured: {self.connection_names()})"
+        )
 
     def policy_for(self, connection: ConnectionConfig) -> ScoringPolicy:
         """The global policy with this connection's overrides applied."""
@@ -223,18 +287,129 @@ def _parse_json_leaves(values: Mapping[str, Any]) -> dict[str, Any]:
     return parsed
 
 
-def _walk_secret_keys(data: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+def _walk_secret_keys(
+    data: Mapping[str, Any], prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[str, ...]]:
     for key, value in data.items():
-        path = f"{prefix}.{key}" if prefix else key
+        path = (*prefix, str(key))
         if key in SECRET_FIELDS and value not in (None, ""):
             yield path
         if isinstance(value, Mapping):
             yield from _walk_secret_keys(value, path)
 
 
+def env_var(path: Sequence[str]) -> str:
+    """The environment variable that sets a dotted setting: CRMRISK_SECTION__KEY."""
+    return ENV_PREFIX + "__".join(part.upper() for part in path)
+
+
+def setting_label(path: str | Sequence[str]) -> str:
+    """A setting as admins write it: `[connections.acme] ca_bundle`, `[store] url`."""
+    parts = tuple(path.split(".")) if isinstance(path, str) else tuple(map(str, path))
+    return _location(parts)
+
+
 def _secret_hint(connection: str, key: str) -> str:
-    var = f"{ENV_PREFIX}CONNECTIONS__{connection.upper()}__{key.upper()}"
+    var = env_var(("connections", connection, key))
     return f"set {var} or add it to the secrets file"
+
+
+def _leaves(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for key, value in data.items():
+        path = (*prefix, str(key))
+        if isinstance(value, Mapping) and value:
+            yield path
+            yield from _leaves(value, path)
+        else:
+            yield path
+
+
+def _file_origins(data: Mapping[str, Any], where: str) -> dict[str, str]:
+    return {".".join(path).lower(): f"{where} {_location(path)}" for path in _leaves(data)}
+
+
+def _env_settings() -> dict[tuple[str, ...], str]:
+    """Every CRMRISK_SECTION__KEY variable set, by the setting path it names."""
+    found: dict[tuple[str, ...], str] = {}
+    for name in os.environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper == SECRETS_FILE_ENV or "__" not in upper:
+            continue
+        parts = tuple(part.lower() for part in upper[len(ENV_PREFIX) :].split("__"))
+        found[parts] = name
+    return found
+
+
+def _env_problems(
+    env: Mapping[tuple[str, ...], str], file_connections: Sequence[str]
+) -> tuple[list[ConfigProblem], set[str]]:
+    """Environment variables that cannot mean what they say, and the phantom connections they make.
+
+    A section that does not exist (`CRMRISK_STOR__URL`), a single underscore between section
+    and key (`CRMRISK_STORE_URL`), or a connection part no config section has
+    (`CRMRISK_CONNECTIONS__ACEM__CLIENT_SECRET`, which would otherwise appear as a new connection
+    missing its kind, mapping and secrets) are reported as variables, with the variable meant.
+    """
+    problems: list[ConfigProblem] = []
+    phantoms: set[str] = set()
+    for name in os.environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or "__" in upper or upper == SECRETS_FILE_ENV:
+            continue
+        head = upper[len(ENV_PREFIX) :].lower()
+        section = next((s for s in SECTIONS if head.startswith(s + "_")), None)
+        if section is not None:
+            meant = env_var((section, *head[len(section) + 1 :].split("__")))
+            problems.append(
+                _env_problem(
+                    name,
+                    "not read: section and key are separated by two underscores",
+                    f"did you mean {meant}?",
+                )
+            )
+    connections_in_env = {path[1] for path in env if path[0] == "connections" and len(path) >= 3}
+    for path, name in sorted(env.items()):
+        if path[0] not in SECTIONS:
+            close = difflib.get_close_matches(path[0], SECTIONS, n=1)
+            hint = f"did you mean {env_var((close[0], *path[1:]))}?" if close else ""
+            problems.append(
+                _env_problem(
+                    name,
+                    f"not read: there is no [{path[0]}] section",
+                    hint or f"sections: {', '.join(SECTIONS)}",
+                )
+            )
+        elif path[0] == "connections" and len(path) == 2:
+            problems.append(
+                _env_problem(
+                    name,
+                    "not read: names a connection but no setting",
+                    f"use {env_var(('connections', path[1], 'KEY'))}",
+                )
+            )
+    for connection in sorted(connections_in_env - set(file_connections)):
+        if (("connections", connection, "kind") in env) or not file_connections:
+            continue  # a connection defined by the environment itself
+        phantoms.add(connection)
+        close = difflib.get_close_matches(connection, list(file_connections), n=1)
+        for path, name in sorted(env.items()):
+            if path[:2] != ("connections", connection):
+                continue
+            meant = (
+                f"did you mean {env_var(('connections', close[0], *path[2:]))}? " if close else ""
+            )
+            problems.append(
+                _env_problem(
+                    name,
+                    f"not read: there is no connection {connection!r} in the config file",
+                    f"{meant}(configured: {', '.join(sorted(file_connections))})",
+                )
+            )
+    return problems, phantoms
+
+
+def _env_problem(name: str, message: str, hint: str) -> ConfigProblem:
+    return ConfigProblem(name, message, hint, origin="environment variable")
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -247,18 +422,37 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
-def _problems_from_validation(exc: ValidationError, raw: Mapping[str, Any]) -> list[ConfigProblem]:
+def _problems_from_validation(
+    exc: ValidationError, raw: Mapping[str, Any], env: Mapping[tuple[str, ...], str]
+) -> list[ConfigProblem]:
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
         loc = tuple(error["loc"])
         key_path = _location(loc)
         hint = ""
+        from_env = env.get(tuple(str(part).lower() for part in loc))
         if error["type"] == "extra_forbidden":
             message = "unknown key"
             parent = _model_for(loc[:-1])
+            close = (
+                difflib.get_close_matches(str(loc[-1]), list(parent.model_fields), n=2)
+                if parent is not None
+                else []
+            )
+            if from_env is not None:
+                # Reported as the variable it is, not as a key of a file that does not have it.
+                hint = (
+                    f"did you mean {' or '.join(env_var((*map(str, loc[:-1]), c)) for c in close)}?"
+                    if close
+                    else "unset it"
+                )
+                problems.append(_env_problem(from_env, f"unknown setting {key_path}", hint))
+                continue
             if parent is not None:
-                close = difflib.get_close_matches(str(loc[-1]), list(parent.model_fields), n=2)
                 hint = f"did you mean {', '.join(close)}?" if close else "remove it"
+        elif from_env is not None:
+            problems.append(_env_problem(from_env, f"{key_path}: {error['msg']}", ""))
+            continue
         else:
             message = error["msg"]
             if len(loc) >= 3 and loc[0] == "connections" and loc[-1] in SECRET_FIELDS:
@@ -300,6 +494,8 @@ def _missing_secret_problems(raw: Mapping[str, Any]) -> list[ConfigProblem]:
     for name, conn in connections.items():
         if not isinstance(conn, Mapping):
             continue
+        if str(conn.get("enabled", True)).lower() in _FALSE:
+            continue  # a disabled connection is never reached: its secrets may be absent
         auth = str(conn.get("auth", "refresh_token"))
         required = list(REQUIRED_SECRETS.get(auth, ()))
         if auth == "jwt" and not conn.get("private_key") and not conn.get("private_key_file"):
@@ -345,11 +541,14 @@ def load_config(
     """
     config_file = Path(path) if path else None
     raw: dict[str, Any] = _read_toml(config_file, "config file") if config_file else {}
+    origins = _file_origins(raw, str(config_file)) if config_file else {}
+    file_connections = list(raw.get("connections") or {})
     problems = [
         ConfigProblem(
-            f"{config_file}: {key}",
+            _location(key),
             "secrets are not read from the config file",
-            "move it to the secrets file or an environment variable",
+            "move it to the secrets file (crm-risk.secrets.toml beside the config) or set "
+            + env_var(key),
         )
         for key in _walk_secret_keys(raw)
     ]
@@ -358,20 +557,32 @@ def load_config(
         candidate = default_secrets_path(config_file)
         secrets_file = candidate if candidate.exists() else None
     if secrets_file:
-        raw = _deep_merge(raw, _read_toml(Path(secrets_file), "secrets file"))
+        secrets = _read_toml(Path(secrets_file), "secrets file")
+        raw = _deep_merge(raw, secrets)
+        origins.update(_file_origins(secrets, f"secrets file {secrets_file}"))
+    env = _env_settings()
+    env_problems, phantoms = _env_problems(env, file_connections)
+    problems = env_problems + problems
     raw = _deep_merge(raw, _env_values())
+    origins.update({".".join(p): f"environment variable {name}" for p, name in env.items()})
+    if phantoms and isinstance(raw.get("connections"), dict):
+        # Reported above as the variables they are; not also as connections missing everything.
+        raw["connections"] = {
+            name: conn for name, conn in raw["connections"].items() if name not in phantoms
+        }
     raw["source"] = str(config_file or "environment")
     if require_secrets:
         problems.extend(_missing_secret_problems(raw))
     try:
         config = AppConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = _problems_from_validation(exc, raw) + problems
+        problems = _problems_from_validation(exc, raw, env) + problems
         raise ConfigError(problems, str(config_file or "")) from None
     if problems:
         raise ConfigError(problems, str(config_file or ""))
     base_dir = config_file.resolve().parent if config_file else Path.cwd()
     config = resolve_paths(config, base_dir)
+    config._origins.update(origins)
     _register_secrets(config)
     return config
 

@@ -5,20 +5,48 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# Exit codes (sysexits-style, documented in the README).
+# Exit codes (sysexits-style; the README's table is checked against these by tests/test_docs.py).
 EXIT_OK = 0
 EXIT_REJECTIONS = 1
-EXIT_CRASH = 2
+EXIT_USAGE = 64  # EX_USAGE: the command line is wrong (unknown option, bad value, unknown id)
 EXIT_DATAERR = 65
+EXIT_SOFTWARE = 70  # EX_SOFTWARE: a bug; the traceback is written to a crash file
 EXIT_TEMPFAIL = 75
 EXIT_NOPERM = 77
 EXIT_CONFIG = 78
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: the user pressed Ctrl-C; the run stopped cleanly
+# Kept for callers of v1: a crash used to exit 2, which argparse also uses for usage errors.
+EXIT_CRASH = EXIT_SOFTWARE
+
+# Every code the CLI can exit with, and what it means (the README's table and `--help`).
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_REJECTIONS: "finished, but some records were rejected, are pending retry or were "
+    "quarantined (backtest: rows left out)",
+    EXIT_USAGE: "usage error: unknown option or command, bad option value, unknown account",
+    EXIT_DATAERR: "input data unusable (backtest: no usable row, undecodable or binary file)",
+    EXIT_SOFTWARE: "internal error (a bug, or a request the CRM refuses as malformed): "
+    "see the crash file named in the message",
+    EXIT_TEMPFAIL: "try again later: CRM unreachable or unavailable, quota spent, run lock held, "
+    "stopped by SIGTERM",
+    EXIT_NOPERM: "the CRM refused the credentials or a permission",
+    EXIT_CONFIG: "configuration or setup to fix: a setting, a path, a CA bundle, a URL "
+    "answering as another service, the mapping, the state file",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C): stopped cleanly after the current batch",
+}
 
 
 class ConnectorError(Exception):
-    """Root of every error the connector raises on purpose."""
+    """Root of every error the connector raises on purpose.
 
-    exit_code: int = EXIT_CRASH
+    `connection` and `setting` say where to look: the connection the error happened on and the
+    setting to fix (a key of the connection's section, such as `ca_bundle` or `client_secret`,
+    or a dotted path such as `store.url`). The CLI adds where that setting's value came from.
+    """
+
+    exit_code: int = EXIT_SOFTWARE
+    connection: str = ""
+    setting: str = ""
 
 
 @dataclass(frozen=True)
@@ -28,6 +56,9 @@ class ConfigProblem:
     key_path: str
     message: str
     source_hint: str = ""
+    # Where the value came from when it is not the config file ("environment variable",
+    # "secrets file x.toml"); the error then names that instead of the config file.
+    origin: str = ""
 
     def __str__(self) -> str:
         hint = f"; {self.source_hint}" if self.source_hint else ""
@@ -45,9 +76,16 @@ class ConfigError(ConnectorError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = f"{self.source} " if self.source else ""
-        lines = [f"{where}{problem}" for problem in self.problems]
+        lines = []
+        for problem in self.problems:
+            where = problem.origin or self.source
+            lines.append(f"{where} {problem}" if where else str(problem))
         return "invalid configuration:\n  " + "\n  ".join(lines)
+
+    @property
+    def setting(self) -> str:  # type: ignore[override]
+        """The first problem's setting (key path, or the environment variable)."""
+        return self.problems[0].key_path if self.problems else ""
 
 
 class MappingError(ConnectorError):
@@ -157,13 +195,42 @@ class QuotaExhaustedError(RetriableCrmError):
 class FatalCrmError(CrmError):
     """A CRM error that retrying will not fix (malformed request, unknown object): stop the run."""
 
-    exit_code = EXIT_CRASH
+    exit_code = EXIT_SOFTWARE
+
+
+class CrmSetupError(CrmError):
+    """The way to the CRM is set up wrong: fix `setting`; retrying does not help (exit 78).
+
+    A CA bundle that is missing or does not sign the CRM's certificate (`ca_bundle`), a URL that
+    answers as some other service (`base_url`, `token_url`, `login_url`).
+    """
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(
+        self, message: str, *, setting: str, code: str = "SETUP", status: int | None = None
+    ) -> None:
+        self.setting = setting
+        super().__init__(message, code=code, status=status)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class AuthError(CrmError):
-    """Authentication or permission refused: fix credentials; never retried automatically."""
+    """Authentication or permission refused: fix credentials; never retried automatically.
+
+    `setting` names the secret the CRM refused when the answer says which (`refresh_token`,
+    `client_secret`, `password`); the CLI names where each credential came from.
+    """
 
     exit_code = EXIT_NOPERM
+
+    def __init__(
+        self, message: str, *, code: str = "", status: int | None = None, setting: str = ""
+    ) -> None:
+        self.setting = setting
+        super().__init__(message, code=code, status=status)
 
 
 class RecordError(CrmError):
@@ -205,15 +272,17 @@ class LockHeldError(ConnectorError):
 
 
 class StoreError(ConnectorError):
-    """The state store is unusable (schema newer than this program, corrupt file)."""
+    """The state store is unusable (schema newer than this program, corrupt file): fix the setup."""
 
-    exit_code = EXIT_CRASH
+    exit_code = EXIT_CONFIG
+    setting = "store.url"
 
 
 class StoreMissingError(ConnectorError):
     """A command that only reads found no state store where the config says it is: nothing was created."""
 
     exit_code = EXIT_CONFIG
+    setting = "store.url"
 
     def __init__(self, path: str, source: str = "") -> None:
         self.path = path
@@ -261,11 +330,18 @@ class StoreAccessError(StoreError):
 
     def __init__(self, path: str, detail: str) -> None:
         self.path = path
-        super().__init__(
-            f"cannot write the state file {path} ({detail}): give the user running crm-risk "
-            "read and write access to the file and its folder (SQLite keeps -wal and -shm "
-            "files beside it), or point [store] url at a writable place"
-        )
+        if detail.endswith("does not exist"):
+            text = (
+                f"cannot create the state file {path}: {detail}; create the folder, or point "
+                "[store] url at an existing one"
+            )
+        else:
+            text = (
+                f"cannot write the state file {path} ({detail}): give the user running "
+                "crm-risk read and write access to the file and its folder (SQLite keeps -wal "
+                "and -shm files beside it), or point [store] url at a writable place"
+            )
+        super().__init__(text)
 
 
 class StoreFullError(StoreError):
@@ -285,6 +361,12 @@ class RunCancelled(ConnectorError):
     """A signal asked the run to stop; what was confirmed is kept, the rest waits for the next run."""
 
     exit_code = EXIT_TEMPFAIL
+
+
+class UsageError(ConnectorError):
+    """The command line names something that does not exist or cannot work (exit 64)."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,31 @@ def test_every_command_has_help(path: tuple[str, ...], capsys: pytest.CaptureFix
     assert "usage: crm-risk" in capsys.readouterr().out
 
 
-def test_readme_documents_every_exit_code() -> None:
-    for code in ("`0`", "`1`", "`2`", "`75`", "`77`", "`78`"):
-        assert code in README
+def _readme_exit_codes() -> dict[int, str]:
+    section = README.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {int(row.split("`")[1]): row for row in rows}
+
+
+def test_readme_exit_code_table_matches_the_codes_constants() -> None:
+    from connector.errors import EXIT_CODES
+
+    documented = _readme_exit_codes()
+    # The same codes, no more and no fewer: a code the CLI can exit with is in the table.
+    assert sorted(documented) == sorted(EXIT_CODES)
+    assert 2 not in documented, "argparse's 2 is no longer an exit code: usage errors exit 64"
+
+
+def test_cli_help_lists_the_same_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    from connector.errors import EXIT_CODES
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out.split("exit codes:", 1)[1]
+    listed = sorted(
+        int(line.split()[0]) for line in text.strip().splitlines() if line[:3].strip().isdigit()
+    )
+    assert listed == sorted(EXIT_CODES)
 
 
 def test_readme_names_the_two_setup_commands_and_ci_runs_the_tests() -> None:

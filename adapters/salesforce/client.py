@@ -106,6 +106,8 @@ class SalesforceClient:
             # REQUESTS_CA_BUNDLE in the environment would override session.verify (reference §1.11).
             self.session.trust_env = False
         policy = RetryPolicy(max_retries=settings.max_retries, sleep=sleep)
+        # The instance URL comes from the token answer, so from the login (or token) URL.
+        login_setting = "token_url" if settings.token_url else "login_url"
         self.http = RetryingClient(
             self.session,
             classify,
@@ -114,6 +116,7 @@ class SalesforceClient:
             endpoint_name=endpoint_name,
             deadline=settings.deadline_seconds,
             cancel=cancel,
+            url_setting=login_setting,
         )
         self.http.on_response.append(self._track_usage)
         self.http.on_response.append(_stop_on_daily_limit)
@@ -125,6 +128,7 @@ class SalesforceClient:
             endpoint_name=endpoint_name,
             deadline=settings.deadline_seconds,
             cancel=cancel,
+            url_setting=login_setting,
         )
         self.auth = Authenticator(settings, self.token_http, state=state)
         self.sf: Salesforce | None = None

@@ -12,6 +12,7 @@ from adapters._http import parse_retry_after
 from connector.errors import (
     AuthError,
     CrmError,
+    CrmSetupError,
     FatalCrmError,
     QuotaExhaustedError,
     RetriableCrmError,
@@ -183,6 +184,17 @@ def classify_token(response: requests.Response) -> CrmError | None:
         return None
     body = parse_error_body(response)
     message = _message(f"token request refused: {body.code} {body.message}".strip())
+    if status in (404, 405) or (status < 500 and status != 429 and not _is_json(response)):
+        # Salesforce's OAuth endpoint answers every refusal with JSON `error`: a 404 or an
+        # HTML page means the login (or token) URL is not a Salesforce login server.
+        kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+        return CrmSetupError(
+            f"POST {redact_url(response.url)} answered HTTP {status} ({kind}), not as a "
+            "Salesforce OAuth token endpoint: the URL points at another service or path",
+            setting="",
+            code="WRONG_SERVICE",
+            status=status,
+        )
     if status == 429 or status >= 500:
         return RetriableCrmError(
             message,
@@ -191,8 +203,31 @@ def classify_token(response: requests.Response) -> CrmError | None:
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
     if body.code in OAUTH_AUTH_ERRORS or status in (400, 401, 403):
-        return AuthError(message, code=body.code or "AUTH", status=status)
+        return AuthError(
+            message, code=body.code or "AUTH", status=status, setting=_refused_secret(body)
+        )
     return FatalCrmError(message, code=body.code, status=status)
+
+
+def _is_json(response: requests.Response) -> bool:
+    try:
+        response.json()
+    except ValueError:
+        return False
+    return True
+
+
+def _refused_secret(body: ErrorBody) -> str:
+    """The setting an OAuth refusal points at, when its code says (else "")."""
+    if body.code in ("invalid_client_id", "invalid_client"):
+        return "client_secret" if "secret" in body.message.lower() else "client_id"
+    if body.code == "invalid_grant":
+        text = body.message.lower()
+        if "password" in text or "username" in text:
+            return "password"
+        if "refresh" in text or "expired" in text:
+            return "refresh_token"
+    return ""
 
 
 def parse_bulk_error(text: str) -> ErrorBody:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import requests
 from pydantic import SecretStr
 
+from adapters._http import gave_up
 from adapters._tokens import SealedTokenCache, fingerprint
 from connector.errors import AuthError, ConfigError, ConfigProblem, RetriableCrmError
 from connector.protocol import CrmSettings, KeyValueStore
@@ -46,6 +47,9 @@ class Endpoints:
 
     token_url: str
     api_base: str
+    # The settings these came from, for errors that say what to fix.
+    token_setting: str = "token_url"  # noqa: S105 (a setting name, not a secret)
+    api_setting: str = "base_url"
 
 
 def resolve_endpoints(settings: CrmSettings) -> Endpoints:
@@ -83,7 +87,14 @@ def resolve_endpoints(settings: CrmSettings) -> Endpoints:
                 )
             ]
         )
-    return Endpoints(token_url=token_url, api_base=api_base.rstrip("/"))
+    return Endpoints(
+        token_url=token_url,
+        api_base=api_base.rstrip("/"),
+        token_setting="token_url"
+        if settings.token_url
+        else ("login_url" if settings.login_url else "data_centre"),
+        api_setting="base_url" if settings.base_url else "data_centre",
+    )
 
 
 PostToken = Callable[[str, dict[str, str]], requests.Response]
@@ -213,6 +224,7 @@ class TokenProvider:
             "refresh_token": settings.refresh_token.get_secret_value(),
         }
         transient = 0
+        started = time.monotonic()
         waited = 0.0
         wait = self.throttle_wait
         while True:
@@ -224,7 +236,12 @@ class TokenProvider:
                     # 5xx, 429 or a dropped connection: the accounts server hiccuped; back off.
                     transient += 1
                     if transient > settings.max_retries:
-                        raise
+                        raise gave_up(
+                            exc,
+                            transient,
+                            time.monotonic() - started,
+                            self._endpoints.token_setting,
+                        ) from None
                     self._sleep(self._backoff(transient))
                     continue
                 if waited + wait > self.wait_budget:

@@ -102,6 +102,7 @@ class ZohoClient:
             endpoint_name=self._endpoint_name,
             deadline=settings.deadline_seconds,
             cancel=cancel,
+            url_setting=endpoints.api_setting,
         )
         self.http.on_response.append(self._read_credits_header)
         # Token calls: no automatic retry; TokenProvider waits on the throttle itself.
@@ -113,6 +114,7 @@ class ZohoClient:
             endpoint_name=lambda method, url: "POST oauth/v2/token",
             deadline=settings.deadline_seconds,
             cancel=cancel,
+            url_setting=endpoints.token_setting,
         )
         self.auth = TokenProvider(
             settings,

@@ -7,8 +7,8 @@ from typing import Any
 
 import requests
 
-from connector.errors import AuthError, CrmError, FatalCrmError, RetriableCrmError
-from connector.redaction import redact
+from connector.errors import AuthError, CrmError, CrmSetupError, FatalCrmError, RetriableCrmError
+from connector.redaction import redact, redact_url
 
 # Whole-request error codes (reference §2, §3, §5.1, §6; enum `API_Exception` in crm-oas record.json).
 # The class says what the engine does next; the text says why, without the response body.
@@ -28,7 +28,8 @@ ERROR_TABLE: dict[str, tuple[type[CrmError], str]] = {
     "LIMIT_EXCEEDED": (FatalCrmError, "a request limit was exceeded"),
     "INVALID_DATA": (FatalCrmError, "invalid data in the request"),
     "INVALID_REQUEST": (FatalCrmError, "invalid request"),
-    "INVALID_URL_PATTERN": (FatalCrmError, "invalid URL"),
+    # Our paths are fixed: a URL Zoho does not know means base_url (or the DC) is wrong.
+    "INVALID_URL_PATTERN": (CrmSetupError, "Zoho does not know this URL"),
     "SYNTAX_ERROR": (FatalCrmError, "COQL syntax error"),
     "INVALID_QUERY": (FatalCrmError, "COQL query invalid"),
     "INVALID_ALIAS": (FatalCrmError, "COQL alias invalid"),
@@ -74,8 +75,23 @@ def _error_from(code: str, status: int, zoho_message: str, details: Any) -> CrmE
         text = f"{text}: {zoho_message}"
     if isinstance(details, dict) and details.get("api_name"):
         text = f"{text} (field {details['api_name']})"
+    if cls is CrmSetupError:
+        return CrmSetupError(redact(text), setting="", code=code, status=status)
     # Zoho sends no Retry-After; the retry policy's exponential backoff with jitter applies.
     return cls(redact(text), code=code, status=status)
+
+
+def _not_zoho(response: requests.Response, what: str) -> CrmSetupError:
+    """An answer that is not from Zoho at all: the URL setting points at another service."""
+    kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+    return CrmSetupError(
+        f"{response.request.method if response.request else 'the call to'} "
+        f"{redact_url(response.url)} answered HTTP {response.status_code} ({kind}), not as {what}: "
+        "the URL points at another service or path",
+        setting="",
+        code="WRONG_SERVICE",
+        status=response.status_code,
+    )
 
 
 def classify(response: requests.Response) -> CrmError | None:
@@ -104,6 +120,9 @@ def classify(response: requests.Response) -> CrmError | None:
         code = str(body.get("code") or "")
         message = str(body.get("message") or "")
         details = body.get("details")
+    if status in (404, 405) and not code:
+        # Zoho's API answers every error with a JSON `code`; a bare 404 is someone else's.
+        return _not_zoho(response, "Zoho CRM's API")
     return _error_from(code or f"HTTP_{status}", status, message, details)
 
 
@@ -134,13 +153,20 @@ def classify_token(response: requests.Response) -> CrmError | None:
         return RetriableCrmError(
             "Zoho accounts server unavailable", code=error or f"HTTP_{status}", status=status
         )
+    if not error:
+        # Zoho's accounts server answers every refusal with an OAuth `error`: anything else
+        # (a 404 page, another CRM's answer) means the token URL is not Zoho's.
+        return _not_zoho(response, "a Zoho accounts server")
+    setting = ""
     if error == "invalid_code":
         text = "refresh token refused (invalid_code): revoked, expired or from another DC"
+        setting = "refresh_token"
     elif error == "invalid_client":
         text = "client id or secret refused (invalid_client)"
+        setting = "client_secret"
     else:
-        text = "token refresh failed"
-    return AuthError(redact(text), code=error or "TOKEN_ERROR", status=status)
+        text = f"token refresh refused ({error})"
+    return AuthError(redact(text), code=error, status=status, setting=setting)
 
 
 @dataclass(frozen=True)

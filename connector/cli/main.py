@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from datetime import date, datetime
@@ -16,14 +18,18 @@ from rich.console import Console
 from rich.table import Table
 
 from connector import __version__
+from connector.cli.args import CommandLineError, HelpFormatter, Parser, finish_parser
+from connector.cli.failure import CONTEXT, describe, report, reset_context
 from connector.errors import (
+    EXIT_CODES,
     EXIT_CONFIG,
-    EXIT_CRASH,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_REJECTIONS,
+    EXIT_USAGE,
     ConfigError,
     ConfigProblem,
-    ConnectorError,
+    RunCancelled,
 )
 from connector.redaction import redact
 
@@ -32,15 +38,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("crm_risk.cli")
 
-EXIT_CODES_HELP = """exit codes:
-  0   success
-  1   finished, but some records were rejected, are pending retry or were quarantined
-  2   unexpected crash
-  65  input data unusable (backtest: no usable row, undecodable or binary file)
-  75  try again later (quota spent, CRM unavailable, run lock held, stopped by SIGTERM/SIGINT)
-  77  authentication or permission refused
-  78  configuration or mapping invalid
-"""
+EXIT_CODES_HELP = "exit codes:\n" + "\n".join(
+    textwrap.fill(meaning, 96, initial_indent=f"  {code:<4} ", subsequent_indent=" " * 7)
+    for code, meaning in EXIT_CODES.items()
+)
 
 Handler = Callable[[argparse.Namespace, Console], int]
 
@@ -59,21 +60,13 @@ def _add_config(parser: argparse.ArgumentParser, *, connection: bool = True) -> 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="crm-risk",
         description="Explainable customer credit risk, synced into your CRM.",
         epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"crm-risk {__version__}")
-    parser.add_argument(
-        "--log-format", choices=["auto", "json", "text"], help="override [logging] format"
-    )
-    parser.add_argument(
-        "--log-level",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="override [logging] level",
-    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
@@ -313,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(show)
     show.add_argument("--json", action="store_true", help="print JSON instead of TOML")
     show.set_defaults(handler=cmd_mappings_show)
+    # Descriptions and defaults in every --help; --log-format/--log-level after the subcommand.
+    finish_parser(parser)
     return parser
 
 
@@ -326,12 +321,24 @@ def _load(args: argparse.Namespace, *, offline: bool = False) -> Any:
     config = load_config(
         args.config, secrets_path=getattr(args, "secrets", None), require_secrets=not offline
     )
+    CONTEXT.config = config
     # [logging] from the file, unless --log-format / --log-level say otherwise.
     setup_logging(
         getattr(args, "log_format", None) or config.logging.format,
         getattr(args, "log_level", None) or config.logging.level,
     )
+    log.debug(
+        "configuration loaded",
+        extra={"detail": f"{config.source}; relative paths against {config.base_dir}"},
+    )
     return config
+
+
+def _connection(config: Any, name: str | None) -> Any:
+    """The connection a command works on; errors from here on name it."""
+    connection = config.connection(name)
+    CONTEXT.connection = connection.name
+    return connection
 
 
 def _open_store(config: Any, *, create: bool = True) -> Any:
@@ -370,15 +377,47 @@ def _print_json(console: Console, payload: Any) -> None:
 
 def cmd_sync(args: argparse.Namespace, console: Console) -> int:
     """Run one sync for a connection."""
-    from connector.engine.sync import SyncOptions, classify_exit, run_sync
-    from connector.registry import create_adapter
+    from connector.engine.sync import SyncOptions, classify_exit
 
     config = _load(args)
-    connection = config.connection(args.connection)
+    connection = _connection(config, args.connection)
     mapping = _mapping_for(connection, config)
     options = SyncOptions(dry_run=args.dry_run, full=args.full, trigger="cli", as_of=args.as_of)
     # From here on SIGTERM/SIGINT stop the run within seconds, even inside a slow CRM call.
-    _install_signal_handlers(options.cancel)
+    signals = _install_signal_handlers(options.cancel)
+    try:
+        report = _sync_once(args, config, connection, mapping, options)
+    except RunCancelled:
+        # Stopped before the run began (the mapping check, the login): nothing was written.
+        if signal.SIGINT not in signals:
+            raise
+        return _interrupted()
+    if args.json:
+        _print_json(console, report.to_dict())
+    else:
+        from connector.cli.render import render_report
+
+        console.print(render_report(report.to_dict()))
+    if report.status == "cancelled" and signal.SIGINT in signals:
+        return _interrupted()
+    return classify_exit(report)
+
+
+def _interrupted() -> int:
+    sys.stderr.write(
+        "interrupted: stopped after the current batch; what the CRM confirmed is kept, "
+        "the rest waits for the next run\n"
+    )
+    return EXIT_INTERRUPTED
+
+
+def _sync_once(
+    args: argparse.Namespace, config: Any, connection: Any, mapping: Any, options: Any
+) -> Any:
+    """Open the store and the adapter, check the mapping, run the sync; close both."""
+    from connector.engine.sync import run_sync
+    from connector.registry import create_adapter
+
     with ExitStack() as stack:
         store = _open_store(config)
         stack.callback(store.close)
@@ -400,13 +439,7 @@ def cmd_sync(args: argparse.Namespace, console: Console) -> int:
         from connector.service.metrics import export_one_shot
 
         export_one_shot(config, report.to_dict(), len(store.failed_writes(connection.name)))
-    if args.json:
-        _print_json(console, report.to_dict())
-    else:
-        from connector.cli.render import render_report
-
-        console.print(render_report(report.to_dict()))
-    return classify_exit(report)
+    return report
 
 
 def _progress_bar(stack: ExitStack) -> Callable[[str, int, int | None], None]:
@@ -442,19 +475,34 @@ def _refuse_on_mapping_errors(
     refuse_on_mapping_errors(adapter, mapping, store=store, connection=connection, force=force)
 
 
-def _install_signal_handlers(cancel: Any) -> None:
-    import signal
+def _install_signal_handlers(cancel: Any) -> list[int]:
+    """SIGTERM and the first Ctrl-C stop the run after its current batch; a second Ctrl-C at once.
+
+    Returns the list the handler appends each signal number to, so the command can tell a
+    user's interrupt (exit 130) from a service manager's stop (exit 75).
+    """
     import threading
 
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        return
+        return received
 
     def stop(signum: int, frame: Any) -> None:
-        log.warning("signal %s received: finishing the current batch, then stopping", signum)
+        if signum == signal.SIGINT and signal.SIGINT in received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        if signum == signal.SIGINT:
+            log.warning(
+                "interrupted (Ctrl-C): finishing the current batch, then stopping; "
+                "press Ctrl-C again to stop at once"
+            )
+        else:
+            log.warning("asked to stop (SIGTERM): finishing the current batch, then stopping")
         cancel.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    return received
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -470,6 +518,8 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     from connector.store.coordination import WorkQueue
 
     config = _load(args, offline=True)
+    if args.connection:
+        _connection(config, args.connection)
     store = _existing_store(config)
     if store is None:
         # No store yet means no run yet: say where we looked, and leave nothing behind.
@@ -597,7 +647,7 @@ def _lease_view(lease: dict[str, Any] | None, now: datetime) -> dict[str, Any] |
 def cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
     """List every quarantined record: what, why, which account it holds, since when."""
     config = _load(args, offline=True)
-    names = [config.connection(args.connection).name] if args.connection else None
+    names = [_connection(config, args.connection).name] if args.connection else None
     store = _existing_store(config)
     rows: list[dict[str, Any]] = []
     if store is not None:
@@ -695,14 +745,17 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     results: dict[str, Any] = {}
     exit_code = EXIT_OK
     for name in names:
-        connection = config.connection(name)
+        connection = _connection(config, name)
         mapping = _mapping_for(connection, config)
         entry: dict[str, Any] = {
             "mapping": str(mapping.source),
             "problems": [],
             "quota_remaining": None,
+            "enabled": connection.enabled,
         }
-        if not args.offline:
+        # A disabled connection is checked offline unless named: its secrets may be absent.
+        entry["checked_online"] = not args.offline and (connection.enabled or bool(args.connection))
+        if entry["checked_online"]:
             store = _existing_store(config)
             adapter = create_adapter(connection.crm_settings(), state=store)
             try:
@@ -736,16 +789,10 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         _print_json(console, {"ok": exit_code == EXIT_OK, "connections": results})
         return exit_code
-    for name, entry in results.items():
-        if not entry["problems"]:
-            quota = entry["quota_remaining"]
-            quota_text = f"; API quota left: {quota}" if quota is not None else ""
-            console.print(
-                f"[green]ok[/] {name}: config and mapping {entry['mapping']} valid{quota_text}"
-            )
-        for problem in entry["problems"]:
-            colour = "red" if problem["severity"] == "error" else "yellow"
-            console.print(f"[{colour}]{problem['severity']}[/] {name}: {problem['message']}")
+    from connector.cli.check_view import render_check
+
+    for line in render_check(results, checked_online=not args.offline):
+        console.print(line)
     return exit_code
 
 
@@ -754,7 +801,7 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
     from connector.cli.explain import explanation_dict, render_explanation
 
     config = _load(args, offline=True)
-    connection = config.connection(args.connection)
+    connection = _connection(config, args.connection)
     store = _open_store(config, create=False)
     try:
         stored = store.get_account(connection.name, args.account_id)
@@ -783,7 +830,7 @@ def cmd_portfolio(args: argparse.Namespace, console: Console) -> int:
     from connector.cli.portfolio import portfolio_csv, portfolio_document, render_portfolio
 
     config = _load(args, offline=True)
-    connection = config.connection(args.connection)
+    connection = _connection(config, args.connection)
     store = _open_store(config, create=False)
     try:
         document = portfolio_document(
@@ -810,7 +857,7 @@ def cmd_revert(args: argparse.Namespace, console: Console) -> int:
     config = _load(args)
     store = _open_store(config, create=False)
     try:
-        connection = config.connection(plan_revert(store, args.run_id)[0])
+        connection = _connection(config, plan_revert(store, args.run_id)[0])
         mapping = _mapping_for(connection, config)
         task_action = args.tasks or config.tasks_for(connection).revert_action
         adapter = create_adapter(connection.crm_settings(), state=store)
@@ -957,6 +1004,8 @@ def cmd_backtest(args: argparse.Namespace, console: Console) -> int:
 def cmd_audit(args: argparse.Namespace, console: Console) -> int:
     """Print the audit log."""
     config = _load(args, offline=True)
+    if args.connection:
+        _connection(config, args.connection)
     store = _open_store(config, create=False)
     try:
         since = (
@@ -1029,7 +1078,7 @@ def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
     from connector.registry import create_adapter
 
     config = _load(args)
-    connection = config.connection(args.connection)
+    connection = _connection(config, args.connection)
     mapping = _mapping_for(connection, config)
     store = _existing_store(config)
     adapter = create_adapter(connection.crm_settings(), state=store)
@@ -1240,7 +1289,7 @@ def cmd_store_migrate(args: argparse.Namespace, console: Console) -> int:
 def cmd_mappings_show(args: argparse.Namespace, console: Console) -> int:
     """Print the effective mapping."""
     config = _load(args, offline=True)
-    connection = config.connection(args.connection)
+    connection = _connection(config, args.connection)
     mapping = _mapping_for(connection, config)
     if args.json:
         _print_json(console, mapping.effective_dict())
@@ -1252,33 +1301,31 @@ def cmd_mappings_show(args: argparse.Namespace, console: Console) -> int:
 # -- entry point -----------------------------------------------------------------------------------
 
 
-def _report_error(console: Console, error: ConnectorError) -> None:
-    # Plain text, never wrapped: admins grep these lines and tests match key paths in them.
-    sys.stderr.write(f"error: {redact(str(error))}\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    context = reset_context(arguments)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(arguments)
+    except CommandLineError as error:
+        sys.stderr.write(error.usage)
+        report(describe(error, context), json_output="--json" in arguments)
+        return EXIT_USAGE
     from connector.logs import setup_logging
 
     setup_logging(args.log_format or "auto", args.log_level or "INFO")
+    context.json_output = bool(getattr(args, "json", False)) or (
+        getattr(args, "format", None) == "json"
+    )
     console = Console(stderr=False, highlight=False)
-    err_console = Console(stderr=True, highlight=False)
     handler: Handler = args.handler
     try:
         return handler(args, console)
-    except ConnectorError as error:
-        _report_error(err_console, error)
-        return error.exit_code
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        return EXIT_OK
-    except Exception as error:  # the one place that turns a crash into exit code 2
-        err_console.print(f"[bold red]crash:[/] {redact(f'{type(error).__name__}: {error}')}")
-        log.debug("crash", exc_info=True)
-        return EXIT_CRASH
+    except (Exception, KeyboardInterrupt) as error:  # the one place errors become exit codes
+        failure = describe(error, context)
+        report(failure, json_output=context.json_output)
+        return failure.exit_code
 
 
 if __name__ == "__main__":

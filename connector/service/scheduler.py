@@ -45,6 +45,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from connector.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
     ConfigError,
     ConfigProblem,
     LockHeldError,
@@ -844,6 +846,9 @@ def serve(
             signal.Signals(received[0]).name,
             extra={"detail": "running runs were asked to stop after their current batch"},
         )
+        if received[0] == signal.SIGINT and code == EXIT_OK:
+            # Ctrl-C on a terminal: the shell's convention (128 + 2); SIGTERM stays 0.
+            return EXIT_INTERRUPTED
     return code
 
 

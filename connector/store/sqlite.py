@@ -180,6 +180,9 @@ class SqliteStore(SqlStore):
     def __init__(self, path: str, *, clock: Callable[[], datetime] | None = None) -> None:
         self.path = path
         if path != ":memory:":
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder):
+                raise StoreAccessError(path, f"its folder {folder} does not exist")
             if not os.path.exists(path):
                 # Owner-only permissions: the file holds cached tokens and customer data.
                 try:

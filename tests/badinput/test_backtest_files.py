@@ -199,7 +199,12 @@ def test_empty_or_header_only_file_exits_65(tmp_path, capsys, content) -> None:
     path.write_text(content)
     code, out, err = run(capsys, "--invoices", str(path), "--json")
     assert code == 65
-    assert out == ""
+    # Issue 21 point 10: a --json command prints one JSON document on failure too (v1: nothing).
+    failure = json.loads(out)
+    assert failure["ok"] is False and failure["error"]["exit_code"] == 65
+    assert (
+        failure["error"]["code"] == "DataError" and "invalid data in" in failure["error"]["message"]
+    )
     assert "invalid data in" in err
 
 

@@ -71,7 +71,9 @@ def test_a_ca_the_client_was_not_given_fails_instead_of_silently_passing(sandbox
             adapter.describe(ACCOUNT_OBJECT[sandbox.crm])
     finally:
         adapter.close()
-    assert "SSL" in str(caught.value) or "CONNECTION" in (caught.value.code or "")
+    # Issue 21 point 2: not "try again later" but a setup error pointing at ca_bundle.
+    assert caught.value.code == "TLS_VERIFY" and caught.value.setting == "ca_bundle"
+    assert caught.value.exit_code == 78
     assert _api_calls(sandbox) == 0, "no request got past the TLS handshake"
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from connector.cli.main import main
 from connector.config import load_config
-from connector.errors import EXIT_CONFIG, ConfigError
+from connector.errors import EXIT_CONFIG, ConfigError, UsageError
 
 VALID = """
 [store]
@@ -162,7 +162,8 @@ def test_unknown_connection_suggests_close_name(
     monkeypatch.setenv("CRMRISK_CONNECTIONS__ACME_ZOHO__CLIENT_SECRET", "x-secret")
     monkeypatch.setenv("CRMRISK_CONNECTIONS__ACME_ZOHO__REFRESH_TOKEN", "x-refresh")
     config = load_config(write(tmp_path, VALID.format(db=tmp_path / "s.db")))
-    with pytest.raises(ConfigError, match="did you mean acme_zoho"):
+    # Issue 21 point 5: a wrong --connection is a usage error (64) listing what exists.
+    with pytest.raises(UsageError, match=r"did you mean acme_zoho\? \(configured: acme_zoho\)"):
         config.connection("acme_zoh")
 
 
