@@ -20,6 +20,7 @@ from connector.planning.governance import GovernancePolicy
 from connector.planning.task_rules import TaskPolicy
 from connector.protocol import CrmSettings
 from connector.scoring.policy import ScoringPolicy
+from connector.scoring.stress import Scenario
 
 _M = TypeVar("_M", bound=StrictModel)
 
@@ -115,6 +116,30 @@ class MetricsConfig(StrictModel):
     pushgateway: str | None = None
 
 
+class ReportConfig(StrictModel):
+    """The credit manager's portfolio report: where `run` serves it, caps, lines and scenarios."""
+
+    # Serve the latest report at /report on the metrics endpoint ([metrics] port) in `run` mode.
+    serve: bool = False
+    # Also write it to this file after each run of `run` (relative to the config file).
+    html: str | None = None
+    # Concentration caps drawn on the charts: the single-customer cap is the limit rule's
+    # `[policy.limits] concentration_cap_share`; these two are the book's spread targets.
+    industry_cap_share: float | None = Field(default=0.25, gt=0, le=1)
+    country_cap_share: float | None = Field(default=0.40, gt=0, le=1)
+    # HHI lines of the 2023 US Merger Guidelines (moderately / highly concentrated): widely
+    # recognised reference points, not a credit-policy standard.
+    hhi_moderate: float = Field(default=1000, ge=0, le=10000)
+    hhi_high: float = Field(default=1800, ge=0, le=10000)
+    # Accounts scored with a confidence below this count as low-confidence in "model health".
+    low_confidence_below: float = Field(default=0.5, ge=0, le=1)
+    # Rows listed per list (movers, held approvals); every one is counted in the figures.
+    max_listed: int = Field(default=25, ge=1, le=1000)
+    # Stress scenarios by id, e.g. [report.scenarios.construction] industry = "Construction",
+    # bands_down = 1.
+    scenarios: dict[str, Scenario] = Field(default_factory=dict)
+
+
 class AppConfig(StrictModel):
     """The whole configuration after merging the file, the secrets file and the environment."""
 
@@ -125,6 +150,7 @@ class AppConfig(StrictModel):
     policy: ScoringPolicy = ScoringPolicy()
     tasks: TaskPolicy = TaskPolicy()
     governance: GovernancePolicy = GovernancePolicy()
+    report: ReportConfig = ReportConfig()
     connections: dict[str, ConnectionConfig] = Field(default_factory=dict)
     source: str = ""
     # The folder relative paths were resolved against (the config file's folder).
@@ -251,6 +277,7 @@ class _EnvShape(BaseSettings):
     policy: dict[str, Any] = {}
     tasks: dict[str, Any] = {}
     governance: dict[str, Any] = {}
+    report: dict[str, Any] = {}
     connections: dict[str, dict[str, Any]] = {}
 
 
@@ -640,6 +667,9 @@ def resolve_paths(config: AppConfig, base_dir: Path) -> AppConfig:
             "metrics": config.metrics.model_copy(
                 update={"textfile": _absolute(config.metrics.textfile, base_dir)}
             ),
+            "report": config.report.model_copy(
+                update={"html": _absolute(config.report.html, base_dir)}
+            ),
             "connections": connections,
             "base_dir": str(base_dir),
         }
@@ -661,6 +691,7 @@ __all__ = [
     "ConnectionConfig",
     "LoggingConfig",
     "MetricsConfig",
+    "ReportConfig",
     "ScheduleConfig",
     "StoreConfig",
     "load_config",

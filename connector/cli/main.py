@@ -102,6 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--limit", type=int, default=10, help="how many runs to show")
     status.set_defaults(handler=cmd_status)
 
+    report = commands.add_parser(
+        "report",
+        help="the portfolio report for credit managers: one HTML file with charts, or JSON",
+    )
+    _add_config(report)
+    report.add_argument("--html", metavar="FILE", help="write the report to this HTML file")
+    report.add_argument("--json", action="store_true", help="print the report's figures as JSON")
+    report.add_argument(
+        "--as-of",
+        type=date.fromisoformat,
+        help="report date: windows end and later runs are ignored (default: today)",
+    )
+    report.set_defaults(handler=cmd_report)
+
     quarantine = commands.add_parser(
         "quarantine", help="list quarantined records, the rule they break and the accounts held"
     )
@@ -642,6 +656,30 @@ def _lease_view(lease: dict[str, Any] | None, now: datetime) -> dict[str, Any] |
     if datetime.fromisoformat(str(lease["expires_at"])) <= now:
         return {**lease, "state": "expired"}
     return {**lease, "state": "running"}
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    """Build the portfolio report from the state store (no CRM call)."""
+    from connector.report import build_figures, render_html
+    from connector.report.output import write_atomically
+
+    if not args.html and not args.json:
+        raise ConfigError(
+            [ConfigProblem("report", "nothing to do", "give --html FILE, --json, or both")]
+        )
+    config = _load(args, offline=True)
+    connection = config.connection(args.connection)
+    store = _open_store(config, create=False)
+    try:
+        figures = build_figures(store, config, connection, as_of=args.as_of).to_dict()
+    finally:
+        store.close()
+    if args.html:
+        size = write_atomically(Path(args.html), render_html(figures))
+        sys.stderr.write(f"report written to {args.html} ({size / 1024:,.0f} KB)\n")
+    if args.json:
+        _print_json(console, figures)
+    return EXIT_OK
 
 
 def cmd_quarantine(args: argparse.Namespace, console: Console) -> int:

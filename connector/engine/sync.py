@@ -50,6 +50,7 @@ from connector.scoring import (
     build_portfolio_context,
     portfolio_report,
 )
+from connector.scoring.currency import CurrencyBook, book_to_json
 from connector.scoring.limits import (
     in_account_currency,
     peak_exposures,
@@ -242,7 +243,7 @@ class _Engine:
         self._pull("invoice")
         self._report_held()
         self._score_plan_write()
-        if self.options.portfolio:
+        if self.options.portfolio or not self.options.dry_run:
             self._portfolio()
 
     # -- pull -------------------------------------------------------------------------------
@@ -766,17 +767,37 @@ class _Engine:
             self.options.after_batch()
 
     def _portfolio(self) -> None:
-        report = portfolio_report(self._scored_rows())
+        """The book's totals for the run report, and its snapshot for the portfolio report."""
+        snapshot: list[tuple[str, str, float, Decimal]] = []
+        report = portfolio_report(self._scored_rows(snapshot))
         summary = report.to_dict()
-        if summary:
+        if summary and self.options.portfolio:
             self.report.portfolio = {"home_currency": self.report.home_currency, **summary}
+        if not self.options.dry_run:
+            # Every run leaves one, so "since the previous run" compares two real runs. The
+            # run's rates go with it: the report's stress scenarios convert with the same ones.
+            book: CurrencyBook | None = getattr(self, "book", None)
+            self.store.save_snapshot(
+                self.name,
+                self.run_id,
+                self.as_of,
+                {**(summary or {"accounts": 0}), "rates": book_to_json(book) if book else None},
+                snapshot,
+                home_currency=self.report.home_currency,
+            )
 
-    def _scored_rows(self) -> Iterator[tuple[Account, RiskAssessment, Decimal]]:
-        # A generator: a 100k-account portfolio is summarised without holding it in memory.
+    def _scored_rows(
+        self, snapshot: list[tuple[str, str, float, Decimal]]
+    ) -> Iterator[tuple[Account, RiskAssessment, Decimal]]:
+        # A generator: a 100k-account portfolio is summarised without holding it in memory
+        # (the snapshot keeps four small values per account).
         for stored in self.store.iter_accounts(self.name):
             assessment = self.store.get_assessment(self.name, stored.account.crm_id)
             if assessment is not None:
                 exposure = Decimal(str(assessment.features.get("exposure") or 0))
+                snapshot.append(
+                    (stored.account.crm_id, assessment.band, assessment.score, exposure)
+                )
                 yield stored.account, assessment, exposure
 
 

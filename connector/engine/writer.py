@@ -532,6 +532,8 @@ class Writer:
                     "priority": action.priority.value,
                     "owner_id": action.owner_id,
                     "subject": action.subject,
+                    # The report's "completed on time" compares the close with this date.
+                    "due_date": action.due_date.isoformat() if action.due_date else None,
                 },
                 cause=action.cause or action.rule,
                 response="ok",
@@ -550,6 +552,9 @@ class Writer:
             meta["baseline"] = item.baseline_meta[action.rule]
         if action.action == "create":
             episode = int(action.dedupe_key.rsplit(":", 1)[-1])
+            meta.pop("due_date", None)
+            if action.due_date is not None:
+                meta["due_date"] = action.due_date.isoformat()
             entry = TaskLedgerEntry(
                 account_id=action.account_id,
                 rule=action.rule,

@@ -132,6 +132,10 @@ def _limit_decision(
     return "held" if too_big else "write"
 
 
+# Public name: the portfolio report asks the same question of its stress scenarios' limits.
+limit_decision = _limit_decision
+
+
 def plan_account(
     account: Account,
     assessment: RiskAssessment,

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from typing import Any
 
 from connector.models import Account, CrmRates, DatedRate, Invoice
 
@@ -258,6 +259,35 @@ def round_in_currency(amount: Decimal, home_step: Decimal, rate: Decimal) -> Dec
     return (amount / step).to_integral_value(rounding=ROUND_FLOOR) * step
 
 
+def book_to_json(book: CurrencyBook) -> dict[str, Any]:
+    """The book as JSON-safe data (rates as decimal strings), kept with a run's snapshot."""
+    return {
+        "home": book.home,
+        "record_reference": book.record_reference,
+        "rates": {code: str(rate) for code, rate in sorted(book.rates.items())},
+        "dated": {
+            code: [list(starts), [[end, str(rate)] for end, rate in spans]]
+            for code, (starts, spans) in sorted(book.dated.items())
+        },
+    }
+
+
+def book_from_json(data: Mapping[str, Any]) -> CurrencyBook:
+    """The inverse of `book_to_json`: the rates a run converted with, for re-scoring its book."""
+    return CurrencyBook(
+        home=data.get("home"),
+        rates={code: Decimal(rate) for code, rate in (data.get("rates") or {}).items()},
+        dated={
+            code: (
+                tuple(int(start) for start in starts),
+                tuple((None if end is None else int(end), Decimal(rate)) for end, rate in spans),
+            )
+            for code, (starts, spans) in (data.get("dated") or {}).items()
+        },
+        record_reference=data.get("record_reference"),
+    )
+
+
 __all__ = [
     "ACCOUNT_MONEY",
     "CrmRates",
@@ -265,6 +295,8 @@ __all__ = [
     "DatedRate",
     "NoRate",
     "account_in_home",
+    "book_from_json",
+    "book_to_json",
     "build_book",
     "invoice_in_home",
     "nice_step",

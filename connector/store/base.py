@@ -16,7 +16,7 @@ from connector.errors import LockHeldError
 from connector.models import Account, Invoice, RiskAssessment
 from connector.store.holders import stale_reason
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Steps from version N-1 to N, in SQL both backends accept; `{text}` is the backend's text type.
 # A fresh store applies schema*.sql (version 1), then every step.
@@ -53,7 +53,29 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         " started_at {text} NOT NULL, heartbeat_at {text} NOT NULL, expires_at {text} NOT NULL,"
         " capacity INTEGER NOT NULL, running INTEGER NOT NULL DEFAULT 0)",
     ),
+    4: (
+        # The book at the end of each run, for the report's movement figures: totals by band
+        # (kept 400 days) and each account's band, score and exposure (kept for the newest runs
+        # and the first run of each month; see `prune_snapshots`).
+        "CREATE TABLE IF NOT EXISTS portfolio_snapshots ("
+        " connection {text} NOT NULL, run_id {text} NOT NULL, as_of {text} NOT NULL,"
+        " taken_at {text} NOT NULL, home_currency {text}, accounts INTEGER NOT NULL,"
+        " summary {text} NOT NULL, detail INTEGER NOT NULL DEFAULT 1,"
+        " PRIMARY KEY (connection, run_id))",
+        "CREATE INDEX IF NOT EXISTS portfolio_snapshots_by_time"
+        " ON portfolio_snapshots (connection, as_of, taken_at)",
+        "CREATE TABLE IF NOT EXISTS snapshot_accounts ("
+        " connection {text} NOT NULL, run_id {text} NOT NULL, account_id {text} NOT NULL,"
+        " band {text} NOT NULL, score DOUBLE PRECISION NOT NULL, exposure {text} NOT NULL,"
+        " PRIMARY KEY (connection, run_id, account_id))",
+    ),
 }
+
+# Snapshot retention: totals of every run for this many days; per-account rows of the newest
+# runs and of the first run of each month within the same span (enough for "since the previous
+# run" and "over the last 12 months" without keeping a copy of the book per run).
+SNAPSHOT_DAYS = 400
+SNAPSHOT_RECENT_RUNS = 3
 
 
 def _default(value: Any) -> Any:
@@ -777,6 +799,171 @@ class SqlStore:
             )
             for row in rows
         ]
+
+    def iter_scored(self, connection: str) -> Iterator[tuple[Account, RiskAssessment]]:
+        """Every live account with its latest assessment, ordered by id, streamed in chunks."""
+        last = ""
+        while True:
+            rows = self._query(
+                "SELECT c.crm_id, c.data AS account, a.data AS assessment FROM accounts c JOIN "
+                "assessments a ON a.connection = c.connection AND a.account_id = c.crm_id WHERE "
+                "c.connection = ? AND c.deleted = 0 AND c.crm_id > ? ORDER BY c.crm_id LIMIT 1000",
+                (connection, last),
+            )
+            if not rows:
+                return
+            for row in rows:
+                yield (
+                    Account.model_validate_json(row["account"]),
+                    RiskAssessment.model_validate_json(row["assessment"]),
+                )
+            last = rows[-1]["crm_id"]
+
+    def iter_invoices(self, connection: str, account_ids: Iterable[str]) -> Iterator[Invoice]:
+        """Live invoices of the given accounts, ordered by account (for bulk re-scoring)."""
+        wanted = sorted(set(account_ids))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self._query(
+                f"SELECT data FROM invoices WHERE connection = ? AND deleted = 0 AND account_id "  # noqa: S608 - placeholders only
+                f"IN ({marks}) ORDER BY account_id, crm_id",
+                (connection, *chunk),
+            )
+            for row in rows:
+                yield Invoice.model_validate_json(row["data"])
+
+    # -- portfolio snapshots ------------------------------------------------------------------
+
+    def save_snapshot(
+        self,
+        connection: str,
+        run_id: str,
+        as_of: date,
+        summary: Mapping[str, Any],
+        accounts: Iterable[tuple[str, str, float, Decimal]],
+        *,
+        home_currency: str | None = None,
+    ) -> int:
+        """Keep the book at the end of a run: its totals and (account, band, score, exposure) rows.
+
+        Args:
+            connection: the connection.
+            run_id: the run that scored the book.
+            as_of: the run's scoring date.
+            summary: JSON-able totals (count and exposure by band, ...).
+            accounts: one (account id, band, score, exposure in home currency) per account.
+            home_currency: the currency of every amount in the snapshot.
+
+        Returns:
+            How many account rows were stored.
+        """
+        rows = [
+            (connection, run_id, account_id, band, float(score), str(exposure))
+            for account_id, band, score, exposure in accounts
+        ]
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO portfolio_snapshots (connection, run_id, as_of, taken_at, "
+                "home_currency, accounts, summary, detail) VALUES (?, ?, ?, ?, ?, ?, ?, 1) "
+                "ON CONFLICT (connection, run_id) DO UPDATE SET as_of = excluded.as_of, "
+                "taken_at = excluded.taken_at, home_currency = excluded.home_currency, "
+                "accounts = excluded.accounts, summary = excluded.summary, detail = 1",
+                (
+                    connection,
+                    run_id,
+                    as_of.isoformat(),
+                    _iso(self.now()),
+                    home_currency,
+                    len(rows),
+                    dumps(dict(summary)),
+                ),
+            )
+            db.execute(
+                "DELETE FROM snapshot_accounts WHERE connection = ? AND run_id = ?",
+                (connection, run_id),
+            )
+            db.executemany(
+                "INSERT INTO snapshot_accounts (connection, run_id, account_id, band, score, "
+                "exposure) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._prune_snapshots(db, connection)
+        return len(rows)
+
+    def _prune_snapshots(self, db: Connection, connection: str) -> None:
+        """Drop old totals and the per-account rows no report reads (see SNAPSHOT_DAYS)."""
+        rows = db.execute(
+            "SELECT run_id, as_of, taken_at, detail FROM portfolio_snapshots WHERE connection = ? "
+            "ORDER BY as_of, taken_at",
+            (connection,),
+        ).fetchall()
+        if not rows:
+            return
+        newest = date.fromisoformat(rows[-1]["as_of"])
+        horizon = newest - timedelta(days=SNAPSHOT_DAYS)
+        old = [row["run_id"] for row in rows if date.fromisoformat(row["as_of"]) < horizon]
+        keep: set[str] = {row["run_id"] for row in rows[-SNAPSHOT_RECENT_RUNS:]}
+        months: set[str] = set()
+        for row in rows:
+            month = row["as_of"][:7]
+            if month not in months:
+                months.add(month)
+                keep.add(row["run_id"])
+        drop_detail = [row["run_id"] for row in rows if row["detail"] and row["run_id"] not in keep]
+        for run_id in {*old, *drop_detail}:
+            db.execute(
+                "DELETE FROM snapshot_accounts WHERE connection = ? AND run_id = ?",
+                (connection, run_id),
+            )
+        db.executemany(
+            "UPDATE portfolio_snapshots SET detail = 0 WHERE connection = ? AND run_id = ?",
+            [(connection, run_id) for run_id in drop_detail],
+        )
+        db.executemany(
+            "DELETE FROM portfolio_snapshots WHERE connection = ? AND run_id = ?",
+            [(connection, run_id) for run_id in old],
+        )
+
+    def snapshots(self, connection: str, until: date | None = None) -> list[dict[str, Any]]:
+        """Snapshot totals taken as of `until` or earlier, oldest first (`detail`: rows kept)."""
+        rows = self._query(
+            "SELECT * FROM portfolio_snapshots WHERE connection = ? AND as_of <= ? "
+            "ORDER BY as_of, taken_at",
+            (connection, (until or date.max).isoformat()),
+        )
+        return [
+            {**dict(row), "summary": loads(row["summary"]) or {}, "detail": bool(row["detail"])}
+            for row in rows
+        ]
+
+    def snapshot_accounts(self, connection: str, run_id: str) -> dict[str, tuple[str, float, str]]:
+        """The per-account rows of one snapshot: account id -> (band, score, exposure)."""
+        rows = self._query(
+            "SELECT account_id, band, score, exposure FROM snapshot_accounts WHERE "
+            "connection = ? AND run_id = ?",
+            (connection, run_id),
+        )
+        return {
+            row["account_id"]: (row["band"], float(row["score"]), row["exposure"]) for row in rows
+        }
+
+    def task_ledger_rows(self, connection: str) -> list[TaskLedgerEntry]:
+        """Every ledger row (open and the last closed episode per account and rule)."""
+        rows = self._query(
+            "SELECT * FROM task_ledger WHERE connection = ? ORDER BY account_id, rule",
+            (connection,),
+        )
+        return [self._ledger_entry(row) for row in rows]
+
+    def task_audit(self, connection: str, since: datetime) -> list[dict[str, Any]]:
+        """Task lines of the audit log since `since`, oldest first (episode history)."""
+        rows = self._query(
+            "SELECT id, run_id, at, record_id, action, field, new_value FROM audit WHERE "
+            "connection = ? AND object = 'task' AND at >= ? ORDER BY id",
+            (connection, _iso(since)),
+        )
+        return [{**dict(row), "new_value": loads(row["new_value"])} for row in rows]
 
     # -- last written values ----------------------------------------------------------------
 
