@@ -4,7 +4,8 @@ A holder id reads `host:pid:start:token`, where `start` is the process's start t
 kernel counts it (Linux /proc/<pid>/stat, field 22) or "-" elsewhere. A lease left by a process
 that was SIGKILLed or crashed would block the connection until it expires; when its holder is on
 this host and that pid is gone (or now belongs to a process started at another time, a reused
-pid) the lease is stale and the next run takes it over at once.
+pid, this process's own included: a container's entrypoint is pid 1 again after a restart) the
+lease is stale and the next run takes it over at once.
 """
 
 from __future__ import annotations
@@ -71,12 +72,14 @@ def stale_reason(holder: str) -> str | None:
     parsed = parse(holder)
     if parsed.host != socket.gethostname() or parsed.pid is None:
         return None
-    if parsed.pid == os.getpid():
-        return None
-    if not _alive(parsed.pid):
+    if parsed.pid != os.getpid() and not _alive(parsed.pid):
         return f"process {parsed.pid} on this host is gone"
+    # Our own pid is judged by its start time too: a container's entrypoint is pid 1 on a
+    # persistent hostname, so the process a restart left the lease behind had our pid.
     if parsed.start is not None:
         now = process_start(parsed.pid)
         if now is not None and now != parsed.start:
+            if parsed.pid == os.getpid():
+                return f"process id {parsed.pid} belonged to an earlier process (this one started later)"
             return f"process id {parsed.pid} now belongs to another process"
     return None

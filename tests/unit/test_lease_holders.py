@@ -75,3 +75,29 @@ def test_acquire_takes_over_a_dead_holders_lease_and_says_whose(tmp_path: Path) 
         assert datetime.fromisoformat(lease["expires_at"]) > datetime.now(UTC)
     finally:
         store.close()
+
+
+def test_a_lease_left_by_an_earlier_process_with_our_pid_is_stale() -> None:
+    # The shipped image runs crm-risk as pid 1 on a persistent hostname: after a restart the
+    # lease the killed container left names this very pid, with another start time.
+    start = process_start(os.getpid())
+    if start is None:
+        pytest.skip("no /proc: the start time cannot be read on this system")
+    earlier = f"{HOST}:{os.getpid()}:{int(start) - 1}:gone"
+    reason = stale_reason(earlier)
+    assert reason is not None and f"process id {os.getpid()}" in reason
+    assert stale_reason(f"{HOST}:{os.getpid()}:{start}:mine") is None, "our own lease is live"
+
+
+def test_acquire_takes_over_at_once_the_lease_an_earlier_pid_1_left(tmp_path: Path) -> None:
+    start = process_start(os.getpid())
+    if start is None:
+        pytest.skip("no /proc: the start time cannot be read on this system")
+    store = open_store(str(tmp_path / "state.db"))
+    try:
+        earlier = f"{HOST}:{os.getpid()}:{int(start) - 1}:killed"
+        assert store.acquire_lease("c", earlier, 300) is None
+        takeover = store.acquire_lease("c", holder_id(), 300)
+        assert takeover is not None and takeover["holder"] == earlier
+    finally:
+        store.close()
