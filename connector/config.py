@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.sources import EnvSettingsSource
 
 from connector.errors import ConfigError, ConfigProblem, UsageError
+from connector.files import unreadable
 from connector.models import StrictModel
 from connector.planning.governance import GovernancePolicy
 from connector.planning.task_rules import TaskPolicy
@@ -288,6 +289,13 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(
             [ConfigProblem(str(path), f"{what} not found", "pass --config PATH or create the file")]
+        ) from None
+    except OSError as exc:
+        alternative = (
+            "set the values as CRMRISK_... environment variables" if "secrets" in what else ""
+        )
+        raise ConfigError(
+            [ConfigProblem(str(path), f"{what} {unreadable(path, exc, alternative=alternative)}")]
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([ConfigProblem(str(path), f"not valid TOML: {exc}")]) from None

@@ -200,6 +200,32 @@ def test_compose_keeps_passwords_out_of_the_file() -> None:
     assert "deploy/crm-risk.secrets.toml" in (ROOT / ".gitignore").read_text().split()
 
 
+def test_the_compose_setup_makes_the_secrets_file_readable_by_the_images_user() -> None:
+    # Compose mounts a file secret with its owner and mode on the host (uid/gid/mode are ignored
+    # for file secrets): a root-owned chmod 600 copy is unreadable by the image's USER.
+    user = [arguments for keyword, arguments in final_stage(DOCKERFILE) if keyword == "USER"][-1]
+    uid = user.split(":")[0]
+    chown = (
+        f"chown {uid}:{uid} deploy/crm-risk.secrets.toml && chmod 600 deploy/crm-risk.secrets.toml"
+    )
+    assert chown in COMPOSE.read_text()
+    assert chown in SECRETS_EXAMPLE.read_text()
+    assert "environment variable" in SECRETS_EXAMPLE.read_text()
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert chown in readme
+
+
+def test_the_systemd_setup_lets_the_worker_read_its_files_and_no_one_else() -> None:
+    steps = [line.lstrip("# ").strip() for line in UNIT.read_text().splitlines()]
+    service = unit()["Service"]
+    group = service["Group"]
+    secrets = next(step for step in steps if step.startswith("install") and "secrets" in step)
+    assert f"-m 0640 -o root -g {group} " in secrets
+    pgpass = next(step for step in steps if step.startswith("install") and "pgpass" in step)
+    assert f"-m 0600 -o {service['User']} " in pgpass
+    assert f"-g {group}" in SECRETS_EXAMPLE.read_text()
+
+
 def test_the_deployment_config_loads_with_the_example_secrets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

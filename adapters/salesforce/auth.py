@@ -13,6 +13,7 @@ import jwt
 from adapters._http import RetryingClient
 from adapters._tokens import SealedTokenCache
 from connector.errors import AuthError, ConfigError, ConfigProblem
+from connector.files import unreadable
 from connector.protocol import CrmSettings, KeyValueStore
 from connector.redaction import register_secret
 
@@ -199,7 +200,7 @@ class Authenticator:
                     [
                         ConfigProblem(
                             f"connections.{s.name}.private_key_file",
-                            f"cannot read the JWT private key: {exc.strerror}",
+                            f"JWT private key file {unreadable(s.private_key_file, exc)}",
                         )
                     ]
                 ) from None

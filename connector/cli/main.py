@@ -970,15 +970,14 @@ def _policy_file(path: str) -> ScoringPolicy:
 
     from pydantic import ValidationError
 
+    from connector.files import unreadable
     from connector.scoring.policy import ScoringPolicy
 
     try:
         with Path(path).open("rb") as handle:
             data = tomllib.load(handle)
     except OSError as exc:
-        raise ConfigError(
-            [ConfigProblem(path, f"cannot read the policy file: {exc.strerror}")]
-        ) from None
+        raise ConfigError([ConfigProblem(path, f"policy file {unreadable(path, exc)}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([ConfigProblem(path, f"not valid TOML: {exc}")]) from None
     section = data.get("policy", data) if isinstance(data.get("policy"), dict) else data

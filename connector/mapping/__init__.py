@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import ConfigDict, Field, ValidationError
 
 from connector.errors import MappingError, MappingErrors, RecordError
+from connector.files import unreadable
 from connector.models import (
     Account,
     Invoice,
@@ -212,7 +213,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise MappingErrors(
-            [MappingError(f"cannot read mapping file: {exc.strerror}", mapping_file=str(path))]
+            [MappingError(f"mapping file {unreadable(path, exc)}", mapping_file=str(path))]
         ) from None
     try:
         return tomllib.loads(text)
