@@ -14,8 +14,7 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_valid
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.sources import EnvSettingsSource
 
-from connector.errors import ConfigError, ConfigProblem, UsageError
-from connector.files import unreadable
+from connector.errors import ConfigError, ConfigProblem, UsageError, unreadable
 from connector.models import StrictModel
 from connector.planning.governance import GovernancePolicy
 from connector.planning.task_rules import TaskPolicy

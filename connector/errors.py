@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 # Exit codes (sysexits-style; the README's table is checked against these by tests/test_docs.py).
 EXIT_OK = 0
@@ -413,3 +415,45 @@ class DataError(ConnectorError):
         if self.hint:
             lines.append(self.hint)
         return "\n".join(lines)
+
+
+# -- unreadable files ---------------------------------------------------------------------------
+# Why an admin's file (config, secrets, mapping, policy, key) cannot be read, and how to fix it.
+# The usual cause in a deployment is ownership: Docker Compose bind-mounts a file secret with the
+# host file's owner and mode, so a secrets file kept `chmod 600` by root is unreadable by the
+# image's user (uid 10001); a systemd unit runs as its own user. Part of the error contract so
+# adapters (a JWT key file) word it the same way.
+
+
+def _process_user() -> str:
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    if uid is None:
+        return "this user"
+    try:
+        import pwd
+
+        name = pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+    return f"uid {uid} ({name})"
+
+
+def unreadable(path: str | Path, exc: OSError, *, alternative: str = "") -> str:
+    """Why a file could not be read, with what to do about it (the caller names the file first).
+
+    Args:
+        path: the file.
+        exc: the error opening or reading it.
+        alternative: another way to give the same values (e.g. environment variables).
+    """
+    reason = exc.strerror or type(exc).__name__
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not a file"
+    if not isinstance(exc, PermissionError):
+        return f"cannot be read ({reason})"
+    uid = str(os.getuid()) if hasattr(os, "getuid") else "USER"
+    fix = (
+        f"cannot be read ({reason}): this process runs as {_process_user()}; make the file readable by "
+        f"that user and no one else, e.g. `chown {uid} {path} && chmod 600 {path}`"
+    )
+    return f"{fix}, or {alternative}" if alternative else fix

@@ -12,8 +12,7 @@ import jwt
 
 from adapters._http import RetryingClient
 from adapters._tokens import SealedTokenCache
-from connector.errors import AuthError, ConfigError, ConfigProblem
-from connector.files import unreadable
+from connector.errors import AuthError, ConfigError, ConfigProblem, unreadable
 from connector.protocol import CrmSettings, KeyValueStore
 from connector.redaction import register_secret
 

@@ -970,7 +970,7 @@ def _policy_file(path: str) -> ScoringPolicy:
 
     from pydantic import ValidationError
 
-    from connector.files import unreadable
+    from connector.errors import unreadable
     from connector.scoring.policy import ScoringPolicy
 
     try:

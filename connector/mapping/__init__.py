@@ -24,8 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from connector.errors import MappingError, MappingErrors, RecordError
-from connector.files import unreadable
+from connector.errors import MappingError, MappingErrors, RecordError, unreadable
 from connector.models import (
     Account,
     Invoice,
