@@ -70,6 +70,9 @@ class ConnectionConfig(CrmSettings):
     schedule: ScheduleConfig = ScheduleConfig()
     # Look-back subtracted from the watermark so rows committed late behind the cursor are read.
     overlap_seconds: int = Field(default=300, ge=0)
+    # The rollout stage: "shadow" scores and reports but writes nothing to the CRM, "fields"
+    # writes the risk fields but opens no task, "tasks" does everything (README "Rollout").
+    rollout: Literal["shadow", "fields", "tasks"] = "tasks"
     # Partial overrides of the global [policy], [tasks] and [governance] sections.
     policy: dict[str, Any] = Field(default_factory=dict)
     tasks: dict[str, Any] = Field(default_factory=dict)

@@ -181,12 +181,14 @@ class SalesforceUser(CrmUser):
 
     def tasks(self) -> list[dict[str, Any]]:
         rows = self.sf.query_all(
-            "SELECT Id, WhatId, Subject, Description, Status, Priority FROM Task ORDER BY Id"
+            "SELECT Id, WhatId, OwnerId, Subject, Description, Status, Priority FROM Task "
+            "ORDER BY Id"
         )["records"]
         return [
             {
                 "id": row["Id"],
                 "what_id": row["WhatId"],
+                "owner_id": row["OwnerId"],
                 "subject": row["Subject"],
                 "description": row["Description"],
                 "status": row["Status"],
@@ -272,11 +274,14 @@ class ZohoUser(CrmUser):
         ]
 
     def tasks(self) -> list[dict[str, Any]]:
-        rows = self._all("Tasks", ["Subject", "Description", "What_Id", "Status", "Priority"])
+        rows = self._all(
+            "Tasks", ["Subject", "Description", "What_Id", "Owner", "Status", "Priority"]
+        )
         return [
             {
                 "id": row["id"],
                 "what_id": (row.get("What_Id") or {}).get("id"),
+                "owner_id": (row.get("Owner") or {}).get("id"),
                 "subject": row.get("Subject"),
                 "description": row.get("Description"),
                 "status": row.get("Status"),

@@ -126,12 +126,13 @@ class TaskService:
 
     def _body(self, task: TaskAction) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "WhatId": task.account_id,
             "Subject": task.subject[:255],
             "Priority": PRIORITIES[task.priority],
             "Status": self.open_status,
             "Description": describe_with_marker(task.description, task.dedupe_key),
         }
+        if task.account_id:  # a digest task hangs on no account
+            body["WhatId"] = task.account_id
         if task.owner_id:
             body["OwnerId"] = task.owner_id
         if task.due_date is not None:
@@ -148,8 +149,10 @@ class TaskService:
         # Keys the engine has never sent cannot exist yet: no look-up for them (saves a query
         # per 200 accounts on every run that opens tasks).
         unsure = [task for task in tasks if not task.first_attempt]
+        accounts = [task.account_id for task in unsure]
         existing = (
-            self.find([task.dedupe_key for task in unsure], [task.account_id for task in unsure])
+            # A task on no account (a digest) can be anywhere: look among all of ours.
+            self.find([task.dedupe_key for task in unsure], [] if "" in accounts else accounts)
             if unsure
             else {}
         )
@@ -220,7 +223,8 @@ class TaskService:
         self, tasks: Sequence[TaskAction], code: str, message: str
     ) -> list[WriteResult]:
         """After a lost or garbled answer, a task counts as created only if we can find it."""
-        found = self.find([t.dedupe_key for t in tasks], [t.account_id for t in tasks])
+        accounts = [t.account_id for t in tasks]
+        found = self.find([t.dedupe_key for t in tasks], [] if "" in accounts else accounts)
         return [
             WriteResult(crm_id=found[t.dedupe_key].crm_task_id, status="ok", key=t.dedupe_key)
             if t.dedupe_key in found
@@ -252,7 +256,8 @@ class TaskService:
             return self._rejected(task, exc)
         except RetriableCrmError as exc:
             # The create may have landed before the answer was lost: look before anything else.
-            again = self.find([task.dedupe_key], [task.account_id]).get(task.dedupe_key)
+            accounts = [task.account_id] if task.account_id else []
+            again = self.find([task.dedupe_key], accounts).get(task.dedupe_key)
             if again is not None:
                 return WriteResult(crm_id=again.crm_task_id, status="ok", key=task.dedupe_key)
             return WriteResult(

@@ -458,10 +458,11 @@ class ZohoAdapter:
             "Subject": task.subject or f"Credit risk follow-up: {task.rule}",
             "Status": self.task_open_status,
             "Priority": self.priority_values[task.priority],
-            "What_Id": {"id": task.account_id},
-            "$se_module": self.task_parent_module,
             "Description": description,
         }
+        if task.account_id:  # a digest task hangs on no account
+            body["What_Id"] = {"id": task.account_id}
+            body["$se_module"] = self.task_parent_module
         if task.due_date is not None:
             body["Due_Date"] = task.due_date.isoformat()
         if task.owner_id:
@@ -609,7 +610,8 @@ class ZohoAdapter:
 
     def _account_hint(self, key: str) -> str | None:
         if key in self._task_accounts:
-            return self._task_accounts[key]
+            # A task on no account (a digest) is found by scanning, not by What_Id.
+            return self._task_accounts[key] or None
         # The core's keys read "<connection>:<account id>:<rule>:<episode>"; Zoho ids are long digits.
         parts = key.rsplit(":", 3)
         if len(parts) == 4 and parts[1].isdigit() and len(parts[1]) >= 6:

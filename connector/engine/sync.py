@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from connector.engine.adoption import adopt_open_tasks, adoptable, written_elsewhere
+from connector.engine.digests import DigestSender
 from connector.engine.drift import FieldDrift
 from connector.engine.money import (
     NO_RATE,
@@ -23,7 +24,7 @@ from connector.engine.money import (
     to_home,
 )
 from connector.engine.report import RunReport
-from connector.engine.writer import PendingAccount, Writer
+from connector.engine.writer import PendingAccount, TaskCaps, Writer
 from connector.errors import (
     EXIT_TEMPFAIL,
     ConnectorError,
@@ -236,6 +237,9 @@ class _Engine:
         # The open marked tasks this run's scan saw (None: no scan, nothing proven absent).
         self.scanned_task_keys: set[str] | None = None
         self.drift = FieldDrift(adapter, mapping, store, connection.name)
+        self.stage = connection.rollout
+        # The shadow stage plans tasks too (the report says what would open); it sends nothing.
+        self.opens_tasks = self.stage != "fields" and self.task_policy.enabled
 
     def run(self) -> None:
         self.report.watermarks_before = self.store.watermarks(self.name)
@@ -408,7 +412,8 @@ class _Engine:
         """Read the CRM's rates once; assessments made under other rates become stale."""
         self.book = read_rates(self.adapter, self.policy)
         self.score_policy = self.policy.model_copy(update={"home_currency": self.book.home})
-        self.fingerprint = f"{policy_fingerprint(self.policy)}-{self.book.digest()}"
+        # A new stage (shadow -> fields -> tasks) or new rates make every assessment stale.
+        self.fingerprint = f"{policy_fingerprint(self.policy)}-{self.book.digest()}-{self.stage}"
         self.report.home_currency = self.book.home
         release_rated(self.store, self.name, self.book, self.as_of)
 
@@ -482,6 +487,9 @@ class _Engine:
             fallback_owner_id=self.task_policy.fallback_owner_id,
             absent_task_keys=self._absent_in_scan,
             drift=self.drift,
+            shadow=self.stage == "shadow",
+            caps=TaskCaps(self.task_policy.max_new_per_run, self.task_policy.max_new_per_owner),
+            approval_digest=self.task_policy.limit_approval_digest,
         )
         now = self.options.now()
         done = 0
@@ -534,7 +542,11 @@ class _Engine:
                     else None
                 ),
             )
-            firings = evaluate(account, assessment, context, self.task_policy, self.as_of)
+            firings = (
+                evaluate(account, assessment, context, self.task_policy, self.as_of)
+                if self.opens_tasks
+                else []
+            )
             task_plan = plan_tasks(
                 name,
                 account.crm_id,
@@ -543,7 +555,7 @@ class _Engine:
                     rule: LedgerView(e.episode, e.state, e.crm_task_id, e.level, e.dedupe_key)
                     for rule, e in ledger.items()
                 },
-                self.task_policy.rules if self.task_policy.enabled else (),
+                self.task_policy.rules if self.opens_tasks else (),
                 self.as_of,
             )
             baseline_meta: dict[str, Any] = {}
@@ -566,14 +578,35 @@ class _Engine:
                     tasks=task_plan,
                     ledger=dict(ledger),
                     baseline_meta=baseline_meta,
+                    name=account.name,
                 )
             )
             done += 1
             if self.options.progress and done % 200 == 0:
                 self.options.progress("scored and planned", done, total)
         writer.flush(final=True)
+        self._send_digests(writer)
         if self.options.progress:
             self.options.progress("scored and planned", done, total)
+
+    def _send_digests(self, writer: Writer) -> None:
+        """The owners' digests of waiting follow-ups and the credit manager's approval digest."""
+        if not self.opens_tasks or self.stage == "shadow":
+            return
+        sender = DigestSender(
+            adapter=self.adapter,
+            store=self.store,
+            connection=self.name,
+            run_id=self.run_id,
+            report=self.report,
+            as_of=self.as_of,
+            dry_run=self.options.dry_run,
+        )
+        sender.owner_digests(writer.deferred)
+        if self.task_policy.limit_approval_digest:
+            sender.approval_digest(
+                self.task_policy.credit_manager_id or self.task_policy.fallback_owner_id
+            )
 
     def _explain_settled_approval(
         self,
@@ -584,10 +617,11 @@ class _Engine:
     ) -> TaskPlan:
         """An approval task closed because a person set the limit says so in the audit."""
         entry = ledger.get("limit_approval")
-        if entry is None or not any(
+        closing = any(
             a.rule == "limit_approval" and a.action in ("complete", "comment")
             for a in task_plan.actions
-        ):
+        )
+        if entry is None or not (closing or "limit_approval" in task_plan.close_without_action):
             return task_plan
         asked_against = entry.meta.get("baseline")
         now = normalize(LIMIT_FIELD, crm_values.get(LIMIT_FIELD))
@@ -611,7 +645,10 @@ class _Engine:
             else action
             for action in task_plan.actions
         )
-        return replace(task_plan, actions=actions)
+        causes = {**task_plan.close_causes}
+        if "limit_approval" in task_plan.close_without_action:
+            causes["limit_approval"] = cause  # listed in the approval digest: no task to close
+        return replace(task_plan, actions=actions, close_causes=causes)
 
     def _assess(
         self,

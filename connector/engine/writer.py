@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from connector.engine.digests import Deferred
 from connector.engine.drift import FieldDrift, Refusal
 from connector.engine.report import RunReport
 from connector.errors import CrmError, FatalCrmError, RunCancelled
@@ -41,6 +42,20 @@ class PendingAccount:
     tasks: TaskPlan
     ledger: dict[str, TaskLedgerEntry]
     baseline_meta: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+    # Rules whose new task waits for a later run (a cap): the account is scored again then.
+    deferred: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class TaskCaps:
+    """At most this many new tasks per run and per owner (None: no cap)."""
+
+    per_run: int | None
+    per_owner: int | None
+
+
+_PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
 
 
 class Writer:
@@ -67,6 +82,9 @@ class Writer:
         fallback_owner_id: str | None = None,
         absent_task_keys: Callable[[str], bool] | None = None,
         drift: FieldDrift | None = None,
+        shadow: bool = False,
+        caps: TaskCaps | None = None,
+        approval_digest: bool = False,
     ) -> None:
         self.adapter = adapter
         self.store = store
@@ -78,6 +96,11 @@ class Writer:
         self.policy_fingerprint = policy_fingerprint
         self.cancel = cancel or threading.Event()
         self.heartbeat = heartbeat or (lambda: None)
+        # Shadow rollout: plan and count, keep assessments, send nothing to the CRM.
+        self.shadow = shadow
+        self.caps = caps if caps is not None and (caps.per_run or caps.per_owner) else None
+        self.approval_digest = approval_digest
+        self.deferred: list[Deferred] = []
         self.dry_run = dry_run
         self.fallback_owner_id = fallback_owner_id
         # Whether this run's scan of the CRM proved a key absent; without that proof every
@@ -134,18 +157,115 @@ class Writer:
     def _send_tasks(self, *, final: bool) -> None:
         creates = [action for action in self._task_queue if action.action == "create"]
         others = [action for action in self._task_queue if action.action != "create"]
-        send_creates = (
-            creates if final else creates[: len(creates) - len(creates) % self.batch_size]
-        )
+        handled: list[TaskAction] = []
+        if self.approval_digest:
+            # Held limit changes join the credit manager's digest, not a task each.
+            queued = [action for action in creates if action.rule == "limit_approval"]
+            creates = [action for action in creates if action.rule != "limit_approval"]
+            for action in queued:
+                self._queue_approval(action)
+            handled += queued
+        if self.caps is not None:
+            # Creates wait for the end of the run, so the caps keep the most urgent ones.
+            send_creates: list[TaskAction] = []
+            if final:
+                send_creates, deferred = self._cap(creates)
+                for action in deferred:
+                    self._defer(action)
+                handled += deferred
+        else:
+            send_creates = (
+                creates if final else creates[: len(creates) - len(creates) % self.batch_size]
+            )
         send_others = others if final else others[: len(others) - len(others) % self.batch_size]
-        sent = {id(action) for action in (*send_creates, *send_others)}
+        sent = {id(action) for action in (*send_creates, *send_others, *handled)}
         self._task_queue = [action for action in self._task_queue if id(action) not in sent]
         self._apply_tasks([*send_creates, *send_others], self._waiting)
-        for action in (*send_creates, *send_others):
+        for action in (*send_creates, *send_others, *handled):
             self._unanswered[action.account_id] -= 1
             if self._unanswered[action.account_id] == 0:
                 del self._unanswered[action.account_id]
                 self._finalize(self._waiting.pop(action.account_id))
+
+    def _cap(self, creates: list[TaskAction]) -> tuple[list[TaskAction], list[TaskAction]]:
+        """The creates within the caps (most urgent first: priority, then risk score)."""
+        assert self.caps is not None
+
+        def urgency(action: TaskAction) -> tuple[int, float, str, str]:
+            item = self._waiting[action.account_id]
+            return (
+                _PRIORITY_RANK.get(action.priority.value, 1),
+                -item.assessment.score,
+                action.account_id,
+                action.rule,
+            )
+
+        allowed: list[TaskAction] = []
+        deferred: list[TaskAction] = []
+        per_owner: dict[str | None, int] = {}
+        for action in sorted(creates, key=urgency):
+            owner = action.owner_id
+            over_run = self.caps.per_run is not None and len(allowed) >= self.caps.per_run
+            over_owner = (
+                self.caps.per_owner is not None and per_owner.get(owner, 0) >= self.caps.per_owner
+            )
+            if over_run or over_owner:
+                deferred.append(action)
+                continue
+            per_owner[owner] = per_owner.get(owner, 0) + 1
+            allowed.append(action)
+        return allowed, deferred
+
+    def _defer(self, action: TaskAction) -> None:
+        item = self._waiting[action.account_id]
+        item.deferred.add(action.rule)
+        self.report.tasks["deferred"] += 1
+        self.deferred.append(
+            Deferred(
+                owner_id=action.owner_id,
+                account_id=action.account_id,
+                name=item.name,
+                band=item.assessment.band,
+                rule=action.rule,
+                subject=action.subject,
+                priority=action.priority,
+            )
+        )
+
+    def _queue_approval(self, action: TaskAction) -> None:
+        """A held limit change: a ledger row the approval digest lists (no task of its own)."""
+        item = self._waiting[action.account_id]
+        self.report.tasks["planned_approval"] += 1
+        if self.dry_run or self.shadow:
+            return
+        self.report.tasks["queued_approval"] += 1
+        entry = TaskLedgerEntry(
+            account_id=action.account_id,
+            rule=action.rule,
+            episode=int(action.dedupe_key.rsplit(":", 1)[-1]),
+            state="open",
+            dedupe_key=action.dedupe_key,
+            crm_task_id=None,
+            level=item.tasks.levels.get(action.rule, 0),
+            priority=action.priority.value,
+            owner_id=action.owner_id,
+            meta={"subject": action.subject, "baseline": item.baseline_meta.get(action.rule)},
+            opened_at=self.store.now(),
+            closed_at=None,
+        )
+        self.store.save_ledger(self.connection, entry)
+        item.ledger[action.rule] = entry
+        self.store.append_audit(
+            self.run_id,
+            self.connection,
+            obj="task",
+            record_id=action.account_id,
+            action="approval_queued",
+            field=action.rule,
+            new={"subject": action.subject},
+            cause="held for approval: listed in the credit manager's digest",
+            response="not sent",
+        )
 
     # -- accounts ----------------------------------------------------------------------------
 
@@ -153,6 +273,8 @@ class Writer:
         counts = self.report.writes["account"]
         if split_round == 0:
             counts["planned"] += len(updates)
+        if self.shadow:
+            return
         if self.dry_run:
             for update in updates:
                 self.report.planned.append(
@@ -383,6 +505,8 @@ class Writer:
             return
         for action in actions:
             self.report.tasks[f"planned_{action.action}"] += 1
+        if self.shadow:
+            return
         if self.dry_run:
             self.report.planned.extend(
                 {
@@ -597,6 +721,14 @@ class Writer:
         if self.dry_run:
             return
         now = self.store.now()
+        if self.shadow:
+            # Nothing was sent: no baseline, ledger or audit; the scoring is kept for reports.
+            with self.store.transaction():
+                self.store.save_assessment(
+                    self.connection, item.assessment, self.policy_fingerprint, item.exposure
+                )
+                self.store.clear_scoring_flag(self.connection, [item.account_id])
+            return
         with self.store.transaction():
             if plan.baseline:
                 self.store.record_written(
@@ -631,10 +763,26 @@ class Writer:
                             **{**previous.__dict__, "state": "closed", "closed_at": now}
                         ),
                     )
-            self.store.save_assessment(
-                self.connection, item.assessment, self.policy_fingerprint, item.exposure
-            )
-            self.store.clear_scoring_flag(self.connection, [item.account_id])
+                    if rule in item.tasks.close_causes:
+                        self.store.append_audit(
+                            self.run_id,
+                            self.connection,
+                            obj="task",
+                            record_id=item.account_id,
+                            action="approval_cleared",
+                            field=rule,
+                            cause=item.tasks.close_causes[rule],
+                            response="not sent",
+                        )
+            if "band_downgrade" not in item.deferred:
+                # A waiting downgrade task keeps last run's band as "previous", so it fires again.
+                self.store.save_assessment(
+                    self.connection, item.assessment, self.policy_fingerprint, item.exposure
+                )
+            if item.deferred:
+                self.store.flag_for_scoring(self.connection, [item.account_id])
+            else:
+                self.store.clear_scoring_flag(self.connection, [item.account_id])
 
 
 def _jsonable(value: Any) -> Any:

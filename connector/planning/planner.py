@@ -276,6 +276,8 @@ class TaskPlan:
     levels: dict[str, int] = field(default_factory=dict)
     # Adopted open tasks whose level becomes known now: a ledger update, no CRM call.
     relevel: dict[str, int] = field(default_factory=dict)
+    # Why a rule's task is closed, for the audit (e.g. a person settled an approval).
+    close_causes: dict[str, str] = field(default_factory=dict)
 
 
 def dedupe_key(connection: str, account_id: str, rule_id: str, episode: int) -> str:

@@ -235,6 +235,14 @@ class TaskPolicy(StrictModel):
     fallback_owner_id: str | None = None
     # What `crm-risk revert` does with the tasks a reverted run created.
     revert_action: Literal["complete", "delete"] = "complete"
+    # A calm first rollout: at most this many new tasks per run and per owner (None: no cap).
+    # Above a cap the most urgent wait for later runs, and each owner gets one digest task
+    # listing the accounts that wait (name, band, cause).
+    max_new_per_run: int | None = Field(default=100, ge=1)
+    max_new_per_owner: int | None = Field(default=10, ge=1)
+    # Limit changes held for approval go to the credit manager as one digest task with a table
+    # (updated when the list changes), not one task per account.
+    limit_approval_digest: bool = True
     # Review interval in days by band (HighRadius practice: high risk monthly, low risk yearly).
     review_interval_days: dict[str, int] = Field(
         default_factory=lambda: {"A": 365, "B": 180, "C": 90, "D": 30, "E": 30}

@@ -72,9 +72,7 @@ def test_point3_hostile_account_names_and_lost_create_answers_leave_one_task_per
             fake = f"[crm-risk:{connection}:{other}:past_due:1]"
             user.update("account", account["id"], {"name": f"{index} {fake}\n{fake}"[:190]})
         # Descriptions in Chinese repeat the account name, so the names reach every task text.
-        sync = SandboxSync(
-            sandbox, write_config(sandbox, tmp_path, extra='[tasks]\nlanguage = "zh"\n')
-        )
+        sync = SandboxSync(sandbox, write_config(sandbox, tmp_path, tasks={"language": "zh"}))
         session, losing = lossy_session(sandbox.ca_bundle, is_task_create)
         with sync.store() as store:
             first = sync.run(store, adapter_options={"session": session})
@@ -93,6 +91,9 @@ def test_point3_hostile_account_names_and_lost_create_answers_leave_one_task_per
         for task in tasks:
             key = find_task_marker(task["description"])
             assert key is not None
+            if key.split(":")[1].startswith("@"):
+                assert task["what_id"] is None  # a digest task hangs on no account
+                continue
             assert key.split(":")[1] == task["what_id"], (key, task["what_id"])
         assert second.tasks["failed"] == 0, second.to_dict()["errors"]
         assert third.tasks["create"] == 0

@@ -25,6 +25,9 @@ def _toml(value: Any) -> str:
     return json.dumps(value)
 
 
+UNCAPPED_TASKS: dict[str, Any] = {"max_new_per_run": 100000, "max_new_per_owner": 100000}
+
+
 def write_config(
     sandbox: Any,
     folder: Path,
@@ -33,14 +36,21 @@ def write_config(
     options: dict[str, Any] | None = None,
     settings: dict[str, Any] | None = None,
     extra: str = "",
+    tasks: dict[str, Any] | None = None,
 ) -> Path:
-    """The sandbox's own config snippet plus a store, adapter options and extra sections."""
+    """The sandbox's own config snippet plus a store, adapter options and extra sections.
+
+    New tasks are not capped here: these suites compare the CRM after some runs with the CRM
+    after one clean run, which the caps (more tasks open on each later run) would not allow.
+    """
     lines = [f"[store]\nurl = {_toml(str(folder / state))}\n", sandbox.config_snippet()]
     for key, value in (settings or {}).items():
         lines.append(f"{key} = {_toml(value)}\n")
     if options:
         lines.append(f"options = {_toml(options)}\n")
     lines.append(extra)
+    section = {**UNCAPPED_TASKS, **(tasks or {})}
+    lines.append("\n[tasks]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in section.items()))
     path = folder / f"crm-risk-{state}.toml"
     path.write_text("".join(lines))
     return path

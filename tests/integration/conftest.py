@@ -38,12 +38,21 @@ class Org:
         return report
 
 
-def write_org_config(sandbox: Any, folder: Path, extra: str = "") -> Path:
+UNCAPPED = 'credit_manager_id = ""\nmax_new_per_run = 100000\nmax_new_per_owner = 100000\n'
+
+
+def write_org_config(sandbox: Any, folder: Path, extra: str = "", tasks: str = UNCAPPED) -> Path:
+    """The admin's config folder. No task caps by default: most tests here are about state;
+    the caps and digests have their own (tasks='' gives the documented defaults)."""
     (folder / "state").mkdir(parents=True, exist_ok=True)
     config = folder / "crm-risk.toml"
     config.write_text(
-        '[store]\nurl = "state/crm-risk-state.db"\n\n'
-        '[tasks]\ncredit_manager_id = ""\n\n' + extra + "\n" + sandbox.config_snippet()
+        '[store]\nurl = "state/crm-risk-state.db"\n\n[tasks]\n'
+        + tasks
+        + "\n"
+        + extra
+        + "\n"
+        + sandbox.config_snippet()
     )
     prefix = f"CRMRISK_CONNECTIONS__{sandbox.connection_name.upper()}__"
     lines = [f"[connections.{sandbox.connection_name}]"]

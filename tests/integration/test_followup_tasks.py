@@ -107,6 +107,12 @@ class World:
                 f"""
                 [store]
                 url = "{(folder / "state.db").as_posix()}"
+                # One task per cause and per approval, uncapped: the task lifecycle is the subject
+                # here (caps and digests: test_calm_rollout.py).
+                [tasks]
+                limit_approval_digest = false
+                max_new_per_run = 100000
+                max_new_per_owner = 100000
                 """
             )
             + sandbox.config_snippet()

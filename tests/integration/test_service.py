@@ -175,6 +175,8 @@ def assert_store_matches_crm(cli: Cli, sandbox: Any) -> None:
         assert all(count == 1 for count in markers.values()), markers
         task_ids = {str(t.get("id") or t.get("Id")) for t in sandbox.emulator.tasks()}
         for entry in store.open_tasks(cli.connection):
+            if entry.rule == "limit_approval" and entry.crm_task_id is None:
+                continue  # listed in the credit manager's approval digest, not a task of its own
             assert entry.crm_task_id in task_ids
     finally:
         store.close()
