@@ -58,6 +58,7 @@ import math
 import random
 import sys
 import time
+import tomllib
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -268,7 +269,10 @@ def main() -> None:
             }
         )
     no_history_rows = [j for j, i in enumerate(rows) if run.score[i] == chosen["no_history_score"]]
-    v1 = ScoringPolicy()
+    # Model v1 as a file: `ScoringPolicy()` was v1 when this first ran, and is v2 since.
+    v1 = ScoringPolicy.model_validate(
+        tomllib.loads((ROOT / "bench" / "policies" / "v1.toml").read_text())
+    )
     v1_run = rate_decisions(decisions(history, v1), v1, len(history))
     v1_figures = pre_split_figures(history, v1_run, split)
     report = {

@@ -1,7 +1,8 @@
 """Point-in-time backtest: replay a payment history through the model; ranking, bands, calibration.
 
-Each invoice is given the score its customer had on the invoice's issue date, computed by the
-same `extract` and `rate` the sync uses, from what was known then: invoices issued earlier and
+Each invoice is given the score its customer had on the invoice's issue date, with the features
+`extract` gives (computed incrementally by `scoring.timeline`, equal to `extract` to the last
+bit) and the same `rate` the sync uses, from what was known then: invoices issued earlier and
 settled before that day are history, those settled later count as open (aged to that day), and
 the invoice's own outcome and dispute flag are never used. A dispute on an earlier invoice is
 taken as known once that invoice was settled (the files carry no dispute date), which errs
@@ -24,24 +25,21 @@ customers, not invoices, because one customer's invoices are not independent.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from connector.models import Account, Invoice, InvoiceStatus
 from connector.scoring.calibration import (
     fit_probability_tables,
     probability_late,
     under_thin_file_rule,
 )
-from connector.scoring.features import Features, extract
+from connector.scoring.features import Features
 from connector.scoring.history import (
     DISPUTED,
     WRITTEN_OFF,
@@ -51,8 +49,8 @@ from connector.scoring.history import (
 )
 from connector.scoring.metrics import ClusteredBootstrap, auc, brier, ks, reliability
 from connector.scoring.policy import BANDS, ProbabilityPolicy, ScoringPolicy, policy_fingerprint
-from connector.scoring.portfolio import PortfolioContext
 from connector.scoring.rating import FACTORS, score_features
+from connector.scoring.timeline import CustomerTimeline
 
 THRESHOLDS: tuple[int, ...] = (0, 15, 30)
 # Smallest number of late and of on-time invoices behind a shown AUC, KS or interval.
@@ -98,55 +96,6 @@ class Replay:
         return Replay(self.score, self.band, values, self.factors, self.thin_file)
 
 
-_ZERO = Decimal(0)
-
-
-def _invoice(history: History, i: int, dates: dict[int, date]) -> tuple[Invoice, int]:
-    """Row i as a canonical invoice, and the first day from which it no longer counts at all.
-
-    An invoice issued more than the trailing window ago weighs in the score only while it is
-    open, while its payment is inside the trailing window, or while its write-off is inside the
-    write-off look-back; `decisions` leaves it out after that (see there).
-    """
-    paid = history.paid[i]
-    flags = history.flags[i]
-    amount = Decimal(repr(history.amount[i]))
-    if flags & WRITTEN_OFF:
-        status = InvoiceStatus.WRITTEN_OFF
-        settled: int = paid or history.due[i]
-    elif paid:
-        status = InvoiceStatus.PAID
-        settled = paid
-    else:
-        status = InvoiceStatus.OPEN
-        settled = 0
-    settled_date = (
-        (dates.get(settled) or dates.setdefault(settled, date.fromordinal(settled)))
-        if settled
-        else None
-    )
-    issue = history.issue[i]
-    due = history.due[i]
-    invoice = Invoice.model_construct(
-        crm_id=str(i),
-        account_id=history.customers[history.customer[i]],
-        number="",
-        issue_date=dates.get(issue) or dates.setdefault(issue, date.fromordinal(issue)),
-        due_date=dates.get(due) or dates.setdefault(due, date.fromordinal(due)),
-        amount=amount,
-        open_amount=_ZERO if settled else amount,
-        currency=None,
-        exchange_rate=None,
-        paid_date=settled_date,
-        status=status,
-        # No dispute date in the file: a dispute is known once the invoice settled.
-        disputed_since=settled_date if flags & DISPUTED else None,
-        modified_at=None,
-        deleted=False,
-    )
-    return invoice, settled
-
-
 Decision = tuple[list[int], Features]
 
 
@@ -155,15 +104,10 @@ def decisions(history: History, policy: ScoringPolicy) -> Iterator[Decision]:
 
     Features depend on the policy's windows, aging, hard-rule and limit settings only, so a
     search over weights, curves, bands or the probability table can extract them once and rate
-    them many times (`rate_decisions`). Decisions are produced one customer at a time, so a
-    large file never holds more than one customer's invoices as objects.
-
-    Only what can weigh in the score is passed to `extract`: an invoice issued more than the
-    trailing window before the decision day, settled before the window (and written off before
-    the write-off look-back), adds to nothing the score uses; one such invoice is kept so the
-    customer still has a history, and the account's creation date is its first invoice, so the
-    tenure is unchanged. The kept invoices keep their order, so every sum is the same float.
-    `tests/unit/test_backtest.py` checks the scores equal those from the whole history.
+    them many times (`rate_decisions`). Decisions are produced one customer at a time, each
+    customer's days in order, by a `CustomerTimeline`: the features equal `extract` on the
+    invoices issued before the day (the account created on its first invoice, no portfolio),
+    without re-reading the whole history for every day.
 
     Args:
         history: the invoices.
@@ -175,30 +119,22 @@ def decisions(history: History, policy: ScoringPolicy) -> Iterator[Decision]:
     by_customer: dict[int, list[int]] = {}
     for i, customer in enumerate(history.customer):
         by_customer.setdefault(customer, []).append(i)
-    empty = PortfolioContext()
-    issue = history.issue
-    trailing = policy.windows.trailing_days
-    write_off_days = policy.hard_rules.write_off_lookback_days
-    dates: dict[int, date] = {}
-    for customer, rows in by_customer.items():
+    issue, due, paid, flags = history.issue, history.due, history.paid, history.flags
+    for rows in by_customer.values():
         rows.sort(key=issue.__getitem__)
-        invoices: list[Invoice] = []
-        # Last decision day on which an old invoice still counts (open ones: always).
-        counts_until: list[float] = []
-        for i in rows:
-            invoice, settled = _invoice(history, i, dates)
-            invoices.append(invoice)
-            if not settled:
-                counts_until.append(math.inf)
-            elif history.flags[i] & WRITTEN_OFF:
-                counts_until.append(settled + max(trailing, write_off_days) - 1)
-            else:
-                counts_until.append(settled + trailing - 1)
+        settled = [
+            (paid[i] or due[i]) if flags[i] & WRITTEN_OFF else paid[i] for i in rows
+        ]  # fmt: skip
         issued = [issue[i] for i in rows]
-        first = dates.get(issued[0]) or date.fromordinal(issued[0])
-        account = Account.model_construct(
-            crm_id=history.customers[customer],
-            created_at=datetime(first.year, first.month, first.day, tzinfo=UTC),
+        timeline = CustomerTimeline(
+            [history.amount[i] for i in rows],
+            issued,
+            [due[i] for i in rows],
+            settled,
+            [bool(flags[i] & WRITTEN_OFF) for i in rows],
+            [bool(flags[i] & DISPUTED) for i in rows],
+            issued[0],
+            policy,
         )
         start = 0
         while start < len(rows):
@@ -206,17 +142,7 @@ def decisions(history: History, policy: ScoringPolicy) -> Iterator[Decision]:
             end = start + 1
             while end < len(rows) and issued[end] == when:
                 end += 1
-            # Only invoices issued strictly before the decision day were known then.
-            old = bisect.bisect_right(issued, when - trailing, 0, start)
-            if old:
-                kept = [invoices[j] for j in range(old) if counts_until[j] >= when]
-                history_now = (kept or [invoices[old - 1]]) + invoices[old:start]
-            else:
-                history_now = invoices[:start]
-            features = extract(
-                account, history_now, empty, policy, dates.get(when) or date.fromordinal(when)
-            )
-            yield rows[start:end], features
+            yield rows[start:end], timeline.at(when)
             start = end
 
 

@@ -329,30 +329,95 @@ def extract(
             if f.oldest_dispute_days is None or days > f.oldest_dispute_days:
                 f.oldest_dispute_days = days
 
+    terms.sort()
+    totals = InvoiceTotals(
+        dbt_num, dbt_den, open_num, open_den, delay_num, rec_num, rec_den, prior_num,
+        prior_den, late_amt, paid_amt, invoiced, disputed, need_invoiced,
+    )  # fmt: skip
+    median = terms[len(terms) // 2] if terms else None
+    return finish(f, totals, monthly_sales, median, first_issue, currency, account, portfolio,
+                  policy, today)  # fmt: skip
+
+
+@dataclass(slots=True)
+class InvoiceTotals:
+    """The amount-weighted sums over an account's invoices that `finish` turns into features."""
+
+    dbt_num: float = 0.0
+    dbt_den: float = 0.0
+    open_num: float = 0.0
+    open_den: float = 0.0
+    delay_num: float = 0.0
+    rec_num: float = 0.0
+    rec_den: float = 0.0
+    prior_num: float = 0.0
+    prior_den: float = 0.0
+    late_amt: float = 0.0
+    paid_amt: float = 0.0
+    invoiced: float = 0.0
+    disputed: float = 0.0
+    need_invoiced: float = 0.0
+
+
+def finish(
+    f: Features,
+    totals: InvoiceTotals,
+    monthly_sales: list[float],
+    terms_median: int | None,
+    first_issue: int | None,
+    currency: str | None,
+    account: Account,
+    portfolio: PortfolioContext,
+    policy: ScoringPolicy,
+    today: int,
+) -> Features:
+    """Complete the features from the invoice totals and the account: ratios, tenure, DSO, limits.
+
+    Shared by `extract` and the backtest's incremental replay (`scoring.timeline`), so the two
+    differ only in how they add up the invoices.
+
+    Args:
+        f: features with the invoice counts, exposure and aging already filled.
+        totals: the amount-weighted sums.
+        monthly_sales: invoiced amount per 30-day block back from `today`, newest first.
+        terms_median: the median of the invoices' terms (due minus issue days); None = none.
+        first_issue: the earliest issue date (ordinal) among the invoices; None = none.
+        currency: the scoring currency found from the policy or the invoices.
+        account: the customer.
+        portfolio: totals of the whole book.
+        policy: the scoring policy.
+        today: the decision date (ordinal).
+
+    Returns:
+        `f`, completed.
+    """
+    t = totals
+    months = policy.dso_max_months
+    buckets_amt = f.bucket_amounts
     f.currency = currency or account.currency
     f.insolvency = account.insolvency_flag
-    f.paid_amount = paid_amt
-    f.invoiced_amount = invoiced
-    f.disputed_amount = disputed
-    f.need_invoiced = need_invoiced
-    if paid_amt > 0:
-        f.late_share = late_amt / paid_amt
-    if invoiced > 0:
-        f.disputed_share = disputed / invoiced
+    f.paid_amount = t.paid_amt
+    f.invoiced_amount = t.invoiced
+    f.disputed_amount = t.disputed
+    f.need_invoiced = t.need_invoiced
+    if t.paid_amt > 0:
+        f.late_share = t.late_amt / t.paid_amt
+    if t.invoiced > 0:
+        f.disputed_share = t.disputed / t.invoiced
     # Open overdue items may only worsen the settled delay, never dilute it: otherwise running up
     # new, briefly overdue invoices would make an account with a slow history look better.
-    if dbt_den > 0:
-        f.dbt_settled = dbt_num / dbt_den
-    if dbt_den + open_den > 0:
-        dbt_all = (dbt_num + open_num) / (dbt_den + open_den)
+    if t.dbt_den > 0:
+        f.dbt_settled = t.dbt_num / t.dbt_den
+    if t.dbt_den + t.open_den > 0:
+        dbt_all = (t.dbt_num + t.open_num) / (t.dbt_den + t.open_den)
         f.dbt = dbt_all if f.dbt_settled is None else max(dbt_all, f.dbt_settled)
-        delay_all = (delay_num + open_num) / (dbt_den + open_den)
-        f.payment_delay = delay_all if dbt_den == 0 else max(delay_all, delay_num / dbt_den)
-    if rec_den + open_den > 0:
-        rec_all = (rec_num + open_num) / (rec_den + open_den)
-        f.recent_dbt = rec_all if rec_den == 0 else max(rec_all, rec_num / rec_den)
-    if prior_den > 0:
-        f.prior_dbt = prior_num / prior_den
+        delay_all = (t.delay_num + t.open_num) / (t.dbt_den + t.open_den)
+        f.payment_delay = delay_all if t.dbt_den == 0 else max(delay_all, t.delay_num / t.dbt_den)
+    if t.rec_den + t.open_den > 0:
+        rec_all = (t.rec_num + t.open_num) / (t.rec_den + t.open_den)
+        f.recent_dbt = rec_all if t.rec_den == 0 else max(rec_all, t.rec_num / t.rec_den)
+    if t.prior_den > 0:
+        f.prior_dbt = t.prior_num / t.prior_den
     if f.recent_dbt is not None and f.prior_dbt is not None:
         f.trend = f.recent_dbt - f.prior_dbt
 
@@ -365,9 +430,8 @@ def extract(
 
     if account.payment_terms_days is not None:
         f.terms_days = account.payment_terms_days
-    elif terms:
-        terms.sort()
-        f.terms_days = max(0, terms[len(terms) // 2])
+    elif terms_median is not None:
+        f.terms_days = max(0, terms_median)
     else:
         f.terms_days = policy.limits.default_terms_days
     span = min(policy.limits.need_window_days, max(30, f.tenure_days))

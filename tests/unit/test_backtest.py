@@ -116,11 +116,8 @@ def test_replay_scores_each_invoice_from_what_was_known_on_its_issue_day() -> No
             ]  # fmt: skip
             # A payment on the decision day itself is known that day.
             settled = [j for j in known if 0 < history.paid[j] <= history.issue[i]]
-            # Invoices that cannot weigh in the score are left out (at least one stays), so
-            # the count is of what extract saw; the score is checked against the whole history
-            # in test_replay_leaves_out_only_invoices_that_cannot_weigh_in_the_score.
-            assert (features.invoice_count > 0) == bool(known)
-            assert features.invoice_count <= len(known)
+            # Every feature equals extract on the whole known history: tests/unit/test_timeline.py.
+            assert features.invoice_count == len(known)
             assert features.settled_count == len(
                 [j for j in settled if history.issue[i] - history.paid[j] < 365]
             )
@@ -324,41 +321,3 @@ def test_out_of_time_figures_do_not_regress_from_the_shipped_model(ibm_report) -
     # The composite is not beaten by any of its own factors (issue 17).
     best = max(row["auc"] for row in report["factors"] if row["auc"] is not None)
     assert report["auc"]["0"] >= best - 0.002
-
-
-def test_replay_leaves_out_only_invoices_that_cannot_weigh_in_the_score() -> None:
-    # decisions() passes extract() a trimmed history (old invoices settled before the window);
-    # every score and factor input must equal the one from the customer's whole history.
-    from connector.models import Account
-    from connector.scoring.backtest import _invoice
-    from connector.scoring.features import extract
-    from connector.scoring.portfolio import PortfolioContext
-    from connector.scoring.rating import FACTORS, score_features
-
-    history = read_history(IBM, "ibm-ar")
-    policy = ScoringPolicy()
-    run = replay(history, policy)
-    by_customer: dict[int, list[int]] = {}
-    for i, customer in enumerate(history.customer):
-        by_customer.setdefault(customer, []).append(i)
-    checked = trimmed = 0
-    dates: dict = {}
-    for rows in by_customer.values():
-        rows.sort(key=history.issue.__getitem__)
-        invoices = [_invoice(history, i, dates)[0] for i in rows]
-        account = Account(crm_id="whole history, no creation date")
-        for position, i in enumerate(rows):
-            when = history.issue[i]
-            known = [inv for inv in invoices[:position] if inv.issue_date.toordinal() < when]
-            day = date.fromordinal(when)
-            features = extract(account, known, PortfolioContext(), policy, day)
-            score, band, raw = score_features(features, policy)
-            assert run.score[i] == score, (i, run.score[i], score)
-            assert run.band[i] == band
-            for (_, code), (value, _, available) in zip(FACTORS, raw, strict=True):
-                if available and value is not None and code in ("DBT_HIGH", "LATE_SHARE"):
-                    assert run.factors[code][i] == value, code
-            checked += 1
-            trimmed += sum(1 for inv in known if when - inv.issue_date.toordinal() >= 365)
-    assert checked == len(history)
-    assert trimmed > 5_000  # the trimming does happen on this sample (6,741 invoice-decisions)
