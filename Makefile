@@ -31,6 +31,7 @@ test: $(DEV_STAMP)
 	else \
 		echo "make test: node is not on the PATH; the cross-language client suite (tests/clients) will be SKIPPED"; \
 	fi
+	@command -v chromium >/dev/null 2>&1 || echo "make test: Debian's chromium is not installed (apt-get install chromium; .ci/run does it as root); the browser tests (tests/browser) will be SKIPPED"
 	$(BIN)/python -m pytest
 
 $(CLIENT_STAMP): $(CLIENTS)/package.json $(CLIENTS)/package-lock.json

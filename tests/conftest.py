@@ -18,6 +18,7 @@ MARKERS = {
     "sandbox": "sandbox",
     "chaos": "chaos",
     "clients": "clients",
+    "browser": "browser",
 }
 
 

@@ -25,6 +25,8 @@ from connector.registry import (
     create_adapter,
     sandbox_starter,
 )
+from connector.report import build_figures, render_html
+from connector.report.output import write_atomically
 from connector.store import open_store
 
 # The sandboxes seed their portfolio relative to this date, so the demo is the same on every run.
@@ -59,6 +61,16 @@ def demo_config(snippet: str, state_path: Path) -> str:
             "",
             "[tasks]",
             'credit_manager_id = ""',
+            "",
+            "# Stress scenarios of the portfolio report (`crm-risk report --html report.html`).",
+            "[report.scenarios.electronics_down]",
+            'industry = "Electronics"',
+            "bands_down = 1",
+            "",
+            "[report.scenarios.germany_defaults]",
+            'label = "Germany: 40 % of the exposure defaults"',
+            'country = "DE"',
+            "default_rate = 0.4",
             "",
             snippet,
             "",
@@ -131,6 +143,7 @@ def _demo_one(console: Console, kind: str, accounts: int, seed: int, folder: Pat
                     options=SyncOptions(trigger="demo", as_of=DEMO_AS_OF, portfolio=False),
                 )
                 _show_second(console, second.to_dict(), calls_after_first)
+                _show_report(console, store, config, connection, home / "report.html")
             finally:
                 adapter.close()
                 store.close()
@@ -221,4 +234,37 @@ def _show_second(console: Console, report: dict[str, Any], calls_before: int) ->
     console.print(
         f"Second sync: wrote {written} accounts, created {created} tasks, "
         f"{report['api']['calls'] - calls_before} API calls -> {verdict}"
+    )
+
+
+def _show_report(console: Console, store: Any, config: Any, connection: Any, path: Path) -> None:
+    """Write the portfolio report from the demo's store, as `crm-risk report --html` does."""
+    figures = build_figures(store, config, connection).to_dict()
+    size = write_atomically(path, render_html(figures))
+    currency = figures["home_currency"] or ""
+    concentration = figures["concentration"]
+    console.print(
+        f"Portfolio report: [bold]{path}[/] ({size / 1024:,.0f} KB, opens offline in any browser; "
+        f"`crm-risk report -c {path.parent / 'crm-risk.toml'} --html FILE` writes it again)"
+    )
+    console.print(
+        "  concentration (HHI): "
+        + ", ".join(
+            f"{dimension} {concentration[dimension]['hhi']:,.0f} ({concentration[dimension]['level']})"
+            for dimension in ("customer", "industry", "country")
+        )
+    )
+    for scenario in figures["stress"]["scenarios"]:
+        console.print(
+            f"  stress '{scenario['label']}': {scenario['accounts']} accounts, "
+            f"{float(scenario['exposure']):,.0f} {currency} exposed, "
+            f"{float(scenario['exposure_at_risk']):,.0f} {currency} at risk, "
+            f"{scenario['limit_cuts']} limit cuts"
+        )
+    backtest = figures["model_health"]["backtest"] or {}
+    auc = (backtest.get("auc") or {}).get("0") if backtest.get("enough") else None
+    console.print(
+        f"  model health: AUC {auc:.2f} on {backtest['invoices']:,} invoices"
+        if isinstance(auc, (int, float))
+        else f"  model health: {backtest.get('invoices', 0):,} invoices, too few to judge"
     )

@@ -40,7 +40,10 @@ nav a{margin-right:1em;color:#2166ac}
 .kpi b{display:block;font-size:1.15rem}
 .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:12px;
 align-items:start}
-svg.chart{width:100%;height:auto;max-width:100%;border:1px solid #eee;border-radius:4px}
+figure.chart-box{margin:0;min-width:0}
+figure.chart-box figcaption{font-weight:600;font-size:.9rem;margin:0 0 4px}
+svg.chart{display:block;width:100%;height:auto;border:1px solid #eee;border-radius:4px}
+.table-wrap{overflow-x:auto;max-width:100%}
 .axis-title{font-weight:600}
 table{border-collapse:collapse;margin:.4em 0 1em;font-size:.86rem;width:100%}
 caption{text-align:left;font-weight:600;padding:4px 0}
@@ -49,10 +52,13 @@ th{background:#f5f7fa}td.n,th.n{text-align:right;font-variant-numeric:tabular-nu
 .band{display:inline-block;width:1.4em;text-align:center;border-radius:3px;color:#111}
 .note{color:#555;font-style:italic}.warn{color:#b2182b}
 section{break-inside:auto;border-bottom:1px solid #eee;padding-bottom:8px}
-@media print{body{font-size:10pt}header,main,footer{max-width:none;padding:0}
+@page{size:A4;margin:12mm}
+@media print{body{font-size:10pt}th{overflow-wrap:anywhere}header,main,footer{max-width:none;padding:0}
 nav{display:none}section{break-before:page}section:first-of-type{break-before:auto}
 .charts{grid-template-columns:1fr 1fr}svg.chart{border:none}
-table,svg{break-inside:avoid}a{color:inherit;text-decoration:none}}
+table,figure{break-inside:avoid}a{color:inherit;text-decoration:none}
+.table-wrap{overflow:visible}table{font-size:7.5pt}th,td{padding:2px 3px}
+.charts{gap:6px}}
 """
 
 # No network, no script: the policy forbids every fetch, so the file renders the same offline.
@@ -104,7 +110,11 @@ def _table(caption: str, head: Sequence[tuple[str, bool]], rows: Sequence[Sequen
         + "</tr>"
         for row in rows
     )
-    return f"<table><caption>{caption}</caption><thead><tr>{cols}</tr></thead><tbody>{body}</tbody></table>"
+    # The wrapper scrolls a wide table on a narrow screen instead of widening the whole page.
+    return (
+        f'<div class="table-wrap"><table><caption>{caption}</caption><thead><tr>{cols}</tr>'
+        f"</thead><tbody>{body}</tbody></table></div>"
+    )
 
 
 def _band(band: str | None) -> str:
@@ -480,26 +490,29 @@ def _owners(p: _Page) -> str:
     )
     parts.append("</div>")
     rules = data["rules"]
-    head = (
-        [(p.t("owner"), False), (p.t("accounts"), True)]
-        + [(escape(b), True) for b in BANDS]
-        + [(p.t("overdue"), True)]
-        + [(p.t(f"rule_{r}") if f"rule_{r}" in _RULE_KEYS else escape(r), True) for r in rules]
-        + [
-            (p.t("closed_window", n=data["window_days"]), True),
-            (p.t("on_time"), True),
-            (p.t("oldest_open"), False),
-        ]
+    # Two tables, money and follow-ups: one table of both is too wide to print on A4.
+    parts.append(
+        _table(
+            p.t("owner_exposure"),
+            [(p.t("owner"), False), (p.t("accounts"), True)]
+            + [(escape(b), True) for b in BANDS]
+            + [(p.t("overdue"), True)],
+            [
+                [_owner_name(p, o["owner_id"]), f"{o['accounts']:,}"]
+                + [escape(p.amount(o["by_band"][b])) for b in BANDS]
+                + [escape(p.amount(o["overdue"]))]
+                for o in owners
+            ],
+        )
     )
     rows = []
     for o in owners:
         oldest = o["oldest_open"]
         rows.append(
-            [_owner_name(p, o["owner_id"]), f"{o['accounts']:,}"]
-            + [escape(p.amount(o["by_band"][b])) for b in BANDS]
-            + [escape(p.amount(o["overdue"]))]
+            [_owner_name(p, o["owner_id"])]
             + [str(o["open"].get(r, 0)) for r in rules]
             + [
+                f"{o['open_total']:,}",
                 f"{o['closed_in_window']}",
                 p.share(o["on_time_share"]),
                 (
@@ -511,8 +524,15 @@ def _owners(p: _Page) -> str:
         )
     parts.append(
         _table(
-            p.t("owners") + f" ({p.t('open_followups')}: {sum(o['open_total'] for o in owners)})",
-            head,
+            p.t("open_followups") + f": {sum(o['open_total'] for o in owners):,}",
+            [(p.t("owner"), False)]
+            + [(p.t(f"rule_{r}") if f"rule_{r}" in _RULE_KEYS else escape(r), True) for r in rules]
+            + [
+                (p.t("total"), True),
+                (p.t("closed_window", n=data["window_days"]), True),
+                (p.t("on_time"), True),
+                (p.t("oldest_open"), False),
+            ],
             rows,
         )
     )

@@ -94,13 +94,22 @@ class Chart:
 
 def _open(chart: Chart, width: int = WIDTH, height: int = HEIGHT) -> list[str]:
     cid = _attr(chart.chart_id)
+    # The caption shows the title to sighted readers; the SVG's own <title> and <desc> are what
+    # a screen reader announces, so the caption is hidden from it (said once, not twice). The
+    # max-width keeps a lone chart at its drawn size instead of blowing its text up.
     return [
+        f'<figure class="chart-box"><figcaption aria-hidden="true">{escape(chart.title)}'
+        "</figcaption>"
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{cid}" '
         f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-        f'aria-labelledby="{cid}-t {cid}-d" font-size="{FONT}" font-family="inherit">',
+        f'aria-labelledby="{cid}-t {cid}-d" font-size="{FONT}" font-family="inherit" '
+        f'style="max-width:{width}px">',
         f'<title id="{cid}-t">{escape(chart.title)}</title>',
         f'<desc id="{cid}-d">{escape(chart.desc)}</desc>',
     ]
+
+
+_CLOSE = "</svg></figure>"
 
 
 def _legend(series: Sequence[Series], x: float, y: float) -> list[str]:
@@ -212,7 +221,7 @@ def bar_chart(
     if len(series) > 1:
         parts += _legend(series, x0, 14)
     parts += _axis_titles(chart, width, height)
-    parts.append("</svg>")
+    parts.append(_CLOSE)
     return "".join(parts)
 
 
@@ -272,7 +281,7 @@ def hbar_chart(
         f'<text x="{x0 + (x1 - x0) / 2:.1f}" y="{height - 8}" text-anchor="middle" fill="{INK}" '
         f'class="axis-title">{escape(chart.x_label)}</text>'
     )
-    parts.append("</svg>")
+    parts.append(_CLOSE)
     return "".join(parts)
 
 
@@ -335,7 +344,7 @@ def matrix_chart(
                 f'<text x="{x + cell / 2 - 1:.1f}" y="{y + cell / 2 + 4:.1f}" '
                 f'text-anchor="middle" fill="{ink}">{value}</text>'
             )
-    parts.append("</svg>")
+    parts.append(_CLOSE)
     return "".join(parts)
 
 
@@ -396,7 +405,7 @@ def line_chart(
     )
     parts += _legend(series, x0, 14)
     parts += _axis_titles(chart, width, height)
-    parts.append("</svg>")
+    parts.append(_CLOSE)
     return "".join(parts)
 
 

@@ -57,6 +57,8 @@ TASK_OPERATIONS = ("create", "escalate", "comment", "complete")
 PUSH_JOB = "crm_risk_sync"
 
 HealthFunction = Callable[[], tuple[bool, dict[str, Any]]]
+# GET path -> (status line, content type, body); see connector.service.report_page.
+PageFunction = Callable[[str], tuple[str, str, bytes]]
 
 
 class Metrics:
@@ -245,10 +247,18 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class MetricsServer:
-    """Serves /metrics (Prometheus text) and /healthz (JSON; 200 healthy, 503 not) on one port."""
+    """Serves /metrics (Prometheus text), /healthz (JSON; 200 healthy, 503 not) and, when given,
+    /report (the portfolio report) on one port."""
 
     def __init__(
-        self, metrics: Metrics, health: HealthFunction, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        metrics: Metrics,
+        health: HealthFunction,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        report: PageFunction | None = None,
+        report_headers: Iterable[tuple[str, str]] = (),
     ) -> None:
         """Bind the socket (port 0 picks a free port); call start() to serve.
 
@@ -257,9 +267,13 @@ class MetricsServer:
             health: returns (healthy, JSON-able details) for /healthz.
             host: interface to bind; loopback unless the operator opts in.
             port: TCP port; 0 for any free port.
+            report: answers /report and /report/NAME; None leaves them unserved (404).
+            report_headers: extra headers of every /report answer.
         """
         self._metrics_app = make_wsgi_app(metrics.registry)
         self._health = health
+        self._report = report
+        self._report_headers = list(report_headers)
         self._server = make_server(
             host, port, self._app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
         )
@@ -277,7 +291,10 @@ class MetricsServer:
         return f"http://{host}:{self.port}"
 
     def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "") == "/healthz":
+        path = environ.get("PATH_INFO", "")
+        if path == "/report" or path.startswith("/report/"):
+            return self._report_app(path, environ, start_response)
+        if path == "/healthz":
             try:
                 healthy, details = self._health()
             except Exception as exc:  # a broken store must show as unhealthy, not as a crash
@@ -291,6 +308,27 @@ class MetricsServer:
             return [body]
         result: Iterable[bytes] = self._metrics_app(environ, start_response)
         return result
+
+    def _report_app(
+        self, path: str, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        if self._report is None:
+            status, kind, body = "404 Not Found", "text/plain", b"the report is not served\n"
+        elif environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+            status, kind, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
+        else:
+            try:
+                status, kind, body = self._report(path)
+            except Exception as exc:  # a broken report must not take the endpoint down
+                log.warning("report page failed: %s", redact(f"{type(exc).__name__}: {exc}"))
+                status, kind, body = "500 Internal Server Error", "text/plain", b"report failed\n"
+        headers = [("Content-Type", kind), ("Content-Length", str(len(body)))]
+        if status.startswith("200"):
+            headers += self._report_headers
+        if status.startswith("503"):
+            headers.append(("Retry-After", "60"))
+        start_response(status, headers)
+        return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
     def start(self) -> MetricsServer:
         """Serve in a background thread."""

@@ -56,6 +56,7 @@ from connector.errors import (
 from connector.redaction import redact
 from connector.service.health import SUCCESS_STATUSES, Expectation, health_report
 from connector.service.metrics import Metrics, MetricsServer
+from connector.service.report_page import HEADERS_EXTRA, LatestReports, check_report_settings
 from connector.store import SqlStore, open_store
 from connector.store.coordination import WorkQueue
 
@@ -505,7 +506,9 @@ class Service:
         self.triggers = {
             name: build_trigger(conn, interval_seconds) for name, conn in self.connections.items()
         }
+        check_report_settings(config)
         self.metrics = Metrics()
+        self.reports = LatestReports(config, self.open_store, connections=list(self.connections))
         self.stop_event = threading.Event()
         self.started_at: datetime | None = None
         self._lock = threading.Lock()
@@ -539,7 +542,12 @@ class Service:
         if metrics.port is not None:
             try:
                 server = MetricsServer(
-                    self.metrics, self.health, host=metrics.host, port=metrics.port
+                    self.metrics,
+                    self.health,
+                    host=metrics.host,
+                    port=metrics.port,
+                    report=self.reports.answer if self.config.report.serve else None,
+                    report_headers=HEADERS_EXTRA,
                 )
             except OSError as exc:
                 raise ConfigError(
@@ -558,6 +566,21 @@ class Service:
         self.scheduler.start(paused=True)
         self.register_jobs()
         self.scheduler.resume()
+        if self.reports.enabled:
+            # The last run's book until the next run, built beside the runs (never delaying them).
+            threading.Thread(
+                target=self.reports.warm,
+                args=(self._ran_before,),
+                name="crm-risk-report-warm",
+                daemon=True,
+            ).start()
+
+    def _ran_before(self, name: str) -> bool:
+        store = self.open_store()
+        try:
+            return last_run_started(store, name) is not None
+        finally:
+            store.close()
 
     def register_jobs(self) -> None:
         """Add (or replace) one job per enabled connection; safe to call again."""
@@ -661,6 +684,11 @@ class Service:
                 self._active.pop(name, None)
         self.metrics.record_run(result.report, result.pending_retries)
         status = str(result.report.get("status"))
+        if self.reports.enabled and status != "skipped":
+            # After every run that may have changed the stored book (a failed one may have
+            # committed batches before it failed); a failure to build is logged, never raised.
+            run_id = result.report.get("run_id")
+            self.reports.regenerate(name, str(run_id) if run_id else None)
         level = logging.WARNING if status == "failed" else logging.INFO
         log.log(
             level,
