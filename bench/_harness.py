@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -133,7 +134,10 @@ def lower_bound(
 class EngineRunner:
     """A config for the sandbox's connection with adapter options, and a state file, in a temp folder."""
 
-    def __init__(self, sandbox: Sandbox, options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, sandbox: Sandbox, options: dict[str, Any] | None = None, *, extra: str = ""
+    ) -> None:
+        """Write the config (`extra`: TOML tables appended after the connection) and open the store."""
         self.folder = Path(tempfile.mkdtemp(prefix="crm-bench-"))
         info = sandbox.info
         text = (
@@ -141,6 +145,7 @@ class EngineRunner:
         )
         if options:
             text += f"options = {toml_value(options)}\n"
+        text += extra
         path = self.folder / "crm-risk.toml"
         path.write_text(text)
         with mock.patch.dict(os.environ, info["env"]):
@@ -149,7 +154,7 @@ class EngineRunner:
         self.mapping = load_mapping(self.connection.mapping)
         self.store = open_store(self.config.store.url)
 
-    def run(self, label: str) -> RunFigures:
+    def run(self, label: str, *, as_of: date | None = None) -> RunFigures:
         adapter = create_adapter(self.connection.crm_settings(), state=self.store)
         caps = adapter.capabilities
         started = time.perf_counter()
@@ -160,7 +165,7 @@ class EngineRunner:
                 adapter=adapter,
                 store=self.store,
                 mapping=self.mapping,
-                options=SyncOptions(trigger="bench"),
+                options=SyncOptions(trigger="bench", as_of=as_of),
             )
         finally:
             adapter.close()

@@ -8,8 +8,9 @@ portfolio` and the run report, so the three never disagree.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,7 @@ from connector.scoring.currency import (
 )
 from connector.scoring.history import DISPUTED, WRITTEN_OFF, History
 from connector.scoring.policy import BANDS, ScoringPolicy, policy_fingerprint
-from connector.scoring.stress import Outcome, Scenario, stress
+from connector.scoring.stress import Outcome, Scenario, stress_all
 from connector.store import SqlStore
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ class Book:
     as_of: date | None
     # The rates the last run converted with (from its snapshot), for re-scoring stored inputs.
     rates: CurrencyBook | None = None
+    # Accounts left out because their stored amounts are not in the home currency, by currency.
+    other_currency: Mapping[str, list[str]] = field(default_factory=dict)
 
 
 def read_book(store: SqlStore, connection: str, policy: ScoringPolicy) -> Book:
@@ -92,10 +95,17 @@ def read_book(store: SqlStore, connection: str, policy: ScoringPolicy) -> Book:
     accounts: dict[str, Account] = {}
     assessments: dict[str, RiskAssessment] = {}
     currencies: set[str] = set()
+    other_currency: dict[str, list[str]] = {}
     as_of: date | None = None
+    home = policy.home_currency
     for account, assessment in store.iter_scored(connection):
         features = assessment.features
         currency = features.get("home_currency") or features.get("currency")
+        if home is not None and currency and str(currency) != home:
+            # Scored before the home currency was set or changed: its amounts are in another
+            # currency, so it is left out of every sum (the next run rescores it in `home`).
+            other_currency.setdefault(str(currency), []).append(account.crm_id)
+            continue
         if currency:
             currencies.add(str(currency))
         # The run converted the account's limit with this rate (units of the account's currency
@@ -131,7 +141,6 @@ def read_book(store: SqlStore, connection: str, policy: ScoringPolicy) -> Book:
         assessments[account.crm_id] = assessment
         if as_of is None or assessment.as_of > as_of:
             as_of = assessment.as_of
-    home = policy.home_currency
     if len(currencies) > 1 and home is None:
         raise ConfigError(
             [
@@ -145,7 +154,7 @@ def read_book(store: SqlStore, connection: str, policy: ScoringPolicy) -> Book:
         )
     if home is None and currencies:
         home = next(iter(currencies))
-    return Book(rows, accounts, assessments, home, as_of)
+    return Book(rows, accounts, assessments, home, as_of, other_currency=other_currency)
 
 
 # -- snapshots ------------------------------------------------------------------------------------
@@ -372,10 +381,12 @@ def _stress_one(
         # A currency without a rate: the run held this account too; it is left out, not summed.
         unrated.add(account_id)
         return
-    for key, scenario in scenarios.items():
-        if account_id in selected[key]:
-            outcome = stress(inputs.account, inputs.invoices, context, policy, as_of, scenario)
-            outcomes[key].append((account_id, outcome))
+    keys = [key for key in scenarios if account_id in selected[key]]
+    shocked = stress_all(
+        inputs.account, inputs.invoices, context, policy, as_of, [scenarios[k] for k in keys]
+    )
+    for key, outcome in zip(keys, shocked, strict=True):
+        outcomes[key].append((account_id, outcome))
 
 
 def _summarise(
@@ -503,6 +514,15 @@ def history_from_invoices(
     return history
 
 
+def health_sample(account_ids: Iterable[str], limit: int) -> list[str]:
+    """At most `limit` account ids, chosen by a hash of the id: the same accounts on every run,
+    spread at random over the book (ids in CRM order would pick the oldest customers)."""
+    ids = list(account_ids)
+    if len(ids) <= limit:
+        return ids
+    return sorted(ids, key=lambda i: hashlib.blake2b(i.encode(), digest_size=8).digest())[:limit]
+
+
 def model_health(
     store: SqlStore,
     connection: str,
@@ -520,8 +540,9 @@ def model_health(
     as_of = book.as_of
     if as_of is None or not book.rows:
         return {"backtest": None, "confidence": confidence}
+    sample = health_sample(book.accounts, settings.health_max_accounts)
     history = history_from_invoices(
-        store.iter_invoices(connection, book.accounts),
+        store.iter_invoices(connection, sample),
         f"state store ({connection})",
         book.rates,
         {account_id: account.currency for account_id, account in book.accounts.items()},
@@ -555,6 +576,8 @@ def model_health(
             "bands": figures["bands"],
             "bands_monotone": figures["bands_monotone"],
         }
+    backtest["accounts_sampled"] = len(sample)
+    backtest["accounts_total"] = len(book.accounts)
     return {"backtest": backtest, "confidence": confidence}
 
 
@@ -571,6 +594,7 @@ def settings_for(report: ReportConfig, policy: ScoringPolicy) -> Settings:
         hhi_high=report.hhi_high,
         low_confidence_below=report.low_confidence_below,
         max_listed=report.max_listed,
+        health_max_accounts=report.health_max_accounts,
         band_cutoffs=tuple(policy.bands.cutoffs),
     )
 
@@ -641,6 +665,12 @@ def build_figures(
     followups = read_followups(store, connection.name, tasks, moment, settings.window_days)
     approvals = [f for f in followups if f.kind == "limit_approval" and f.closed_at is None]
     notes: list[str] = []
+    for currency, ids in sorted(book.other_currency.items()):
+        notes.append(
+            f"left out: {len(ids)} account(s) scored in {currency}, not the home currency "
+            f"{book.home_currency} (e.g. {ids[0]}); the next sync rescores them in "
+            f"{book.home_currency}"
+        )
     if len([s for s in snapshots if s.bands is not None]) < 2:
         notes.append("movement: one run stored so far; the next run adds the comparison")
     header = {
@@ -655,6 +685,7 @@ def build_figures(
         "band_cutoffs": list(policy.bands.cutoffs),
         "policy_fingerprint": policy_fingerprint(policy),
         "accounts": len(book.rows),
+        "left_out_other_currency": sum(len(ids) for ids in book.other_currency.values()),
     }
     return Figures(
         header=header,

@@ -105,6 +105,8 @@ class Settings:
     band_cutoffs: tuple[float, ...] = (20, 40, 60, 80)
     window_days: int = 90
     movement_days: int = 365
+    # Model health replays the payment history of at most this many accounts (a fixed sample).
+    health_max_accounts: int = 1000
 
 
 # -- the book now ---------------------------------------------------------------------------------

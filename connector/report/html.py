@@ -791,6 +791,12 @@ def _health(p: _Page) -> str:
             [(p.t("band"), False), (p.t("invoices"), True), (p.t("late_share"), True)],
             [[_band(b["band"]), f"{b['count']:,}", percent(b["late_share"])] for b in bands],
         )
+        sampled, total = backtest.get("accounts_sampled"), backtest.get("accounts_total")
+        if sampled is not None and total is not None and sampled < total:
+            table = (
+                f'<p class="note">{p.t("health_sample", n=f"{sampled:,}", total=f"{total:,}")}</p>'
+                + table
+            )
     else:
         decided = (backtest or {}).get("decided", {}).get("0", 0)
         late = (backtest or {}).get("positives", {}).get("0", 0)

@@ -179,6 +179,10 @@ _TEXT: dict[str, tuple[str, str]] = {
     "invoices": ("Invoices", "发票数"),
     "auc_late": ("AUC, paid late (> 0 days)", "AUC，逾期（> 0天）"),
     "auc_late15": ("AUC, paid > 15 days late", "AUC，逾期超过15天"),
+    "health_sample": (
+        "Replayed on the payment history of {n} of {total} accounts, a sample fixed by account id.",
+        "基于 {total} 个账户中 {n} 个账户的付款历史回放（按账户编号固定抽样）。",
+    ),
     "not_enough": (
         "Not enough payment history yet: {invoices} invoices with a known outcome, {late} paid late; figures need at least {min} late and {min} on time.",
         "付款历史不足：{invoices} 张发票已有结果，其中 {late} 张逾期；至少需要 {min} 张逾期和 {min} 张按时。",

@@ -148,6 +148,72 @@ def _rated(
     return band, rating.score, limit, bool(rating.hard_rules), f.exposure
 
 
+def stress_all(
+    account: Account,
+    invoices: Sequence[Invoice],
+    portfolio: PortfolioContext,
+    policy: ScoringPolicy,
+    as_of: date,
+    scenarios: Sequence[Scenario],
+) -> list[Outcome]:
+    """`stress` for several scenarios of one account, scoring the account as it is only once.
+
+    A scenario that only moves bands changes no input, so its shocked score is the unshocked
+    one: only the band and the limit rule run again.
+    """
+    f = extract(account, invoices, portfolio, policy, as_of)
+    rating = rate(f, policy)
+    limit, _ = recommend_limit(account, f, rating.band, portfolio, policy)
+    before = (rating.band, rating.score, limit, bool(rating.hard_rules), f.exposure)
+    outcomes = []
+    for scenario in scenarios:
+        if scenario.default_rate is None and not scenario.days_late:
+            band = BANDS[min(len(BANDS) - 1, BANDS.index(rating.band) + scenario.bands_down)]
+            shifted, _ = recommend_limit(account, f, band, portfolio, policy)
+            after = (band, rating.score, shifted, bool(rating.hard_rules), f.exposure)
+        else:
+            after = _shocked(account, invoices, portfolio, policy, as_of, scenario)
+        outcomes.append(_outcome(before, after, scenario))
+    return outcomes
+
+
+def _shocked(
+    account: Account,
+    invoices: Sequence[Invoice],
+    portfolio: PortfolioContext,
+    policy: ScoringPolicy,
+    as_of: date,
+    scenario: Scenario,
+) -> tuple[str, float, Decimal | None, bool, float]:
+    shocked_account = account
+    shocked_invoices: Sequence[Invoice] = invoices
+    if scenario.default_rate is not None:
+        shocked_account = account.model_copy(update={"insolvency_flag": True})
+    if scenario.days_late:
+        shocked_invoices = _shift_open(invoices, scenario.days_late, as_of)
+    return _rated(shocked_account, shocked_invoices, portfolio, policy, as_of, scenario.bands_down)
+
+
+def _outcome(
+    before: tuple[str, float, Decimal | None, bool, float],
+    after: tuple[str, float, Decimal | None, bool, float],
+    scenario: Scenario,
+) -> Outcome:
+    exposure = Decimal(f"{before[4]:.2f}")
+    rate_lost = Decimal(str(scenario.default_rate or 0))
+    return Outcome(
+        band_before=before[0],
+        band_after=after[0],
+        score_before=before[1],
+        score_after=after[1],
+        limit_before=before[2],
+        limit_after=after[2],
+        exposure=exposure,
+        loss=(exposure * rate_lost).quantize(Decimal("0.01")) if exposure > 0 else Decimal(0),
+        hard_rule_after=after[3],
+    )
+
+
 def stress(
     account: Account,
     invoices: Sequence[Invoice],
@@ -170,26 +236,8 @@ def stress(
         The outcome before and after.
     """
     before = _rated(account, invoices, portfolio, policy, as_of, 0)
-    shocked_account = account
-    shocked_invoices: Sequence[Invoice] = invoices
-    if scenario.default_rate is not None:
-        shocked_account = account.model_copy(update={"insolvency_flag": True})
-    if scenario.days_late:
-        shocked_invoices = _shift_open(invoices, scenario.days_late, as_of)
-    after = _rated(shocked_account, shocked_invoices, portfolio, policy, as_of, scenario.bands_down)
-    exposure = Decimal(f"{before[4]:.2f}")
-    rate_lost = Decimal(str(scenario.default_rate or 0))
-    return Outcome(
-        band_before=before[0],
-        band_after=after[0],
-        score_before=before[1],
-        score_after=after[1],
-        limit_before=before[2],
-        limit_after=after[2],
-        exposure=exposure,
-        loss=(exposure * rate_lost).quantize(Decimal("0.01")) if exposure > 0 else Decimal(0),
-        hard_rule_after=after[3],
-    )
+    after = _shocked(account, invoices, portfolio, policy, as_of, scenario)
+    return _outcome(before, after, scenario)
 
 
-__all__ = ["Outcome", "Scenario", "stress"]
+__all__ = ["Outcome", "Scenario", "stress", "stress_all"]

@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from connector.models import Account, Invoice, InvoiceStatus
+from connector.report.build import health_sample
 from connector.report.figures import (
     BookRow,
     FollowUp,
@@ -25,7 +26,7 @@ from connector.report.html import render_html
 from connector.report.svg import Chart, RefLine, Series, bar_chart, hbar_chart, nice_ceiling
 from connector.scoring import PortfolioContext
 from connector.scoring.policy import ScoringPolicy
-from connector.scoring.stress import Scenario, stress
+from connector.scoring.stress import Scenario, stress, stress_all
 from connector.store import open_store
 
 AS_OF = date(2026, 11, 1)
@@ -270,6 +271,36 @@ def test_stress_rescores_with_the_same_code_and_shocked_inputs(shock, check) -> 
     assert check(outcome), outcome
 
 
+def test_stressing_several_scenarios_at_once_gives_each_scenarios_own_outcome() -> None:
+    account, invoices = customer()
+    scenarios = [
+        Scenario(bands_down=1),
+        Scenario(bands_down=4),
+        Scenario(default_rate=0.4),
+        Scenario(days_late=90, bands_down=1),
+        Scenario(days_late=30, default_rate=1),
+    ]
+    context, policy = PortfolioContext(), ScoringPolicy()
+    together = stress_all(account, invoices, context, policy, AS_OF, scenarios)
+    one_by_one = [stress(account, invoices, context, policy, AS_OF, s) for s in scenarios]
+    assert together == one_by_one
+    assert len({o.band_after for o in together}) > 1
+
+
+def test_model_health_samples_the_same_accounts_every_run_spread_over_the_book() -> None:
+    ids = [f"acc-{n:05d}" for n in range(10_000)]
+    sample = health_sample(ids, 1000)
+    assert len(sample) == len(set(sample)) == 1000 and set(sample) <= set(ids)
+    # The same accounts whatever order the store returns them in, and new accounts never
+    # push more than their own share out.
+    assert health_sample(list(reversed(ids)), 1000) == sample
+    grown = health_sample([*ids, *(f"new-{n}" for n in range(1000))], 1000)
+    assert len(set(grown) & set(sample)) > 800
+    # Spread over the book, not the first ids in CRM order.
+    assert 300 < sum(1 for i in sample if i < "acc-05000") < 700
+    assert health_sample(ids[:50], 1000) == ids[:50]
+
+
 def test_a_scenario_needs_a_shock_and_selects_case_insensitively() -> None:
     with pytest.raises(ValidationError, match="needs a shock"):
         Scenario(industry="Construction")
@@ -410,3 +441,56 @@ def test_snapshots_keep_totals_and_prune_account_rows_to_recent_runs_and_month_s
     # 400 days after a run, its totals fall out too.
     store.save_snapshot("c", "late", date(2026, 10, 20) + timedelta(days=400), {}, [])
     assert {s["as_of"] for s in store.snapshots("c")} == {"2026-10-20", "2026-10-30", "2027-11-24"}
+
+
+def test_report_leaves_out_accounts_scored_in_another_currency_and_says_so(
+    tmp_path: Path,
+) -> None:
+    """Amounts are added only in the home currency: an account scored before the home currency
+    was set (its stored amounts in USD) is in no sum, and a note names it."""
+    from connector.config import AppConfig
+    from connector.models import RiskAssessment
+    from connector.report import build_figures
+
+    config = AppConfig.model_validate(
+        {
+            "store": {"url": str(tmp_path / "state.db")},
+            "policy": {"home_currency": "EUR"},
+            "connections": {
+                "acme": {
+                    "kind": "zoho",
+                    "mapping": "zoho.inventory",
+                    "client_secret": "s",
+                    "refresh_token": "r",
+                }
+            },
+        }
+    )
+    store = open_store(config.store.url)
+    try:
+        for crm_id, currency, exposure in (("E1", "EUR", "1000"), ("U1", "USD", "5000")):
+            store.upsert_account("acme", Account(crm_id=crm_id, name=crm_id, currency=currency), {})
+            features: dict[str, object] = {"exposure": exposure, "currency": currency}
+            if currency == "EUR":
+                features["home_currency"] = "EUR"
+            store.save_assessment(
+                "acme",
+                RiskAssessment(
+                    account_id=crm_id,
+                    as_of=AS_OF,
+                    score=50,
+                    band="C",
+                    level="medium",
+                    confidence=0.9,
+                    features=features,
+                ),
+                "fp",
+                Decimal(exposure),
+            )
+        figures = build_figures(store, config, config.connection("acme"), now=NOW).to_dict()
+    finally:
+        store.close()
+    assert figures["accounts"] == 1 and figures["left_out_other_currency"] == 1
+    assert Decimal(figures["book"]["exposure"]) == Decimal(1000)
+    assert any("U1" in note and "USD" in note for note in figures["notes"])
+    assert "U1" in render_html(figures)
