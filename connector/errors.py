@@ -23,8 +23,8 @@ EXIT_CRASH = EXIT_SOFTWARE
 # Every code the CLI can exit with, and what it means (the README's table and `--help`).
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
-    EXIT_REJECTIONS: "finished, but some records were rejected, are pending retry or were "
-    "quarantined (backtest: rows left out)",
+    EXIT_REJECTIONS: "finished, but this run met a new problem: writes refused or unconfirmed, "
+    "records newly quarantined (backtest: rows left out)",
     EXIT_USAGE: "usage error: unknown option or command, bad option value, unknown account",
     EXIT_DATAERR: "input data unusable (backtest: no usable row, undecodable or binary file)",
     EXIT_SOFTWARE: "internal error (a bug, or a request the CRM refuses as malformed): "

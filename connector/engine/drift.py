@@ -36,7 +36,8 @@ def _check_key(connection: str) -> str:
     return f"mapping_check:{connection}"
 
 
-def _digest(mapping: FieldMapping) -> str:
+def mapping_digest(mapping: FieldMapping) -> str:
+    """A fingerprint of the effective mapping (fields, value maps, filters, validation rules)."""
     text = json.dumps(mapping.effective_dict(), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -57,7 +58,7 @@ def refuse_on_mapping_errors(
     Raises:
         MappingErrors: every error `check_mapping` found (exit 78).
     """
-    digest = _digest(mapping)
+    digest = mapping_digest(mapping)
     if store is not None and not force:
         remembered = store.get_value(_check_key(connection))
         try:
@@ -108,6 +109,8 @@ class FieldDrift:
         self.connection = connection
         self._described: dict[str, ObjectDescription] = {}
         self._blocks: dict[tuple[str, str], dict[str, Any]] | None = None
+        # Accounts whose refused values were forgotten this run (mapping or CRM field changed).
+        self._released: set[str] = set()
 
     def describe(self, crm_object: str) -> ObjectDescription:
         """The object's metadata, read once per run."""
@@ -192,6 +195,7 @@ class FieldDrift:
                 field = row["field"]
                 if field not in self.mapping.write_fields():
                     self.store.clear_field_blocks(self.connection, field=field)
+                    self._released.add(str(row["account_id"]))
                     continue
                 if field not in guards:
                     guards[field] = self.guard(field)
@@ -200,6 +204,7 @@ class FieldDrift:
                     self.store.clear_field_blocks(
                         self.connection, account_id=row["account_id"], field=field
                     )
+                    self._released.add(str(row["account_id"]))
                     continue
                 live[(row["account_id"], field)] = row
             if live:
@@ -210,6 +215,13 @@ class FieldDrift:
                 )
             self._blocks = live
         return self._blocks
+
+    def retry_changed(self) -> set[str]:
+        """Accounts with a refused value that may be accepted now: the mapping entry or the CRM
+        field changed since the refusal. Their refusals are forgotten; the caller plans them
+        again. Reads the CRM's metadata only when refusals exist."""
+        self.blocks()
+        return set(self._released)
 
     def explains(self, field: str, value: Any) -> bool:
         """Whether the CRM's metadata explains refusing `value`: a picklist without it, a text

@@ -57,7 +57,8 @@ class RunReport:
     scored: int = 0
     bands: Counter[str] = field(default_factory=Counter)
     errors: ErrorTally = field(default_factory=ErrorTally)
-    quarantined: list[dict[str, str]] = field(default_factory=list)
+    # Records found invalid this run; "new" is False for a known hold read again unchanged.
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
     # Accounts held by quarantined records (not scored or written), at the end of the pull.
     held: list[dict[str, Any]] = field(default_factory=list)
     held_count: int = 0
@@ -83,6 +84,11 @@ class RunReport:
             + self.tasks["failed"]
         )
 
+    @property
+    def new_quarantined(self) -> int:
+        """Records quarantined for the first time (or for a new reason) in this run."""
+        return sum(1 for entry in self.quarantined if entry.get("new", True))
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (what `--json` prints and the run history stores)."""
         return {
@@ -102,6 +108,7 @@ class RunReport:
             "errors": self.errors.top(),
             "quarantined": self.quarantined[:50],
             "quarantined_count": len(self.quarantined),
+            "quarantined_new": self.new_quarantined,
             "held": self.held,
             "held_count": self.held_count,
             "api": {

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.engine.adoption import adopt_open_tasks, adoptable, written_elsewhere
 from connector.engine.digests import DigestSender
-from connector.engine.drift import FieldDrift
+from connector.engine.drift import FieldDrift, mapping_digest
 from connector.engine.money import (
     NO_RATE,
     HomeInputs,
@@ -169,7 +169,8 @@ def run_sync(
             config, connection, adapter, work_store, mapping, options, report, run_id, heartbeat
         )
         engine.run()
-        needs_attention = report.rejected or report.quarantined
+        # This run's new problems, not holds an earlier run reported (`status` keeps those).
+        needs_attention = report.rejected or report.new_quarantined
         report.status = "succeeded_with_rejections" if needs_attention else "succeeded"
     except RunCancelled as exc:
         report.status = "cancelled"
@@ -245,6 +246,7 @@ class _Engine:
         self.report.watermarks_before = self.store.watermarks(self.name)
         self._pull("account")
         self._pull("invoice")
+        self._recheck_quarantined()
         self._report_held()
         self._score_plan_write()
         if self.options.portfolio or not self.options.dry_run:
@@ -344,6 +346,55 @@ class _Engine:
             counts["changed"] += 1
         self.store.release_quarantine(self.name, kind, raw.crm_id)
 
+    def _recheck_quarantined(self) -> None:
+        """Read quarantined records again by id when the mapping changed since they were judged.
+
+        A fix in the mapping (a status added to `values`, a moved `[validation]` floor) changes
+        no record in the CRM, so the incremental read would never bring the held records back:
+        their accounts would stay held until someone edits each record. Records held for a
+        missing exchange rate are left to the rate check; records the CRM no longer has are gone.
+        """
+        key = f"quarantine_mapping:{self.name}"
+        digest = mapping_digest(self.mapping)
+        if self.store.get_value(key) == digest:
+            return
+        # Records this run already judged under the current mapping are not read twice.
+        rows = [
+            row
+            for row in self.store.quarantined(self.name)
+            if row.get("rule") != NO_RATE and row.get("run_id") != self.run_id
+        ]
+        for kind in ("account", "invoice"):
+            ids = [str(row["record_id"]) for row in rows if row["object"] == kind]
+            if not ids:
+                continue
+            counts = self.report.objects[kind]
+            crm_object = self.mapping.crm_object(kind)
+            records = self.adapter.read_by_ids(crm_object, self.mapping.read_fields(kind), ids)
+            seen: set[str] = set()
+            for chunk in _chunks(records, CHECKPOINT_EVERY):
+                with self.store.transaction():
+                    for raw in chunk:
+                        seen.add(raw.crm_id)
+                        counts["reread"] += 1
+                        self._ingest(kind, raw, counts)
+                self.heartbeat()
+            with self.store.transaction():
+                for record_id in ids:
+                    if record_id not in seen:
+                        gone = RawRecord(
+                            crm_id=record_id, modified_at=self.options.now(), deleted=True
+                        )
+                        self._ingest(kind, gone, counts)
+            still = {(row["object"], row["record_id"]) for row in self.store.quarantined(self.name)}
+            released = sum(1 for record_id in ids if (kind, record_id) not in still)
+            if released:
+                log.info(
+                    "the mapping changed: quarantined records read again and released",
+                    extra={"object": kind, "count": released, "connection": self.name},
+                )
+        self.store.set_value(key, digest)
+
     def _quarantine(
         self,
         kind: str,
@@ -356,35 +407,55 @@ class _Engine:
         """Keep a record that failed validation out, and hold its account (no writes from stale data)."""
         counts["invalid"] += 1
         reason = redact(str(exc))
-        record_id = raw.crm_id
-        entry = {
-            "object": kind,
-            "record_id": record_id,
-            "account_id": account_id or "",
-            "name": redact(self.mapping.record_label(kind, raw)),
-            "rule": exc.code or "INVALID_RECORD",
-            "field": ",".join(exc.fields),
-            "value": redact(exc.value),
-            "reason": reason,
-        }
-        self.report.quarantined.append(entry)
-        self.report.errors.add(exc.code or "INVALID_RECORD", record_id, reason)
-        self.store.quarantine(
+        self._hold(
+            {
+                "object": kind,
+                "record_id": raw.crm_id,
+                "account_id": account_id or "",
+                "name": redact(self.mapping.record_label(kind, raw)),
+                "rule": exc.code or "INVALID_RECORD",
+                "field": ",".join(exc.fields),
+                "value": redact(exc.value),
+                "reason": reason,
+            }
+        )
+
+    def _hold(self, entry: dict[str, Any]) -> bool:
+        """Quarantine one record and hold its account; True when this is a new problem.
+
+        A record read again unchanged (the overlap window, a re-read after a mapping change)
+        stays held and listed, but is not a new failure of this run: it does not set the exit
+        code to 1 again, nor fill the report's errors or the log with warnings every run.
+        """
+        new = self.store.quarantine(
             self.name,
-            kind,
-            record_id,
-            reason,
+            entry["object"],
+            entry["record_id"],
+            entry["reason"],
             self.run_id,
-            account_id=account_id,
+            account_id=entry["account_id"] or None,
             name=entry["name"],
             rule=entry["rule"],
             field=entry["field"],
             value=entry["value"],
         )
-        log.warning(
-            "record quarantined; its account is held until a valid version arrives",
-            extra={"object": kind, "record_id": record_id, "detail": reason},
-        )
+        self.report.quarantined.append({**entry, "new": new})
+        if new:
+            self.report.errors.add(entry["rule"], entry["record_id"], entry["reason"])
+            log.warning(
+                "record quarantined; its account is held until a valid version arrives",
+                extra={
+                    "object": entry["object"],
+                    "record_id": entry["record_id"],
+                    "detail": entry["reason"],
+                },
+            )
+        else:
+            log.info(
+                "record still quarantined (known since an earlier run)",
+                extra={"object": entry["object"], "record_id": entry["record_id"]},
+            )
+        return new
 
     def _report_held(self) -> None:
         """Which accounts are held by quarantined records, and why (all of them, not just new ones)."""
@@ -419,35 +490,26 @@ class _Engine:
 
     def _hold_unrated(self, unrated: list[Unrated]) -> None:
         """Records in a currency without a rate: quarantined, their account held, nothing summed."""
-        for item in unrated:
-            entry = {
-                "object": item.obj,
-                "record_id": item.record_id,
-                "account_id": item.account_id,
-                "name": redact(item.name),
-                "rule": NO_RATE,
-                "field": "currency",
-                "value": item.currency,
-                "reason": item.reason,
-            }
-            self.report.quarantined.append(entry)
-            self.report.errors.add(NO_RATE, item.record_id, item.reason)
-            self.store.quarantine(
-                self.name,
-                item.obj,
-                item.record_id,
-                item.reason,
-                self.run_id,
-                account_id=item.account_id,
-                name=entry["name"],
-                rule=NO_RATE,
-                field="currency",
-                value=item.currency,
+        new = [
+            self._hold(
+                {
+                    "object": item.obj,
+                    "record_id": item.record_id,
+                    "account_id": item.account_id,
+                    "name": redact(item.name),
+                    "rule": NO_RATE,
+                    "field": "currency",
+                    "value": item.currency,
+                    "reason": item.reason,
+                }
             )
-        log.warning(
-            "amounts without an exchange rate quarantined; the account is held",
-            extra={"record_id": unrated[0].account_id, "detail": unrated[0].reason},
-        )
+            for item in unrated
+        ]
+        if any(new):
+            log.warning(
+                "amounts without an exchange rate quarantined; the account is held",
+                extra={"record_id": unrated[0].account_id, "detail": unrated[0].reason},
+            )
 
     def _score_plan_write(self) -> None:
         store, name = self.store, self.name
@@ -457,6 +519,11 @@ class _Engine:
         else:
             store.flag_stale_assessments(name, self.as_of, self.fingerprint)
         self._adopt_tasks()
+        # Values held back after a refusal are planned again once the mapping or the CRM field
+        # changed (the admin added the picklist value): not when the account next changes.
+        retry_refused = self.drift.retry_changed()
+        if retry_refused:
+            store.flag_for_scoring(name, retry_refused)
         pending_retry = {row["record_id"] for row in store.failed_writes(name)}
         if pending_retry:
             store.flag_for_scoring(name, pending_retry)
@@ -858,9 +925,14 @@ def _chunks(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord]
 
 
 def classify_exit(report: RunReport) -> int:
-    """Exit code for a finished run: 0 clean; 1 when records were rejected, are pending retry or
-    were quarantined (they need attention); 75 when a signal stopped it (the rest waits for the
-    next run)."""
+    """Exit code for a finished run: 0 when it met no new problem; 1 when this run had writes the
+    CRM refused or did not confirm, or quarantined records for the first time (or for a new
+    reason); 75 when a signal stopped it (the rest waits for the next run).
+
+    Known holds (records quarantined by an earlier run and read again unchanged, field values
+    held back after an explained refusal) do not make every later run exit 1: they were
+    reported when they happened, and `status` and `quarantine` keep showing them.
+    """
     if report.status == "cancelled":
         return EXIT_TEMPFAIL
     return 1 if report.status == "succeeded_with_rejections" else 0

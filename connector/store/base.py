@@ -1044,10 +1044,20 @@ class SqlStore:
         rule: str = "",
         field: str = "",
         value: str = "",
-    ) -> None:
-        """Keep an invalid input record out of scoring, with the reason; hold its account."""
+    ) -> bool:
+        """Keep an invalid input record out of scoring, with the reason; hold its account.
+
+        Returns:
+            True when this is news: the record was not quarantined before for the same rule,
+            field and value (a record read again unchanged is a known hold, not a new failure).
+        """
         now = _iso(self.now())
         with self.transaction() as db:
+            known = db.execute(
+                "SELECT rule, field, value FROM quarantine WHERE connection = ? AND object = ? "
+                "AND record_id = ?",
+                (connection, obj, record_id),
+            ).fetchone()
             db.execute(
                 "INSERT INTO quarantine (connection, object, record_id, reason, run_id, at, "
                 "account_id, name, rule, field, value, first_seen) VALUES "
@@ -1070,6 +1080,11 @@ class SqlStore:
                     now,
                 ),
             )
+        return known is None or (known["rule"], known["field"], known["value"]) != (
+            rule,
+            field,
+            value,
+        )
 
     def release_quarantine(self, connection: str, obj: str, record_id: str) -> None:
         """A previously invalid record is valid (or gone); its account is scored again once free."""

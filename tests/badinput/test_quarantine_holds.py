@@ -180,3 +180,110 @@ def test_point7_the_quarantine_command_and_status_show_every_held_record(
     assert status["runs"][0]["report"]["quarantined_count"] == 2
     assert main(["status", "--config", config]) == 0
     assert "quarantined 2 (holding 2 accounts" in capsys.readouterr().out
+
+
+class _ById(FakeAdapter):
+    """The fake CRM, counting the records read back by id."""
+
+    def __init__(self, crm: FakeCrm) -> None:
+        super().__init__(crm)
+        self.by_id: list[str] = []
+
+    def read_by_ids(self, crm_object: str, fields: Any, ids: Any) -> Any:
+        self.by_id.extend(ids)
+        return super().read_by_ids(crm_object, fields, ids)
+
+
+def _sync_with_mapping(env: Env, adapter: FakeAdapter, mapping_text: str) -> Any:
+    from connector.engine.sync import SyncOptions, run_sync
+    from connector.mapping import load_mapping
+    from tests.badinput.conftest import AS_OF, MAPPING
+
+    path = env.tmp_path / "fixed.toml"
+    path.write_text(mapping_text or MAPPING.read_text())
+    return run_sync(
+        config=env.config,
+        connection=env.config.connection("fake"),
+        adapter=adapter,
+        store=env.store,
+        mapping=load_mapping(str(path)),
+        options=SyncOptions(as_of=AS_OF),
+    )
+
+
+def test_point1_fixing_the_mapping_releases_held_accounts_on_the_next_run_without_an_edit(
+    env: Env,
+) -> None:
+    from tests.badinput.conftest import MAPPING
+
+    crm, _accounts, _tasks = _first_run(env)
+    crm.put("Invoice", "A001-LATE", Status="Refunded", OpenAmount=0, PaidDate="2026-10-01")
+    held = env.sync(FakeAdapter(crm))
+    assert [item["account_id"] for item in held.held] == ["A001"]
+    # Hours pass: the incremental read no longer brings the record back by itself.
+    crm.clock += timedelta(hours=2)
+    crm.put("Account", "A004", Industry="Wholesale")
+    crm.put("Invoice", "A004-I0", Number="INV-A004-0-corrected")
+    env.sync(FakeAdapter(crm))
+    quiet = env.sync(FakeAdapter(crm))
+    assert quiet.objects["invoice"]["invalid"] == 0 and quiet.held_count == 1
+
+    # The admin maps the new status; nobody edits the invoice.
+    fixed = MAPPING.read_text().replace('Void = "void"', 'Void = "void", Refunded = "paid"')
+    adapter = _ById(crm)
+    released = _sync_with_mapping(env, adapter, fixed)
+
+    assert adapter.by_id == ["A001-LATE"], "the held record is read again by id"
+    assert released.held == [] and released.held_count == 0
+    assert env.store.quarantined("fake") == []
+    past_due = [t for t in crm_state(crm)[1] if t[0] == "A001" and "past due" in t[1]]
+    assert [status for _, _, status, _ in past_due] == ["Completed"], "scored from the valid copy"
+    assert classify_exit(released) == 0
+
+    # The mapping stays as it is: no more reads by id.
+    again = _ById(crm)
+    _sync_with_mapping(env, again, fixed)
+    assert again.by_id == []
+
+
+def test_point1_a_held_record_deleted_in_the_crm_is_released_when_read_again_by_id(
+    env: Env,
+) -> None:
+    from tests.badinput.conftest import MAPPING
+
+    crm, _accounts, _tasks = _first_run(env)
+    crm.put("Invoice", "A000-BAD", **valid_invoice("A000", 40, Amount="lots"))
+    env.sync(FakeAdapter(crm))
+    del crm.records["Invoice"]["A000-BAD"]  # gone without a trace the incremental read sees
+
+    moved = MAPPING.read_text() + '\n[validation]\ndate_floor = "1980-01-01"\n'
+    report = _sync_with_mapping(env, _ById(crm), moved)
+
+    assert env.store.quarantined("fake") == [] and report.held_count == 0
+
+
+def test_point8_a_known_hold_read_again_does_not_make_every_run_exit_1(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    crm, _accounts, _tasks = _first_run(env)
+    crm.put("Invoice", "A000-BAD", **valid_invoice("A000", 40, Amount="lots"))
+    first = env.sync(FakeAdapter(crm))
+    # The same bad record is read again (it sits inside the overlap window of every run).
+    second = env.sync(FakeAdapter(crm))
+    third = env.sync(FakeAdapter(crm))
+
+    assert classify_exit(first) == 1 and first.to_dict()["quarantined_new"] == 1
+    for later in (second, third):
+        assert later.objects["invoice"]["invalid"] == 1, "it was read again"
+        assert later.to_dict()["quarantined_new"] == 0
+        assert later.held_count == 1 and later.status == "succeeded"
+        assert classify_exit(later) == 0
+        assert later.errors.top() == []
+    # A new problem on the same record (another value) is news again.
+    crm.put("Invoice", "A000-BAD", Amount="heaps")
+    assert classify_exit(env.sync(FakeAdapter(crm))) == 1
+    # The hold stays visible where an operator looks.
+    config = str(env.tmp_path / "crm-risk.toml")
+    capsys.readouterr()
+    assert main(["status", "--config", config]) == 0
+    assert "quarantined 1 (holding 1 accounts" in capsys.readouterr().out

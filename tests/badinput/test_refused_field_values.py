@@ -105,11 +105,23 @@ def test_point6_a_refused_picklist_value_holds_back_that_field_only_and_is_not_r
     assert second.writes["account"]["fields_held_back"] == len(hit)
     assert classify_exit(second) == 0
 
-    # The admin adds the values to the picklist: the CRM field changed, the values are sent.
+    # An ordinary run after that changes nothing: the accounts are not even planned.
+    adapter.sent_bands.clear()
+    quiet = env.sync(adapter)
+    assert adapter.sent_bands == [] and classify_exit(quiet) == 0
+
+    # The admin adds the values to the picklist: the CRM field changed, so the next ordinary
+    # run (no --full, no edit of the accounts) sends them.
     adapter.missing = set()
-    third = env.sync(adapter, full=True)
+    third = env.sync(adapter)
+    assert sorted(adapter.sent_bands) == sorted(bands[rid] for rid in hit)
     assert third.writes["account"]["fields_held_back"] == 0
-    assert {crm_state(crm)[0][rid]["RiskBand"] for rid in hit} == refused & set(bands.values())
+    assert third.writes["account"]["fields_refused"] == 0
+    assert {rid: crm_state(crm)[0][rid]["RiskBand"] for rid in hit} == {
+        rid: bands[rid] for rid in hit
+    }
+    assert env.store.field_blocks("fake") == []
+    assert classify_exit(third) == 0
 
 
 def test_point6_a_refusal_the_metadata_does_not_explain_is_retried_next_run(env: Env) -> None:

@@ -70,21 +70,25 @@ def test_point6_a_picklist_value_removed_after_check_refuses_only_that_field(
             assert "risk_band" in messages and field in messages
             assert store.failed_writes(sync.connection.name) == []
 
+            # A full rescore plans every band-D account again: the refused value stays unsent.
             session, spy = _recorder(sandbox)
-            second = sync.run(store, adapter_options={"session": session})
+            second = sync.run(store, full=True, adapter_options={"session": session})
             assert _rating_writes(spy.sent, crm, "D") == 0, "the refused value is not resent"
-            assert second.writes["account"]["fields_held_back"] >= len(band_d) or (
-                second.writes["account"]["planned"] == 0
-            )
+            assert second.writes["account"]["fields_held_back"] == len(band_d)
             assert second.writes["account"]["fields_refused"] == 0
             assert classify_exit(second) == 0
 
-            # The admin puts "D" back: the CRM field changed, so the value is sent again.
+            # The admin puts "D" back: the CRM field changed, so the next ordinary run (no
+            # --full, no account edited) sends the value to every account that needs it.
             sandbox.emulator.edit_field(obj, field, picklist=("A", "B", "C", "D", "E"))
-            third = sync.run(store, full=True)
+            session, spy = _recorder(sandbox)
+            third = sync.run(store, adapter_options={"session": session})
+            assert _rating_writes(spy.sent, crm, "D") >= 1
             assert third.writes["account"]["fields_refused"] == 0
+            assert third.writes["account"]["fields_held_back"] == 0
             assert {user.get("account", a)["risk_band"] for a in band_d} == {"D"}
             assert store.field_blocks(sync.connection.name) == []
+            assert classify_exit(third) == 0
 
 
 def _cli_sync(sandbox: Any, config: Path, monkeypatch: pytest.MonkeyPatch) -> int:

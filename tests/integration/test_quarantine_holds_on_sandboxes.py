@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,72 @@ def test_point1_a_record_edited_into_an_invalid_state_holds_its_account(
             assert x_final["credit_limit"] == 50000, "manual override: the limit is not written"
             assert x_final["risk_score"] != x_before["risk_score"], "rescored from the valid copy"
             assert not [t for t in _open_tasks(user, y) if "past due" in t[1]]
+
+
+@pytest.mark.parametrize("crm", CRMS)
+def test_point1_mapping_the_new_status_releases_the_held_account_without_an_edit(
+    crm: str, tmp_path: Path
+) -> None:
+    from connector.mapping import load_mapping
+
+    with start_sandbox(crm) as sandbox:
+        # No overlap window, so the held records are not read again by the incremental read.
+        config = write_config(sandbox, tmp_path, settings={"overlap_seconds": 0})
+        sync = SandboxSync(sandbox, config)
+        as_of = sync.as_of or date.today()
+        user = crm_user(sandbox)
+        with sync.store() as store:
+            sync.run(store)
+            late = sorted(
+                {t["what_id"] for t in user.tasks() if "past due" in (t["subject"] or "")}
+            )
+            y = late[0]
+            overdue = [
+                i
+                for i in user.invoices()
+                if i["account_id"] == y
+                and (i.get("balance") or 0) > 0
+                and date.fromisoformat(i["due_date"]) < as_of
+            ]
+            _add_status_value(sandbox, "Refunded")
+            for invoice in overdue:
+                user.update(
+                    "invoice",
+                    invoice["id"],
+                    {
+                        "status": "Refunded",
+                        "balance": 0,
+                        "paid_date": (as_of - timedelta(days=1)).isoformat(),
+                    },
+                )
+            held = sync.run(store)
+            assert y in {item["account_id"] for item in held.held}
+            assert classify_exit(held) == 1
+            # Later edits elsewhere move the watermark past the held records.
+            time.sleep(1.1)
+            other = next(i for i in user.invoices() if i["account_id"] != y)
+            user.update("invoice", other["id"], {"issue_date": other["issue_date"]})
+            sync.run(store)
+            again = sync.run(store)
+            assert again.objects["invoice"]["invalid"] == 0, "the held records were not read"
+            assert y in {item["account_id"] for item in again.held}
+            assert classify_exit(again) == 0
+
+            # The admin maps the new status in the mapping file; nobody edits the invoices.
+            status = sync.mapping.effective_dict()["objects"]["invoice"]["fields"]["status"]
+            values = {**status["values"], "Refunded": "paid"}
+            shown = ", ".join(f'"{k}" = "{v}"' for k, v in values.items())
+            fixed = tmp_path / "my-mapping.toml"
+            fixed.write_text(
+                f'extends = "{sync.connection.mapping}"\n'
+                f"[objects.invoice.fields]\nstatus = {{ values = {{ {shown} }} }}\n"
+            )
+            sync.mapping = load_mapping(str(fixed))
+            released = sync.run(store)
+
+            assert released.objects["invoice"]["reread"] == len(overdue)
+            assert released.held == [] and store.quarantined(sync.connection.name) == []
+            assert not [t for t in _open_tasks(user, y) if "past due" in t[1]], (
+                "scored from the settled invoices: the past-due task is closed"
+            )
+            assert classify_exit(released) == 0
