@@ -180,6 +180,11 @@ class ValidationRules(_Strict):
     # Issue or paid dates more than this many days after the record was last changed in the CRM
     # (a payment cannot be recorded before it happened; pro-forma invoices run a little ahead).
     max_days_ahead: int = Field(default=60, ge=0)
+    # A due date more than this many days after the issue date (a due date in year 9999).
+    max_due_days: int = Field(default=1095, ge=0)
+    # Account dates (created, external score date) before this day: a "customer since 1800"
+    # would make the longest tenure in the book and lift the score.
+    created_floor: date = date(1900, 1, 1)
     # A paid date before the issue date.
     paid_before_issue: bool = True
     # Account payment terms outside this range, in days.
@@ -1029,8 +1034,42 @@ class FieldMapping:
                     "PAYMENT_TERMS_OUT_OF_RANGE",
                 ),
             )
+        self._check_account_dates(raw, values)
         values["deleted"] = raw.deleted
         return _build_account(values)
+
+    def _check_account_dates(self, raw: RawRecord, values: dict[str, Any]) -> None:
+        """Created and external-score dates: not before `created_floor`, not after the record's
+        last change by more than `max_days_ahead` (a date a record cannot have been given yet)."""
+        rules = self.rules
+        edited = raw.modified_at.date()
+        for name in ("created_at", "external_score_date"):
+            value = values.get(name)
+            if value is None:
+                continue
+            day = value.date() if isinstance(value, datetime) else value
+            item = self._fields["account"][name]
+            if day < rules.created_floor:
+                raise self._record_error(
+                    raw,
+                    item,
+                    _Bad(
+                        f"{day.isoformat()} is before [validation] created_floor "
+                        f"{rules.created_floor.isoformat()}",
+                        "DATE_BEFORE_FLOOR",
+                    ),
+                )
+            if (day - edited).days > rules.max_days_ahead:
+                raise self._record_error(
+                    raw,
+                    item,
+                    _Bad(
+                        f"{day.isoformat()} is more than [validation] max_days_ahead "
+                        f"{rules.max_days_ahead} days after the record's last change "
+                        f"({edited.isoformat()})",
+                        "DATE_IN_FUTURE",
+                    ),
+                )
 
     def to_invoice(self, raw: RawRecord) -> Invoice | None:
         """Convert a CRM invoice record; None when a filter excludes it.
@@ -1100,6 +1139,13 @@ class FieldMapping:
                     f"({edited.isoformat()})",
                     "DATE_IN_FUTURE",
                 )
+        if (due - issue).days > rules.max_due_days:
+            raise fail(
+                "due_date",
+                f"{due.isoformat()} is more than [validation] max_due_days {rules.max_due_days} "
+                f"days after the issue date {issue.isoformat()}",
+                "DUE_DATE_TOO_FAR",
+            )
         paid = values.get("paid_date")
         if rules.paid_before_issue and paid is not None and paid < issue:
             raise fail(

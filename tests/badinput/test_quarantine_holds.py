@@ -287,3 +287,34 @@ def test_point8_a_known_hold_read_again_does_not_make_every_run_exit_1(
     capsys.readouterr()
     assert main(["status", "--config", config]) == 0
     assert "quarantined 1 (holding 1 accounts" in capsys.readouterr().out
+
+
+def test_point6_a_due_date_in_9999_and_a_created_date_in_1800_are_refused_like_a_1900_invoice(
+    env: Env,
+) -> None:
+    crm, accounts, tasks = _first_run(env)
+    crm.put("Invoice", "A003-9999", **_overdue("A003", 30, DueDate="9999-12-31", Amount=9000))
+    crm.put("Account", "A004", CreatedDate="1800-01-01T00:00:00+00:00")
+    crm.put("Account", "A002", CreatedDate="2099-01-01T00:00:00+00:00")
+
+    report = env.sync(FakeAdapter(crm))
+
+    after, after_tasks = crm_state(crm)
+    for held in ("A002", "A003", "A004"):
+        assert after[held] == accounts[held], f"nothing written onto {held}"
+    assert [t for t in after_tasks if t[0] in ("A002", "A003", "A004")] == [
+        t for t in tasks if t[0] in ("A002", "A003", "A004")
+    ]
+    found = {q["record_id"]: q for q in report.quarantined}
+    assert {rid: q["rule"] for rid, q in found.items()} == {
+        "A003-9999": "DUE_DATE_TOO_FAR",
+        "A004": "DATE_BEFORE_FLOOR",
+        "A002": "DATE_IN_FUTURE",
+    }
+    # Each message names the record, the field (canonical and CRM name) and the rule's setting.
+    assert "record A003-9999: due_date (DueDate): 9999-12-31" in found["A003-9999"]["reason"]
+    assert "[validation] max_due_days" in found["A003-9999"]["reason"]
+    assert "record A004: created_at (CreatedDate): 1800-01-01" in found["A004"]["reason"]
+    assert "[validation] created_floor" in found["A004"]["reason"]
+    assert "record A002: created_at (CreatedDate): 2099-01-01" in found["A002"]["reason"]
+    assert classify_exit(report) == 1
