@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
+from connector.cli.plain import PlainTable
 from connector.scoring.backtest import MIN_CLASS, BacktestReport, PeriodResult
 
 
@@ -24,8 +24,8 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-def _ranking(report: BacktestReport) -> Table:
-    table = Table(
+def _ranking(report: BacktestReport) -> PlainTable:
+    table = PlainTable(
         title=f"Backtest of {Path(report.source).name} ({report.encoding}), split {report.split_date}",
         header_style="bold",
     )
@@ -53,8 +53,8 @@ def _ranking(report: BacktestReport) -> Table:
     return table
 
 
-def _bands(period: PeriodResult, title: str) -> Table:
-    table = Table(title=title, header_style="bold")
+def _bands(period: PeriodResult, title: str) -> PlainTable:
+    table = PlainTable(title=title, header_style="bold")
     for column in (
         "band",
         "invoices",
@@ -76,8 +76,8 @@ def _bands(period: PeriodResult, title: str) -> Table:
     return table
 
 
-def _factors(period: PeriodResult) -> Table:
-    table = Table(
+def _factors(period: PeriodResult) -> PlainTable:
+    table = PlainTable(
         title="Out of time, each factor alone vs the score (> 0 days)", header_style="bold"
     )
     for column in ("factor", "invoices", "late", "factor AUC", "score AUC, same invoices"):
@@ -93,9 +93,9 @@ def _factors(period: PeriodResult) -> Table:
     return table
 
 
-def _calibration(period: PeriodResult) -> Table:
+def _calibration(period: PeriodResult) -> PlainTable:
     overall = period.calibration_overall
-    table = Table(
+    table = PlainTable(
         title=(
             f"Out of time, probability_late: Brier {_fmt(period.brier, 4)}, predicted "
             f"{_pct(overall.get('predicted'))} vs observed {_pct(overall.get('observed'))}"
@@ -115,8 +115,8 @@ def _calibration(period: PeriodResult) -> Table:
     return table
 
 
-def _segments(period: PeriodResult) -> Table:
-    table = Table(title="Out of time, by billing channel", header_style="bold")
+def _segments(period: PeriodResult) -> PlainTable:
+    table = PlainTable(title="Out of time, by billing channel", header_style="bold")
     for column in ("channel", "invoices", "late", "late share", "mean P(late)", "AUC"):
         table.add_column(column, justify="left" if column == "channel" else "right")
     for row in period.segments:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
+from connector.cli.plain import PlainTable
 from connector.config import load_config
 from connector.engine.sync import SyncOptions, run_sync
 from connector.errors import EXIT_OK, ConnectorError
@@ -102,7 +103,7 @@ def run_demo(
 
 
 def _demo_one(console: Console, kind: str, accounts: int, seed: int, folder: Path) -> None:
-    console.rule(f"[bold]{kind} sandbox CRM")
+    console.rule(Text(f"{kind} sandbox CRM", style="bold"))
     started = time.monotonic()
     with sandbox_starter(kind)(accounts=accounts, seed=seed) as sandbox:
         # One folder per CRM: its config, state file and (throw-away) sandbox secrets side by side.
@@ -147,7 +148,7 @@ def _demo_one(console: Console, kind: str, accounts: int, seed: int, folder: Pat
             finally:
                 adapter.close()
                 store.close()
-    console.print(f"[dim]{kind} demo took {time.monotonic() - started:.1f} s[/]")
+    console.print(f"{kind} demo took {time.monotonic() - started:.1f} s", style="dim")
 
 
 def _write_demo_secrets(path: Path, sandbox: Any) -> None:
@@ -176,7 +177,7 @@ def _show_first(console: Console, store: Any, connection: str, report: dict[str,
         f"{report['api']['calls']} API calls."
     )
     home = report.get("home_currency") or report.get("portfolio", {}).get("home_currency")
-    bands = Table(
+    bands = PlainTable(
         title=f"Rating distribution (exposure in {home})" if home else "Rating distribution",
         header_style="bold",
     )
@@ -189,7 +190,7 @@ def _show_first(console: Console, store: Any, connection: str, report: dict[str,
         share = float(exposure_by_band.get(band, 0)) / total
         bands.add_row(band, str(count), f"{share:.0%}")
     console.print(bands)
-    riskiest = Table(title="Riskiest accounts", header_style="bold")
+    riskiest = PlainTable(title="Riskiest accounts", header_style="bold")
     riskiest.add_column("account", no_wrap=True, max_width=26)
     riskiest.add_column("band")
     riskiest.add_column("score", justify="right")
@@ -211,7 +212,7 @@ def _show_first(console: Console, store: Any, connection: str, report: dict[str,
         row for row in store.audit(connection, limit=100000) if row["action"] == "task_create"
     ]
     by_rule = Counter(row["field"] for row in created)
-    tasks = Table(title=f"Follow-up tasks created ({len(created)})", header_style="bold")
+    tasks = PlainTable(title=f"Follow-up tasks created ({len(created)})", header_style="bold")
     tasks.add_column("rule")
     tasks.add_column("count", justify="right")
     tasks.add_column("example")
@@ -227,13 +228,16 @@ def _show_second(console: Console, report: dict[str, Any], calls_before: int) ->
     written = writes.get("written", 0)
     created = tasks.get("create", 0)
     verdict = (
-        "[green]nothing to write: the CRM already holds every value[/]"
+        ("nothing to write: the CRM already holds every value", "green")
         if written == 0 and created == 0
-        else "[yellow]it still wrote something[/]"
+        else ("it still wrote something", "yellow")
     )
     console.print(
-        f"Second sync: wrote {written} accounts, created {created} tasks, "
-        f"{report['api']['calls'] - calls_before} API calls -> {verdict}"
+        Text.assemble(
+            f"Second sync: wrote {written} accounts, created {created} tasks, "
+            f"{report['api']['calls'] - calls_before} API calls -> ",
+            verdict,
+        )
     )
 
 

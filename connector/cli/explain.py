@@ -7,9 +7,9 @@ from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
+from connector.cli.plain import PlainTable
 from connector.models import Account, RiskAssessment
 
 _BAND_STYLE = {"A": "green", "B": "green", "C": "yellow", "D": "red", "E": "bold red"}
@@ -105,7 +105,7 @@ def render_explanation(account: Account, assessment: RiskAssessment) -> Renderab
         if assessment.features.get("probability_table") == "thin_file":
             headline.append(" (thin-file table: too few settled invoices for the main one)")
 
-    reasons = Table(title="Reasons", header_style="bold", expand=False)
+    reasons = PlainTable(title="Reasons", header_style="bold", expand=False)
     reasons.add_column("#", justify="right")
     reasons.add_column("code")
     reasons.add_column("points", justify="right")
@@ -113,7 +113,7 @@ def render_explanation(account: Account, assessment: RiskAssessment) -> Renderab
     for i, reason in enumerate(assessment.reasons, start=1):
         reasons.add_row(str(i), reason.code, f"{reason.points:.1f}", reason.text)
 
-    factors = Table(
+    factors = PlainTable(
         title="Factors (score = Σ weight × points / Σ weight of available factors)",
         header_style="bold",
     )
@@ -137,13 +137,13 @@ def render_explanation(account: Account, assessment: RiskAssessment) -> Renderab
     ]
     if assessment.hard_rules:
         parts.append(Text("Hard rules: " + ", ".join(assessment.hard_rules), style="red"))
-    derivation = Table(title="Credit limit derivation", header_style="bold", show_header=False)
+    derivation = PlainTable(title="Credit limit derivation", header_style="bold", show_header=False)
     derivation.add_column("step", justify="right")
     derivation.add_column("detail", overflow="fold")
     for i, line in enumerate(assessment.limit_derivation, start=1):
         derivation.add_row(str(i), line)
     parts.append(derivation)
-    features = Table(title="Features", header_style="bold")
+    features = PlainTable(title="Features", header_style="bold")
     features.add_column("feature")
     features.add_column("value", justify="right")
     for key, value in sorted(assessment.features.items()):

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from connector import __version__
 from connector.cli.args import CommandLineError, HelpFormatter, Parser, finish_parser
 from connector.cli.failure import CONTEXT, describe, report, reset_context
+from connector.cli.plain import PlainTable, plain_console
 from connector.errors import (
     EXIT_CODES,
     EXIT_CONFIG,
@@ -466,7 +467,7 @@ def _progress_bar(stack: ExitStack) -> Callable[[str, int, int | None], None]:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=Console(stderr=True),
+            console=plain_console(stderr=True),
             transient=True,
         )
     )
@@ -593,7 +594,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     ]
     if not several:
         columns.remove("connection")
-    table = Table(title="Recent runs")
+    table = PlainTable(title="Recent runs")
     for column in columns:
         table.add_column(column, no_wrap=True)
     for run in runs:
@@ -719,7 +720,7 @@ def cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
     if not listed:
         console.print("no quarantined records")
         return EXIT_OK
-    table = Table(title=f"Quarantined records ({len(listed)})")
+    table = PlainTable(title=f"Quarantined records ({len(listed)})")
     for column in (
         "connection",
         "object",
@@ -756,9 +757,9 @@ def cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-def _workers_table(workers: list[dict[str, Any]]) -> Table:
+def _workers_table(workers: list[dict[str, Any]]) -> PlainTable:
     """`crm-risk run` workers sharing the store (PostgreSQL), and the connections each holds."""
-    table = Table(title="Workers")
+    table = PlainTable(title="Workers")
     for column in ("worker", "state", "last heartbeat (UTC)", "runs", "holds"):
         table.add_column(column, overflow="fold")
     for worker in workers:
@@ -930,7 +931,7 @@ def cmd_revert(args: argparse.Namespace, console: Console) -> int:
 
 def _render_revert(console: Console, report: Any) -> None:
     verb = "would restore" if report.dry_run else "restored"
-    table = Table(title=f"Revert of run {report.reverted_run} ({report.connection})")
+    table = PlainTable(title=f"Revert of run {report.reverted_run} ({report.connection})")
     for column in ("account", "field", "written by the run", "restore to", "now in the CRM", ""):
         table.add_column(column, overflow="fold")
     for item in report.restored:
@@ -961,7 +962,7 @@ def _render_revert(console: Console, report: Any) -> None:
         soft_wrap=True,
     )
     for failure in report.failed:
-        console.print(f"[red]refused[/] {failure}", soft_wrap=True)
+        console.print(Text.assemble(("refused", "red"), f" {failure}"), soft_wrap=True)
 
 
 def _policy_file(path: str) -> ScoringPolicy:
@@ -1054,7 +1055,7 @@ def cmd_audit(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         _print_json(console, rows)
         return EXIT_OK
-    table = Table(title="Audit log")
+    table = PlainTable(title="Audit log")
     for column in ("at", "run", "record", "action", "field", "old", "new", "cause", "CRM answer"):
         table.add_column(column, overflow="fold")
     for row in rows:
@@ -1211,11 +1212,19 @@ def _apply_fields(
             ]
             for spec, result in zip(specs, adapter.create_fields(crm_object, specs), strict=False):
                 if result.status == "ok":
-                    console.print(f"[green]created[/] {crm_object}.{result.crm_id or spec.name}")
+                    console.print(
+                        Text.assemble(
+                            ("created", "green"), f" {crm_object}.{result.crm_id or spec.name}"
+                        )
+                    )
                 else:
                     failures += 1
                     console.print(
-                        f"[red]failed[/] {crm_object}.{spec.name}: {result.error_code} {redact(result.message)}"
+                        Text.assemble(
+                            ("failed", "red"),
+                            f" {crm_object}.{spec.name}: {result.error_code} "
+                            f"{redact(result.message)}",
+                        )
                     )
     finally:
         adapter.close()
@@ -1306,7 +1315,7 @@ def cmd_store_migrate(args: argparse.Namespace, console: Console) -> int:
             {"from": redact_url(args.source), "to": redact_url(args.target), **report.to_dict()},
         )
         return EXIT_OK
-    table = Table(title=f"Copied {redact_url(args.source)} to {redact_url(args.target)}")
+    table = PlainTable(title=f"Copied {redact_url(args.source)} to {redact_url(args.target)}")
     for column in ("table", "rows", "checksum", "verified"):
         table.add_column(column, no_wrap=True)
     for digest in report.source:
@@ -1355,7 +1364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     context.json_output = bool(getattr(args, "json", False)) or (
         getattr(args, "format", None) == "json"
     )
-    console = Console(stderr=False, highlight=False)
+    console = plain_console()
     handler: Handler = args.handler
     try:
         return handler(args, console)

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from rich.table import Table
-
+from connector.cli.plain import PlainTable
 from connector.models import Account, RiskAssessment
 from connector.scoring.portfolio import portfolio_report
 from connector.store import SqlStore
@@ -114,10 +113,12 @@ def _amount(value: str | None, currency: str | None) -> str:
     return f"{text} {currency}" if currency else text
 
 
-def render_portfolio(document: dict[str, Any]) -> list[Table]:
+def render_portfolio(document: dict[str, Any]) -> list[PlainTable]:
     """The accounts (riskiest first) and the totals, as rich tables."""
     home = document["home_currency"]
-    accounts = Table(title=f"Portfolio ({len(document['accounts'])} accounts, in {home or '-'})")
+    accounts = PlainTable(
+        title=f"Portfolio ({len(document['accounts'])} accounts, in {home or '-'})"
+    )
     for column in ("account", "band", "score", "exposure", "limit", "recommended", "main reason"):
         accounts.add_column(column, overflow="fold")
     for row in sorted(document["accounts"], key=lambda r: (-r["score"], r["crm_id"])):
@@ -131,13 +132,13 @@ def render_portfolio(document: dict[str, Any]) -> list[Table]:
             row["main_reason"] or "-",
         )
     totals = document["totals"]
-    summary = Table(title="Totals")
+    summary = PlainTable(title="Totals")
     summary.add_column("band")
     summary.add_column("accounts", justify="right")
     summary.add_column(f"exposure ({home or '-'})", justify="right")
     for band, count in (totals.get("count_by_band") or {}).items():
         summary.add_row(band, str(count), _amount(totals["exposure_by_band"].get(band, "0"), None))
-    concentration = Table(title="Concentration of exposure")
+    concentration = PlainTable(title="Concentration of exposure")
     for column in ("by", "HHI", "top-10 share", "largest"):
         concentration.add_column(column)
     for key in ("by_customer", "by_industry", "by_country"):

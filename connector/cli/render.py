@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
+
+from connector.cli.plain import PlainTable
 
 
 def render_report(report: dict[str, Any]) -> RenderableType:
@@ -16,7 +17,7 @@ def render_report(report: dict[str, Any]) -> RenderableType:
     if report.get("dry_run"):
         title += " [dry run: nothing written]"
     parts.append(Text(title, style="bold"))
-    table = Table(show_header=True, header_style="bold")
+    table = PlainTable(show_header=True, header_style="bold")
     table.add_column("object")
     table.add_column("counts")
     for name, counts in report.get("objects", {}).items():
@@ -34,7 +35,7 @@ def render_report(report: dict[str, Any]) -> RenderableType:
     table.add_row("API calls", f"{api.get('calls', 0)}{quota}")
     parts.append(table)
     if report.get("planned"):
-        planned = Table(title="Planned changes", header_style="bold")
+        planned = PlainTable(title="Planned changes", header_style="bold")
         for column in ("account", "change", "old", "new", "cause"):
             planned.add_column(column, overflow="fold")
         for item in report["planned"][:200]:
@@ -57,7 +58,7 @@ def render_report(report: dict[str, Any]) -> RenderableType:
                 )
         parts.append(planned)
     if report.get("errors"):
-        errors = Table(title="Errors", header_style="bold")
+        errors = PlainTable(title="Errors", header_style="bold")
         for column in ("code", "count", "sample records", "message"):
             errors.add_column(column, overflow="fold")
         for error in report["errors"]:
@@ -69,7 +70,7 @@ def render_report(report: dict[str, Any]) -> RenderableType:
             )
         parts.append(errors)
     if report.get("held"):
-        held = Table(
+        held = PlainTable(
             title=f"Held accounts ({report.get('held_count', len(report['held']))}): "
             "not scored or written until their records are valid (crm-risk quarantine)",
             header_style="bold",
