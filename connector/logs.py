@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sys
 import warnings
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.redaction import redact
+from connector.redaction import json_text, redact
 
 CONTEXT_FIELDS = ("run_id", "connection", "crm", "object", "record_id", "error_code", "detail")
 
@@ -46,7 +45,7 @@ class JsonFormatter(logging.Formatter):
                 payload[name] = value
         if record.exc_info:
             payload["exc"] = redact(self.formatException(record.exc_info))
-        return json.dumps(payload, ensure_ascii=False, default=str)
+        return json_text(payload, default=str)
 
 
 class TextFormatter(logging.Formatter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -63,10 +64,33 @@ def register_secret(value: str | None) -> None:
             _known_secrets.add(value)
 
 
+# A UTF-16 surrogate on its own: JSON allows "\\ud800", Python decodes it, UTF-8 cannot encode it.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def escape_surrogates(text: str) -> str:
+    """Text with each lone surrogate written as its escape (\\ud800): valid UTF-8, still visible."""
+    if text.isascii() or not LONE_SURROGATE.search(text):
+        return text
+    return LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def json_text(value: Any, **options: Any) -> str:
+    """json.dumps that always gives valid UTF-8: readable non-ASCII text, and the \\uXXXX form
+    only when a string holds a lone surrogate (a SQLite or PostgreSQL text column, a log stream
+    or stdout refuses those, which would abort the whole run or command)."""
+    text = json.dumps(value, ensure_ascii=False, **options)
+    if text.isascii() or not LONE_SURROGATE.search(text):
+        return text
+    return json.dumps(value, ensure_ascii=True, **options)
+
+
 def redact(text: str) -> str:
-    """Return text with every known secret and every token-shaped string replaced by ***."""
+    """Return text with every known secret and every token-shaped string replaced by ***, and
+    any lone surrogate escaped (so the text can be logged, stored and printed)."""
     if not text:
         return text
+    text = escape_surrogates(text)
     with _known_lock:
         known = sorted(_known_secrets, key=len, reverse=True)
     for secret in known:

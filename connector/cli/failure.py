@@ -8,7 +8,6 @@ file and says where; nothing but a short line reaches the terminal.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -29,7 +28,7 @@ from connector.errors import (
     CrmError,
     RecordError,
 )
-from connector.redaction import redact
+from connector.redaction import json_text, redact
 
 # Which credentials each auth flow sends, to say where each came from when the CRM refuses them.
 _CREDENTIALS: dict[str, tuple[str, ...]] = {
@@ -212,6 +211,6 @@ def write_crash_file(error: BaseException, context: CliContext) -> str:
 def report(failure: Failure, *, json_output: bool) -> None:
     """Print the failure: the JSON document on stdout for --json commands, text on stderr."""
     if json_output:
-        sys.stdout.write(json.dumps(failure.to_dict(), ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(json_text(failure.to_dict(), indent=2) + "\n")
     # The text goes to stderr in both modes: a person watching a --json run sees it too.
     sys.stderr.write(failure.text())

@@ -32,7 +32,7 @@ from connector.errors import (
     ConfigProblem,
     RunCancelled,
 )
-from connector.redaction import redact
+from connector.redaction import json_text, redact
 
 if TYPE_CHECKING:
     from connector.scoring.policy import ScoringPolicy
@@ -384,7 +384,7 @@ def _mapping_for(connection: Any, config: Any) -> Any:
 
 
 def _print_json(console: Console, payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str, indent=2) + "\n")
+    sys.stdout.write(json_text(payload, default=str, indent=2) + "\n")
 
 
 # -- commands --------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from connector.models import (
     RawRecord,
     StrictModel,
 )
+from connector.redaction import LONE_SURROGATE
 
 _M = TypeVar("_M", bound=StrictModel)
 PRESET_DIR = Path(str(importlib.resources.files("mappings")))
@@ -392,6 +393,18 @@ class _Bad(Exception):
         self.code = code
 
 
+def _refuse_lone_surrogates(text: str) -> None:
+    """A string with half of a UTF-16 pair cannot be stored, logged or printed as UTF-8."""
+    found = LONE_SURROGATE.search(text)
+    if found is not None:
+        raise _Bad(
+            f"text is not valid Unicode: a lone surrogate \\u{ord(found.group()):04x} at "
+            f"character {found.start() + 1} (half of a character, e.g. a cut emoji); "
+            "correct the value in the CRM",
+            "INVALID_TEXT",
+        )
+
+
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -619,6 +632,8 @@ class CompiledField:
         value = self.get(fields)
         if value is None or value == "":
             return None
+        if isinstance(value, str) and not value.isascii():
+            _refuse_lone_surrogates(value)
         return self.convert(value)
 
 

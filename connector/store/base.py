@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from connector.errors import LockHeldError
 from connector.models import Account, Invoice, RiskAssessment
+from connector.redaction import json_text
 from connector.store.holders import stale_reason
 
 SCHEMA_VERSION = 4
@@ -92,9 +93,8 @@ def _default(value: Any) -> Any:
 
 def dumps(value: Any) -> str:
     """JSON with Decimals as strings and dates in ISO form; sorted keys so equal data hashes equal."""
-    return json.dumps(
-        value, default=_default, sort_keys=True, ensure_ascii=False, separators=(",", ":")
-    )
+    # json_text: a lone surrogate in a CRM string is stored escaped instead of aborting the run.
+    return json_text(value, default=_default, sort_keys=True, separators=(",", ":"))
 
 
 def loads(text: str | None) -> Any:
