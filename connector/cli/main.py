@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import textwrap
@@ -1292,14 +1293,33 @@ def cmd_store_backup(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _same_sqlite_file(source: str, target: str) -> bool:
+    """Whether two store URLs name one SQLite file: relative or absolute, through a symlink, with
+    or without `sqlite:///` (checked before anything is opened; a database reached by two
+    different URLs is caught by content in copy_store)."""
+    if source == target:
+        return True
+    paths = []
+    for url in (source, target):
+        if url.startswith(("postgresql://", "postgres://")) or url == ":memory:":
+            return False
+        paths.append(Path(url.removeprefix("sqlite:///").removeprefix("sqlite://")))
+    first, second = paths
+    if first.exists() and second.exists():
+        return os.path.samefile(first, second)
+    return os.path.realpath(first) == os.path.realpath(second)
+
+
 def cmd_store_migrate(args: argparse.Namespace, console: Console) -> int:
     """Copy a whole state store to another, verified by row counts and checksums."""
     from connector.redaction import redact_url
     from connector.store import open_store
     from connector.store.transfer import LEFT_BEHIND, copy_store
 
-    if args.source == args.target:
-        raise ConfigError([ConfigProblem("--to", "is the same store as --from")])
+    if _same_sqlite_file(args.source, args.target):
+        raise ConfigError(
+            [ConfigProblem("--to", "is the same store as --from (one file, two spellings)")]
+        )
     source = open_store(args.source, create=False)
     try:
         target = open_store(args.target)

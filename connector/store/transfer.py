@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connector.errors import EXIT_CONFIG, StoreError
+from connector.errors import EXIT_CONFIG, LockHeldError, StoreError
 from connector.store.base import SqlStore, _iso
+from connector.store.holders import holder_id
 
 # Tables that are not copied, and why (shown by `store migrate`).
 LEFT_BEHIND: Mapping[str, str] = {
@@ -26,6 +29,8 @@ LEFT_BEHIND: Mapping[str, str] = {
     "schema_version": "each store records its own schema version",
 }
 BATCH = 2000
+# The source's run leases are held for the copy and renewed as it goes.
+MIGRATE_LEASE_SECONDS = 300
 _MODULUS = 2**128
 
 
@@ -106,6 +111,10 @@ def copied_tables(store: SqlStore) -> list[str]:
 
 def digest_store(store: SqlStore) -> list[TableDigest]:
     """Row counts and checksums of every copied table."""
+    return _digests(store)
+
+
+def _digests(store: SqlStore) -> list[TableDigest]:
     digests = []
     for table in copied_tables(store):
         digest = _Digest()
@@ -131,13 +140,90 @@ def _live(store: SqlStore, table: str, column: str) -> list[str]:
     return sorted(str(row["name"]) for row in rows)
 
 
+def refuse_same_store(source: SqlStore, target: SqlStore) -> None:
+    """Raise TransferRefused when both handles reach one database, however the URLs are spelled.
+
+    A path can be written many ways (relative, through a symlink, `sqlite:///` or not, a second
+    host name for one PostgreSQL server); a copy onto itself with --force would empty the store.
+    So the check is by content: a random key written to the source, looked for in the target.
+    """
+    probe = f"store_migrate_probe:{secrets.token_hex(8)}"
+    source.set_value(probe, probe)
+    try:
+        same = target.get_value(probe) == probe
+    finally:
+        source.delete_values([probe])
+    if same:
+        raise TransferRefused(
+            "--from and --to are the same store (one database reached by two spellings of its "
+            "URL or path): nothing was copied; name a different target"
+        )
+
+
+def _connections(store: SqlStore) -> list[str]:
+    names: set[str] = set()
+    with store.transaction() as db:
+        for table in ("runs", "watermarks", "accounts", "leases"):
+            rows = db.execute(f'SELECT DISTINCT connection FROM "{table}"').fetchall()  # noqa: S608 - fixed names
+            names.update(str(row["connection"]) for row in rows)
+    return sorted(names)
+
+
+class _SourceLeases:
+    """Every connection's run lease on the source, held while it is copied.
+
+    A `crm-risk run` service between two runs holds no lease; without these, its next run could
+    start in the middle of the copy and the target would get half of it. With them held, such a
+    run stops at once with "already running" (exit 75) and tries again after the copy. They are
+    renewed as the copy goes on, so a migrate that dies leaves them for a lease time at most (on
+    this host, where its process is seen to be gone, not even that).
+    """
+
+    def __init__(self, source: SqlStore) -> None:
+        self.source = source
+        self.holder = f"{holder_id().rsplit(':', 1)[0]}:store-migrate-{secrets.token_hex(4)}"
+        self.held: list[str] = []
+        self.renewed = 0.0
+
+    def __enter__(self) -> _SourceLeases:
+        try:
+            for name in _connections(self.source):
+                try:
+                    self.source.acquire_lease(name, self.holder, MIGRATE_LEASE_SECONDS)
+                except LockHeldError as exc:
+                    raise TransferRefused(
+                        f"a run is in progress on the source store ({exc}): stop `crm-risk run` "
+                        "and any `crm-risk sync`, then migrate"
+                    ) from None
+                self.held.append(name)
+        except BaseException:
+            self.__exit__()
+            raise
+        self.renewed = time.monotonic()
+        return self
+
+    def renew(self) -> None:
+        """Keep the leases (at most every tenth of their lifetime)."""
+        if time.monotonic() - self.renewed < MIGRATE_LEASE_SECONDS / 10:
+            return
+        for name in self.held:
+            if not self.source.heartbeat_lease(name, self.holder, MIGRATE_LEASE_SECONDS):
+                raise StoreError(f"lost the run lease of {name} on the source while copying it")
+        self.renewed = time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        for name in self.held:
+            self.source.release_lease(name, self.holder)
+        self.held = []
+
+
 def _refuse_unsafe(source: SqlStore, target: SqlStore, *, force: bool) -> bool:
     """Raise TransferRefused when copying now could lose data; returns whether the target has data."""
-    running = _live(source, "leases", "connection")
-    if running:
+    services = _live(source, "workers", "worker_id")
+    if services:
         raise TransferRefused(
-            f"a run is in progress on the source store ({', '.join(running)} holds a live lease): "
-            "stop `crm-risk run` and any `crm-risk sync`, then migrate"
+            f"a `crm-risk run` service is using the source store ({', '.join(services)}): stop "
+            "it, then migrate"
         )
     in_use = _live(target, "workers", "worker_id") + _live(target, "leases", "holder")
     if in_use:
@@ -171,10 +257,19 @@ def copy_store(source: SqlStore, target: SqlStore, *, force: bool = False) -> Tr
         The digests of both sides (equal, or the copy would not have committed).
 
     Raises:
-        TransferRefused: the target is not empty (without force) or in use, or a run is in
-            progress on the source.
+        TransferRefused: source and target are one database, the target is not empty
+            (without force) or in use, or a run or a `crm-risk run` service is live on the
+            source.
         StoreError: the copy did not match; the target was left as it was.
     """
+    refuse_same_store(source, target)
+    with _SourceLeases(source) as leases:
+        return _copy(source, target, leases, force=force)
+
+
+def _copy(
+    source: SqlStore, target: SqlStore, leases: _SourceLeases, *, force: bool
+) -> TransferReport:
     replaced = _refuse_unsafe(source, target, force=force)
     source_tables = copied_tables(source)
     missing = sorted(set(source_tables) - set(target.table_names()))
@@ -189,6 +284,7 @@ def copy_store(source: SqlStore, target: SqlStore, *, force: bool = False) -> Tr
         for table in source_tables:
             digest = _Digest()
             for rows in _batches(source, table, digest):
+                leases.renew()
                 columns = list(rows[0])
                 names = ", ".join(f'"{column}"' for column in columns)
                 marks = ", ".join("?" for _ in columns)
@@ -197,6 +293,13 @@ def copy_store(source: SqlStore, target: SqlStore, *, force: bool = False) -> Tr
                     [[row[column] for column in columns] for row in rows],
                 )
             source_digests.append(digest.result(table))
+        # The copy is of one state of the source: read again, it must still be what was copied
+        # (a writer that ignored the leases, e.g. a connection the source had never run).
+        if _digests(source) != source_digests:
+            raise StoreError(
+                "the source store changed while it was copied (a run wrote to it); nothing was "
+                "written to the target: stop every `crm-risk run` and `crm-risk sync`, then migrate"
+            )
         # Checked inside the transaction: a mismatch rolls the whole copy back.
         target_digests = digest_store(target)
         if target_digests != source_digests:
@@ -221,5 +324,6 @@ __all__ = [
     "copied_tables",
     "copy_store",
     "digest_store",
+    "refuse_same_store",
     "row_hash",
 ]

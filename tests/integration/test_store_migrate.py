@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from connector.cli.main import main
-from connector.errors import EXIT_CONFIG, StoreError
+from connector.errors import EXIT_CONFIG, LockHeldError, StoreError
 from connector.models import Account, Invoice
 from connector.store import open_store
 from connector.store import transfer as transfer_module
@@ -192,6 +193,164 @@ def test_passwords_in_store_urls_never_reach_the_output(
     captured = capsys.readouterr()
     assert code == 75
     assert "hunter2" not in captured.out + captured.err
+
+
+def test_the_same_sqlite_file_under_other_spellings_is_refused_and_left_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "state"
+    folder.mkdir()
+    path = folder / "state.db"
+    store = open_store(str(path), clock=lambda: T0)
+    fill(store, accounts=4)
+    store.close()
+    before = sqlite_rows(path)
+    (tmp_path / "link.db").symlink_to(path)
+    (tmp_path / "alias").symlink_to(folder)
+    monkeypatch.chdir(tmp_path)
+    spellings = [
+        f"sqlite:///{path}",
+        "state/state.db",
+        "./state/../state/state.db",
+        str(tmp_path / "link.db"),
+        "sqlite:///alias/state.db",
+    ]
+    for spelling in spellings:
+        code, _, err = run_migrate(capsys, str(path), spelling, "--force")
+        assert code == EXIT_CONFIG, (spelling, err)
+        assert "same store" in err, spelling
+    assert sqlite_rows(path) == before, "nothing of the source was touched"
+
+
+def test_one_database_reached_by_two_urls_is_found_by_content_and_left_alone(
+    tmp_path: Path, pg_url: str
+) -> None:
+    # copy_store sees two open handles, not their URLs: the check is by content. Here two
+    # spellings of one SQLite file, and of one PostgreSQL database.
+    path = tmp_path / "state.db"
+    store = open_store(str(path), clock=lambda: T0)
+    fill(store, accounts=3)
+    store.close()
+    pg = open_store(pg_url, clock=lambda: T0)
+    fill(pg, accounts=3)
+    pg.close()
+    other_spelling = pg_url + ("&" if "?" in pg_url else "?") + "application_name=migrate"
+    for first, second in (
+        (str(path), f"sqlite:///{tmp_path}/./state.db"),
+        (pg_url, other_spelling),
+    ):
+        source, target = open_store(first), open_store(second)
+        try:
+            before = digest_store(source)
+            with pytest.raises(TransferRefused, match="same store"):
+                copy_store(source, target, force=True)
+            assert digest_store(source) == before, "the source is as it was (probe gone too)"
+            assert source.count_accounts("acme") == 3
+        finally:
+            source.close()
+            target.close()
+
+
+def _while_copying(
+    monkeypatch: pytest.MonkeyPatch, action: Callable[[], None], *, at_table: str | None = None
+) -> list[bool]:
+    """Run `action` once, as the copy starts reading `at_table` (default: its first table)."""
+    real = transfer_module._batches
+    done: list[bool] = []
+
+    def batches(store: Any, table: str, digest: Any) -> Any:
+        if not done and at_table in (None, table):
+            done.append(True)
+            action()
+        return real(store, table, digest)
+
+    monkeypatch.setattr(transfer_module, "_batches", batches)
+    return done
+
+
+def test_no_run_can_start_on_the_source_while_it_is_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.db"
+    source = open_store(str(path), clock=lambda: T0)
+    fill(source, accounts=3)
+    source.close()
+    source = open_store(str(path))
+    target = open_store(str(tmp_path / "target.db"))
+    attempts: list[str] = []
+
+    def a_scheduled_run_starts() -> None:
+        # The `crm-risk run` service (no lease between runs) starts its next run now.
+        service = open_store(str(path))
+        try:
+            service.acquire_lease("acme", "otherhost:4242:1:x", 300)
+            attempts.append("started")
+        except LockHeldError as exc:
+            attempts.append(str(exc))
+        finally:
+            service.close()
+
+    _while_copying(monkeypatch, a_scheduled_run_starts)
+    try:
+        report = copy_store(source, target)
+        assert report.verified
+        assert attempts and "already running" in attempts[0] and "store-migrate" in attempts[0]
+        assert source.lease("acme") is None, "the migrate gives the leases back"
+    finally:
+        source.close()
+        target.close()
+
+
+def test_a_source_written_during_the_copy_is_not_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.db"
+    source = open_store(str(path), clock=lambda: T0)
+    fill(source, accounts=3)
+    target = open_store(str(tmp_path / "target.db"))
+
+    def a_writer_ignores_the_leases() -> None:
+        # A connection the source never ran has no lease to hold: its first run writes into
+        # tables already copied.
+        other = open_store(str(path))
+        try:
+            other.set_watermark("newcomer", "account", T0)
+            other.append_audit("r9", "newcomer", obj="account", record_id="N1", action="update")
+        finally:
+            other.close()
+
+    last = transfer_module.copied_tables(source)[-1]
+    written = _while_copying(monkeypatch, a_writer_ignores_the_leases, at_table=last)
+    try:
+        with pytest.raises(StoreError, match="changed while it was copied"):
+            copy_store(source, target)
+        assert written
+        assert all(digest.rows == 0 for digest in digest_store(target))
+    finally:
+        source.close()
+        target.close()
+
+
+def test_a_live_run_service_on_the_source_is_refused(tmp_path: Path, pg_url: str) -> None:
+    from connector.store.coordination import WorkQueue
+
+    source = open_store(pg_url)
+    target = open_store(str(tmp_path / "target.db"))
+    try:
+        WorkQueue(source).beat(
+            worker_id="worker-1",
+            host="otherhost",
+            pid=7,
+            started_at=datetime.now(UTC),
+            capacity=2,
+            running=0,
+            ttl_seconds=60,
+        )
+        with pytest.raises(TransferRefused, match="service is using the source store"):
+            copy_store(source, target)
+    finally:
+        source.close()
+        target.close()
 
 
 @pytest.mark.slow
