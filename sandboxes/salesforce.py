@@ -138,6 +138,37 @@ def _error(status: int, code: str, message: str, fields: list[str] | None = None
     return Response.json(status, [body])
 
 
+def _collection_records(request: Request) -> tuple[list[Any], bool] | Response:
+    """The records and `allOrNone` of an sObject Collections body, or the error Salesforce sends
+    (malformed JSON, no `records` list, more than 200 records)."""
+    try:
+        body = request.json()
+    except ValueError:
+        return _error(400, "JSON_PARSER_ERROR", "Malformed JSON body")
+    if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+        return _error(400, "INVALID_FIELD", "Records are required")
+    records: list[Any] = body["records"]
+    if len(records) > COLLECTION_LIMIT:
+        return _error(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            "record limit reached. cannot submit more than 200 records into this call",
+        )
+    return records, bool(body.get("allOrNone", False))
+
+
+def _typed_record(raw: Any) -> tuple[dict[str, Any], str] | Response:
+    """One record of a collection without its `attributes`, and the sObject type they name."""
+    if not isinstance(raw, dict):
+        return _error(400, "JSON_PARSER_ERROR", "Each record must be an object")
+    data = dict(raw)
+    attributes = data.pop("attributes", None)
+    type_name = attributes.get("type") if isinstance(attributes, dict) else None
+    if not type_name:
+        return _error(400, "INVALID_TYPE", "No SObject Type defined in record", [])
+    return data, str(type_name)
+
+
 def _not_found() -> Response:
     return _error(404, "NOT_FOUND", "The requested resource does not exist")
 
@@ -1653,20 +1684,10 @@ class SalesforceEmulator:
             return Response.json(200, deleted)
         if method not in ("POST", "PATCH") or parts:
             return _not_found()
-        try:
-            body = request.json()
-        except ValueError:
-            return _error(400, "JSON_PARSER_ERROR", "Malformed JSON body")
-        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
-            return _error(400, "INVALID_FIELD", "Records are required")
-        records = body["records"]
-        if len(records) > COLLECTION_LIMIT:
-            return _error(
-                400,
-                "EXCEEDED_ID_LIMIT",
-                "record limit reached. cannot submit more than 200 records into this call",
-            )
-        all_or_none = bool(body.get("allOrNone", False))
+        parsed = _collection_records(request)
+        if isinstance(parsed, Response):
+            return parsed
+        records, all_or_none = parsed
         creating = method == "POST"
         results: list[dict[str, Any]] = []
         # Salesforce processes each run of same-type records as one chunk; keep order.
@@ -1675,13 +1696,10 @@ class SalesforceEmulator:
                 tuple[SObject | None, str | None, dict[str, Any], RecordError | None]
             ] = []
             for raw in records:
-                if not isinstance(raw, dict):
-                    return _error(400, "JSON_PARSER_ERROR", "Each record must be an object")
-                data = dict(raw)
-                attributes = data.pop("attributes", None)
-                type_name = attributes.get("type") if isinstance(attributes, dict) else None
-                if not type_name:
-                    return _error(400, "INVALID_TYPE", "No SObject Type defined in record", [])
+                typed = _typed_record(raw)
+                if isinstance(typed, Response):
+                    return typed
+                data, type_name = typed
                 obj = self._find_object(type_name)
                 if obj is None:
                     return _error(
@@ -1806,31 +1824,18 @@ class SalesforceEmulator:
                 f"Field name provided, {field_name} is not an External ID or indexed field for "
                 f"{obj.name}",
             )
-        try:
-            body = request.json()
-        except ValueError:
-            return _error(400, "JSON_PARSER_ERROR", "Malformed JSON body")
-        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
-            return _error(400, "INVALID_FIELD", "Records are required")
-        records = body["records"]
-        if len(records) > COLLECTION_LIMIT:
-            return _error(
-                400,
-                "EXCEEDED_ID_LIMIT",
-                "record limit reached. cannot submit more than 200 records into this call",
-            )
-        all_or_none = bool(body.get("allOrNone", False))
+        parsed = _collection_records(request)
+        if isinstance(parsed, Response):
+            return parsed
+        records, all_or_none = parsed
         with self._lock:
             plans: list[tuple[str | None, dict[str, Any]] | RecordError] = []
             seen: Counter[str] = Counter()
             for raw in records:
-                if not isinstance(raw, dict):
-                    return _error(400, "JSON_PARSER_ERROR", "Each record must be an object")
-                data = dict(raw)
-                attributes = data.pop("attributes", None)
-                type_name = attributes.get("type") if isinstance(attributes, dict) else None
-                if not type_name:
-                    return _error(400, "INVALID_TYPE", "No SObject Type defined in record", [])
+                typed = _typed_record(raw)
+                if isinstance(typed, Response):
+                    return typed
+                data, type_name = typed
                 if type_name.lower() != obj.name.lower():
                     return _error(
                         400, "INVALID_TYPE", f"Record type {type_name} does not match {obj.name}"

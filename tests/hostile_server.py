@@ -10,12 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import struct
-import threading
-import time
-from collections.abc import Iterator
-from types import TracebackType
-from typing import Self
+from collections.abc import Callable
+
+from tests.loopback import LoopbackServer, drip, send_then_reset
 
 BODY = json.dumps({"ok": True, "padding": "x" * 2000}).encode()
 
@@ -25,52 +22,27 @@ def _head(status: str, headers: dict[str, str]) -> bytes:
     return "\r\n".join(lines).encode()
 
 
-class HostileServer:
+class HostileServer(LoopbackServer):
     """Serves `script` in order (the last entry repeats); records how many connections it saw."""
 
     def __init__(self, script: list[str], *, drip_seconds: float = 0.2) -> None:
+        super().__init__("hostile-server")
         self.script = list(script)
         self.drip_seconds = drip_seconds
         self.connections = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self._listener.getsockname()[:2]
-        return f"http://{host}:{port}/thing"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
+        return f"http://127.0.0.1:{self.port}/thing"
 
     def _next(self) -> str:
         index = min(self.connections, len(self.script) - 1)
         self.connections += 1
         return self.script[index]
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            behaviour = self._next()
-            threading.Thread(target=self._answer, args=(conn, behaviour), daemon=True).start()
+    def _accepted(self, conn: socket.socket) -> Callable[[], None]:
+        behaviour = self._next()
+        return lambda: self._answer(conn, behaviour)
 
     def _read_request(self, conn: socket.socket) -> None:
         conn.settimeout(5)
@@ -103,11 +75,8 @@ class HostileServer:
         elif behaviour == "cut_headers":
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: applica")
         elif behaviour == "reset":
-            conn.sendall(_head("200 OK", {**json_headers, "Content-Length": str(len(BODY))}))
-            conn.sendall(BODY[: len(BODY) // 2])
-            time.sleep(0.05)
-            # SO_LINGER 0: close() sends a RST instead of a FIN (a connection reset mid-body).
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            head = _head("200 OK", {**json_headers, "Content-Length": str(len(BODY))})
+            send_then_reset(conn, head + BODY[: len(BODY) // 2], 0.05)
         elif behaviour == "bad_chunked":
             conn.sendall(_head("200 OK", {**json_headers, "Transfer-Encoding": "chunked"}))
             conn.sendall(b"10\r\n" + BODY[:16] + b"\r\nZZZ\r\nnot a chunk\r\n")
@@ -121,15 +90,6 @@ class HostileServer:
             conn.sendall(_head("200 OK", headers) + garbage)
         elif behaviour == "drip":
             answer = _head("200 OK", {**json_headers, "Content-Length": str(len(BODY))}) + BODY
-            for byte in _bytes(answer):
-                if self._stop.is_set():
-                    return
-                conn.sendall(byte)
-                time.sleep(self.drip_seconds)
+            drip(conn, answer, self.drip_seconds, self._stop)
         else:  # pragma: no cover - a typo in a test
             raise ValueError(behaviour)
-
-
-def _bytes(data: bytes) -> Iterator[bytes]:
-    for index in range(len(data)):
-        yield data[index : index + 1]

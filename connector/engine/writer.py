@@ -349,6 +349,31 @@ class Writer:
                 out.append(update)
         return out
 
+    def _audit_account(
+        self,
+        account_id: str,
+        field: str,
+        old: Any,
+        new: Any,
+        *,
+        action: str,
+        cause: str,
+        response: str,
+    ) -> None:
+        """One audit line for one field of an account: written, refused, held or in conflict."""
+        self.store.append_audit(
+            self.run_id,
+            self.connection,
+            obj="account",
+            record_id=account_id,
+            action=action,
+            field=field,
+            old=_jsonable(old),
+            new=_jsonable(new),
+            cause=cause,
+            response=response,
+        )
+
     def _refused_fields(self, update: AccountUpdate, result: WriteResult) -> list[str]:
         """The canonical fields a rejection names, when it names only fields of this update."""
         if result.status != "rejected" or not result.fields or self.drift is None:
@@ -398,15 +423,12 @@ class Writer:
                     f"{name} ({', '.join(result.fields)}) = {_jsonable(update.fields[name])!r}: "
                     f"{message}",
                 )
-                self.store.append_audit(
-                    self.run_id,
-                    self.connection,
-                    obj="account",
-                    record_id=update.account_id,
+                self._audit_account(
+                    update.account_id,
+                    name,
+                    update.previous.get(name),
+                    update.fields[name],
                     action="refused",
-                    field=name,
-                    old=_jsonable(update.previous.get(name)),
-                    new=_jsonable(update.fields[name]),
                     cause=update.cause,
                     response=f"{result.error_code}: {message}",
                 )
@@ -462,15 +484,12 @@ class Writer:
                 self.store.update_crm_values(self.connection, update.account_id, values)
                 self.store.clear_failed_write(self.connection, "account", update.account_id)
                 for name, value in values.items():
-                    self.store.append_audit(
-                        self.run_id,
-                        self.connection,
-                        obj="account",
-                        record_id=update.account_id,
+                    self._audit_account(
+                        update.account_id,
+                        name,
+                        update.previous.get(name),
+                        value,
                         action="update",
-                        field=name,
-                        old=_jsonable(update.previous.get(name)),
-                        new=_jsonable(value),
                         cause=update.cause,
                         response="ok",
                     )
@@ -736,15 +755,12 @@ class Writer:
                 )
             for decision in plan.decisions:
                 if decision.action in ("conflict", "held"):
-                    self.store.append_audit(
-                        self.run_id,
-                        self.connection,
-                        obj="account",
-                        record_id=item.account_id,
+                    self._audit_account(
+                        item.account_id,
+                        decision.field,
+                        decision.current,
+                        decision.desired,
                         action=decision.action,
-                        field=decision.field,
-                        old=_jsonable(decision.current),
-                        new=_jsonable(decision.desired),
                         cause=decision.cause,
                         response="not sent",
                     )

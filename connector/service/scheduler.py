@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.events import (
@@ -329,6 +329,15 @@ class RunResult:
 
 
 Runner = Callable[["ConnectionConfig", threading.Event], RunResult]
+
+
+class ServiceOptions(TypedDict, total=False):
+    """The options of `Service` (and of the worker built on it) besides the configuration."""
+
+    interval_seconds: float | None
+    max_runs: int | None
+    runner: Runner | None
+    clock: Callable[[], datetime] | None
 
 
 def _run_id() -> str:

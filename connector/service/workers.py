@@ -32,7 +32,7 @@ import socket
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.triggers.interval import IntervalTrigger
@@ -41,9 +41,9 @@ from connector.errors import StoreUnavailableError
 from connector.redaction import redact
 from connector.service.scheduler import (
     ConnectionRunner,
-    Runner,
     RunResult,
     Service,
+    ServiceOptions,
     due_after,
     first_run_time,
     last_run_started,
@@ -156,39 +156,16 @@ def worker_id() -> str:
 class WorkerService(Service):
     """The service as one of several workers on a shared PostgreSQL store."""
 
-    def __init__(
-        self,
-        config: AppConfig,
-        *,
-        interval_seconds: float | None = None,
-        max_runs: int | None = None,
-        runner: Runner | None = None,
-        clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        """Validate the schedules and build the (not yet started) worker.
-
-        Args:
-            config: the configuration ([service] sets capacity and claim interval).
-            interval_seconds: replaces every connection's schedule.
-            max_runs: stop after this many completed runs (for trials and tests).
-            runner: runs one connection (tests inject a fake); default ConnectionRunner.
-            clock: current time.
-
-        Raises:
-            ConfigError: no enabled connection, or an invalid schedule.
-        """
+    def __init__(self, config: AppConfig, **options: Unpack[ServiceOptions]) -> None:
+        """Service's options (see `Service`); [service] sets capacity and claim interval, and
+        the default runner takes leases under this worker's id."""
         self.worker_id = worker_id()
         self.capacity = config.service.max_concurrent_runs
         self.lease_seconds = float(config.store.lease_seconds)
         # Renew leases at least three times per lease lifetime, whatever the claim interval.
         self.tick_seconds = min(config.service.claim_interval_seconds, self.lease_seconds / 3)
-        super().__init__(
-            config,
-            interval_seconds=interval_seconds,
-            max_runs=max_runs,
-            runner=runner or ConnectionRunner(config, holder=self.worker_id),
-            clock=clock,
-        )
+        options["runner"] = options.get("runner") or ConnectionRunner(config, holder=self.worker_id)
+        super().__init__(config, **options)
         self._queue: WorkQueue | None = None
         self._claimed: set[str] = set()
         self._lost: set[str] = set()

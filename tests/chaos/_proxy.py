@@ -13,15 +13,15 @@ import http.client
 import random
 import socket
 import ssl
-import struct
 import tempfile
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit
+
+from tests.loopback import LoopbackServer, drip, send_then_reset
 
 
 @dataclass
@@ -77,7 +77,7 @@ def _read_request(stream: Any) -> tuple[bytes, dict[str, str], bytes] | None:
     return line, headers, body
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     """Listens on 127.0.0.1 with its own CA and forwards to one upstream HTTPS base URL."""
 
     def __init__(self, upstream: str, upstream_ca: str | None, faults: NetFaults) -> None:
@@ -86,13 +86,9 @@ class FaultProxy:
         self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 443
         self.faults = faults
         self._upstream_tls = ssl.create_default_context(cafile=upstream_ca)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.port = int(self._listener.getsockname()[1])
-        self._stop = threading.Event()
+        super().__init__("fault-proxy")
         self._tmp = tempfile.TemporaryDirectory(prefix="crm-proxy-")
         self.ca_bundle, self._tls = self._make_tls()
-        self._thread = threading.Thread(target=self._serve, name="fault-proxy", daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -110,30 +106,11 @@ class FaultProxy:
         cert.configure_cert(context)
         return str(bundle), context
 
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
+    def _closed(self) -> None:
         self._tmp.cleanup()
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._connection, args=(client,), daemon=True).start()
+    def _accepted(self, conn: socket.socket) -> Callable[[], None]:
+        return lambda: self._connection(conn)
 
     def _connection(self, raw: socket.socket) -> None:
         with contextlib.suppress(OSError, ssl.SSLError, http.client.HTTPException):
@@ -187,16 +164,9 @@ class FaultProxy:
         if fault == "truncate":
             client.sendall(answer[: head_end + (len(answer) - head_end) // 2])
         elif fault == "reset":
-            client.sendall(answer[: head_end + (len(answer) - head_end) // 2])
-            time.sleep(0.01)
-            # SO_LINGER 0: the close sends a TCP reset, not a clean end.
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            send_then_reset(client, answer[: head_end + (len(answer) - head_end) // 2], 0.01)
         else:  # drip: one byte at a time until the client gives up (or the answer ends)
-            for index in range(len(answer)):
-                if self._stop.is_set():
-                    break
-                client.sendall(answer[index : index + 1])
-                time.sleep(self.faults.drip_seconds)
+            drip(client, answer, self.faults.drip_seconds, self._stop)
         return False
 
 
