@@ -556,6 +556,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         pending = {conn: len(store.failed_writes(conn)) for conn in connections}
         quarantined = {conn: store.count_quarantined(conn) for conn in connections}
         held = {conn: len(store.held_accounts(conn)) for conn in connections}
+        held_back = {conn: len(store.field_blocks(conn)) for conn in connections}
         workers = [worker.to_dict() for worker in WorkQueue(store).workers()]
     finally:
         store.close()
@@ -573,6 +574,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
                         "pending_retries": pending[conn],
                         "quarantined": quarantined[conn],
                         "held_accounts": held[conn],
+                        "fields_held_back": held_back[conn],
                         "next_run": next_runs.get(conn),
                     }
                     for conn in connections
@@ -636,6 +638,12 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
             if quarantined[conn]
             else "; quarantined 0"
         )
+        if held_back[conn]:
+            # Known holds keep later runs at exit 0: this is where they stay visible.
+            waiting += (
+                f"; fields held back {held_back[conn]} (values the CRM refused, sent again once "
+                "the mapping or the CRM field changes: crm-risk audit)"
+            )
         console.print(
             f"{conn}: {state}; pending retries {pending[conn]}{waiting}; "
             f"next run {next_runs.get(conn) or '-'}",

@@ -3,11 +3,13 @@ an unexplained refusal is retried next run; a deleted field stops the run with e
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
 
+from connector.cli.main import main
 from connector.engine.sync import classify_exit
 from connector.errors import MappingDriftError
 from connector.models import RecordChange, WriteResult
@@ -77,7 +79,7 @@ def _bands(env: Env) -> dict[str, str]:
 
 
 def test_point6_a_refused_picklist_value_holds_back_that_field_only_and_is_not_resent(
-    env: Env,
+    env: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bands = _bands(env)
     refused = {band for band in bands.values() if band not in ("A", "B")} or {"C"}
@@ -104,6 +106,14 @@ def test_point6_a_refused_picklist_value_holds_back_that_field_only_and_is_not_r
     assert not (set(adapter.sent_bands) & refused), "the refused value is not resent"
     assert second.writes["account"]["fields_held_back"] == len(hit)
     assert classify_exit(second) == 0
+    # A known hold: later runs exit 0, and `status` keeps showing it.
+    config = str(env.tmp_path / "crm-risk.toml")
+    capsys.readouterr()
+    assert main(["status", "--config", config, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["connections"]["fake"]["fields_held_back"] == len(hit)
+    assert main(["status", "--config", config]) == 0
+    assert f"fields held back {len(hit)}" in capsys.readouterr().out
 
     # An ordinary run after that changes nothing: the accounts are not even planned.
     adapter.sent_bands.clear()
