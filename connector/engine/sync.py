@@ -372,13 +372,20 @@ class _Engine:
             crm_object = self.mapping.crm_object(kind)
             records = self.adapter.read_by_ids(crm_object, self.mapping.read_fields(kind), ids)
             seen: set[str] = set()
-            for chunk in _chunks(records, CHECKPOINT_EVERY):
-                with self.store.transaction():
-                    for raw in chunk:
-                        seen.add(raw.crm_id)
-                        counts["reread"] += 1
-                        self._ingest(kind, raw, counts)
-                self.heartbeat()
+            try:
+                for chunk in _chunks(records, CHECKPOINT_EVERY):
+                    if self.options.cancel.is_set():
+                        # The mapping digest is not saved: the next run reads them again.
+                        raise RunCancelled("stopped while reading quarantined records again")
+                    with self.store.transaction():
+                        for raw in chunk:
+                            seen.add(raw.crm_id)
+                            counts["reread"] += 1
+                            self._ingest(kind, raw, counts)
+                    self.heartbeat()
+            except FatalCrmError as exc:
+                self.drift.explain_fatal(exc)
+                raise
             with self.store.transaction():
                 for record_id in ids:
                     if record_id not in seen:
