@@ -1,32 +1,34 @@
-"""Validation metrics for the backtest: AUC, KS, Brier, reliability and a customer-clustered bootstrap."""
+"""Validation metrics for the backtest: AUC, KS, Brier, reliability and a customer-clustered bootstrap.
+
+Sorting and the bootstrap's weighted AUCs run in numpy (a 50 MB history has some 260,000
+out-of-time invoices, each AUC needing a sort and each of ~100 replicates several passes), but
+every AUC is still a count of pairs in whole numbers divided once, so the figures are the same
+floats as those of the pure-Python code they replaced (`tests/unit/test_calibration_and_metrics.py`
+checks them against the pairwise definition).
+"""
 
 from __future__ import annotations
 
-import itertools
-import operator
 import random
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
 
 
 def _groups(scores: Sequence[float], labels: Sequence[bool]) -> list[tuple[int, int]]:
     """(positives, negatives) per distinct score, lowest score first."""
-    order = sorted(range(len(scores)), key=scores.__getitem__)
-    out: list[tuple[int, int]] = []
-    i = 0
-    n = len(order)
-    while i < n:
-        value = scores[order[i]]
-        pos = neg = 0
-        while i < n and scores[order[i]] == value:
-            if labels[order[i]]:
-                pos += 1
-            else:
-                neg += 1
-            i += 1
-        out.append((pos, neg))
-    return out
+    values = np.asarray(scores, dtype=np.float64)
+    if not len(values):
+        return []
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    late = np.asarray(labels, dtype=np.int64)[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    sizes = np.diff(np.append(starts, len(ordered)))
+    pos = np.add.reduceat(late, starts)
+    return list(zip(pos.tolist(), (sizes - pos).tolist(), strict=True))
 
 
 def _auc_from_groups(groups: Sequence[tuple[float, float]]) -> float | None:
@@ -129,46 +131,36 @@ class _Prepared:
     def __init__(
         self, clusters: Sequence[int], scores: Sequence[float], labels: Sequence[bool]
     ) -> None:
-        order = sorted(range(len(scores)), key=scores.__getitem__)
-        self.neg_clusters: list[int] = []
-        self.pos_clusters: list[int] = []
-        # For each late invoice: how many on-time invoices score strictly lower (lo) and lower or
-        # equal (hi); ties count half, as in the Mann-Whitney AUC.
-        self.pos_lo: list[int] = []
-        self.pos_hi: list[int] = []
-        i = 0
-        n = len(order)
-        while i < n:
-            value = scores[order[i]]
-            j = i
-            while j < n and scores[order[j]] == value:
-                j += 1
-            group = order[i:j]
-            lo = len(self.neg_clusters)
-            self.neg_clusters.extend(clusters[k] for k in group if not labels[k])
-            hi = len(self.neg_clusters)
-            for k in group:
-                if labels[k]:
-                    self.pos_clusters.append(clusters[k])
-                    self.pos_lo.append(lo)
-                    self.pos_hi.append(hi)
-            i = j
+        values = np.asarray(scores, dtype=np.float64)
+        order = np.argsort(values, kind="stable")
+        ordered = values[order]
+        late = np.asarray(labels, dtype=bool)[order]
+        owner = np.asarray(clusters, dtype=np.intp)[order]
+        # Customers of the on-time and of the late invoices, in score order; for each late
+        # invoice, how many on-time invoices score strictly lower (lo) and lower or equal (hi):
+        # ties count half, as in the Mann-Whitney AUC.
+        self.neg_clusters = owner[~late]
+        self.pos_clusters = owner[late]
+        on_time_scores = ordered[~late]
+        late_scores = ordered[late]
+        self.pos_lo = np.searchsorted(on_time_scores, late_scores, side="left")
+        self.pos_hi = np.searchsorted(on_time_scores, late_scores, side="right")
 
 
-def _weighted_auc(prepared: _Prepared, weights: Sequence[int]) -> float | None:
-    """The AUC when each invoice counts as often as its customer was drawn (C-level loops)."""
-    cumulative = [0, *itertools.accumulate(map(weights.__getitem__, prepared.neg_clusters))]
-    positive = list(map(weights.__getitem__, prepared.pos_clusters))
-    total_pos = sum(positive)
-    total_neg = cumulative[-1]
+def _weighted_auc(prepared: _Prepared, weights: npt.NDArray[np.int64]) -> float | None:
+    """The AUC when each invoice counts as often as its customer was drawn.
+
+    Whole numbers throughout (int64 holds 2 x late x on-time weights of far larger files), one
+    division at the end.
+    """
+    cumulative = np.zeros(len(prepared.neg_clusters) + 1, dtype=np.int64)
+    np.cumsum(weights[prepared.neg_clusters], out=cumulative[1:])
+    positive = weights[prepared.pos_clusters]
+    total_pos = int(positive.sum())
+    total_neg = int(cumulative[-1])
     if total_pos == 0 or total_neg == 0:
         return None
-    below_twice: Iterator[int] = map(
-        operator.add,
-        map(cumulative.__getitem__, prepared.pos_lo),
-        map(cumulative.__getitem__, prepared.pos_hi),
-    )
-    wins: int = sum(map(operator.mul, positive, below_twice))
+    wins = int(positive @ (cumulative[prepared.pos_lo] + cumulative[prepared.pos_hi]))
     return wins / (2 * total_pos * total_neg)
 
 
@@ -178,7 +170,9 @@ class ClusteredBootstrap:
     Each replicate draws as many customers as there are, with replacement, and weights every
     invoice by how often its customer was drawn. A replicate's draws come from its own seed, so
     every statistic (and both policies of a gain) sees the same draws: differences are paired.
-    A weighted AUC costs a few C-level passes over the invoices, sorted once per statistic.
+    A weighted AUC costs a few numpy passes over the invoices, sorted once per statistic. The
+    draws are `random.Random(seed * 100_003 + replicate).choices`, as before numpy, so recorded
+    intervals are reproduced.
     """
 
     def __init__(self, customers: Sequence[int], replicates: int = 1000, seed: int = 17) -> None:
@@ -187,11 +181,11 @@ class ClusteredBootstrap:
         self.replicates = replicates
         self.seed = seed
 
-    def _weights(self) -> Iterator[list[int]]:
+    def _weights(self) -> Iterator[npt.NDArray[np.int64]]:
         size = len(self.customers)
         for r in range(self.replicates):
-            drawn = Counter(random.Random(self.seed * 100_003 + r).choices(range(size), k=size))
-            yield list(map(drawn.get, range(size), itertools.repeat(0)))
+            drawn = random.Random(self.seed * 100_003 + r).choices(range(size), k=size)
+            yield np.bincount(np.asarray(drawn, dtype=np.intp), minlength=size)
 
     def prepare(
         self, clusters: Sequence[int], scores: Sequence[float], labels: Sequence[bool]

@@ -13,7 +13,14 @@ from connector.scoring.calibration import (
     probability_for,
     probability_late,
 )
-from connector.scoring.metrics import ClusteredBootstrap, auc, brier, ks, reliability
+from connector.scoring.metrics import (
+    ClusteredBootstrap,
+    _weighted_auc,
+    auc,
+    brier,
+    ks,
+    reliability,
+)
 from connector.scoring.policy import ProbabilityPolicy
 
 
@@ -175,3 +182,58 @@ def test_gain_interval_is_paired_and_reproducible() -> None:
     )
     assert gain == again
     assert gain is not None and gain.low > 0  # the clean score beats its noisy copy
+
+
+def _pairwise_auc_twice(
+    scores: list[float], labels: list[bool], weight: list[int]
+) -> tuple[int, int, int]:
+    """By the definition: 2 x the weighted count of (late, on-time) pairs the score orders right
+    (ties count half), and the weighted counts of late and of on-time invoices."""
+    twice = 0
+    for p, (sp, yp) in enumerate(zip(scores, labels, strict=True)):
+        if not yp:
+            continue
+        for n, (sn, yn) in enumerate(zip(scores, labels, strict=True)):
+            if yn:
+                continue
+            twice += weight[p] * weight[n] * (2 if sn < sp else 1 if sn == sp else 0)
+    late = sum(w for w, y in zip(weight, labels, strict=True) if y)
+    return twice, late, sum(weight) - late
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_auc_ks_and_bootstrap_aucs_equal_the_pairwise_definition_exactly(seed: int) -> None:
+    # Vectorised AUCs must be the same float as the pairwise count divided once: ties (few
+    # distinct scores), negative zero, large and small values, customers drawn 0..n times.
+    rng = random.Random(seed)
+    size = rng.randint(1, 60)
+    palette = [rng.choice([-0.0, 0.0, 1e-300, 3.5, 1e12, -7.25]) for _ in range(4)]
+    scores = [rng.choice(palette) if rng.random() < 0.5 else rng.uniform(-5, 5)
+              for _ in range(size)]  # fmt: skip
+    labels = [rng.random() < 0.4 for _ in range(size)]
+    clusters = [rng.randrange(max(1, size // 3)) for _ in range(size)]
+    twice, late, on_time = _pairwise_auc_twice(scores, labels, [1] * size)
+    expected = twice / (2 * late * on_time) if late and on_time else None
+    assert auc(scores, labels) == expected
+    if expected is not None:
+        # KS by the definition: the largest gap between the two cumulative distributions.
+        gaps = [abs(sum(1 for s, y in zip(scores, labels, strict=True) if y and s <= t) / late
+                    - sum(1 for s, y in zip(scores, labels, strict=True) if not y and s <= t)
+                    / on_time) for t in scores]  # fmt: skip
+        assert ks(scores, labels) == pytest.approx(max(gaps), abs=1e-12)
+    sampler = ClusteredBootstrap(clusters, replicates=5, seed=seed)
+    prepared = sampler.prepare(clusters, scores, labels)
+    for drawn in sampler._weights():
+        weight = [int(drawn[sampler.index[c]]) for c in clusters]
+        twice, late, on_time = _pairwise_auc_twice(scores, labels, weight)
+        want = twice / (2 * late * on_time) if late and on_time else None
+        assert _weighted_auc(prepared, drawn) == want
+
+
+def test_bootstrap_draws_every_customer_as_often_as_random_choices_says() -> None:
+    # The draws are the standard library's (seeded per replicate), so intervals recorded before
+    # the metrics were vectorised (bench/results/backtest-ibm-v2.json) are reproduced exactly.
+    sampler = ClusteredBootstrap([5, 9, 9, 11, 40], replicates=3, seed=17)
+    for r, drawn in enumerate(sampler._weights()):
+        picks = random.Random(17 * 100_003 + r).choices(range(4), k=4)
+        assert [int(x) for x in drawn] == [picks.count(k) for k in range(4)]
