@@ -1,4 +1,4 @@
-"""Local sandbox CRMs: start a seeded Salesforce or Zoho CRM emulator on loopback, in-process or as a CLI.
+"""Local sandbox CRMs: start a seeded Salesforce, Zoho or Fxiaoke CRM emulator on loopback, in-process or as a CLI.
 
 Emulator classes follow one convention so this module can start any of them:
 `Cls(portfolio: Portfolio)` builds it; attributes `client_id`, `client_secret` and, where the
@@ -31,6 +31,7 @@ __all__ = [
     "SandboxServer",
     "main",
     "start",
+    "start_fxiaoke",
     "start_salesforce",
     "start_zoho",
 ]
@@ -66,6 +67,15 @@ _KINDS = {
         "/oauth/v2/token",
         "zoho.inventory",
         "refresh_token",
+        None,
+    ),
+    "fxiaoke": _Kind(
+        "sandboxes.fxiaoke",
+        "FxiaokeEmulator",
+        "/oauth2.0/token",
+        "fxiaoke.payment-plan",
+        # The current token style (headers); `auth = "legacy"` selects the body style.
+        "app_secret",
         None,
     ),
 }
@@ -274,6 +284,11 @@ def start_salesforce(**opts: Any) -> RunningSandbox:
 def start_zoho(**opts: Any) -> RunningSandbox:
     """Start the Zoho CRM sandbox (options as for `start`)."""
     return start("zoho", **opts)
+
+
+def start_fxiaoke(**opts: Any) -> RunningSandbox:
+    """Start the Fxiaoke (纷享销客) sandbox (options as for `start`)."""
+    return start("fxiaoke", **opts)
 
 
 def _parser() -> argparse.ArgumentParser:

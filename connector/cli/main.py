@@ -34,6 +34,7 @@ from connector.errors import (
     RunCancelled,
 )
 from connector.redaction import json_text, redact
+from connector.registry import available_sandboxes
 
 if TYPE_CHECKING:
     from connector.scoring.policy import ScoringPolicy
@@ -241,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="SUBCOMMAND")
     sandbox_commands.required = True
     serve = sandbox_commands.add_parser("serve", help="serve a sandbox CRM until SIGTERM or SIGINT")
-    serve.add_argument("--crm", choices=["salesforce", "zoho"], required=True)
+    # The kinds come from the registry's entry points, so a new sandbox needs no edit here.
+    serve.add_argument("--crm", choices=available_sandboxes(), required=True)
     serve.add_argument("--port", type=int, default=0)
     serve.add_argument("--accounts", type=int, default=60)
     serve.add_argument("--seed", type=int, default=7)
