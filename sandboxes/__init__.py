@@ -48,6 +48,8 @@ class _Kind:
     mapping: str
     auth: str
     api_version: str | None
+    # Extra lines of the connection section (the Fxiaoke preset's users read Chinese).
+    extra: tuple[str, ...] = ()
 
 
 _KINDS = {
@@ -77,6 +79,7 @@ _KINDS = {
         # The current token style (headers); `auth = "legacy"` selects the body style.
         "app_secret",
         None,
+        ('policy = { language = "zh" }', 'tasks = { language = "zh" }'),
     ),
 }
 
@@ -103,6 +106,7 @@ class RunningSandbox:
     auth: str = ""
     api_version: str | None = None
     state_file: str | None = None
+    extra: tuple[str, ...] = ()
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -139,6 +143,7 @@ class RunningSandbox:
             lines.append(f"username = {_toml_str(self.username)}")
         if self.ca_bundle:
             lines.append(f"ca_bundle = {_toml_str(self.ca_bundle)}")
+        lines.extend(self.extra)
         return "\n".join(lines) + "\n"
 
     def env_vars(self) -> dict[str, str]:
@@ -273,6 +278,7 @@ def start(
         auth=spec.auth,
         api_version=spec.api_version,
         state_file=state_file,
+        extra=spec.extra,
     )
 
 

@@ -231,7 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="start a local sandbox CRM and show two syncs against it"
     )
     demo.add_argument(
-        "--crm", choices=["salesforce", "zoho", "both"], default="both", help="which sandbox CRM"
+        "--crm",
+        choices=[*available_sandboxes(), "all", "both"],
+        default="all",
+        help="which sandbox CRM ('all': every installed one; 'both' is its old name)",
     )
     demo.add_argument("--accounts", type=int, default=60, help="accounts in the sandbox")
     demo.add_argument("--seed", type=int, default=7, help="seed of the generated portfolio")

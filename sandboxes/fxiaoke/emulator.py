@@ -141,6 +141,7 @@ class FxiaokeEmulator:
         daily_api_limit: API calls a day before errorCode 30002 (None: unlimited).
         api_pack: False makes every API call answer 30003 (no Open API pack purchased).
         interface_limit: calls per interface per 20 s before 14001 (None: unlimited).
+        token_calls_per_minute: token endpoint calls a minute before 14001 (None: unlimited).
         approval_objects: objects with an approval flow; an update with
             `triggerApprovalFlow` left true is held for approval and locks the record.
         custom_top_level_data_list: answer custom-object queries with `dataList` at the top
@@ -157,6 +158,7 @@ class FxiaokeEmulator:
         daily_api_limit: int | None = None,
         api_pack: bool = True,
         interface_limit: int | None = INTERFACE_CALLS_PER_20_S,
+        token_calls_per_minute: int | None = TOKEN_CALLS_PER_MINUTE,
         approval_objects: Iterable[str] = ("AccountObj",),
         custom_top_level_data_list: bool = False,
     ) -> None:
@@ -174,6 +176,8 @@ class FxiaokeEmulator:
         self.daily_api_limit = daily_api_limit
         self.api_pack = api_pack
         self.interface_limit = interface_limit
+        self.token_calls_per_minute = token_calls_per_minute
+        self.as_of = portfolio.as_of
         self.approval_objects = set(approval_objects)
         self.custom_top_level_data_list = custom_top_level_data_list
         self.call_counts: Any = None  # replaced by the server's live counter
@@ -182,6 +186,7 @@ class FxiaokeEmulator:
         self.token_refusals = 0
         self.trace_ids: list[tuple[str | None, str]] = []  # (thirdTraceId sent, traceId answered)
         self.flag_log: list[dict[str, Any]] = []  # trigger flags as sent, per write
+        self.writes_log: list[dict[str, Any]] = []  # applied writes: object, action, ids
         self._tokens: dict[str, _Token] = {}
         self._current: dict[str, _Token] = {}  # style -> newest token
         self._token_times: deque[float] = deque()
@@ -206,6 +211,11 @@ class FxiaokeEmulator:
         with self._lock:
             self._skew += seconds
 
+    def pass_token_window(self) -> None:
+        """Forget the token endpoint's last minute of calls, as waiting a minute would."""
+        with self._lock:
+            self._token_times.clear()
+
     def expire_tokens(self) -> None:
         """Make every issued token invalid now (the next call answers 20016)."""
         with self._lock:
@@ -213,10 +223,14 @@ class FxiaokeEmulator:
                 token.expires_at = min(token.expires_at, self.now() - 1)
             self._current.clear()
 
-    def records(self, obj: str) -> list[dict[str, Any]]:
-        """Stored rows of one object (copies), invalid ones included."""
+    def records(self, obj: str, *, include_invalid: bool = False) -> list[dict[str, Any]]:
+        """Rows of one object (copies); invalidated (作废) ones only when asked for."""
         with self._lock:
-            return [dict(row) for row in self.rows[obj].values()]
+            return [
+                dict(row)
+                for row in self.rows[obj].values()
+                if include_invalid or row.get("life_status") != "invalid"
+            ]
 
     def tasks(self) -> list[dict[str, Any]]:
         """Follow-up records (`ActiveRecordObj`)."""
@@ -336,10 +350,16 @@ class FxiaokeEmulator:
     def _seed_account(self, account: SeedAccount, owner: str, as_of: date) -> None:
         record_id = _hex_id("AccountObj", account.key)
         # Whole-day stamps at 09:00: many accounts share a last_modified_time, so (time, _id)
-        # ties straddle page boundaries as they do after a bulk import.
+        # ties straddle page boundaries as they do after a bulk import. Accounts were last edited
+        # some time in the two years before the seed's day (or on creation, if later).
         created_day = account.created_at.date()
-        stamp = _ms(datetime(created_day.year, created_day.month, created_day.day, 9, tzinfo=CHINA))
-        row = self._base_row("AccountObj", record_id, account.name, owner, stamp)
+        created = _ms(
+            datetime(created_day.year, created_day.month, created_day.day, 9, tzinfo=CHINA)
+        )
+        edited_day = as_of - timedelta(days=int(record_id[:6], 16) % 700)
+        edited = _ms(datetime(edited_day.year, edited_day.month, edited_day.day, 9, tzinfo=CHINA))
+        row = self._base_row("AccountObj", record_id, account.name, owner, created)
+        row["last_modified_time"] = max(created, edited)
         row.update(
             {
                 "account_no": f"KH{account.key[3:]}",
@@ -477,9 +497,9 @@ class FxiaokeEmulator:
                 raise _ApiError(INVALID_PARAMETER, "请求体不是合法的JSON", "body must be an object")
             path = request.path.rstrip("/")
             if path == "/oauth2.0/token":
-                return self._answer(self._token(body, "bearer"), third)
+                return self._answer(self._token(body, "bearer", request), third)
             if path == "/cgi/corpAccessToken/get/V2":
-                return self._answer(self._token(body, "legacy"), third)
+                return self._answer(self._token(body, "legacy", request), third)
             style, user = self._authenticate(request, body)
             self._meter(path)
             return self._answer(self._route(path, body, style, user, request), third)
@@ -515,7 +535,7 @@ class FxiaokeEmulator:
 
     # ------------------------------------------------------------------ tokens
 
-    def _token(self, body: dict[str, Any], style: str) -> dict[str, Any]:
+    def _token(self, body: dict[str, Any], style: str, request: Request) -> dict[str, Any]:
         if not self._token_lock.acquire(blocking=False):
             with self._lock:
                 self.token_refusals += 1
@@ -524,17 +544,20 @@ class FxiaokeEmulator:
         try:
             # Held a moment, as a real round trip is: a concurrent caller would collide with it.
             time.sleep(0.02)
-            return self._issue(body, style)
+            return self._issue(body, style, request.faults.expire_tokens_after_s)
         finally:
             self._token_lock.release()
 
-    def _issue(self, body: dict[str, Any], style: str) -> dict[str, Any]:
+    def _issue(
+        self, body: dict[str, Any], style: str, expire_after: float | None
+    ) -> dict[str, Any]:
         with self._lock:
             self.token_calls += 1
             now = self.now()
             while self._token_times and now - self._token_times[0] >= 60:
                 self._token_times.popleft()
-            if len(self._token_times) >= TOKEN_CALLS_PER_MINUTE:
+            limit = self.token_calls_per_minute
+            if limit is not None and len(self._token_times) >= limit:
                 self.token_refusals += 1
                 raise _ApiError(
                     CALL_LIMIT, "获取token接口调用超过每分钟10次", "token calls over 10 a minute"
@@ -552,11 +575,11 @@ class FxiaokeEmulator:
             if body["permanentCode"] != self.refresh_token:
                 raise _ApiError(WRONG_PERMANENT_CODE)
             token = self._current.get(style)
-            if (
-                token is None
-                or now - token.issued_at >= SAME_TOKEN_FOR_S
-                or now >= token.expires_at
-            ):
+            # A token killed early by the expire_tokens_after_s fault is not handed out again.
+            dead_at = token.expires_at if token is not None else 0.0
+            if token is not None and expire_after is not None:
+                dead_at = min(dead_at, token.issued_at + expire_after)
+            if token is None or now - token.issued_at >= SAME_TOKEN_FOR_S or now >= dead_at:
                 lifetime = float(TOKEN_LIFETIME_S)
                 token = _Token(secrets.token_hex(16).upper(), style, now, now + lifetime)
                 self._tokens[token.value] = token
@@ -758,12 +781,22 @@ class FxiaokeEmulator:
                 )
             approval = body.get("triggerApprovalFlow", True) is not False
             if action == "update":
-                return self._update(obj, inner, user, approval)
-            return self._create(obj, inner, user, approval)
+                answer = self._update(obj, inner, user, approval)
+                done = str(inner.get("_id"))
+            else:
+                answer = self._create(obj, inner, user, approval)
+                done = str(answer["dataId"])
+            with self._lock:
+                self.writes_log.append({"object": obj.api_name, "action": action, "ids": [done]})
+            return answer
         if action == "invalid":
             record_id = str(data.get("object_data_id") or data.get("objectDataId") or "")
             row = self._row(obj, record_id)
             with self._lock:
+                if row.get("life_status") == "invalid":
+                    raise _ApiError(
+                        INVALID_PARAMETER, "数据已作废", f"{record_id} is already invalid"
+                    )
                 row["life_status"] = "invalid"
                 self._touch(row, user["id"])
             return {}

@@ -181,7 +181,7 @@ def build_objects() -> dict[str, FxObject]:
             FxField("field_MnO7f__c", "人工覆盖", "true_or_false", "custom"),
             # The risk write-back fields an admin creates (`crm-risk fields plan`).
             FxField("field_Rk01a__c", "风险评级", "select_one", "custom", options=RATING_OPTIONS),
-            FxField("field_Rk02b__c", "风险评分", "number", "custom", decimal_places=0),
+            FxField("field_Rk02b__c", "风险评分", "number", "custom", decimal_places=1),
             _money("field_Cl03c__c", "建议信用额度", "custom"),
             FxField("field_Rr04d__c", "风险原因", "long_text", "custom", length=2000),
             FxField("field_Lv05e__c", "风险等级", "select_one", "custom", options=LEVEL_OPTIONS),

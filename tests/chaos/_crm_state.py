@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from connector.protocol import find_task_marker
 from tests.chaos._sandbox_sync import SandboxSync
 
-ACCOUNT_OBJECT = {"salesforce": "Account", "zoho": "Accounts"}
-ID_FIELD = {"salesforce": "Id", "zoho": "id"}
+ACCOUNT_OBJECT = {"salesforce": "Account", "zoho": "Accounts", "fxiaoke": "AccountObj"}
+ID_FIELD = {"salesforce": "Id", "zoho": "id", "fxiaoke": "_id"}
 # Differs between any two runs by design: compared by presence only.
 REVIEWED_AT = "risk_reviewed_at"
 
@@ -39,24 +39,48 @@ def tasks(sync: SandboxSync) -> tuple[list[tuple[Any, ...]], Counter[str]]:
     rows = []
     keys: Counter[str] = Counter()
     for task in sync.sandbox.emulator.tasks():
-        key = find_task_marker(task.get("Description"))
+        # Fxiaoke follow-ups are sales records: text, related records and a status field.
+        text = task.get("Description") or task.get("active_record_content")
+        key = find_task_marker(text)
         if key is None:
             continue
         keys[key] += 1
         what = task.get("WhatId") or task.get("What_Id")
         if isinstance(what, dict):
             what = what.get("id")
+        related = task.get("related_object_data")
+        if what is None and isinstance(related, list) and related:
+            what = related[0].get("id")
         rows.append(
             (
                 key,
                 str(what),
-                task.get("Subject"),
+                task.get("Subject") or text,
                 task.get("Priority"),
-                task.get("Status"),
+                task.get("Status") or task.get("field_Fs08h__c"),
                 str(task.get("OwnerId") or task.get("Owner")),
             )
         )
     return sorted(rows), keys
+
+
+def _shown(sync: SandboxSync, crm_field: str, value: Any) -> Any:
+    """A stored value as a person sees it: Fxiaoke keeps option codes and epoch ms."""
+    objects = getattr(sync.sandbox.emulator, "objects", None)
+    if sync.sandbox.crm != "fxiaoke" or objects is None or value is None:
+        return value
+    definition = objects[ACCOUNT_OBJECT["fxiaoke"]].fields.get(crm_field)
+    if definition is None:
+        return value
+    if definition.options:
+        label = dict((code, label) for label, code in definition.options).get(value, value)
+        # The mapping's `values` turn the label into the canonical value the audit keeps.
+        canonical = sync.owned_fields().get(crm_field)
+        spec = sync.mapping.field("account", canonical).spec if canonical else None
+        return (spec.values or {}).get(label, label) if spec is not None else label
+    if definition.type == "date_time":
+        return datetime.fromtimestamp(int(value) / 1000, UTC).isoformat()
+    return value
 
 
 def _same(crm_value: Any, audited: Any) -> bool:
@@ -89,7 +113,7 @@ def audit_mismatches(sync: SandboxSync, store: Any) -> list[str]:
             if (record_id, canonical) not in newest:
                 continue
             audited = newest[(record_id, canonical)]
-            if not _same(record.get(crm_field), audited):
+            if not _same(_shown(sync, crm_field, record.get(crm_field)), audited):
                 problems.append(
                     f"{record_id}.{crm_field}: CRM {record.get(crm_field)!r} audit {audited!r}"
                 )

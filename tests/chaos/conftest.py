@@ -9,7 +9,7 @@ import pytest
 
 from connector.registry import available_sandboxes, sandbox_starter
 
-CRMS = ["salesforce", "zoho"]
+CRMS = ["salesforce", "zoho", "fxiaoke"]
 SEEDS = int(os.environ.get("CHAOS_SEEDS", "20"))
 DATA_SEED = 7
 ACCOUNTS = 24

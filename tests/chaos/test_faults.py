@@ -133,7 +133,7 @@ def _task_writes(sandbox: Any) -> int:
     return sum(
         1
         for w in sandbox.emulator.writes_log
-        if (w.get("object") or w.get("module")) in ("Task", "Tasks")
+        if (w.get("object") or w.get("module")) in ("Task", "Tasks", "ActiveRecordObj")
     )
 
 

@@ -16,12 +16,19 @@ from connector.registry import (
     sandbox_starter,
 )
 
-ADAPTERS = ["salesforce", "zoho"]
-ACCOUNT_OBJECT = {"salesforce": "Account", "zoho": "Accounts"}
-INVOICE_OBJECT = {"salesforce": "blng__Invoice__c", "zoho": "Invoices"}
-SCORE_FIELD = {"salesforce": "Risk_Score__c", "zoho": "Risk_Score"}
-BAND_FIELD = {"salesforce": "Risk_Rating__c", "zoho": "Risk_Rating"}
-NAME_FIELD = {"salesforce": "Name", "zoho": "Account_Name"}
+ADAPTERS = ["salesforce", "zoho", "fxiaoke"]
+ACCOUNT_OBJECT = {"salesforce": "Account", "zoho": "Accounts", "fxiaoke": "AccountObj"}
+INVOICE_OBJECT = {"salesforce": "blng__Invoice__c", "zoho": "Invoices", "fxiaoke": "PaymentPlanObj"}
+SCORE_FIELD = {"salesforce": "Risk_Score__c", "zoho": "Risk_Score", "fxiaoke": "field_Rk02b__c"}
+BAND_FIELD = {"salesforce": "Risk_Rating__c", "zoho": "Risk_Rating", "fxiaoke": "field_Rk01a__c"}
+NAME_FIELD = {"salesforce": "Name", "zoho": "Account_Name", "fxiaoke": "name"}
+# Where each sandbox keeps a record's id and a task's text (the marker line).
+ID_KEY = {"salesforce": "Id", "zoho": "id", "fxiaoke": "_id"}
+TASK_TEXT_FIELD = {
+    "salesforce": "Description",
+    "zoho": "Description",
+    "fxiaoke": "active_record_content",
+}
 
 
 class MemoryKv:

@@ -16,23 +16,24 @@ from connector.models import RecordChange, TaskAction, TaskPriority
 from connector.protocol import CrmAdapter, TaskDeleter, TaskScanner, find_task_marker
 from tests.conformance.conftest import (
     ACCOUNT_OBJECT,
+    ID_KEY,
     INVOICE_OBJECT,
     NAME_FIELD,
     SCORE_FIELD,
+    TASK_TEXT_FIELD,
     settings_for,
 )
 
 
 def account_ids(sandbox: Any, crm: str) -> list[str]:
     return sorted(
-        str(record["Id" if crm == "salesforce" else "id"])
-        for record in sandbox.emulator.records(ACCOUNT_OBJECT[crm])
+        str(record[ID_KEY[crm]]) for record in sandbox.emulator.records(ACCOUNT_OBJECT[crm])
     )
 
 
 def crm_value(sandbox: Any, crm: str, record_id: str, field: str) -> Any:
     for record in sandbox.emulator.records(ACCOUNT_OBJECT[crm]):
-        if str(record.get("Id", record.get("id"))) == record_id:
+        if str(record.get(ID_KEY[crm])) == record_id:
             return record.get(field)
     raise KeyError(record_id)
 
@@ -201,7 +202,7 @@ def test_no_duplicate_task_for_one_dedupe_key(adapter: CrmAdapter, crm: str, san
     ours = [
         t
         for t in sandbox.emulator.tasks()
-        if find_task_marker(str(t.get("Description"))) == "conf:1:past_due:1"
+        if find_task_marker(str(t.get(TASK_TEXT_FIELD[crm]))) == "conf:1:past_due:1"
     ]
     assert len(ours) == 1
     found = adapter.find_tasks(["conf:1:past_due:1", "conf:1:past_due:2"])
@@ -222,7 +223,7 @@ def test_lost_create_response_leaves_exactly_one_task(
     ours = [
         t
         for t in sandbox.emulator.tasks()
-        if find_task_marker(str(t.get("Description"))) == "conf:2:past_due:1"
+        if find_task_marker(str(t.get(TASK_TEXT_FIELD[crm]))) == "conf:2:past_due:1"
     ]
     assert len(ours) == 1
     assert results[0].status == "ok"

@@ -359,7 +359,7 @@ def test_update_with_flags_at_the_top_level_as_the_manual_shows(fx: RunningSandb
     )
     assert answer["errorCode"] == 0
     stored = next(r for r in fx.emulator.records("AccountObj") if r["_id"] == account["_id"])
-    assert stored["field_Rk02b__c"] == "61"
+    assert stored["field_Rk02b__c"] == "61.0"  # decimal_places 1, as a string
     assert stored["last_modified_time"] > account["last_modified_time"]
     assert int(stored["version"]) == int(account["version"]) + 1
     assert fx.emulator.flag_log[-1]["top"] == {

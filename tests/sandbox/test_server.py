@@ -198,7 +198,7 @@ def test_emulator_bug_is_a_500_and_recorded(server: SandboxServer, http: request
 
 def test_start_rejects_unknown_kinds() -> None:
     with pytest.raises(ValueError, match="unknown sandbox kind"):
-        start("fxiaoke")
+        start("sugarcrm")  # fxiaoke was the unknown example until its sandbox landed
 
 
 def test_state_file_survives_a_restart(tmp_path: Path) -> None:

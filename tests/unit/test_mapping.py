@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 import tomllib
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -51,12 +52,17 @@ def load_errors(path: Path) -> list[MappingError]:
 # -- presets -----------------------------------------------------------------------------------
 
 
-def test_the_three_presets_ship_and_load() -> None:
-    assert preset_names() == ["salesforce.billing", "salesforce.custom-invoice", "zoho.inventory"]
+def test_the_four_presets_ship_and_load() -> None:
+    assert preset_names() == [
+        "fxiaoke.payment-plan",
+        "salesforce.billing",
+        "salesforce.custom-invoice",
+        "zoho.inventory",
+    ]
     for name in preset_names():
         mapping = load_mapping(name)
         assert mapping.name == name
-        assert mapping.crm in ("salesforce", "zoho")
+        assert mapping.crm in ("salesforce", "zoho", "fxiaoke")
         assert "risk_band" in mapping.write_fields()
         assert "risk_reasons" in mapping.max_lengths("account")
 
@@ -86,8 +92,14 @@ def test_presets_use_the_agreed_custom_risk_field_names() -> None:
     }
     for name in preset_names():
         mapping = load_mapping(name)
-        suffix = "__c" if mapping.crm == "salesforce" else ""
         fields = mapping.fields("account")
+        if mapping.crm == "fxiaoke":
+            # Fxiaoke generates custom field names (field_<5 chars>__c): no name can be agreed,
+            # so the preset names the sandbox tenant's fields and users extend it with theirs.
+            for canonical in expected:
+                assert re.fullmatch(r"field_\w{5}__c", fields[canonical].crm or ""), canonical
+            continue
+        suffix = "__c" if mapping.crm == "salesforce" else ""
         for canonical, crm in expected.items():
             assert fields[canonical].crm == crm + suffix, (name, canonical)
 

@@ -43,7 +43,7 @@ class _Kv:
         self.values[key] = value
 
 
-@pytest.fixture(scope="module", params=["salesforce", "zoho"])
+@pytest.fixture(scope="module", params=["salesforce", "zoho", "fxiaoke"])
 def crm_adapter(request: pytest.FixtureRequest) -> Iterator[tuple[str, CrmAdapter]]:
     kind = str(request.param)
     if kind not in available_adapters() or kind not in available_sandboxes():
@@ -97,7 +97,8 @@ def test_every_preset_passes_check_against_its_sandbox(crm_adapter: tuple[str, C
 
 def test_the_default_preset_reads_sandbox_records(crm_adapter: tuple[str, CrmAdapter]) -> None:
     kind, adapter = crm_adapter
-    mapping = load_mapping("zoho.inventory" if kind == "zoho" else "salesforce.billing")
+    default = {"zoho": "zoho.inventory", "fxiaoke": "fxiaoke.payment-plan"}
+    mapping = load_mapping(default.get(kind, "salesforce.billing"))
     accounts = list(
         islice(
             adapter.read_changed(
