@@ -249,6 +249,19 @@ class FieldSpec:
 
 
 @runtime_checkable
+class FieldInstructions(Protocol):
+    """Optional: adapters that word `fields plan` in their CRM's own terms (types, menus, languages).
+
+    Items are the mapping's missing fields (`crm_object`, `field`, `canonical`, `field_type`,
+    `writable`); the adapter may add fields it needs itself and checks with its describe.
+    """
+
+    def field_instructions(self, missing: Sequence[Any]) -> str | None:
+        """Set-up steps for an admin, or None to leave the plan to the default wording."""
+        ...
+
+
+@runtime_checkable
 class FieldCreator(Protocol):
     """Optional: adapters whose CRM has an API to create custom fields implement this."""
 

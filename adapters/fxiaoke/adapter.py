@@ -41,6 +41,7 @@ from connector.protocol import (
 )
 
 from .client import MAX_LIMIT, FxiaokeClient
+from .fields import instructions
 from .paging import TIME, changed_pages
 from .settings import resolve
 from .tasks import FollowUps
@@ -403,6 +404,19 @@ class FxiaokeAdapter:
     def delete_tasks(self, task_ids: Sequence[str]) -> list[WriteResult]:
         """TaskDeleter: invalidate (作废) the records; an already invalid one is rejected."""
         return self.follow_ups.invalidate(task_ids)
+
+    # -- field setup ------------------------------------------------------------------------
+
+    def field_instructions(self, missing: Sequence[Any]) -> str | None:
+        """FieldInstructions: the fields to create, in Chinese and English (fields.py)."""
+
+        def task_fields() -> set[str] | None:
+            try:
+                return set(self._describe_raw(self.settings.options.task_object)["fields"])
+            except FatalCrmError:
+                return None
+
+        return instructions(missing, self.settings.options, task_fields)
 
     # -- currencies -------------------------------------------------------------------------
 

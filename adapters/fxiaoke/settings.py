@@ -134,7 +134,7 @@ def resolve(settings: CrmSettings) -> FxiaokeSettings:
                 _problem(settings, f"options.{path}", error["msg"], "see README, Fxiaoke")
             )
     try:
-        ZoneInfo(options.time_zone)
+        ZoneInfo(str(settings.options.get("time_zone", options.time_zone)))
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(
             _problem(settings, "options.time_zone", "unknown time zone", 'e.g. "Asia/Shanghai"')

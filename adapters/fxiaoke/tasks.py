@@ -208,7 +208,10 @@ class FollowUps:
                 log.warning(
                     "Fxiaoke create answer lost (%s); looking the follow-up up", redact(str(exc))
                 )
-                state = self.find([key]).get(key)
+                try:
+                    state = self.find([key]).get(key)
+                except RetriableCrmError:
+                    state = None  # cannot tell yet: "unknown", looked up again next time
                 if state is not None:
                     return WriteResult(crm_id=state.crm_task_id, status="ok", key=key)
                 return WriteResult(

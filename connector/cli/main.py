@@ -1127,6 +1127,7 @@ def cmd_sandbox_serve(args: argparse.Namespace, console: Console) -> int:
 def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
     """List (and optionally render as Salesforce metadata) the custom fields the CRM lacks."""
     from connector.mapping.check import plan_fields, salesforce_metadata, zoho_field_instructions
+    from connector.protocol import FieldInstructions
     from connector.registry import create_adapter
 
     config = _load(args)
@@ -1136,6 +1137,10 @@ def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
     adapter = create_adapter(connection.crm_settings(), state=store)
     try:
         missing = plan_fields(mapping, adapter.describe)
+        # An adapter may word the plan in its CRM's terms (and add the fields it needs itself).
+        instructions = (
+            adapter.field_instructions(missing) if isinstance(adapter, FieldInstructions) else None
+        )
     finally:
         adapter.close()
         if store is not None:
@@ -1156,7 +1161,9 @@ def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
             for relative, text in files.items():
                 sys.stdout.write(f"<!-- {relative} -->\n{text}\n")
     else:
-        if not missing:
+        if instructions is not None:
+            console.print(instructions, markup=False)
+        elif not missing:
             console.print("every mapped custom field exists")
         elif connection.kind == "zoho":
             console.print(zoho_field_instructions(missing))

@@ -857,7 +857,8 @@ class FxiaokeEmulator:
                 and query.matches(row)
             ]
             total = len(rows)
-            page = ordered(rows, query)[query.offset : query.offset + query.limit]
+            upto = query.offset + query.limit
+            page = ordered(rows, query, upto)[query.offset : upto]
             rendered = [self._render(obj, row, style, query.projection) for row in page]
         # find_explicit_total_num sits inside data and defaults to true; false answers total 0 [F].
         explicit = data.get("find_explicit_total_num", True) is not False

@@ -10,6 +10,7 @@ code sends as a string).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -77,9 +78,11 @@ def _as_int(value: Any, name: str) -> int:
     raise QueryError(15002, f"参数{name}不合法", f"{name} must be an integer")
 
 
-def _number(value: Any) -> Decimal | None:
+def _number(value: Any) -> Decimal | int | None:
     if value is None or value == "" or isinstance(value, bool):
         return None
+    if isinstance(value, int):
+        return value  # epoch ms: compared as is (ints and Decimals compare exactly)
     try:
         return Decimal(str(value))
     except (InvalidOperation, ValueError):
@@ -251,8 +254,16 @@ def parse_query(obj: FxObject, data: dict[str, Any]) -> Query:
     )
 
 
-def ordered(rows: Sequence[dict[str, Any]], query: Query) -> list[dict[str, Any]]:
-    """Rows in the query's order (stable; mixed directions sort key by key, last key first)."""
+def ordered(
+    rows: Sequence[dict[str, Any]], query: Query, upto: int | None = None
+) -> list[dict[str, Any]]:
+    """Rows in the query's order (stable; mixed directions sort key by key, last key first).
+
+    With `upto`, only that many first rows are needed: ascending orders take them from a heap
+    instead of sorting a 10,000-row tenant on every page.
+    """
+    if upto is not None and query.sort_key is not None and not any(query.descending):
+        return heapq.nsmallest(upto, rows, key=query.sort_key)
     out = list(rows)
     if query.sort_key is None:
         # [A] With no orders the API's order is unspecified; newest change first, as the list page.

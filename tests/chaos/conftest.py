@@ -9,7 +9,10 @@ import pytest
 
 from connector.registry import available_sandboxes, sandbox_starter
 
-CRMS = ["salesforce", "zoho", "fxiaoke"]
+CRMS = ["salesforce", "zoho"]
+# The fault seeds run on every sandbox; CRMS (also used by the field-drift and CLI suites, which
+# need a CRM user's editing hooks the Fxiaoke sandbox does not have yet) stays at the first two.
+CHAOS_CRMS = [*CRMS, "fxiaoke"]
 SEEDS = int(os.environ.get("CHAOS_SEEDS", "20"))
 DATA_SEED = 7
 ACCOUNTS = 24

@@ -25,7 +25,7 @@ from connector.store import open_store
 from sandboxes import Faults
 from tests.chaos import _crm_state as state
 from tests.chaos._sandbox_sync import SandboxSync, write_config
-from tests.chaos.conftest import CRMS, SEEDS, start_sandbox
+from tests.chaos.conftest import CHAOS_CRMS, SEEDS, start_sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 KILL_SEEDS = int(os.environ.get("CHAOS_KILL_SEEDS", "2"))
@@ -104,7 +104,7 @@ def converge_and_compare(sync: SandboxSync, store: Any, expected: Snapshot) -> N
     assert sync.sandbox.server.errors == [], "the sandbox itself crashed"
 
 
-@pytest.mark.parametrize("crm", CRMS)
+@pytest.mark.parametrize("crm", CHAOS_CRMS)
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_faults_then_one_clean_run_converges(crm: str, seed: int, tmp_path: Path) -> None:
     expected = reference(crm, tmp_path)
@@ -164,7 +164,7 @@ KNOWN_KILL_BUGS: dict[tuple[str, str], str] = {}
 
 def _kill_params() -> list[Any]:
     params = []
-    for crm in CRMS:
+    for crm in CHAOS_CRMS:
         for point in KILL_POINTS:
             for seed in range(KILL_SEEDS if point == "random" else 1):
                 reason = KNOWN_KILL_BUGS.get((crm, point))
