@@ -1,7 +1,8 @@
 """Fxiaoke errorCode -> connector errors, as one table: the HTTP status is always 200, the body decides.
 
-Codes from shared/reference/fxiaoke.md §3 ([P] the vendor's codes.html as copied by API
-Evangelist; 10013 and the envelope [F] developer.fxiaoke.com deep-paging.html). The manual warns
+Codes from the manual's global return-code table (全局返回码, developer.fxiaoke.com
+openapi_v2/start/guide/codes.html, as transcribed by API Evangelist [P]) and shared/reference
+/fxiaoke.md §3; 10013 for the offset cap and the envelope [F] deep-paging.html. The manual warns
 not to branch on `errorMessage` (its text changes), so only `errorCode` is read here; the message
 is kept for people, after redaction.
 """
@@ -33,18 +34,29 @@ ERROR_TABLE: dict[int, tuple[type[CrmError], str]] = {
     -1: (RetriableCrmError, "Fxiaoke is busy (系统繁忙); retried with backoff"),
     -2: (RetriableCrmError, "Fxiaoke system error (系统错误); retried with backoff"),
     10006: (FatalCrmError, "a parameter is missing or the API path is unknown"),
-    10013: (FatalCrmError, "offset out of range 10000 (the adapter pages by key past it)"),
+    10010: (FatalCrmError, "currentOpenUserId is missing"),
+    # The global table says "corpAccessToken missing"; deep-paging.html uses it for offsets.
+    10013: (FatalCrmError, "corpAccessToken missing, or offset out of range 10000"),
+    10014: (FatalCrmError, "corpId is missing"),
+    11001: (AuthError, "appId refused; check client_id"),
+    11002: (AuthError, "appSecret refused; check client_secret"),
+    11013: (AuthError, "permanentCode refused; check refresh_token (the app's permanent code)"),
+    11014: (AuthError, "corpAccessToken refused"),
     14001: (RetriableCrmError, "call limit exceeded (100 calls per 20 s per interface)"),
     15002: (FatalCrmError, "invalid parameter"),
     15003: (AuthError, "the app has no permission for this call; grant it in the admin console"),
     20005: (AuthError, "access token missing"),
     20006: (AuthError, "appId or appSecret refused; check client_id and client_secret"),
     20015: (AuthError, "permanentCode refused; check refresh_token (the app's permanent code)"),
+    20012: (AuthError, "the employee (openUserId) is not found; check username"),
+    20014: (AuthError, "the app may not read this employee's data"),
     20016: (AuthError, "access token expired or invalid"),
-    20020: (AuthError, "the enterprise has not authorised this app"),
-    20021: (AuthError, "the app is not authorised for this enterprise"),
-    20022: (AuthError, "the app is disabled"),
-    20023: (AuthError, "the app's authorisation was revoked"),
+    20020: (AuthError, "the app may not read this enterprise's data"),
+    20021: (AuthError, "the app is disabled in this enterprise"),
+    20022: (AuthError, "the enterprise has not authorised this app"),
+    20023: (AuthError, "the app may not access this department"),
+    30027: (AuthError, "the employee does not exist; check username (the x-fs-userid)"),
+    32000: (FatalCrmError, "parameter error"),
     30002: (
         QuotaExhaustedError,
         "today's Open API quota is used up (resets at 00:00 China time); the next run resumes",
@@ -57,7 +69,15 @@ ERROR_TABLE: dict[int, tuple[type[CrmError], str]] = {
     50009: (RetriableCrmError, "Fxiaoke service timeout; retried with backoff"),
 }
 # The secret each credential code refuses, so the CLI can say where it came from.
-_SETTING = {20006: "client_secret", 20015: "refresh_token"}
+_SETTING = {
+    11001: "client_id",
+    11002: "client_secret",
+    11013: "refresh_token",
+    20006: "client_secret",
+    20012: "username",
+    20015: "refresh_token",
+    30027: "username",
+}
 # Seconds to wait before retrying a rate code (14001: the per-interface window is 20 s).
 _RETRY_AFTER = {14001: 20.0, 30004: 1.0}
 

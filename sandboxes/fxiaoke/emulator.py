@@ -62,7 +62,12 @@ OFFSET_OUT_OF_RANGE = 10013  # [F] deep-paging.html
 CALL_LIMIT = 14001
 INVALID_PARAMETER = 15002
 NO_PERMISSION = 15003
-TOKEN_MISSING = 20005
+TOKEN_MISSING = 20005  # "accessToken does not exist or has expired"
+MISSING_CORP_TOKEN = 10013  # the global table's "missing corpAccessToken" (10013 twice over)
+MISSING_CORP_ID = 10014
+MISSING_OPEN_USER = 10010
+OPEN_USER_NOT_FOUND = 20012
+EMPLOYEE_NOT_FOUND = 30027
 WRONG_APP_SECRET = 20006
 WRONG_PERMANENT_CODE = 20015
 TOKEN_EXPIRED = 20016
@@ -74,7 +79,10 @@ SERVICE_TIMEOUT = 50009
 _MESSAGES = {
     SYSTEM_BUSY: ("系统繁忙", "system busy, please retry"),
     CALL_LIMIT: ("接口调用超过限制", "call limit exceeded"),
-    TOKEN_MISSING: ("corpAccessToken缺失", "access token missing"),
+    TOKEN_MISSING: ("accessToken不存在或者已经过期", "access token missing or expired"),
+    MISSING_CORP_TOKEN: ("缺少参数corpAccessToken", "corpAccessToken is missing"),
+    MISSING_CORP_ID: ("缺少参数corpId", "corpId is missing"),
+    MISSING_OPEN_USER: ("缺少参数openUserId", "currentOpenUserId is missing"),
     WRONG_APP_SECRET: ("appId或appSecret错误", "wrong appId or appSecret"),
     WRONG_PERMANENT_CODE: ("permanentCode错误", "wrong permanentCode"),
     TOKEN_EXPIRED: ("corpAccessToken已过期", "access token expired or invalid"),
@@ -619,17 +627,15 @@ class FxiaokeEmulator:
             return "bearer", self._employee(user_id, by="id")
         body_token = body.get("corpAccessToken")
         if not body_token:
-            raise _ApiError(TOKEN_MISSING)
+            raise _ApiError(MISSING_CORP_TOKEN)
         self._valid_token(str(body_token), "legacy", expire_after)
         if not body.get("corpId"):
-            raise _ApiError(MISSING_PARAMETER, "参数corpId缺失", "corpId is missing")
+            raise _ApiError(MISSING_CORP_ID)
         if body["corpId"] != self.corp_id:
             raise _ApiError(NO_PERMISSION, "corpId与token不匹配", "corpId does not match the token")
         open_user = body.get("currentOpenUserId")
         if not open_user:
-            raise _ApiError(
-                MISSING_PARAMETER, "参数currentOpenUserId缺失", "currentOpenUserId is missing"
-            )
+            raise _ApiError(MISSING_OPEN_USER)
         return "legacy", self._employee(str(open_user), by="openUserId")
 
     def _valid_token(self, value: str, style: str, expire_after: float | None) -> _Token:
@@ -651,7 +657,9 @@ class FxiaokeEmulator:
                 if employee["status"] != 0:
                     raise _ApiError(NO_PERMISSION, "员工已停用", f"employee {value} is stopped")
                 return employee
-        raise _ApiError(INVALID_PARAMETER, "员工不存在", f"no employee {value}")
+        # Global return codes: 20012 openUserId not found, 30027 employee does not exist.
+        code = OPEN_USER_NOT_FOUND if by == "openUserId" else EMPLOYEE_NOT_FOUND
+        raise _ApiError(code, "员工不存在", f"no employee {value}")
 
     def _meter(self, path: str) -> None:
         """Count the call against the daily pack and the per-interface window (reference §4)."""

@@ -535,7 +535,16 @@ def test_missing_and_expired_tokens_and_unknown_paths(fx: RunningSandbox) -> Non
             "search_query_info": {"limit": 1, "offset": 0, "filters": []},
         }
     }
-    assert post(fx, "/cgi/crm/v2/data/query", query)["errorCode"] == 20005
+    # The global return-code table (openapi_v2/start/guide/codes.html): 10013 corpAccessToken
+    # missing, 10014 corpId missing, 10010 openUserId missing, 20012 openUserId not found.
+    assert post(fx, "/cgi/crm/v2/data/query", query)["errorCode"] == 10013
+    auth = legacy(fx)
+    without_corp = {k: v for k, v in auth.items() if k != "corpId"}
+    assert post(fx, "/cgi/crm/v2/data/query", {**without_corp, **query})["errorCode"] == 10014
+    without_user = {k: v for k, v in auth.items() if k != "currentOpenUserId"}
+    assert post(fx, "/cgi/crm/v2/data/query", {**without_user, **query})["errorCode"] == 10010
+    stranger = {**auth, "currentOpenUserId": "FSUID_" + "0" * 32}
+    assert post(fx, "/cgi/crm/v2/data/query", {**stranger, **query})["errorCode"] == 20012
     headers = bearer(fx)
     fx.emulator.expire_tokens()
     assert post(fx, "/cgi/crm/v2/data/query", query, headers)["errorCode"] == 20016
