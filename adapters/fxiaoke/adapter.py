@@ -211,9 +211,13 @@ class FxiaokeAdapter:
         fields = {
             name: read_value(infos.get(name), value, self.zone) for name, value in row.items()
         }
-        owner = row.get("owner")
-        if isinstance(owner, list):
-            fields["owner.id"] = str(owner[0]) if owner else None
+        for name, value in row.items():
+            info = infos.get(name)
+            if info is not None and info.type == "employee" and isinstance(value, list):
+                # Employee fields are id lists; a mapping reads the first as `<field>.id`.
+                first = str(value[0]) if value else None
+                fields[name] = {"id": first, "ids": [str(item) for item in value]}
+                fields[f"{name}.id"] = first
         return RawRecord(crm_id=str(row["_id"]), modified_at=modified, fields=fields)
 
     def _records(

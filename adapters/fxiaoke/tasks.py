@@ -95,9 +95,12 @@ class FollowUps:
         data: dict[str, Any] = {
             "dataObjectApiName": self.obj,
             self.text: self._text(task),
-            "related_object_data": [{"describe_api_name": "AccountObj", "id": task.account_id}],
             self.status: self._status_value(self.options.task_open_label),
         }
+        if task.account_id:  # a digest (an owner's or the approvals list) hangs on no account
+            data["related_object_data"] = [
+                {"describe_api_name": "AccountObj", "id": task.account_id}
+            ]
         if task.owner_id:
             data["owner"] = [task.owner_id]
         due = self.options.task_due_field

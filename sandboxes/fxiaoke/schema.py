@@ -266,7 +266,8 @@ def build_objects() -> dict[str, FxObject]:
                 "select_one",
                 options=(("电话", "phone"), ("拜访", "visit"), ("其他", "other")),
             ),
-            FxField("related_object_data", "关联对象", "embedded_object_list", is_required=True),
+            # [A] Whether a related record is required is each tenant's layout rule.
+            FxField("related_object_data", "关联对象", "embedded_object_list"),
             FxField("account_id", "客户名称", "object_reference", target_api_name="AccountObj"),
             # The connector's follow-up state: open until the cause is gone (fields plan creates it).
             FxField(
