@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-ObjectKind = Literal["account", "invoice", "task"]
-OBJECT_KINDS: tuple[ObjectKind, ...] = ("account", "invoice", "task")
+ObjectKind = Literal["account", "invoice", "task", "payment"]
+OBJECT_KINDS: tuple[ObjectKind, ...] = ("account", "invoice", "task", "payment")
 
 
 class StrictModel(BaseModel):
@@ -96,6 +96,25 @@ class Invoice(StrictModel):
     deleted: bool = False
 
     _aware = field_validator("modified_at")(_require_aware)
+
+
+@dataclass(frozen=True)
+class PaymentEntry:
+    """One application of a payment to an invoice (Salesforce Billing's payment allocation).
+
+    An invoice has no paid date of its own in such CRMs: it is paid when its balance reaches
+    zero, on the date of the payment that settled it.
+    """
+
+    crm_id: str
+    invoice_id: str
+    payment_id: str
+    amount: Decimal
+    paid_on: date | None
+    # An unallocation record: it takes back (part of) an earlier allocation of the payment.
+    reversal: bool = False
+    # An allocation flagged as taken back later.
+    reversed: bool = False
 
 
 class Reason(StrictModel):

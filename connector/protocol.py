@@ -296,6 +296,18 @@ class TaskScanner(Protocol):
 
 
 @runtime_checkable
+class RelatedReader(Protocol):
+    """Optional: the records of a child object that belong to given parents (e.g. the payment
+    allocations of a batch of invoices), for CRMs that keep a fact on a child, not the parent."""
+
+    def read_related(
+        self, crm_object: str, fields: Sequence[str], parent_field: str, parent_ids: Sequence[str]
+    ) -> Iterator[RawRecord]:
+        """Yield the records whose `parent_field` holds one of `parent_ids` (deleted ones not)."""
+        ...
+
+
+@runtime_checkable
 class TaskDeleter(Protocol):
     """Optional: delete tasks by id (what `revert` does when configured to delete, not complete)."""
 

@@ -57,8 +57,8 @@ _KINDS = {
         "sandboxes.salesforce",
         "SalesforceEmulator",
         "/services/oauth2/token",
-        # Invoice__c carries paid dates; Billing's blng__Invoice__c has none, so payment
-        # behaviour (days beyond terms) cannot be scored from it. Both objects are served.
+        # Both invoice objects are served: Invoice__c carries paid dates, Billing's
+        # blng__Invoice__c gets them from payment allocations (the salesforce.billing preset).
         "salesforce.custom-invoice",
         "client_credentials",
         "62.0",

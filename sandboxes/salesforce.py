@@ -385,6 +385,7 @@ class SalesforceEmulator:
                         "blng__DaysOutstanding__c": float(max(days, 0)),
                         "blng__UniqueId__c": inv.key,
                     }
+                    self._seed_allocations(inv, bid, aid, acc.currency, modstamp, count)
                 if with_custom:
                     cid = self._new_id("Invoice__c")
                     custom[cid] = {
@@ -406,6 +407,79 @@ class SalesforceEmulator:
                         "Status__c": _CUSTOM_STATUS[inv.status],
                     }
         self._last_stamp = sf_datetime(load + timedelta(days=1))
+
+    def _seed_allocations(
+        self, inv: SeedInvoice, invoice_id: str, account_id: str, currency: str, stamp: str, n: int
+    ) -> None:
+        """Billing's payments applied to one invoice: how its paid date can be known.
+
+        A paid invoice is settled by one payment on its paid date; every fifth by two (half
+        earlier, the rest on the paid date); every seventh also had a later payment applied
+        and taken back (the allocation flagged unallocated, plus its unallocation record),
+        which must not date it. A partly paid invoice has one payment for the part paid.
+        """
+        if inv.status == "paid" and inv.paid_date is not None:
+            parts = [(inv.paid_date, inv.amount)]
+            if n % 5 == 0 and inv.paid_date > inv.issue_date:
+                half = (inv.amount / 2).quantize(Decimal("0.01"))
+                earlier = inv.issue_date + (inv.paid_date - inv.issue_date) / 2
+                parts = [(earlier, half), (inv.paid_date, inv.amount - half)]
+            for day, amount in parts:
+                self._seed_payment(invoice_id, account_id, currency, stamp, day, amount)
+            if n % 7 == 0:
+                later = inv.paid_date + timedelta(days=3)
+                self._seed_payment(
+                    invoice_id, account_id, currency, stamp, later, inv.amount, taken_back=True
+                )
+        elif inv.status == "partially_paid" and inv.amount > inv.open_amount:
+            day = inv.issue_date + (inv.due_date - inv.issue_date) / 2
+            self._seed_payment(
+                invoice_id, account_id, currency, stamp, day, inv.amount - inv.open_amount
+            )
+
+    def _seed_payment(
+        self,
+        invoice_id: str,
+        account_id: str,
+        currency: str,
+        stamp: str,
+        day: date,
+        amount: Decimal,
+        *,
+        taken_back: bool = False,
+    ) -> None:
+        pid = self._new_id("blng__Payment__c")
+        common = {"CreatedDate": stamp, "LastModifiedDate": stamp, "SystemModstamp": stamp}
+        self.rows["blng__Payment__c"][pid] = (
+            self._blank("blng__Payment__c")
+            | common
+            | {
+                "Id": pid,
+                "Name": f"P-{pid[-6:]}",
+                "CurrencyIsoCode": currency,
+                "blng__Account__c": account_id,
+                "blng__Amount__c": float(amount),
+                "blng__PaymentDate__c": day.isoformat(),
+                "blng__Status__c": "Processed",
+            }
+        )
+        rows = [("Allocation", taken_back)] + ([("Unallocation", False)] if taken_back else [])
+        for kind, flagged in rows:
+            lid = self._new_id("blng__PaymentAllocationInvoice__c")
+            self.rows["blng__PaymentAllocationInvoice__c"][lid] = (
+                self._blank("blng__PaymentAllocationInvoice__c")
+                | common
+                | {
+                    "Id": lid,
+                    "Name": f"PAI-{lid[-6:]}",
+                    "CurrencyIsoCode": currency,
+                    "blng__Amount__c": float(amount),
+                    "blng__Invoice__c": invoice_id,
+                    "blng__Payment__c": pid,
+                    "blng__Type__c": kind,
+                    "blng__Unallocated__c": flagged,
+                }
+            )
 
     def _seed_currencies(self, stamp: str) -> None:
         """A multi-currency org with advanced currency management: EUR corporate, dated rates."""

@@ -251,6 +251,19 @@ class SalesforceAdapter:
                 for record in page.get("records") or []:
                     yield self._raw(record)
 
+    def read_related(
+        self, crm_object: str, fields: Sequence[str], parent_field: str, parent_ids: Sequence[str]
+    ) -> Iterator[RawRecord]:
+        """Yield the child records of the given parents (Billing's payment allocations)."""
+        select = soql.select_list(fields)
+        unique = list(dict.fromkeys(parent_ids))
+        for start in range(0, len(unique), IDS_PER_QUERY):
+            chunk = unique[start : start + IDS_PER_QUERY]
+            query = soql.by_parent(crm_object, select, parent_field, chunk)
+            for page in self.client.query_pages(query):
+                for record in page.get("records") or []:
+                    yield self._raw(record)
+
     # -- writes -------------------------------------------------------------------------------
 
     def write(self, crm_object: str, changes: Sequence[RecordChange]) -> list[WriteResult]:

@@ -111,6 +111,15 @@ def by_ids(crm_object: str, select: Sequence[str], ids: Sequence[str]) -> str:
     )
 
 
+def by_parent(crm_object: str, select: Sequence[str], parent_field: str, ids: Sequence[str]) -> str:
+    """Child records of the given parents (e.g. payment allocations of some invoices)."""
+    return (
+        f"SELECT {', '.join(select)} FROM {check_name(crm_object)} "
+        f"WHERE {check_name(parent_field)} IN ({in_list(ids)}) "
+        f"ORDER BY {CURSOR_FIELD} ASC, Id ASC"
+    )
+
+
 TASK_FIELDS = ("Id", "Description", "IsClosed", "OwnerId", "Priority", "Status", "WhatId")
 
 

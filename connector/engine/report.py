@@ -75,6 +75,9 @@ class RunReport:
     adopted_fields: int = 0
     # The currency every amount in the report and the assessments is in.
     home_currency: str | None = None
+    # What the admin should fix once, instead of a reason on every account (e.g. "payment
+    # history not mapped").
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def rejected(self) -> int:
@@ -124,4 +127,5 @@ class RunReport:
             "adopted_tasks": self.adopted_tasks,
             "adopted_fields": self.adopted_fields,
             "home_currency": self.home_currency,
+            "warnings": self.warnings,
         }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -23,17 +23,21 @@ from connector.engine.money import (
     release_rated,
     to_home,
 )
+from connector.engine.payments import settlement_dates
 from connector.engine.report import RunReport
 from connector.engine.writer import PendingAccount, TaskCaps, Writer
 from connector.errors import (
     EXIT_TEMPFAIL,
     ConnectorError,
     FatalCrmError,
+    MappingError,
+    MappingErrors,
     RecordError,
     RunCancelled,
 )
 from connector.mapping import FieldMapping
-from connector.models import Account, RawRecord, RiskAssessment
+from connector.mapping.check import payment_history_warning
+from connector.models import Account, InvoiceStatus, RawRecord, RiskAssessment
 from connector.planning.planner import (
     LIMIT_FIELD,
     LedgerView,
@@ -43,7 +47,7 @@ from connector.planning.planner import (
     plan_tasks,
 )
 from connector.planning.task_rules import RuleContext, evaluate
-from connector.protocol import CrmAdapter, TaskScanner
+from connector.protocol import CrmAdapter, RelatedReader, TaskScanner
 from connector.redaction import redact
 from connector.scoring import (
     PortfolioContext,
@@ -66,6 +70,8 @@ if TYPE_CHECKING:
     from connector.config import AppConfig, ConnectionConfig
 
 log = logging.getLogger("crm_risk.sync")
+# Settled by a payment (a written-off or void invoice was not paid, whatever its balance).
+NOT_PAID_STATUSES = frozenset({InvoiceStatus.WRITTEN_OFF, InvoiceStatus.VOID})
 
 CHECKPOINT_EVERY = 500
 
@@ -239,11 +245,30 @@ class _Engine:
         self.scanned_task_keys: set[str] | None = None
         self.drift = FieldDrift(adapter, mapping, store, connection.name)
         self.stage = connection.rollout
+        # Where paid dates come from: the invoice's own field, payment allocations, or nowhere
+        # (then payment behaviour is not scored, and the run says so once).
+        self.paid_from = mapping.paid_date_source()
+        if self.paid_from == "payments" and not isinstance(adapter, RelatedReader):
+            raise MappingErrors(
+                [
+                    MappingError(
+                        f"the {connection.kind} adapter cannot read payment allocations; map "
+                        "objects.invoice.fields.paid_date instead",
+                        mapping_file=mapping.file_for("objects.payment"),
+                        key="objects.payment",
+                    )
+                ]
+            )
         # The shadow stage plans tasks too (the report says what would open); it sends nothing.
         self.opens_tasks = self.stage != "fields" and self.task_policy.enabled
 
     def run(self) -> None:
         self.report.watermarks_before = self.store.watermarks(self.name)
+        if self.paid_from is None:
+            # Said once for the run, not as a THIN_FILE reason on every account.
+            message = str(payment_history_warning(self.mapping))
+            self.report.warnings.append(message)
+            log.warning(message, extra={"connection": self.name})
         self._pull("account")
         self._pull("invoice")
         self._recheck_quarantined()
@@ -282,11 +307,16 @@ class _Engine:
                 raise RunCancelled(
                     "stopped while reading; the watermark stays at the last checkpoint"
                 )
+            settled = (
+                self._settlement_dates(chunk)
+                if kind == "invoice" and self.paid_from == "payments"
+                else {}
+            )
             newest: datetime | None = None
             with self.store.transaction():
                 for raw in chunk:
                     counts["read"] += 1
-                    self._ingest(kind, raw, counts)
+                    self._ingest(kind, raw, counts, settled.get(raw.crm_id))
                     if newest is None or raw.modified_at > newest:
                         newest = raw.modified_at
                 if newest is not None:
@@ -296,7 +326,50 @@ class _Engine:
             if self.options.progress:
                 self.options.progress(f"read {kind}s", counts["read"], None)
 
-    def _ingest(self, kind: str, raw: RawRecord, counts: Any) -> None:
+    def _settlement_dates(self, chunk: Sequence[RawRecord]) -> dict[str, date]:
+        """Paid dates of this chunk's settled invoices, from their payment allocations.
+
+        One query per few hundred settled invoices: the CRM bumps an invoice's modification
+        stamp when a payment changes its balance, so a paid invoice is read again and its
+        allocations with it.
+        """
+        settled: list[str] = []
+        for raw in chunk:
+            if raw.deleted:
+                continue
+            try:
+                invoice = self.mapping.to_invoice(raw)
+            except RecordError:
+                continue  # quarantined by _ingest, with its reason
+            if (
+                invoice is not None
+                and invoice.paid_date is None
+                and invoice.status not in NOT_PAID_STATUSES
+                and (invoice.status == InvoiceStatus.PAID or invoice.open_amount <= 0)
+            ):
+                settled.append(invoice.crm_id)
+        if not settled:
+            return {}
+        assert isinstance(self.adapter, RelatedReader)
+        parent = self.mapping.field("payment", "invoice_id").crm
+        entries = []
+        for record in self.adapter.read_related(
+            self.mapping.crm_object("payment"),
+            self.mapping.read_fields("payment"),
+            parent,
+            settled,
+        ):
+            try:
+                entries.append(self.mapping.to_payment(record))
+            except RecordError as exc:
+                # One bad allocation leaves its invoice without a paid date, not the run.
+                self.report.errors.add(exc.code, record.crm_id, redact(str(exc)))
+        self.report.objects["payment"]["read"] += len(entries)
+        return settlement_dates(entries)
+
+    def _ingest(
+        self, kind: str, raw: RawRecord, counts: Any, settled_on: date | None = None
+    ) -> None:
         if kind == "account":
             if raw.deleted:
                 counts["deleted"] += 1
@@ -327,7 +400,7 @@ class _Engine:
             self.store.release_quarantine(self.name, kind, raw.crm_id)
             return
         try:
-            invoice = self.mapping.to_invoice(raw)
+            invoice = self.mapping.to_invoice(raw, settled_on=settled_on)
         except RecordError as exc:
             # The stored copy is stale: its account is held until a valid version arrives.
             # Without one, the account the record names is held (it misses an invoice).
@@ -492,6 +565,9 @@ class _Engine:
         self.score_policy = self.policy.model_copy(update={"home_currency": self.book.home})
         # A new stage (shadow -> fields -> tasks) or new rates make every assessment stale.
         self.fingerprint = f"{policy_fingerprint(self.policy)}-{self.book.digest()}-{self.stage}"
+        if self.paid_from is None:
+            # Mapping a paid-date source later rescores every account.
+            self.fingerprint += "-unpaid"
         self.report.home_currency = self.book.home
         release_rated(self.store, self.name, self.book, self.as_of)
 
@@ -740,7 +816,12 @@ class _Engine:
         """
         home = self.book.home
         assessment = assess(
-            inputs.account, inputs.invoices, portfolio, self.score_policy, self.as_of
+            inputs.account,
+            inputs.invoices,
+            portfolio,
+            self.score_policy,
+            self.as_of,
+            payment_history=self.paid_from is not None,
         )
         target = assessment.recommended_credit_limit
         held_now = reference_limit

@@ -30,6 +30,7 @@ from connector.models import (
     Invoice,
     InvoiceStatus,
     ObjectKind,
+    PaymentEntry,
     RawRecord,
     StrictModel,
 )
@@ -91,6 +92,12 @@ _INVOICE_READ: dict[str, str] = {
     "exchange_rate": "decimal", "paid_date": "date", "status": "status",
     "disputed_since": "date", "modified_at": "datetime",
 }  # fmt: skip
+# A payment applied to an invoice (Salesforce Billing's allocation): where paid dates come from
+# when the invoice object has none.
+_PAYMENT_READ: dict[str, str] = {
+    "crm_id": "id", "invoice_id": "id", "payment_id": "id", "amount": "money",
+    "paid_on": "date", "entry_type": "string", "reversed": "boolean", "modified_at": "datetime",
+}  # fmt: skip
 # Task fields a mapping may override; the adapters own everything else about tasks.
 _TASK_FIELDS: dict[str, str] = {
     "subject": "string", "description": "text", "priority": "label", "status": "label",
@@ -100,11 +107,13 @@ CANONICAL_READ: dict[str, dict[str, str]] = {
     "account": _ACCOUNT_READ,
     "invoice": _INVOICE_READ,
     "task": {},
+    "payment": _PAYMENT_READ,
 }
 CANONICAL_WRITE: dict[str, dict[str, str]] = {
     "account": _ACCOUNT_WRITE,
     "invoice": {},
     "task": _TASK_FIELDS,
+    "payment": {},
 }
 # The values the engine writes into label fields (checked against CRM picklists).
 CANONICAL_LABELS: dict[str, tuple[str, ...]] = {
@@ -166,6 +175,8 @@ class ObjectSpec(_Strict):
     # value, or (include) holds none of the listed values. Keys are canonical or CRM names.
     exclude: dict[str, list[Scalar]] = Field(default_factory=dict)
     include: dict[str, list[Scalar]] = Field(default_factory=dict)
+    # A file extending a preset can switch an optional object off (e.g. [objects.payment]).
+    enabled: bool = True
 
 
 class ValidationRules(_Strict):
@@ -800,7 +811,9 @@ class FieldMapping:
         self.chain = list(chain)
         self.name = spec.name
         self.crm = spec.crm
-        self._objects: dict[str, ObjectSpec] = {str(k): v for k, v in spec.objects.items()}
+        self._objects: dict[str, ObjectSpec] = {
+            str(k): v for k, v in spec.objects.items() if v.enabled or k in ("account", "invoice")
+        }
         where = origin or (lambda _key: source)
         self._origin = where
         errors: list[MappingError] = []
@@ -817,6 +830,8 @@ class FieldMapping:
                     )
                 )
         for kind, obj in spec.objects.items():
+            if str(kind) not in self._objects:
+                continue
             if not obj.crm_object:
                 errors.append(
                     MappingError(
@@ -868,6 +883,19 @@ class FieldMapping:
                         f"{name} must be mapped",
                         mapping_file=source,
                         key=f"objects.invoice.fields.{name}",
+                    )
+                )
+        payment_spec = self._objects.get("payment")
+        for name in ("invoice_id", "payment_id", "amount", "paid_on"):
+            if payment_spec is None:
+                break
+            declared = payment_spec.fields.get(name)
+            if declared is None or not declared.enabled:
+                errors.append(
+                    MappingError(
+                        f"{name} must be mapped",
+                        mapping_file=source,
+                        key=f"objects.payment.fields.{name}",
                     )
                 )
         if errors:
@@ -1086,8 +1114,53 @@ class FieldMapping:
                     ),
                 )
 
-    def to_invoice(self, raw: RawRecord) -> Invoice | None:
+    def paid_date_source(self) -> str | None:
+        """Where paid dates come from: "field" (the invoice's own), "payments", or None."""
+        if "paid_date" in self._fields["invoice"]:
+            return "field"
+        if "payment" in self._objects:
+            return "payments"
+        return None
+
+    def to_payment(self, raw: RawRecord) -> PaymentEntry:
+        """Convert a payment allocation record.
+
+        Raises:
+            RecordError: a missing invoice or payment, or a value that does not convert.
+        """
+        values: dict[str, Any] = {}
+        for item in self._fields["payment"].values():
+            try:
+                value = item.read(raw.fields)
+            except _Bad as exc:
+                raise self._record_error(raw, item, exc) from None
+            if value is not None:
+                values[item.name] = value
+        for name in ("invoice_id", "payment_id", "amount"):
+            if name not in values:
+                item = self._fields["payment"][name]
+                raise RecordError(
+                    f"{name} ({item.crm}): missing",
+                    record_id=raw.crm_id,
+                    code="MISSING_FIELD",
+                    fields=[item.crm or name],
+                )
+        kind = str(values.get("entry_type") or "allocation").strip().lower()
+        return PaymentEntry(
+            crm_id=str(values.get("crm_id") or raw.crm_id),
+            invoice_id=str(values["invoice_id"]),
+            payment_id=str(values["payment_id"]),
+            amount=values["amount"],
+            paid_on=values.get("paid_on"),
+            reversal=kind == "unallocation",
+            reversed=bool(values.get("reversed")),
+        )
+
+    def to_invoice(self, raw: RawRecord, *, settled_on: date | None = None) -> Invoice | None:
         """Convert a CRM invoice record; None when a filter excludes it.
+
+        `settled_on` is the paid date found elsewhere (payment allocations), used when the
+        record's own paid date is not mapped or empty, and checked like one.
 
         Raises:
             RecordError: with the record id, field and reason, for missing or malformed dates,
@@ -1105,6 +1178,8 @@ class FieldMapping:
                 raise self._record_error(raw, item, exc) from None
             if value is not None:
                 values[item.name] = value
+        if settled_on is not None and "paid_date" not in values:
+            values["paid_date"] = settled_on
         record_id = raw.crm_id
         fields_by_name = self._fields["invoice"]
 

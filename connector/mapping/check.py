@@ -137,7 +137,7 @@ def check_mapping(mapping: FieldMapping, describe: Describe) -> list[MappingErro
     """
     problems: list[MappingError] = []
     case_insensitive = mapping.crm == "salesforce"
-    for kind in ("account", "invoice", "task"):
+    for kind in ("account", "invoice", "task", "payment"):
         if not mapping.has_object(kind):
             continue
         compiled = mapping.fields(kind)
@@ -162,7 +162,27 @@ def check_mapping(mapping: FieldMapping, describe: Describe) -> list[MappingErro
             if item.crm:
                 problems.extend(_check_field(mapping, item, obj, case_insensitive))
         problems.extend(_check_filters(mapping, kind, obj, case_insensitive))
+    if mapping.paid_date_source() is None:
+        problems.append(payment_history_warning(mapping))
     return problems
+
+
+NO_PAYMENT_HISTORY = "payment history not mapped"
+
+
+def payment_history_warning(mapping: FieldMapping) -> MappingWarning:
+    """The warning for a mapping with no paid-date source (the model then scores no payment
+    behaviour: no late share, trend or thin-file reason that would blame the customer)."""
+    return MappingWarning(
+        f"{NO_PAYMENT_HISTORY}: invoices have no paid date, so payment behaviour (days late, "
+        "late share, trend, settled invoices) cannot be scored; map "
+        "objects.invoice.fields.paid_date to a paid-date field, or an [objects.payment] "
+        "allocation object (the salesforce.billing preset maps blng__PaymentAllocationInvoice__c)",
+        mapping_file=mapping.source,
+        key="objects.invoice.fields.paid_date",
+        crm_object=mapping.crm_object("invoice"),
+        category="missing",
+    )
 
 
 def _check_field(

@@ -47,6 +47,8 @@ def assess(
     portfolio: PortfolioContext,
     policy: ScoringPolicy,
     as_of: date,
+    *,
+    payment_history: bool = True,
 ) -> RiskAssessment:
     """Score one account at `as_of`: score, band, limit, ordered reasons and the full breakdown.
 
@@ -56,11 +58,14 @@ def assess(
         portfolio: book totals (see `build_portfolio_context`).
         policy: the scoring policy.
         as_of: the decision date (the only notion of "today").
+        payment_history: False when the CRM mapping has no paid-date source: the thin-file
+            factor and cap are left out (the run reports "payment history not mapped" once).
 
     Returns:
         The assessment (built without re-validation: every value is produced here).
     """
     f = extract(account, invoices, portfolio, policy, as_of)
+    f.payment_history = payment_history
     rating = rate(f, policy)
     limit, derivation = recommend_limit(account, f, rating.band, portfolio, policy)
     reasons = tuple(

@@ -34,6 +34,9 @@ class Features:
     """Every measurement of one account at `as_of`; amounts are floats in one currency."""
 
     currency: str | None = None
+    # False when the CRM mapping has no paid-date source: settled invoices cannot be seen, so
+    # the thin-file factor and cap would blame the customer for our missing data.
+    payment_history: bool = True
     invoice_count: int = 0
     exposure: float = 0.0
     bucket_amounts: list[float] = field(default_factory=lambda: [0.0] * 5)

@@ -168,7 +168,10 @@ def _points(c: CompiledPolicy, f: Features) -> list[tuple[float | None, float | 
     thin = policy.thin_file
     gap_invoices = 1.0 - min(f.settled_count, thin.full_invoices) / thin.full_invoices
     gap_tenure = 1.0 - min(f.tenure_days, thin.full_tenure_days) / thin.full_tenure_days
-    out.append((float(f.settled_count), 100.0 * max(gap_invoices, gap_tenure), True))
+    if f.payment_history:
+        out.append((float(f.settled_count), 100.0 * max(gap_invoices, gap_tenure), True))
+    else:
+        out.append((None, None, False))
     out.append(
         (f.altman_z, c.financials(f.altman_z), True)
         if f.altman_z is not None
@@ -221,7 +224,11 @@ def _combine(
         applied.append((code, band, max(0.0, floor - score)))
         score = max(score, floor)
     thin_rule = policy.thin_file
-    capped = f.settled_count < thin_rule.cap_below_invoices and f.external_risk is None
+    capped = (
+        f.payment_history
+        and f.settled_count < thin_rule.cap_below_invoices
+        and f.external_risk is None
+    )
     if capped:
         floor = c.band_floor[thin_rule.cap_band]
         capped = score < floor

@@ -74,9 +74,21 @@ def salesforce_org() -> dict[str, ObjectDescription]:
         ),
         fd("SystemModstamp", "datetime", updateable=False),
     ]
+    allocation = [
+        fd("Id", "id", updateable=False),
+        fd("blng__Invoice__c", "reference"),
+        fd("blng__Payment__c", "reference"),
+        fd("blng__Amount__c", "currency"),
+        fd("blng__Type__c", "picklist", picklist_values=("Allocation", "Unallocation")),
+        fd("blng__Unallocated__c", "boolean"),
+        fd("SystemModstamp", "datetime", updateable=False),
+    ]
     return {
         "Account": ObjectDescription("Account", {f.name: f for f in account}),
         "blng__Invoice__c": ObjectDescription("blng__Invoice__c", {f.name: f for f in invoice}),
+        "blng__PaymentAllocationInvoice__c": ObjectDescription(
+            "blng__PaymentAllocationInvoice__c", {f.name: f for f in allocation}
+        ),
     }
 
 
@@ -360,3 +372,16 @@ def test_every_problem_names_file_key_object_and_field(user_mapping) -> None:
         str(path),
         str(Path(mapping.chain[-1])),
     }
+
+
+def test_a_mapping_without_a_paid_date_source_gets_one_warning(tmp_path: Path) -> None:
+    own = tmp_path / "own.toml"
+    own.write_text('extends = "salesforce.billing"\n[objects.payment]\nenabled = false\n')
+    problems = check_mapping(load_mapping(str(own)), describer(salesforce_org()))
+    assert errors_only(problems) == []
+    [warning] = [p for p in problems if "payment history not mapped" in str(p)]
+    assert warning.key == "objects.invoice.fields.paid_date"
+    assert all(
+        "payment history" not in str(p)
+        for p in check_mapping(load_mapping("salesforce.billing"), describer(salesforce_org()))
+    )
