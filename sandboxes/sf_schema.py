@@ -290,6 +290,7 @@ def build_schema() -> dict[str, SObject]:
             FieldDef("Payment_Terms_Days__c", "double", precision=3, scale=0, custom=True),
             FieldDef("Credit_Limit__c", "currency", precision=16, scale=2, custom=True),
             FieldDef("Recommended_Credit_Limit__c", "currency", precision=16, scale=2, custom=True),
+            FieldDef("Credit_Limit_Basis__c", "currency", precision=16, scale=2, custom=True),
             FieldDef("Risk_Score__c", "double", precision=5, scale=1, custom=True),
             FieldDef(
                 "Risk_Rating__c",

@@ -161,6 +161,7 @@ ACCOUNTS = ZModule(
         ZField(
             "Recommended_Credit_Limit", "Recommended Credit Limit", "currency", 16, 2, custom=True
         ),
+        ZField("Credit_Limit_Basis", "Credit Limit Basis", "currency", 16, 2, custom=True),
         ZField("Risk_Score", "Risk Score", "double", 5, 1, custom=True),
         ZField(
             "Risk_Rating",

@@ -19,7 +19,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from connector.models import TaskState
-from connector.planning.planner import REVIEWED_FIELD, UNKNOWN_LEVEL, normalize
+from connector.planning.planner import (
+    BASIS_FIELD,
+    LIMIT_FIELD,
+    REVIEWED_FIELD,
+    UNKNOWN_LEVEL,
+    normalize,
+)
 from connector.store import SqlStore, TaskLedgerEntry
 
 # CRMs keep date-times to the millisecond (Salesforce) or the second (Zoho): what we wrote
@@ -71,6 +77,34 @@ def adoptable(crm_values: Mapping[str, Any], write_fields: Sequence[str]) -> dic
         for name in write_fields
         if normalize(name, crm_values.get(name)) is not None
     }
+
+
+def adopted_reference_limit(
+    crm_values: Mapping[str, Any], write_fields: Sequence[str]
+) -> str | None:
+    """The limit a person set, as the CRM records it after a run this store does not know.
+
+    Our review writes the limit it started from (BASIS_FIELD) beside the limit it applied. When
+    the CRM's limit is that basis (kept, or a change held for approval) or our recommendation
+    (a change we applied), it is ours and the person's limit is the basis; otherwise a person
+    set the limit since, and that is the reference.
+
+    Args:
+        crm_values: the CRM's current values of our output fields (canonical names).
+        write_fields: the output fields the mapping writes.
+
+    Returns:
+        The reference limit as stored text ("" for none), or None when the mapping writes no
+        basis (the caller then measures against the limit as it stands).
+    """
+    if BASIS_FIELD not in write_fields or LIMIT_FIELD not in write_fields:
+        return None
+    limit = normalize(LIMIT_FIELD, crm_values.get(LIMIT_FIELD))
+    basis = normalize(BASIS_FIELD, crm_values.get(BASIS_FIELD))
+    ours = normalize(LIMIT_FIELD, crm_values.get("recommended_credit_limit"))
+    if limit is not None and limit != basis and limit != ours:
+        return str(limit)
+    return "" if basis is None else str(basis)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,12 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from connector.engine.adoption import adopt_open_tasks, adoptable, written_elsewhere
+from connector.engine.adoption import (
+    adopt_open_tasks,
+    adoptable,
+    adopted_reference_limit,
+    written_elsewhere,
+)
 from connector.engine.digests import DigestSender
 from connector.engine.drift import FieldDrift, mapping_digest
 from connector.engine.money import (
@@ -859,6 +864,8 @@ class _Engine:
             "limit_currency": currency,
             "limit_rate": str(inputs.rate),
             "recommended_limit_home": None if limit_home is None else str(limit_home),
+            # The limit this review started from, written to the CRM (BASIS_FIELD).
+            "limit_basis": None if held_now is None else str(held_now),
             "derived_limit_home": None if target is None else str(target),
         }
         return assessment.model_copy(
@@ -884,8 +891,12 @@ class _Engine:
             response="read",
         )
         limit_key = f"reference_limit:{self.name}:{account_id}"
-        if LIMIT_FIELD in values and self.store.get_value(limit_key) is None:
-            # Who set the limit is unknown now: utilisation is measured against it as it stands.
+        reference = adopted_reference_limit(crm_values, self.write_fields)
+        if reference is not None:
+            self.store.set_value(limit_key, reference)
+        elif LIMIT_FIELD in values and self.store.get_value(limit_key) is None:
+            # Who set the limit is unknown (no basis field mapped): utilisation is measured
+            # against the limit as it stands.
             self.store.set_value(limit_key, str(normalize(LIMIT_FIELD, values[LIMIT_FIELD])))
         self.report.adopted_fields += len(values)
         self.state_lost = True

@@ -85,6 +85,7 @@ _ACCOUNT_WRITE: dict[str, str] = {
     "risk_score": "decimal", "risk_band": "label", "risk_level": "label", "risk_reasons": "text",
     "recommended_credit_limit": "money", "current_credit_limit": "money",
     "risk_reviewed_at": "datetime", "probability_late": "decimal",
+    "credit_limit_basis": "money",
 }  # fmt: skip
 _INVOICE_READ: dict[str, str] = {
     "crm_id": "id", "account_id": "id", "number": "string", "issue_date": "date",

@@ -13,9 +13,12 @@ from connector.planning.governance import GovernancePolicy
 from connector.planning.task_rules import Firing, TaskRule
 
 ELLIPSIS = "…"
-MONEY_FIELDS = frozenset({"recommended_credit_limit", "current_credit_limit"})
+MONEY_FIELDS = frozenset({"recommended_credit_limit", "current_credit_limit", "credit_limit_basis"})
 SCORE_FIELDS = frozenset({"risk_score", "probability_late"})
 LIMIT_FIELD = "current_credit_limit"
+# The limit the review started from (the one a person set; empty when none), written beside the
+# limit so a store that lost its state tells our own limit writes from a person's.
+BASIS_FIELD = "credit_limit_basis"
 REVIEWED_FIELD = "risk_reviewed_at"
 
 
@@ -93,6 +96,11 @@ def desired_values(
         "probability_late": (
             Decimal(str(round(assessment.probability_late, 4)))
             if assessment.probability_late is not None
+            else None
+        ),
+        BASIS_FIELD: (
+            Decimal(str(assessment.features["limit_basis"]))
+            if assessment.features.get("limit_basis") is not None
             else None
         ),
     }

@@ -139,6 +139,29 @@ def test_a_deleted_store_adopts_the_crms_tasks_and_fields_and_duplicates_nothing
     assert third["writes"].get("account", {}).get("written", 0) == 0
 
 
+def test_a_lost_store_takes_the_limits_it_wrote_for_its_own_and_changes_nothing(
+    org: Org, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The limits a review wrote (a capped cut, a first limit) are ours, not a person's: after a
+    store loss utilisation is still measured against the limit a person set, so the run that
+    adopts opens no over-limit task at our own cut and writes nothing a kept store would not."""
+    first = org.sync(capsys)
+    # The seed has accounts whose limit the first review cut and accounts given a first limit.
+    assert first["writes"]["account"]["written"] > 0
+    user = crm_user(org.sandbox)
+    values = user.account_values()
+    before = open_task_keys(org)
+    _drop_store(org)
+    again = org.sync(capsys)
+    assert again["adopted_fields"] > 0
+    assert again["tasks"].get("create", 0) == 0, [
+        key for key in open_task_keys(org) if key not in before
+    ]
+    assert again["writes"]["account"].get("written", 0) == 0
+    assert user.account_values() == values
+    assert open_task_keys(org) == before
+
+
 def test_an_old_copy_of_the_store_adopts_what_later_runs_wrote(
     org: Org, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -55,6 +55,7 @@ def salesforce_org() -> dict[str, ObjectDescription]:
         ),
         fd("Risk_Reasons__c", "text", type="textarea", length=32768, custom=True),
         fd("Recommended_Credit_Limit__c", "currency", custom=True),
+        fd("Credit_Limit_Basis__c", "currency", custom=True),
         fd("Risk_Reviewed_At__c", "datetime", custom=True),
     ]
     invoice = [
@@ -293,6 +294,7 @@ def test_plan_lists_only_missing_unmanaged_custom_fields() -> None:
         "Risk_Level__c",
         "Risk_Reasons__c",
         "Recommended_Credit_Limit__c",
+        "Credit_Limit_Basis__c",
         "Risk_Reviewed_At__c",
     }
     by_name = {m.field: m for m in missing}
