@@ -2195,7 +2195,33 @@ class SalesforceEmulator:
         self.writes_log.append(
             {"object": obj.name, "id": record_id, "op": op, "fields": dict(clean)}
         )
+        if obj.name == "blng__PaymentAllocationInvoice__c":
+            self._roll_up_payments(row.get("blng__Invoice__c"), stamp)
         return record_id
+
+    def _roll_up_payments(self, invoice_id: Any, stamp: str) -> None:
+        """Billing's roll-up: an allocation changes its invoice's balance and payment status.
+
+        The impact of an allocation is its amount, of an unallocation minus its amount; the
+        invoice's balance is its total less the impacts, and like any roll-up summary the
+        change stamps the invoice, so an incremental read sees it again.
+        """
+        invoice = self.rows["blng__Invoice__c"].get(str(invoice_id))
+        if invoice is None:
+            return
+        applied = sum(
+            (-1 if row.get("blng__Type__c") == "Unallocation" else 1)
+            * Decimal(str(row.get("blng__Amount__c") or 0))
+            for row in self.rows["blng__PaymentAllocationInvoice__c"].values()
+            if row.get("blng__Invoice__c") == invoice["Id"] and not row["IsDeleted"]
+        )
+        total = Decimal(str(invoice.get("blng__TotalAmount__c") or 0))
+        balance = max(total - applied, Decimal(0))
+        invoice["blng__Balance__c"] = float(balance)
+        invoice["blng__PaymentStatus__c"] = (
+            "Paid" if balance <= 0 else "Partially Paid" if balance < total else "Unpaid"
+        )
+        self._touch(invoice, stamp)
 
     # ---------------------------------------------------------------- Bulk API 2.0
 

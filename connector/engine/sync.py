@@ -339,6 +339,7 @@ class _Engine:
         allocations with it.
         """
         settled: list[str] = []
+        known: dict[str, date] = {}
         for raw in chunk:
             if raw.deleted:
                 continue
@@ -352,9 +353,18 @@ class _Engine:
                 and invoice.status not in NOT_PAID_STATUSES
                 and (invoice.status == InvoiceStatus.PAID or invoice.open_amount <= 0)
             ):
-                settled.append(invoice.crm_id)
+                stored = self.store.get_invoice(self.name, invoice.crm_id)
+                if (
+                    stored is not None
+                    and stored.paid_date is not None
+                    and stored.modified_at == invoice.modified_at
+                ):
+                    # Read again unchanged (the watermark's overlap): its date is known.
+                    known[invoice.crm_id] = stored.paid_date
+                else:
+                    settled.append(invoice.crm_id)
         if not settled:
-            return {}
+            return known
         assert isinstance(self.adapter, RelatedReader)
         parent = self.mapping.field("payment", "invoice_id").crm
         entries = []
@@ -370,7 +380,7 @@ class _Engine:
                 # One bad allocation leaves its invoice without a paid date, not the run.
                 self.report.errors.add(exc.code, record.crm_id, redact(str(exc)))
         self.report.objects["payment"]["read"] += len(entries)
-        return settlement_dates(entries)
+        return {**known, **settlement_dates(entries)}
 
     def _ingest(
         self, kind: str, raw: RawRecord, counts: Any, settled_on: date | None = None

@@ -721,11 +721,19 @@ class SqlStore:
             )
 
     def get_invoice(self, connection: str, crm_id: str) -> Invoice | None:
-        """One stored invoice, or None."""
+        """One stored invoice with the CRM's modification stamp it was read at, or None."""
         rows = self._query(
-            "SELECT data FROM invoices WHERE connection = ? AND crm_id = ?", (connection, crm_id)
+            "SELECT data, modified_at FROM invoices WHERE connection = ? AND crm_id = ?",
+            (connection, crm_id),
         )
-        return Invoice.model_validate_json(rows[0]["data"]) if rows else None
+        if not rows:
+            return None
+        invoice = Invoice.model_validate_json(rows[0]["data"])
+        if rows[0]["modified_at"]:
+            invoice = invoice.model_copy(
+                update={"modified_at": datetime.fromisoformat(rows[0]["modified_at"])}
+            )
+        return invoice
 
     def count_invoices(self, connection: str) -> int:
         """How many live invoices are stored."""

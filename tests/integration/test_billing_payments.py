@@ -116,3 +116,67 @@ def test_a_mapping_without_a_paid_date_source_warns_once_and_blames_no_customer(
     written = [v["risk_reasons"] or "" for v in values.values()]
     assert not any("THIN_FILE" in text for text in written)
     assert "billing-no-payments.toml:objects.invoice.fields.paid_date" in report["warnings"][0]
+
+
+def test_a_payment_recorded_in_billing_dates_its_invoice_on_the_next_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_ca_env: None
+) -> None:
+    with sandbox_starter("salesforce")(accounts=60, seed=7) as sandbox:
+        org = _org(sandbox, tmp_path / "billing", "salesforce.billing")
+        org.sync(capsys)
+        user = crm_user(sandbox)
+        assert isinstance(user, SalesforceUser)
+        [invoice] = user.sf.query(
+            "SELECT Id, Name, blng__Account__c, blng__TotalAmount__c, CurrencyIsoCode "
+            "FROM blng__Invoice__c WHERE blng__PaymentStatus__c = 'Unpaid' "
+            "AND blng__InvoiceStatus__c = 'Posted' AND blng__DueDate__c < 2026-10-01 "
+            "ORDER BY Name LIMIT 1"
+        )["records"]
+        account = invoice["blng__Account__c"]
+        before = _features_by_id(org)[account]
+        # What a cash clerk does in Billing: a payment, applied to the invoice.
+        payment = user.sf.blng__Payment__c.create(
+            {
+                "blng__Account__c": account,
+                "blng__Amount__c": invoice["blng__TotalAmount__c"],
+                "blng__PaymentDate__c": "2026-10-25",
+                "blng__Status__c": "Processed",
+                "CurrencyIsoCode": invoice["CurrencyIsoCode"],
+            }
+        )
+        user.sf.blng__PaymentAllocationInvoice__c.create(
+            {
+                "blng__Invoice__c": invoice["Id"],
+                "blng__Payment__c": payment["id"],
+                "blng__Amount__c": invoice["blng__TotalAmount__c"],
+                "blng__Type__c": "Allocation",
+                "CurrencyIsoCode": invoice["CurrencyIsoCode"],
+            }
+        )
+        second = org.sync(capsys)
+    assert second["objects"]["invoice"]["read"] >= 1
+    assert second["objects"]["payment"]["read"] == 1
+    store = open_store(str(org.store), create=False)
+    try:
+        [stored] = [
+            i
+            for i in store.invoices_for(org.sandbox.connection_name, account)
+            if i.crm_id == invoice["Id"]
+        ]
+    finally:
+        store.close()
+    assert stored.paid_date is not None and stored.paid_date.isoformat() == "2026-10-25"
+    assert _features_by_id(org)[account]["settled_count"] == before["settled_count"] + 1
+
+
+def _features_by_id(org: Org) -> dict[str, dict[str, Any]]:
+    store = open_store(str(org.store), create=False)
+    try:
+        out = {}
+        for stored in store.iter_accounts(org.sandbox.connection_name):
+            assessment = store.get_assessment(org.sandbox.connection_name, stored.account.crm_id)
+            assert assessment is not None
+            out[stored.account.crm_id] = dict(assessment.features)
+        return out
+    finally:
+        store.close()
