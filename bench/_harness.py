@@ -34,6 +34,26 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def own_cpu_seconds() -> float:
+    """User + system CPU of this process (every thread), so never the sandbox's, which runs in another."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of another live process, from /proc/<pid>/stat (fields 14 and 15, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_peak_rss_mb(pid: int) -> float:
+    """Peak resident memory (VmHWM) of another live process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 class Sandbox:
     """`bench/_serve.py serve` (the sandbox CLI plus TCP_NODELAY) in a child process, so its memory is not counted as ours."""
 
@@ -64,6 +84,13 @@ class Sandbox:
         self.info: dict[str, Any] = json.loads(line)
         self.seed_seconds = time.perf_counter() - started
 
+    def cpu_seconds(self) -> float:
+        """The sandbox's own CPU so far (seeding included): what the connector's figures leave out."""
+        return process_cpu_seconds(self.proc.pid)
+
+    def peak_rss_mb(self) -> float:
+        return process_peak_rss_mb(self.proc.pid)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -93,6 +120,8 @@ class RunFigures:
     lower_bound: int
     peak_rss_mb: float
     status: str
+    cpu_seconds: float = 0.0
+    sandbox_cpu_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -115,6 +144,8 @@ class RunFigures:
             "lower_bound": self.lower_bound,
             "ratio": round(self.ratio, 3),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "cpu_seconds": round(self.cpu_seconds, 2),
+            "sandbox_cpu_seconds": round(self.sandbox_cpu_seconds, 2),
             "status": self.status,
             **self.extra,
         }
@@ -139,6 +170,7 @@ class EngineRunner:
     ) -> None:
         """Write the config (`extra`: TOML tables appended after the connection) and open the store."""
         self.folder = Path(tempfile.mkdtemp(prefix="crm-bench-"))
+        self.sandbox = sandbox
         info = sandbox.info
         text = (
             f"[store]\nurl = {json.dumps(str(self.folder / 'state.db'))}\n" + info["config_snippet"]
@@ -158,6 +190,8 @@ class EngineRunner:
         adapter = create_adapter(self.connection.crm_settings(), state=self.store)
         caps = adapter.capabilities
         started = time.perf_counter()
+        cpu_started = own_cpu_seconds()
+        sandbox_started = self.sandbox.cpu_seconds()
         try:
             report = run_sync(
                 config=self.config,
@@ -170,6 +204,8 @@ class EngineRunner:
         finally:
             adapter.close()
         seconds = time.perf_counter() - started
+        cpu = own_cpu_seconds() - cpu_started
+        sandbox_cpu = self.sandbox.cpu_seconds() - sandbox_started
         data = report.to_dict()
         read = {kind: int(counts.get("read", 0)) for kind, counts in data["objects"].items()}
         account_writes = data["writes"].get("account", {})
@@ -186,10 +222,13 @@ class EngineRunner:
             bound,
             peak_rss_mb(),
             data["status"],
+            cpu,
+            sandbox_cpu,
             {
                 "page": caps.max_read_page,
                 "batch": caps.max_write_batch,
                 "written_ok": int(account_writes.get("written", 0)),
+                "concurrency": caps.max_concurrency,
             },
         )
 

@@ -1,14 +1,17 @@
-"""Benchmark: a full and a no-change sync with 50 ms added to every sandbox answer, sequential vs the adapter's concurrency.
+"""Benchmark: a full and a no-change sync with latency added to every sandbox answer, at concurrency 1, the default and 8.
 
-Run: .venv/bin/python bench/latency.py [--crm salesforce,zoho] [--sizes 1000] [--latency-ms 50]
-With latency, wall time is about calls x latency / effective parallelism, so this shows what the
-call count and the adapter's concurrency are worth on a real network. See bench/README.md.
+Run: .venv/bin/python bench/latency.py [--crm salesforce,zoho] [--sizes 1000] [--latency-ms 50,200]
+With latency, wall time is at least ceil(calls / concurrency) x latency: that lower bound and the
+ratio of the wall time to it show what the engine's concurrency is worth on a real network.
+"Default" is what the adapter declares for its CRM when the connection sets no `max_concurrency`.
+See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -19,20 +22,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import EngineRunner, Sandbox, peak_rss_mb
 
-# "sequential" pins one request at a time; "adapter" keeps the adapter's own default.
-SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
-    "salesforce": {
-        "sequential": {"bulk_read_threshold": 10**12},
-        "adapter": {"bulk_read_threshold": 10**12},
-    },
-    "zoho": {"sequential": {"max_concurrency": 1}, "adapter": {}},
+# Connection options per setting; REST reads on Salesforce so that every call is a page or a batch.
+BASE: dict[str, dict[str, Any]] = {
+    "salesforce": {"bulk_read_threshold": 10**12},
+    "zoho": {"bulk_read_threshold": 0},
+}
+SETTINGS: dict[str, dict[str, Any]] = {
+    "1": {"max_concurrency": 1},
+    "default": {},
+    "8": {"max_concurrency": 8},
 }
 
 
-def one(kind: str, size: int, mode: str, latency_ms: float) -> dict[str, Any]:
+def one(kind: str, size: int, setting: str, latency_ms: float) -> dict[str, Any]:
     sandbox = Sandbox(kind, size, latency_ms=latency_ms)
     try:
-        runner = EngineRunner(sandbox, SETTINGS[kind][mode])
+        runner = EngineRunner(sandbox, {**BASE[kind], **SETTINGS[setting]})
         try:
             full = runner.run("full")
             again = runner.run("no-change")
@@ -43,11 +48,16 @@ def one(kind: str, size: int, mode: str, latency_ms: float) -> dict[str, Any]:
     return {
         "crm": kind,
         "accounts": size,
-        "mode": mode,
+        "setting": setting,
         "latency_ms": latency_ms,
         "runs": [full.to_dict(), again.to_dict()],
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
+
+
+def bound_seconds(calls: int, concurrency: int, latency_ms: float) -> float:
+    """No engine can beat ceil(calls / concurrency) round trips of `latency_ms` each."""
+    return math.ceil(calls / max(1, concurrency)) * latency_ms / 1000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,57 +66,78 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--crm", default="salesforce,zoho")
     parser.add_argument("--sizes", default="1000")
-    parser.add_argument("--latency-ms", type=float, default=50)
+    parser.add_argument(
+        "--latency-ms", default="50,200", help="comma-separated milliseconds per answer"
+    )
     parser.add_argument("--json", help="also write every figure to this JSON file")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        kind, size, mode = args.one.split(":")
+        kind, size, setting, latency = args.one.split(":")
         try:
-            result = one(kind, int(size), mode, args.latency_ms)
+            result = one(kind, int(size), setting, float(latency))
         except Exception as exc:  # a failed configuration is a figure too
             result = {
                 "crm": kind,
                 "accounts": int(size),
-                "mode": mode,
+                "setting": setting,
                 "error": f"{type(exc).__name__}: {exc}"[:300],
             }
         print(json.dumps(result))
         return 0
-    print(f"nproc {os.cpu_count()}; latency {args.latency_ms} ms per answer")
+    print(f"nproc {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
+    print(
+        "bound = ceil(calls / concurrency) x latency; ratio = wall / bound;"
+        " vs 1 = wall / the same sync's wall at concurrency 1"
+    )
     results = []
     for kind in args.crm.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
-            for mode in SETTINGS[kind]:
-                child = subprocess.run(
-                    [
-                        sys.executable,
-                        __file__,
-                        "--one",
-                        f"{kind}:{size}:{mode}",
-                        "--latency-ms",
-                        str(args.latency_ms),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                )
-                lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
-                result = (
-                    json.loads(lines[-1])
-                    if lines
-                    else {"crm": kind, "accounts": size, "mode": mode, "error": child.stderr[-300:]}
-                )
-                results.append(result)
-                if "error" in result:
-                    print(f"{kind} {size:,} {mode}: failed: {result['error']}")
-                    continue
-                for run in result["runs"]:
-                    print(
-                        f"{kind:<10} {size:>7,} {mode:<10} {run['label']:<9} calls {run['calls']:>6}"
-                        f"  {run['seconds']:>8.2f}s  {run['seconds'] * 1000 / max(1, run['calls']):>6.1f} ms/call"
-                        f"  RSS {run['peak_rss_mb']:.0f} MB"
+            for latency in (float(ms) for ms in args.latency_ms.split(",")):
+                sequential: dict[str, float] = {}
+                for setting in SETTINGS:
+                    child = subprocess.run(
+                        [sys.executable, __file__, "--one", f"{kind}:{size}:{setting}:{latency}"],
+                        capture_output=True,
+                        text=True,
+                        check=False,
                     )
+                    lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
+                    result = (
+                        json.loads(lines[-1])
+                        if lines
+                        else {
+                            "crm": kind,
+                            "accounts": size,
+                            "setting": setting,
+                            "error": child.stderr[-300:],
+                        }
+                    )
+                    results.append(result)
+                    if "error" in result:
+                        print(
+                            f"{kind} {size:,} {latency:.0f} ms concurrency {setting}: failed: {result['error']}"
+                        )
+                        continue
+                    for run in result["runs"]:
+                        # The bound uses the concurrency asked for (the adapter's declared one by default).
+                        asked = int(setting) if setting.isdigit() else int(run["concurrency"])
+                        bound = bound_seconds(run["calls"], asked, latency)
+                        if setting == "1":
+                            sequential[run["label"]] = run["seconds"]
+                        versus = (
+                            run["seconds"] / sequential[run["label"]]
+                            if run["label"] in sequential
+                            else float("nan")
+                        )
+                        print(
+                            f"{kind:<10} {size:>7,} {latency:>4.0f} ms  concurrency {setting:<7}"
+                            f" (declared {run['concurrency']:>2})  {run['label']:<9} calls {run['calls']:>5}"
+                            f"  wall {run['seconds']:>7.2f}s  bound {bound:>7.2f}s"
+                            f"  ratio {run['seconds'] / bound if bound else float('nan'):>5.2f}"
+                            f"  vs 1 {versus:>5.2f}  connector CPU {run['cpu_seconds']:.2f}s"
+                        )
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

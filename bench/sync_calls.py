@@ -8,6 +8,7 @@ peak RSS printed is the connector's alone. See bench/README.md for what each fig
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import subprocess
@@ -130,20 +131,22 @@ class NaiveClient:
             else:
                 params["page"] += 1
         for account_id in ids:
+            # Per account, as a first integration would: Zoho's documented per-record filter that the
+            # sandbox serves is COQL (POST /crm/v8/coql; zoho.md §3.2); Search is not served there.
             self._call(
-                "GET",
-                f"{api}/Invoices/search",
-                params={
-                    "criteria": f"(Account_Name:equals:{account_id})",
-                    "fields": "id,Grand_Total,Due_Date",
+                "POST",
+                f"{api}/coql",
+                json={
+                    "select_query": "select id, Grand_Total, Due_Date from Invoices"
+                    f" where Account_Name = '{account_id}' limit 2000"
                 },
             )
             self._call("PUT", f"{api}/Accounts/{account_id}", json={"data": [{"Risk_Score": 50}]})
         return len(ids)
 
 
-def one(kind: str, size: int, mode: str, naive: bool) -> dict[str, Any]:
-    """Everything for one (CRM, size, mode), in this process."""
+def one(kind: str, size: int, mode: str, naive: bool, profile: str | None = None) -> dict[str, Any]:
+    """Everything for one (CRM, size, mode), in this process; `profile`: cProfile the full sync into that file."""
     sandbox = Sandbox(kind, size)
     result: dict[str, Any] = {
         "crm": kind,
@@ -154,13 +157,20 @@ def one(kind: str, size: int, mode: str, naive: bool) -> dict[str, Any]:
     try:
         runner = EngineRunner(sandbox, MODES[kind][mode])
         try:
-            result["runs"] = [
-                runner.run(label).to_dict()
-                for label in ("1 full", "2 no-change (re-reads our writes)", "3 steady state")
-            ]
+            result["runs"] = []
+            for label in ("1 full", "2 no-change (re-reads our writes)", "3 steady state"):
+                profiler = cProfile.Profile() if profile and not result["runs"] else None
+                if profiler:
+                    profiler.enable()
+                result["runs"].append(runner.run(label).to_dict())
+                if profiler:
+                    profiler.disable()
+                    profiler.dump_stats(profile)
         finally:
             runner.close()
         result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        result["sandbox_peak_rss_mb"] = round(sandbox.peak_rss_mb(), 1)
+        result["sandbox_cpu_seconds"] = round(sandbox.cpu_seconds(), 1)
         if naive:
             try:
                 result["naive"] = NaiveClient(kind, sandbox.info).run()
@@ -174,7 +184,9 @@ def one(kind: str, size: int, mode: str, naive: bool) -> dict[str, Any]:
 def print_result(result: dict[str, Any]) -> None:
     head = f"{result['crm']} {result['accounts']:,} accounts x {INVOICES_PER_ACCOUNT} invoices, {result['mode']}"
     print(
-        f"\n== {head} (sandbox seeded in {result['sandbox_seed_s']}s; peak RSS {result.get('peak_rss_mb')} MB)"
+        f"\n== {head} (sandbox seeded in {result['sandbox_seed_s']}s; connector peak RSS"
+        f" {result.get('peak_rss_mb')} MB; sandbox peak RSS {result.get('sandbox_peak_rss_mb')} MB,"
+        f" CPU {result.get('sandbox_cpu_seconds')} s with seeding)"
     )
     if "error" in result:
         print(f"   failed: {result['error']}")
@@ -183,6 +195,10 @@ def print_result(result: dict[str, Any]) -> None:
         print(
             f"   run {run['label']:<36} {run['status']:<26} calls {run['calls']:>6}  lower bound {run['lower_bound']:>6}"
             f"  ratio {run['ratio']:>6.3f}  {run['seconds']:>8.2f}s  RSS {run['peak_rss_mb']:>7.1f} MB"
+        )
+        print(
+            f"       connector CPU {run['cpu_seconds']:.2f}s (user+system of its own process);"
+            f" sandbox CPU {run['sandbox_cpu_seconds']:.2f}s; wall {run['seconds']:.2f}s"
         )
         print(
             f"       read {run['read']}  written {run['written_ok']}/{run['written']}  task actions {run['task_actions']}"
@@ -216,13 +232,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--modes", default="rest,bulk")
     parser.add_argument("--json", help="also write every figure to this JSON file")
+    parser.add_argument(
+        "--profile",
+        help="cProfile each configuration's full sync into <this>-<crm>-<size>-<mode>.prof",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
         kind, size, mode = args.one.split(":")
         try:
             result = one(
-                kind, int(size), mode, naive=int(size) <= args.naive_max and mode == "rest"
+                kind,
+                int(size),
+                mode,
+                naive=int(size) <= args.naive_max and mode == "rest",
+                profile=f"{args.profile}-{kind}-{size}-{mode}.prof" if args.profile else None,
             )
         except Exception as exc:  # a failed configuration is a figure too
             result = {
@@ -251,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{kind}:{size}:{mode}",
                         "--naive-max",
                         str(args.naive_max),
+                        *(["--profile", args.profile] if args.profile else []),
                     ],
                     capture_output=True,
                     text=True,
