@@ -267,6 +267,8 @@ class RetryingClient:
         self.cancel = cancel
         self.policy = policy or RetryPolicy()
         self.calls: Counter[str] = Counter()
+        # Write batches may be sent from several threads: `+=` on a Counter is not atomic.
+        self._calls_lock = threading.Lock()
         self._endpoint_name = endpoint_name or (lambda method, url: f"{method} {url.split('?')[0]}")
         self.on_response: list[Callable[[requests.Response], None]] = []
 
@@ -309,7 +311,8 @@ class RetryingClient:
             attempt += 1
             if self.cancel is not None and self.cancel.is_set():
                 raise RunCancelled(f"stopped before {method} {redact_url(url)}")
-            self.calls[self._endpoint_name(method, url)] += 1
+            with self._calls_lock:
+                self.calls[self._endpoint_name(method, url)] += 1
             # verify per request: REQUESTS_CA_BUNDLE in the environment would otherwise
             # override the session's CA bundle (the sandbox's test CA).
             kwargs.setdefault("verify", self.session.verify)

@@ -52,6 +52,8 @@ COLLECTION_LIMIT = 200
 QUERY_PAGE = 2000
 # Ids per `Id IN (...)` query: SOQL goes in the URL, and URIs over 16 KB fail with 414.
 IDS_PER_QUERY = 300
+# Write batches in flight by default: a safe share of an org's 25 concurrent long-running calls.
+DEFAULT_MAX_CONCURRENCY = 4
 # Consecutive cursor restarts without progress before giving up.
 MAX_LOCATOR_RESTARTS = 3
 
@@ -75,6 +77,12 @@ class SalesforceAdapter:
             key (upsert instead of create, exact lookup).
         task_open_status / task_closed_status: override the Task status values.
         jwt_audience: the JWT `aud` claim when it differs from login_url.
+        max_concurrency: write batches the engine sends at once (default 4). Salesforce does
+            not limit concurrent short requests per org but allows only 25 concurrent requests
+            running over 20 s (5 on Developer Edition; reference §6), and parallel updates of
+            related records can meet UNABLE_TO_LOCK_ROW (retried in halving batches).
+        write_batch: records per collections update (default and most: 200); lower it for
+            orgs whose triggers make a 200-record update slow.
     """
 
     def __init__(
@@ -109,7 +117,9 @@ class SalesforceAdapter:
             max_write_batch=(
                 int(options.get("bulk_write_batch", 10_000))
                 if self.bulk_write
-                else COLLECTION_LIMIT
+                else max(
+                    1, min(COLLECTION_LIMIT, int(options.get("write_batch", COLLECTION_LIMIT)))
+                )
             ),
             max_read_page=QUERY_PAGE,
             supports_bulk_read=True,
@@ -117,10 +127,10 @@ class SalesforceAdapter:
             supports_tasks=True,
             can_close_tasks=True,
             task_external_id=bool(options.get("task_external_id_field")),
-            # One adapter instance is not meant for parallel calls: concurrent updates of one
-            # account's records cause UNABLE_TO_LOCK_ROW, and orgs allow only 25 (5 on
-            # Developer Edition) concurrent long-running requests (reference §2.7, §6).
-            max_concurrency=1,
+            # The engine sends distinct accounts in each batch, so parallel batches do not
+            # update one record twice; 4 stays far below the 25 (5 on Developer Edition)
+            # concurrent long-running requests an org allows (reference §2.7, §6).
+            max_concurrency=max(1, int(options.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))),
         )
         self._describe_cache: dict[str, dict[str, Any]] = {}
         self._closed_status: str | None = None

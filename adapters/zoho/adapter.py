@@ -212,7 +212,10 @@ class ZohoAdapter:
         self.bulk = BulkReader(self.client, options, sleep)
         self.capabilities = AdapterCapabilities(
             name="zoho",
-            max_write_batch=MAX_WRITE_BATCH,
+            # `write_batch` (≤ 100): smaller updates for orgs whose workflows make them slow.
+            max_write_batch=max(
+                1, min(MAX_WRITE_BATCH, int(options.get("write_batch", MAX_WRITE_BATCH)))
+            ),
             max_read_page=PER_PAGE,
             supports_bulk_read=True,
             supports_bulk_write=False,

@@ -127,7 +127,11 @@ class ZohoClient:
         )
         self.max_concurrency = int(options.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
-        self._meter = threading.Lock()
+        # Re-entrant: the budget check runs under it together with the reservation below.
+        self._meter = threading.RLock()
+        # Credits of calls in flight: checked with the spent ones, so concurrent callers cannot
+        # all pass the budget check and overshoot it together.
+        self._reserved = 0
         self.credits: Counter[str] = Counter()
         self.remaining: int | None = None
         self.first_remaining: int | None = None
@@ -176,12 +180,14 @@ class ZohoClient:
         with self._meter:
             if self.remaining is None:
                 return None
-            return self.remaining - max(0, self._spent_since_header)
+            return self.remaining - max(0, self._spent_since_header) - self._reserved
 
     def check_budget(self) -> None:
         """Raise QuotaExhaustedError once this run used its share of the credits left at start."""
         share = self.settings.api_budget_share
-        if self.credit_budget is not None and sum(self.credits.values()) >= self.credit_budget:
+        with self._meter:
+            spent = sum(self.credits.values()) + self._reserved
+        if self.credit_budget is not None and spent >= self.credit_budget:
             raise QuotaExhaustedError(
                 f"Zoho credit budget of {self.credit_budget} for this run is spent",
                 code="CREDIT_BUDGET",
@@ -227,7 +233,31 @@ class ZohoClient:
             RetriableCrmError: still failing after the retry policy's attempts.
             FatalCrmError: any other error.
         """
-        self.check_budget()
+        with self._meter:
+            self.check_budget()
+            self._reserved += credits
+        try:
+            response = self._send(method, path, params, json_body, headers, retry)
+        except BaseException:
+            with self._meter:
+                self._reserved -= credits
+            raise
+        with self._meter:
+            # From reserved to spent in one step: a concurrent check never counts it twice.
+            self._reserved -= credits
+            self._spend(self._endpoint_name(method, self.url(path)), credits)
+        return response
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+        retry: bool,
+    ) -> requests.Response:
+        """The call itself, within the concurrency slots; one token refresh on 401."""
         url = self.url(path)
         data = None if json_body is None else json.dumps(json_body)
         with self._slots:
@@ -247,7 +277,6 @@ class ZohoClient:
                         token = self.auth.refresh(stale=token)
                         continue
                     raise
-                self._spend(self._endpoint_name(method, url), credits)
                 return response
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -108,7 +109,13 @@ class Writer:
         self.absent_task_keys = absent_task_keys or (lambda key: False)
         self.drift = drift
         self.batch_size = max(1, adapter.capabilities.max_write_batch)
+        # Write batches in flight at once (the adapter's declared limit for its CRM and this
+        # connection). Only the calls run in parallel: the store and the audit log are written
+        # on this thread, in batch order, so the end state is that of a sequential run.
+        self.concurrency = max(1, adapter.capabilities.max_concurrency)
         self._pending: list[PendingAccount] = []
+        # Batches closed but not yet sent: up to `concurrency` of them go out together.
+        self._closed: list[list[PendingAccount]] = []
         self._pending_updates = 0
         # Accounts with a failed task action keep last run's assessment as "previous", so a
         # downgrade that should have opened a task is detected again next run.
@@ -121,12 +128,16 @@ class Writer:
     # -- public ----------------------------------------------------------------------------
 
     def add(self, pending: PendingAccount) -> None:
-        """Queue one account's plan; flushes when a batch is full."""
+        """Queue one account's plan; flushes when `concurrency` batches are full."""
         self._pending.append(pending)
         if pending.plan.update is not None or pending.tasks.actions:
             self._pending_updates += 1
         if self._pending_updates >= self.batch_size or len(self._pending) >= 5 * self.batch_size:
-            self.flush()
+            # One batch is closed exactly where a sequential run would flush it.
+            self._closed.append(self._pending)
+            self._pending, self._pending_updates = [], 0
+            if len(self._closed) >= self.concurrency:
+                self.flush()
 
     def flush(self, *, final: bool = False) -> None:
         """Write the queued account updates; send task actions in full batches.
@@ -134,17 +145,51 @@ class Writer:
         Task actions wait in a queue until a whole batch is ready (or `final`), so a run with
         many tasks sends ⌈tasks / batch⌉ calls, not one partial batch per account batch. An
         account is finalised (assessment kept, scoring flag cleared) only when all of its writes
-        and task actions are answered, so a crash in between redoes it next run.
+        and task actions are answered, so a crash in between redoes it next run. With
+        concurrency, the closed batches' updates are sent at once, and then each batch is
+        handled in order as a sequential run would have, so the outcome is the same.
         """
-        if not self._pending and not (final and self._task_queue):
+        if not self._pending and not self._closed and not (final and self._task_queue):
             return
         if self.cancel.is_set() and not final:
             raise RunCancelled("stopped before the next batch; pending work stays for the next run")
         self.heartbeat()
-        batch, self._pending, self._pending_updates = self._pending, [], 0
-        updates = [item.plan.update for item in batch if item.plan.update is not None]
-        for chunk_start in range(0, len(updates), self.batch_size):
-            self._write_updates(updates[chunk_start : chunk_start + self.batch_size])
+        batches = [*self._closed, *([self._pending] if self._pending else [])] or [[]]
+        self._closed, self._pending, self._pending_updates = [], [], 0
+        updates = [
+            [item.plan.update for item in batch if item.plan.update is not None]
+            for batch in batches
+        ]
+        concurrent = (
+            self.concurrency > 1
+            and sum(1 for chunk in updates if chunk) > 1
+            and not (self.shadow or self.dry_run)
+        )
+        if not concurrent:
+            for index, (batch, chunk) in enumerate(zip(batches, updates, strict=True)):
+                for start in range(0, len(chunk), self.batch_size):
+                    self._write_updates(chunk[start : start + self.batch_size])
+                self._after_writes(batch, final=final and index == len(batches) - 1)
+            return
+        answers = self._send_concurrently(updates)
+        for index, (batch, (ready, results, error)) in enumerate(
+            zip(batches, answers, strict=True)
+        ):
+            if error is not None:
+                # Stop where a sequential run would have; what the CRM confirmed for the
+                # later batches is still recorded, so it is not sent again.
+                for later, later_results, _ in answers[index + 1 :]:
+                    if later is not None and later_results is not None:
+                        self._apply_write(later, later_results, 0)
+                if isinstance(error, FatalCrmError) and self.drift is not None:
+                    self.drift.explain_fatal(error)
+                raise error
+            if ready is not None and results is not None:
+                self._apply_write(ready, results, 0)
+            self._after_writes(batch, final=final and index == len(batches) - 1)
+
+    def _after_writes(self, batch: Sequence[PendingAccount], *, final: bool) -> None:
+        """Queue the batch's task actions (or finalise its accounts) and send full task batches."""
         for item in batch:
             if item.tasks.actions:
                 self._waiting[item.account_id] = item
@@ -291,26 +336,91 @@ class Writer:
                     }
                 )
             return
-        updates = self._without_refused_values(updates)
-        if not updates:
+        prepared = self._prepare_write(updates)
+        if prepared is None:
             return
-        changes = [
-            RecordChange(
-                crm_id=update.account_id, fields=self.to_crm_values("account", dict(update.fields))
-            )
-            for update in updates
-        ]
-        account_ids = [update.account_id for update in updates]
-        self.store.record_intents(
-            self.connection, {update.account_id: update.fields for update in updates}
-        )
         try:
-            results = self.adapter.write(self.account_object, changes)
+            results = self._send_write(prepared)
         except FatalCrmError as exc:
             if self.drift is not None:
                 # A deleted or read-only field refuses the whole call (Salesforce INVALID_FIELD).
                 self.drift.explain_fatal(exc)
             raise
+        self._apply_write(prepared, results, split_round)
+
+    def _send_concurrently(
+        self, chunks: Sequence[Sequence[AccountUpdate]]
+    ) -> list[
+        tuple[
+            tuple[list[AccountUpdate], list[RecordChange]] | None,
+            list[WriteResult] | None,
+            BaseException | None,
+        ]
+    ]:
+        """Send one update batch per chunk at once; per chunk: what was sent, the answer or the error.
+
+        Every chunk's intent is logged before any is sent (crash safety as in a sequential run);
+        only the CRM calls run on worker threads, the caller applies the answers in order.
+        """
+        counts = self.report.writes["account"]
+        prepared: list[tuple[list[AccountUpdate], list[RecordChange]] | None] = []
+        for chunk in chunks:
+            counts["planned"] += len(chunk)
+            prepared.append(self._prepare_write(chunk) if chunk else None)
+        sent = [ready for ready in prepared if ready is not None]
+        with ThreadPoolExecutor(
+            max_workers=min(self.concurrency, max(1, len(sent))), thread_name_prefix="crm-write"
+        ) as pool:
+            futures = {id(ready): pool.submit(self._send_write, ready) for ready in sent}
+            answers: list[
+                tuple[
+                    tuple[list[AccountUpdate], list[RecordChange]] | None,
+                    list[WriteResult] | None,
+                    BaseException | None,
+                ]
+            ] = []
+            for ready in prepared:
+                if ready is None:
+                    answers.append((None, None, None))
+                    continue
+                try:
+                    answers.append((ready, futures[id(ready)].result(), None))
+                except BaseException as exc:  # the caller raises it in batch order
+                    answers.append((ready, None, exc))
+        return answers
+
+    def _prepare_write(
+        self, updates: Sequence[AccountUpdate]
+    ) -> tuple[list[AccountUpdate], list[RecordChange]] | None:
+        """Leave out refused values, log the intents; None when nothing is left to send."""
+        kept = self._without_refused_values(updates)
+        if not kept:
+            return None
+        changes = [
+            RecordChange(
+                crm_id=update.account_id, fields=self.to_crm_values("account", dict(update.fields))
+            )
+            for update in kept
+        ]
+        self.store.record_intents(
+            self.connection, {update.account_id: update.fields for update in kept}
+        )
+        return kept, changes
+
+    def _send_write(
+        self, prepared: tuple[list[AccountUpdate], list[RecordChange]]
+    ) -> list[WriteResult]:
+        """The CRM call alone (no store access), so batches can be sent from worker threads."""
+        return list(self.adapter.write(self.account_object, prepared[1]))
+
+    def _apply_write(
+        self,
+        prepared: tuple[list[AccountUpdate], list[RecordChange]],
+        results: list[WriteResult],
+        split_round: int,
+    ) -> None:
+        updates = prepared[0]
+        account_ids = [update.account_id for update in updates]
         if len(results) != len(updates):
             # The adapter broke its contract: nothing in this batch counts as written.
             results = [
