@@ -405,8 +405,20 @@ class _Bad(Exception):
         self.code = code
 
 
-def _refuse_lone_surrogates(text: str) -> None:
-    """A string with half of a UTF-16 pair cannot be stored, logged or printed as UTF-8."""
+def _refuse_unstorable_text(text: str) -> None:
+    """A string with half of a UTF-16 pair cannot be stored, logged or printed as UTF-8; one
+    with a NUL character cannot be stored in a PostgreSQL text column (nor safely in C strings).
+    Both quarantine the record on every store alike."""
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise _Bad(
+            f"text holds a NUL character \\u0000 at character {nul + 1} (a control byte no "
+            "text field should hold, e.g. from an import or a binary paste); "
+            "correct the value in the CRM",
+            "INVALID_TEXT",
+        )
+    if text.isascii():
+        return
     found = LONE_SURROGATE.search(text)
     if found is not None:
         raise _Bad(
@@ -644,8 +656,8 @@ class CompiledField:
         value = self.get(fields)
         if value is None or value == "":
             return None
-        if isinstance(value, str) and not value.isascii():
-            _refuse_lone_surrogates(value)
+        if isinstance(value, str):
+            _refuse_unstorable_text(value)
         return self.convert(value)
 
 

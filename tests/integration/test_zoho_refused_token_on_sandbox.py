@@ -7,6 +7,7 @@ by a later run inside the window either; once the window passes, the next run wo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -23,19 +24,19 @@ WAITS = {
 }
 
 
-def _use_up_the_mint_window(sandbox: object) -> int:
+def _use_up_the_mint_window(sandbox: Any) -> int:
     """Mint through Zoho's token endpoint, as another client would, until it throttles."""
     session = requests.Session()
     session.verify = getattr(sandbox, "ca_bundle", None) or True
     session.trust_env = False
     form = {
         "grant_type": "refresh_token",
-        "client_id": getattr(sandbox, "client_id"),
-        "client_secret": getattr(sandbox, "client_secret"),
-        "refresh_token": getattr(sandbox, "refresh_token") or "",
+        "client_id": sandbox.client_id,
+        "client_secret": sandbox.client_secret,
+        "refresh_token": sandbox.refresh_token or "",
     }
     for minted in range(20):
-        answer = session.post(getattr(sandbox, "token_url"), data=form, timeout=10)
+        answer = session.post(sandbox.token_url, data=form, timeout=10)
         if answer.status_code == 400:
             assert "access_token" not in answer.json()
             return minted
@@ -43,13 +44,13 @@ def _use_up_the_mint_window(sandbox: object) -> int:
     raise AssertionError("the token endpoint never throttled")
 
 
-def _api_calls(sandbox: object) -> int:
-    calls = getattr(sandbox, "server").calls
+def _api_calls(sandbox: Any) -> int:
+    calls = sandbox.server.calls
     return sum(n for (_, path), n in calls.items() if path.startswith("/crm/"))
 
 
-def _token_calls(sandbox: object) -> int:
-    calls = getattr(sandbox, "server").calls
+def _token_calls(sandbox: Any) -> int:
+    calls = sandbox.server.calls
     return sum(n for (_, path), n in calls.items() if path.startswith("/oauth/v2/token"))
 
 
