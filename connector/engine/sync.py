@@ -30,7 +30,7 @@ from connector.engine.money import (
 )
 from connector.engine.payments import settlement_dates
 from connector.engine.report import RunReport
-from connector.engine.writer import PendingAccount, TaskCaps, Writer
+from connector.engine.writer import PendingAccount, TaskCaps, Writer, downgrade_waiting_key
 from connector.errors import (
     EXIT_TEMPFAIL,
     ConnectorError,
@@ -623,6 +623,11 @@ class _Engine:
         if retry_refused:
             store.flag_for_scoring(name, retry_refused)
         pending_retry = {row["record_id"] for row in store.failed_writes(name)}
+        waiting_prefix = downgrade_waiting_key(name, "")
+        downgrades_waiting = {
+            key[len(waiting_prefix) :]: value
+            for key, value in store.values_under(waiting_prefix).items()
+        }
         if pending_retry:
             store.flag_for_scoring(name, pending_retry)
             self.report.writes["account"]["retried_from_previous"] += len(pending_retry)
@@ -694,6 +699,7 @@ class _Engine:
             )
             ledger = store.task_ledger(name, account.crm_id)
             downgrade = ledger.get("band_downgrade")
+            waiting_from = downgrades_waiting.get(account.crm_id)
             context = RuleContext(
                 previous=previous,
                 limit_held_for_approval=plan.limit_held is not None,
@@ -704,7 +710,7 @@ class _Engine:
                 downgrade_baseline=(
                     downgrade.meta.get("baseline")
                     if downgrade is not None and downgrade.state == "open"
-                    else None
+                    else waiting_from
                 ),
             )
             firings = (
@@ -725,7 +731,9 @@ class _Engine:
             )
             baseline_meta: dict[str, Any] = {}
             if any(a.rule == "band_downgrade" and a.action == "create" for a in task_plan.actions):
-                baseline_meta["band_downgrade"] = previous.band if previous else assessment.band
+                baseline_meta["band_downgrade"] = waiting_from or (
+                    previous.band if previous else assessment.band
+                )
             if any(a.rule == "limit_approval" and a.action == "create" for a in task_plan.actions):
                 # The limit the approval was asked against: a later hand edit settles it.
                 baseline_meta["limit_approval"] = str(
@@ -744,6 +752,7 @@ class _Engine:
                     ledger=dict(ledger),
                     baseline_meta=baseline_meta,
                     name=account.name,
+                    downgrade_waiting_from=waiting_from,
                 )
             )
             done += 1

@@ -44,6 +44,8 @@ class PendingAccount:
     ledger: dict[str, TaskLedgerEntry]
     baseline_meta: dict[str, Any] = field(default_factory=dict)
     name: str = ""
+    # The band a downgrade whose task waited for a cap fell from (None: no such task waits).
+    downgrade_waiting_from: str | None = None
     # Rules whose new task waits for a later run (a cap): the account is scored again then.
     deferred: set[str] = field(default_factory=set)
 
@@ -57,6 +59,11 @@ class TaskCaps:
 
 
 _PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
+
+
+def downgrade_waiting_key(connection: str, account_id: str) -> str:
+    """Where the band a capped downgrade fell from is kept until its task opens."""
+    return f"downgrade-waiting/{connection}/{account_id}"
 
 
 class Writer:
@@ -900,11 +907,19 @@ class Writer:
                             cause=item.tasks.close_causes[rule],
                             response="not sent",
                         )
-            if "band_downgrade" not in item.deferred:
-                # A waiting downgrade task keeps last run's band as "previous", so it fires again.
-                self.store.save_assessment(
-                    self.connection, item.assessment, self.policy_fingerprint, item.exposure
-                )
+            # The new band is recorded even when its downgrade task waits for a cap: the store,
+            # the portfolio and the report must show what the CRM shows. The band it fell from
+            # is kept aside instead, so the waiting task still fires against it on a later run.
+            self.store.save_assessment(
+                self.connection, item.assessment, self.policy_fingerprint, item.exposure
+            )
+            waiting_key = downgrade_waiting_key(self.connection, item.account_id)
+            if "band_downgrade" in item.deferred:
+                baseline = item.baseline_meta.get("band_downgrade")
+                if baseline is not None and baseline != item.downgrade_waiting_from:
+                    self.store.set_value(waiting_key, str(baseline))
+            elif item.downgrade_waiting_from is not None:
+                self.store.delete_values([waiting_key])
             if item.deferred:
                 self.store.flag_for_scoring(self.connection, [item.account_id])
             else:

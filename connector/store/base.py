@@ -261,6 +261,13 @@ class SqlStore:
                 (key, value, _iso(self.now())),
             )
 
+    def values_under(self, prefix: str) -> dict[str, str]:
+        """Every value whose key starts with prefix (one query, for a run's bookkeeping)."""
+        rows = self._query(
+            "SELECT key, value FROM kv WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+        )
+        return {str(row["key"]): str(row["value"]) for row in rows}
+
     def delete_values(self, keys: Iterable[str]) -> None:
         """Forget values stored by set_value."""
         with self.transaction() as db:

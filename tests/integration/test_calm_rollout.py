@@ -6,6 +6,7 @@ CRM state is read through the CRM's own API (tests/crm_user.py).
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,3 +152,48 @@ def test_a_2000_account_first_sync_stays_within_the_caps(
         [line for line in approvals["description"].splitlines() if line.startswith("- ")]
     ) == min(held, 200)
     assert not _digests(tasks, "limit_approval")
+
+
+def test_a_downgrade_waiting_for_the_cap_shows_its_new_band_and_opens_its_task_later(
+    calm: Org, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A capped downgrade task waits, but the store, the portfolio and the CRM agree on the band."""
+    text = calm.config.read_text().replace("[tasks]\n", "[tasks]\nmax_new_per_owner = 1\n", 1)
+    calm.config.write_text(text)
+    user = crm_user(calm.sandbox)
+    calm.sync(capsys)
+    later = "2027-03-01"  # four months on: invoices fall due and bands drop
+    calm.sync(capsys, "--as-of", later)
+    with sqlite3.connect(calm.folder / "state" / "crm-risk-state.db") as db:
+        waiting = dict(db.execute("SELECT key, value FROM kv WHERE key LIKE 'downgrade-waiting/%'"))
+    assert waiting, "the per-owner cap of 1 must leave some downgrade task waiting"
+
+    capsys.readouterr()
+    assert main(["portfolio", "-c", str(calm.config), "--json"]) == 0
+    portfolio = {
+        row["crm_id"]: row["band"] for row in json.loads(capsys.readouterr().out)["accounts"]
+    }
+    crm = {account: values["risk_band"] for account, values in user.account_values().items()}
+    assert portfolio == crm, "a waiting task must not freeze the band the store reports"
+
+    # With the documented cap the waiting downgrades open over the next runs, each against the
+    # band it fell from, not against the band already recorded.
+    calm.config.write_text(text.replace("max_new_per_owner = 1\n", ""))
+    for _ in range(8):
+        calm.sync(capsys, "--as-of", later)
+        with sqlite3.connect(calm.folder / "state" / "crm-risk-state.db") as db:
+            if not db.execute("SELECT 1 FROM kv WHERE key LIKE 'downgrade-waiting/%'").fetchall():
+                break
+    else:
+        pytest.fail("waiting downgrade tasks never opened")
+    opened = {
+        task["what_id"]: task["subject"]
+        for task in open_marked_tasks(user)
+        if task["key"].rsplit(":", 3)[2] == "band_downgrade"
+    }
+    # (a downgrade may also end without a task of its own, e.g. when a stronger rule takes over)
+    fell = {key.rsplit("/", 1)[1]: band for key, band in waiting.items()}
+    opened_late = {account: fell[account] for account in fell if account in opened}
+    assert opened_late, "no waiting downgrade task opened once the cap allowed it"
+    for account, fell_from in opened_late.items():
+        assert f"from {fell_from} to {crm[account]}" in opened[account]
