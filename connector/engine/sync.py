@@ -633,6 +633,9 @@ class _Engine:
             self.report.writes["account"]["retried_from_previous"] += len(pending_retry)
         total = store.count_accounts(name, only_flagged=True, exclude_held=True)
         if total == 0:
+            # Nothing to score, but an approval digest a previous run failed to create is made
+            # now: the held changes it lists live in the ledger, not in this run's accounts.
+            self._send_digests(None)
             return
         exposures = home_exposures(store, name, self.book)
         portfolio = build_portfolio_context(
@@ -763,8 +766,11 @@ class _Engine:
         if self.options.progress:
             self.options.progress("scored and planned", done, total)
 
-    def _send_digests(self, writer: Writer) -> None:
-        """The owners' digests of waiting follow-ups and the credit manager's approval digest."""
+    def _send_digests(self, writer: Writer | None) -> None:
+        """The owners' digests of waiting follow-ups and the credit manager's approval digest.
+
+        Without a writer (nothing was scored) only the approval digest is brought up to date.
+        """
         if not self.opens_tasks or self.stage == "shadow":
             return
         sender = DigestSender(
@@ -776,7 +782,8 @@ class _Engine:
             as_of=self.as_of,
             dry_run=self.options.dry_run,
         )
-        sender.owner_digests(writer.deferred)
+        if writer is not None:
+            sender.owner_digests(writer.deferred)
         if self.task_policy.limit_approval_digest:
             sender.approval_digest(
                 self.task_policy.credit_manager_id or self.task_policy.fallback_owner_id
