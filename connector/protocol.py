@@ -323,3 +323,18 @@ class CurrencySource(Protocol):
     def currencies(self) -> CrmRates:
         """The CRM's corporate/home currency and its rates (empty rates in a single-currency org)."""
         ...
+
+
+@runtime_checkable
+class RecordIdNormaliser(Protocol):
+    """Optional, on the adapter class: an id as people type it, in the form the API uses.
+
+    Called without credentials or a connection (explain, audit, sync --account), so it is a
+    static method of the class the registry names. Salesforce turns the 15-character ids its UI
+    shows into the 18-character API ids.
+    """
+
+    @staticmethod
+    def normalise_record_id(text: str) -> str:
+        """The API's form of an id (unchanged when it is not recognisably one)."""
+        ...

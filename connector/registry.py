@@ -7,7 +7,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any, cast
 
 from connector.errors import ConfigError, ConfigProblem
-from connector.protocol import CrmAdapter, CrmSettings, KeyValueStore
+from connector.protocol import CrmAdapter, CrmSettings, KeyValueStore, RecordIdNormaliser
 
 ADAPTER_GROUP = "crm_risk_connector.adapters"
 SANDBOX_GROUP = "crm_risk_connector.sandboxes"
@@ -56,6 +56,18 @@ def create_adapter(
     """
     factory = _load(ADAPTER_GROUP, settings.kind, "adapter")
     return cast(CrmAdapter, factory(settings, state=state, **options))
+
+
+def record_id_normaliser(kind: str) -> Callable[[str], str]:
+    """The adapter class's RecordIdNormaliser, or identity when it has none (no credentials needed).
+
+    Raises:
+        ConfigError: when no adapter of that kind is installed.
+    """
+    factory = _load(ADAPTER_GROUP, kind, "adapter")
+    if isinstance(factory, RecordIdNormaliser):
+        return factory.normalise_record_id
+    return lambda text: text
 
 
 def sandbox_starter(kind: str) -> Callable[..., Any]:

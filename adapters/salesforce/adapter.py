@@ -20,6 +20,7 @@ from adapters.salesforce.errors import (
     QueryLocatorExpiredError,
     unexpected_answer,
 )
+from adapters.salesforce.ids import normalise_record_id
 from adapters.salesforce.tasks import TaskService
 from adapters.salesforce.values import (
     json_value,
@@ -84,6 +85,9 @@ class SalesforceAdapter:
         write_batch: records per collections update (default and most: 200); lower it for
             orgs whose triggers make a 200-record update slow.
     """
+
+    # RecordIdNormaliser: the 15-character ids of the UI are accepted wherever an id is typed.
+    normalise_record_id = staticmethod(normalise_record_id)
 
     def __init__(
         self,

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from connector import __version__
 from connector.cli.args import CommandLineError, HelpFormatter, Parser, finish_parser
+from connector.cli.audit_view import SINCE_HELP
 from connector.cli.failure import CONTEXT, describe, report, reset_context
 from connector.cli.plain import PlainTable, plain_console
 from connector.errors import (
@@ -32,6 +33,7 @@ from connector.errors import (
     ConfigError,
     ConfigProblem,
     RunCancelled,
+    UsageError,
 )
 from connector.redaction import json_text, redact
 from connector.registry import available_sandboxes
@@ -86,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument(
         "--as-of", type=date.fromisoformat, help="score as of this date (default: today)"
+    )
+    sync.add_argument(
+        "--detail",
+        action="store_true",
+        help="with --dry-run: every planned change of every account (default: a summary)",
+    )
+    sync.add_argument(
+        "--account",
+        metavar="ID|NAME",
+        help="with --dry-run: only this account's plan (its CRM id, its name or part of it)",
     )
     sync.set_defaults(handler=cmd_sync)
 
@@ -219,12 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser("audit", help="print the audit log of CRM writes and task actions")
     _add_config(audit)
-    audit.add_argument("--account", help="only this account")
-    audit.add_argument(
-        "--since", type=date.fromisoformat, help="only entries on or after this date"
-    )
-    audit.add_argument("--json", action="store_true", help="print JSON")
-    audit.add_argument("--limit", type=int, default=200, help="at most this many lines")
+    audit.add_argument("--account", help="only this account: its CRM id or its name")
+    audit.add_argument("--since", metavar="WHEN", help=SINCE_HELP)
+    audit.add_argument("--json", action="store_true", help="print JSON (newest first)")
+    audit.add_argument("--limit", type=int, default=50, help="show the newest this many entries")
     audit.set_defaults(handler=cmd_audit)
 
     demo = commands.add_parser(
@@ -400,6 +410,10 @@ def cmd_sync(args: argparse.Namespace, console: Console) -> int:
     """Run one sync for a connection."""
     from connector.engine.sync import SyncOptions, classify_exit
 
+    if (args.detail or args.account) and not args.dry_run:
+        # A real sync writes every changed account; these only choose what a dry run prints.
+        option = "--detail" if args.detail else "--account"
+        raise UsageError(f"{option} chooses what `sync --dry-run` prints; add --dry-run")
     config = _load(args)
     connection = _connection(config, args.connection)
     mapping = _mapping_for(connection, config)
@@ -413,15 +427,41 @@ def cmd_sync(args: argparse.Namespace, console: Console) -> int:
         if signal.SIGINT not in signals:
             raise
         return _interrupted()
+    shown = report.to_dict()
+    if args.account:
+        shown["planned"] = _account_plan(shown["planned"], args.account, connection)
     if args.json:
-        _print_json(console, report.to_dict())
+        _print_json(console, shown)
     else:
+        from connector.cli.plan_view import detail, gather, summary
         from connector.cli.render import render_report
 
-        console.print(render_report(report.to_dict()))
+        console.print(render_report(shown))
+        if args.dry_run:
+            accounts = gather(shown["planned"])
+            if args.account and not accounts:
+                console.print(
+                    f"nothing planned for {args.account!r}: no account of that id or name has "
+                    "a change (its values in the CRM are current, or it is not in the CRM)"
+                )
+            elif args.detail or args.account:
+                console.print(detail(accounts, console.width))
+            else:
+                console.print(summary(shown, accounts, console.width))
     if report.status == "cancelled" and signal.SIGINT in signals:
         return _interrupted()
     return classify_exit(report)
+
+
+def _account_plan(planned: list[Any], wanted: str, connection: Any) -> list[Any]:
+    """The planned entries of the account `wanted` names (id in any form, name or part of it)."""
+    from connector.cli.plan_view import gather, select
+
+    chosen = select(gather(planned), wanted, _normaliser(connection))
+    if not chosen:
+        return []
+    ids = {plan.account_id for plan in chosen}
+    return [entry for entry in planned if entry["account_id"] in ids]
 
 
 def _interrupted() -> int:
@@ -536,6 +576,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     """Show recent runs, leases and (on a shared store) the workers and what each holds."""
+    from connector.cli.status_view import connection_line, runs_table
     from connector.store.coordination import WorkQueue
 
     config = _load(args, offline=True)
@@ -549,7 +590,8 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         else:
             console.print(
                 f"no state store at {config.store.url} yet: no run has happened "
-                f"([store] url in {config.source}; relative paths follow the config file's folder)",
+                f"({config.describe_setting('store.url')}; relative paths follow the config "
+                "file's folder)",
                 soft_wrap=True,
             )
         return EXIT_OK
@@ -557,7 +599,8 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         name = args.connection
         runs = store.recent_runs(name, limit=args.limit)
         connections = [name] if name else sorted(config.connections)
-        leases = {conn: _lease_view(store.lease(conn), store.now()) for conn in connections}
+        now = store.now()
+        leases = {conn: _lease_view(store.lease(conn), now) for conn in connections}
         pending = {conn: len(store.failed_writes(conn)) for conn in connections}
         quarantined = {conn: store.count_quarantined(conn) for conn in connections}
         held = {conn: len(store.held_accounts(conn)) for conn in connections}
@@ -567,12 +610,17 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         store.close()
     from connector.service.scheduler import next_run_times
 
-    next_runs = next_run_times(config, connections)
+    due = next_run_times(config, connections)
+    # Runs are scheduled only while a `crm-risk run` service (or a worker) is alive.
+    service_running = any(worker["alive"] for worker in workers)
+    for run in runs:
+        run["dry_run"] = bool(run.get("dry_run"))  # 0/1 in the table, a boolean in the report
     if args.json:
         _print_json(
             console,
             {
                 "runs": runs,
+                "service_running": service_running,
                 "connections": {
                     conn: {
                         "lease": leases[conn],
@@ -580,7 +628,8 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
                         "quarantined": quarantined[conn],
                         "held_accounts": held[conn],
                         "fields_held_back": held_back[conn],
-                        "next_run": next_runs.get(conn),
+                        "next_run": due.get(conn) if service_running else None,
+                        "due_at": due.get(conn),
                     }
                     for conn in connections
                 },
@@ -588,71 +637,25 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
             },
         )
         return EXIT_OK
-    several = len({run["connection"] for run in runs}) > 1
-    columns = [
-        "started (UTC)",
-        "connection",
-        "status",
-        "read",
-        "written",
-        "rejected",
-        "quarantined",
-        "tasks",
-        "calls",
-    ]
-    if not several:
-        columns.remove("connection")
-    table = PlainTable(title="Recent runs")
-    for column in columns:
-        table.add_column(column, no_wrap=True)
-    for run in runs:
-        report = run["report"]
-        objects = report.get("objects", {})
-        writes = report.get("writes", {}).get("account", {})
-        tasks = report.get("tasks", {})
-        cells = [
-            run["started_at"][:19].replace("T", " "),
-            run["status"].replace("succeeded_with_rejections", "rejections"),
-            str(sum(counts.get("read", 0) for counts in objects.values())),
-            str(writes.get("written", 0)),
-            str(writes.get("rejected", 0) + writes.get("unknown", 0) + tasks.get("failed", 0)),
-            str(report.get("quarantined_count", 0)),
-            str(sum(tasks.get(k, 0) for k in ("create", "escalate", "complete", "comment"))),
-            str(report.get("api", {}).get("calls", "")),
-        ]
-        if several:
-            cells.insert(1, run["connection"])
-        table.add_row(*cells)
-    console.print(table)
+    if runs:
+        console.print(runs_table(runs, now, console.width))
+    else:
+        console.print("no runs yet" + (f" of {name}" if name else ""))
     for conn in connections:
-        lease = leases[conn]
-        if lease is None:
-            state = "idle"
-        elif lease["state"] == "stale":
-            state = (
-                f"stale lease (held by {lease['holder']}: {lease['stale_reason']}; "
-                "the next run takes it over)"
-            )
-        elif lease["state"] == "expired":
-            state = f"expired lease (held by {lease['holder']}; the next run takes it over)"
-        else:
-            state = f"running (held by {lease['holder']} until {lease['expires_at'][:19]})"
-        waiting = (
-            f"; quarantined {quarantined[conn]} (holding {held[conn]} accounts: "
-            f"crm-risk quarantine --connection {conn})"
-            if quarantined[conn]
-            else "; quarantined 0"
-        )
-        if held_back[conn]:
-            # Known holds keep later runs at exit 0: this is where they stay visible.
-            waiting += (
-                f"; fields held back {held_back[conn]} (values the CRM refused, sent again once "
-                "the mapping or the CRM field changes: crm-risk audit)"
-            )
+        connection = config.connections.get(conn)
         console.print(
-            f"{conn}: {state}; pending retries {pending[conn]}{waiting}; "
-            f"next run {next_runs.get(conn) or '-'}",
-            soft_wrap=True,
+            connection_line(
+                conn,
+                lease=leases[conn],
+                pending=pending[conn],
+                quarantined=quarantined[conn],
+                held=held[conn],
+                held_back=held_back[conn],
+                due_at=due.get(conn),
+                enabled=connection is None or connection.enabled,
+                service_running=service_running,
+                now=now,
+            )
         )
     if workers:
         console.print(_workers_table(workers))
@@ -1054,38 +1057,71 @@ def cmd_backtest(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_audit(args: argparse.Namespace, console: Console) -> int:
-    """Print the audit log."""
+    """Print the audit log, newest first."""
+    from connector.cli.accounts import resolve_account
+    from connector.cli.audit_view import parse_since, render_audit
+
     config = _load(args, offline=True)
-    if args.connection:
-        _connection(config, args.connection)
+    connection = _connection(config, args.connection) if args.connection else None
+    if args.limit < 1:
+        raise UsageError(f"--limit {args.limit}: give a number of entries, 1 or more")
     store = _open_store(config, create=False)
     try:
-        since = (
-            datetime.combine(args.since, datetime.min.time()).astimezone() if args.since else None
-        )
-        rows = store.audit(args.connection, record_id=args.account, since=since, limit=args.limit)
+        since = parse_since(args.since, store.now()) if args.since else None
+        record_id = None
+        scope = f" of {connection.name}" if connection else ""
+        if args.account:
+            target = connection or _connection(config, None)
+            account = resolve_account(
+                store, target.name, args.account, normalise=_normaliser(target)
+            ).account
+            record_id = account.crm_id
+            scope = f" of {account.name} ({account.crm_id})"
+        name = connection.name if connection else None
+        filters = {"record_id": record_id, "since": since}
+        rows = store.audit(name, limit=args.limit, newest_first=True, **filters)
+        total = store.count_audit(name, **filters) if len(rows) == args.limit else len(rows)
+        names = {
+            (conn, record): account_name
+            for conn in {str(row["connection"]) for row in rows}
+            for record, account_name in _account_names(
+                store, conn, [str(row["record_id"]) for row in rows if row["connection"] == conn]
+            ).items()
+        }
     finally:
         store.close()
     if args.json:
         _print_json(console, rows)
         return EXIT_OK
-    table = PlainTable(title="Audit log")
-    for column in ("at", "run", "record", "action", "field", "old", "new", "cause", "CRM answer"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
-            row["at"][:19],
-            row["run_id"],
-            row["record_id"],
-            row["action"],
-            row["field"] or "",
-            _short(row["old_value"]),
-            _short(row["new_value"]),
-            row["cause"] or "",
-            row["crm_response"] or "",
+    several = len({row["connection"] for row in rows}) > 1
+    shown = f"newest {len(rows)} of {total}" if total > len(rows) else f"{total} entries"
+    if not rows:
+        console.print(f"no audit entries{scope}" + (f" since {args.since}" if args.since else ""))
+        return EXIT_OK
+    console.print(
+        render_audit(
+            rows,
+            names,
+            total=total,
+            several_connections=several,
+            title=f"Audit log{scope}: {shown}, newest first",
+            width=console.width,
+            show_accounts=record_id is None,
         )
-    console.print(table)
+    )
     return EXIT_OK
+
+
+def _normaliser(connection: Any) -> Callable[[str], str]:
+    from connector.registry import record_id_normaliser
+
+    return record_id_normaliser(connection.kind)
+
+
+def _account_names(store: Any, connection: str, ids: list[str]) -> dict[str, str]:
+    from connector.cli.accounts import account_names
+
+    return account_names(store, connection, ids)
 
 
 def _short(value: Any) -> str:

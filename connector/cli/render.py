@@ -11,12 +11,18 @@ from connector.cli.plain import PlainTable
 
 
 def render_report(report: dict[str, Any]) -> RenderableType:
-    """A compact summary of one run: reads, writes, tasks, errors, API use."""
+    """A compact summary of one run: reads, writes, tasks, errors, API use.
+
+    A dry run's planned changes are printed by connector.cli.plan_view (summary or detail).
+    """
     parts: list[RenderableType] = []
-    title = f"{report['connection']} ({report['crm']}) run {report['run_id']}: {report['status']}"
+    status = str(report["status"]).replace("_", " ")
+    title = f"{report['connection']} ({report['crm']}): {status}"
     if report.get("dry_run"):
-        title += " [dry run: nothing written]"
+        title += ", dry run (nothing written)"
     parts.append(Text(title, style="bold"))
+    as_of = f", scored as of {report['as_of']}" if report.get("as_of") else ""
+    parts.append(Text(f"run {report['run_id']}{as_of}"))
     table = PlainTable(show_header=True, header_style="bold")
     table.add_column("object")
     table.add_column("counts")
@@ -34,29 +40,6 @@ def render_report(report: dict[str, Any]) -> RenderableType:
     )
     table.add_row("API calls", f"{api.get('calls', 0)}{quota}")
     parts.append(table)
-    if report.get("planned"):
-        planned = PlainTable(title="Planned changes", header_style="bold")
-        for column in ("account", "change", "old", "new", "cause"):
-            planned.add_column(column, overflow="fold")
-        for item in report["planned"][:200]:
-            if "fields" in item:
-                for field, change in item["fields"].items():
-                    planned.add_row(
-                        item["account_id"],
-                        field,
-                        str(change["old"]),
-                        str(change["new"]),
-                        item["cause"],
-                    )
-            else:
-                planned.add_row(
-                    item["account_id"],
-                    f"task {item['task']}",
-                    "",
-                    f"{item['subject']} ({item['priority']})",
-                    item["rule"],
-                )
-        parts.append(planned)
     if report.get("errors"):
         errors = PlainTable(title="Errors", header_style="bold")
         for column in ("code", "count", "sample records", "message"):
@@ -92,4 +75,5 @@ def render_report(report: dict[str, Any]) -> RenderableType:
 
 
 def _counts(counts: dict[str, Any]) -> str:
-    return ", ".join(f"{key} {value}" for key, value in counts.items() if value) or "-"
+    words = (f"{key.replace('_', ' ')} {value}" for key, value in counts.items() if value)
+    return ", ".join(words) or "-"

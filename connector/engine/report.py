@@ -78,6 +78,8 @@ class RunReport:
     # What the admin should fix once, instead of a reason on every account (e.g. "payment
     # history not mapped").
     warnings: list[str] = field(default_factory=list)
+    # The day the accounts were scored as of (today unless --as-of, or the demo's seed date).
+    as_of: str = ""
 
     @property
     def rejected(self) -> int:
@@ -128,4 +130,5 @@ class RunReport:
             "adopted_fields": self.adopted_fields,
             "home_currency": self.home_currency,
             "warnings": self.warnings,
+            "as_of": self.as_of,
         }

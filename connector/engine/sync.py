@@ -268,6 +268,7 @@ class _Engine:
         self.opens_tasks = self.stage != "fields" and self.task_policy.enabled
 
     def run(self) -> None:
+        self.report.as_of = self.as_of.isoformat()
         self.report.watermarks_before = self.store.watermarks(self.name)
         if self.paid_from is None:
             # Said once for the run, not as a THIN_FILE reason on every account.

@@ -130,12 +130,16 @@ class Writer:
         self._task_queue: list[TaskAction] = []
         self._refused_owners: set[str] = set()
         self._waiting: dict[str, PendingAccount] = {}
+        self._names: dict[str, str] = {}
         self._unanswered: dict[str, int] = {}
 
     # -- public ----------------------------------------------------------------------------
 
     def add(self, pending: PendingAccount) -> None:
         """Queue one account's plan; flushes when `concurrency` batches are full."""
+        if self.dry_run:
+            # A dry run's report names accounts (its pulled records are never committed).
+            self._names[pending.account_id] = pending.name
         self._pending.append(pending)
         if pending.plan.update is not None or pending.tasks.actions:
             self._pending_updates += 1
@@ -332,6 +336,7 @@ class Writer:
                 self.report.planned.append(
                     {
                         "account_id": update.account_id,
+                        "account_name": self._names.get(update.account_id, ""),
                         "fields": {
                             name: {
                                 "old": _jsonable(update.previous.get(name)),
@@ -647,6 +652,7 @@ class Writer:
             self.report.planned.extend(
                 {
                     "account_id": action.account_id,
+                    "account_name": self._names.get(action.account_id, ""),
                     "task": action.action,
                     "rule": action.rule,
                     "subject": action.subject,
@@ -855,6 +861,21 @@ class Writer:
         counts["held_for_approval"] += plan.count("held")
         counts["conflicts"] += plan.count("conflict")
         if self.dry_run:
+            # What a real run would hold back, field by field: limit changes awaiting approval
+            # and values a person changed in the CRM (kept).
+            self.report.planned.extend(
+                {
+                    "account_id": item.account_id,
+                    "account_name": self._names.get(item.account_id, ""),
+                    "decision": decision.action,
+                    "field": decision.field,
+                    "crm_value": _jsonable(decision.current),
+                    "desired": _jsonable(decision.desired),
+                    "cause": decision.cause,
+                }
+                for decision in plan.decisions
+                if decision.action in ("conflict", "held")
+            )
             return
         now = self.store.now()
         if self.shadow:

@@ -22,8 +22,11 @@ How the service behaves, in short:
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -51,6 +54,7 @@ from connector.errors import (
     ConfigProblem,
     LockHeldError,
     MappingErrors,
+    StoreError,
     StoreUnavailableError,
 )
 from connector.redaction import redact
@@ -59,6 +63,7 @@ from connector.service.metrics import Metrics, MetricsServer
 from connector.service.report_page import HEADERS_EXTRA, LatestReports, check_report_settings
 from connector.store import SqlStore, open_store
 from connector.store.coordination import WorkQueue
+from connector.store.holders import holder_id
 
 if TYPE_CHECKING:
     from connector.config import AppConfig, ConnectionConfig, ScheduleConfig
@@ -466,8 +471,15 @@ class ConnectionRunner:
 # -- the service ----------------------------------------------------------------------------------
 
 
+# How often a `crm-risk run` service on a SQLite store says it is alive (its row expires after 3).
+SERVICE_BEAT_SECONDS = 30.0
+
+
 class Service:
     """The scheduler with its jobs, listeners, metrics and shutdown logic."""
+
+    # A worker on a shared store records its own heartbeat (connector.service.workers).
+    service_heartbeat = True
 
     def __init__(
         self,
@@ -520,6 +532,9 @@ class Service:
         self.reports = LatestReports(config, self.open_store, connections=list(self.connections))
         self.stop_event = threading.Event()
         self.started_at: datetime | None = None
+        # The service's row in `workers` (SQLite store): `status` knows a service is running.
+        self.service_id = holder_id()
+        self._beating = False
         self._lock = threading.Lock()
         self._active: dict[str, threading.Event] = {}
         self._completed = 0
@@ -625,12 +640,50 @@ class Service:
         """Start, block until stop is requested (signal or max_runs), shut down; returns 0."""
         try:
             self.start()
+            beaten = float("-inf")
             # A timeout keeps the main thread responsive to signals on every platform.
             while not self.stop_event.wait(0.5):
-                pass
+                if self.service_heartbeat and time.monotonic() - beaten >= SERVICE_BEAT_SECONDS:
+                    self._beat_service()
+                    beaten = time.monotonic()
         finally:
             self.shutdown()
+            self._leave_service()
         return 0
+
+    def _beat_service(self) -> None:
+        """Say in the store that this service runs (`status` shows next runs only then)."""
+        try:
+            store = self.open_store()
+            try:
+                with self._lock:
+                    running = len(self._active)
+                WorkQueue(store).beat(
+                    worker_id=self.service_id,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    started_at=self.started_at or self.clock(),
+                    capacity=len(self.connections),
+                    running=running,
+                    ttl_seconds=SERVICE_BEAT_SECONDS * 3,
+                )
+            finally:
+                store.close()
+            self._beating = True
+        except (StoreUnavailableError, StoreError) as exc:
+            log.warning("could not record the service heartbeat: %s", redact(str(exc)))
+
+    def _leave_service(self) -> None:
+        if not self._beating:
+            return
+        try:
+            store = self.open_store()
+            try:
+                WorkQueue(store).leave(self.service_id)
+            finally:
+                store.close()
+        except (StoreUnavailableError, StoreError) as exc:
+            log.warning("could not record the service's stop: %s", redact(str(exc)))
 
     def request_stop(self, *, cancel_runs: bool = True) -> None:
         """Stop starting runs; with cancel_runs, ask the running ones to stop before their next batch."""

@@ -156,6 +156,9 @@ def worker_id() -> str:
 class WorkerService(Service):
     """The service as one of several workers on a shared PostgreSQL store."""
 
+    # Its heartbeat is the worker's own (with its leases), not the service's.
+    service_heartbeat = False
+
     def __init__(self, config: AppConfig, **options: Unpack[ServiceOptions]) -> None:
         """Service's options (see `Service`); [service] sets capacity and claim interval, and
         the default runner takes leases under this worker's id."""

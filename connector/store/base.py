@@ -1364,9 +1364,44 @@ class SqlStore:
         since: datetime | None = None,
         limit: int = 1000,
         run_id: str | None = None,
+        newest_first: bool = False,
     ) -> list[dict[str, Any]]:
-        """Audit lines, oldest first, filtered by connection, record, time and run."""
-        clauses, params = [], []
+        """Audit lines, oldest first (or newest first), filtered by connection, record, time and run."""
+        where, params = self._audit_filter(connection, record_id, since, run_id)
+        order = "id DESC" if newest_first else "id"
+        query = f"SELECT * FROM audit {where} ORDER BY {order} LIMIT ?"  # noqa: S608
+        rows = self._query(query, [*params, limit])
+        return [
+            {
+                **dict(row),
+                "old_value": loads(row["old_value"]),
+                "new_value": loads(row["new_value"]),
+            }
+            for row in rows
+        ]
+
+    def count_audit(
+        self,
+        connection: str | None = None,
+        *,
+        record_id: str | None = None,
+        since: datetime | None = None,
+        run_id: str | None = None,
+    ) -> int:
+        """How many audit lines the same filters as `audit` match (to say how many were left out)."""
+        where, params = self._audit_filter(connection, record_id, since, run_id)
+        rows = self._query(f"SELECT COUNT(*) AS n FROM audit {where}", params)  # noqa: S608
+        return int(rows[0]["n"])
+
+    @staticmethod
+    def _audit_filter(
+        connection: str | None,
+        record_id: str | None,
+        since: datetime | None,
+        run_id: str | None,
+    ) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
         if connection:
             clauses.append("connection = ?")
             params.append(connection)
@@ -1379,16 +1414,7 @@ class SqlStore:
         if since:
             clauses.append("at >= ?")
             params.append(_iso(since))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._query(f"SELECT * FROM audit {where} ORDER BY id LIMIT ?", [*params, limit])  # noqa: S608
-        return [
-            {
-                **dict(row),
-                "old_value": loads(row["old_value"]),
-                "new_value": loads(row["new_value"]),
-            }
-            for row in rows
-        ]
+        return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
     # -- whole tables (store migrate) ---------------------------------------------------------
 
