@@ -150,7 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         "explain", help="explain one account's score, band, limit and reasons"
     )
     _add_config(explain)
-    explain.add_argument("account_id", help="CRM id of the account")
+    explain.add_argument(
+        "account",
+        metavar="ACCOUNT",
+        help="the account's CRM id (Salesforce's 15-character form too), its name or a unique "
+        "part of it",
+    )
     explain.add_argument("--json", action="store_true", help="print JSON")
     explain.set_defaults(handler=cmd_explain)
 
@@ -853,31 +858,44 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_explain(args: argparse.Namespace, console: Console) -> int:
-    """Explain one account from the state store."""
-    from connector.cli.explain import explanation_dict, render_explanation
+    """Explain one account from the state store: by id or name, with what a next run would keep."""
+    from connector.cli.accounts import resolve_account
+    from connector.cli.explain import explanation_dict, kept_in_crm, render_explanation
 
     config = _load(args, offline=True)
     connection = _connection(config, args.connection)
     store = _open_store(config, create=False)
     try:
-        stored = store.get_account(connection.name, args.account_id)
-        assessment = store.get_assessment(connection.name, args.account_id)
+        stored = resolve_account(
+            store, connection.name, args.account, normalise=_normaliser(connection)
+        )
+        account_id = stored.account.crm_id
+        assessment = store.get_assessment(connection.name, account_id)
+        last_written = store.last_written(connection.name, account_id)
+        held = store.held_accounts(connection.name).get(account_id)
+        now = store.now()
     finally:
         store.close()
-    if stored is None or assessment is None:
-        raise ConfigError(
-            [
-                ConfigProblem(
-                    "account_id",
-                    f"account {args.account_id!r} has not been scored",
-                    "run `crm-risk sync` first",
-                )
-            ]
+    label = f"{stored.account.name} ({account_id})" if stored.account.name else account_id
+    if assessment is None:
+        why = (
+            "its records are held until they are valid (crm-risk quarantine lists why)"
+            if held
+            else "it was read but not scored yet (run `crm-risk sync`)"
         )
+        raise UsageError(f"account {label} has no assessment to explain: {why}")
+    kept = kept_in_crm(
+        stored,
+        assessment,
+        last_written=last_written,
+        mapping=_mapping_for(connection, config),
+        governance=config.governance_for(connection),
+        now=now,
+    )
     if args.json:
-        _print_json(console, explanation_dict(stored.account, assessment))
+        _print_json(console, explanation_dict(stored.account, assessment, kept=kept))
     else:
-        console.print(render_explanation(stored.account, assessment))
+        console.print(render_explanation(stored.account, assessment, kept=kept))
     return EXIT_OK
 
 

@@ -316,3 +316,103 @@ def test_point11_status_shows_the_next_run_while_a_service_runs(
         service.wait(timeout=60)
     status = run_json(capsys, "status")
     assert status["service_running"] is False
+
+
+# -- point 8: explain finds the account people mean and says what it keeps -------------------------
+
+
+def test_point8_explain_of_an_unknown_account_exits_64_saying_what_to_give(
+    org: Org, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org.sync(capsys)
+
+    code, out, err = run(capsys, "explain", "Nobody Ltd")
+
+    assert code == EXIT_USAGE, err
+    assert "invalid configuration" not in err
+    assert "no account with the id or name 'Nobody Ltd'" in err
+    assert "give the CRM record id or the account name" in err
+
+    code, out, _ = run(capsys, "explain", "Nobody Ltd", "--json")
+    assert code == EXIT_USAGE and json.loads(out)["error"]["exit_code"] == EXIT_USAGE
+
+
+def test_point8_explain_finds_an_account_by_name_or_part_of_it(
+    org: Org, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org.sync(capsys)
+    accounts = crm_user(org.sandbox).accounts()
+    target = accounts[3]
+
+    by_name = run_json(capsys, "explain", target["name"])
+    by_case = run_json(capsys, "explain", target["name"].upper())
+
+    assert by_name["account"]["crm_id"] == by_case["account"]["crm_id"] == target["id"]
+    # A part shared by several names lists them with their ids.
+    word = target["name"].split()[0]
+    sharing = [a for a in accounts if word.casefold() in a["name"].casefold()]
+    code, _, err = run(capsys, "explain", word)
+    if len(sharing) > 1:
+        assert code == EXIT_USAGE and f"matches {len(sharing)} accounts" in err
+        assert all(a["id"] in err for a in sharing[:8])
+    else:
+        assert code == 0
+
+
+@pytest.mark.parametrize("org", ["salesforce"], indirect=True)
+def test_point8_explain_accepts_the_15_character_salesforce_id(
+    org: Org, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org.sync(capsys)
+    account = crm_user(org.sandbox).accounts()[5]
+    assert len(account["id"]) == 18
+
+    shown = run_json(capsys, "explain", account["id"][:15])
+
+    assert shown["account"]["crm_id"] == account["id"]
+
+
+def test_point8_explain_json_gives_limit_figures_with_currencies_and_numbered_steps(
+    org: Org, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org.sync(capsys)
+    account = crm_user(org.sandbox).accounts()[0]
+
+    shown = run_json(capsys, "explain", account["id"])
+    code, out, _ = run(capsys, "explain", account["id"])
+
+    limit = shown["limit"]
+    assert limit["currency"] and limit["current_currency"] and limit["home_currency"]
+    steps = shown["limit_derivation"]
+    assert steps and [step["step"] for step in steps] == list(range(1, len(steps) + 1))
+    assert all(isinstance(step["text"], str) for step in steps)
+    assert code == 0
+    current = shown["account"]["current_credit_limit"]
+    if current is not None:
+        assert f"current limit {float(current):,.0f} {limit['current_currency']}" in out
+
+
+def test_point8_explain_says_when_a_manual_value_in_the_crm_is_kept(
+    org: Org, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org.sync(capsys)
+    audit = run_json(capsys, "audit", "--limit", "100000")
+    account_id = next(
+        row["record_id"]
+        for row in audit
+        if row["action"] == "update" and row["field"] == "current_credit_limit"
+    )
+    user = crm_user(org.sandbox)
+    edited = float(user.get("account", account_id)["credit_limit"]) + 1000
+    time.sleep(1.1)
+    user.update("account", account_id, {"credit_limit": edited})
+    org.sync(capsys)
+
+    shown = run_json(capsys, "explain", account_id)
+    code, out, _ = run(capsys, "explain", account_id)
+
+    kept = {entry["field"]: entry for entry in shown["kept_in_crm"]}
+    assert kept["current_credit_limit"]["action"] == "conflict"
+    assert float(kept["current_credit_limit"]["crm_value"]) == edited
+    text = " ".join(out.split())
+    assert f"current_credit_limit {edited:.2f} kept: a person changed it in the CRM" in text

@@ -46,7 +46,9 @@ def test_dict_is_json_and_complete() -> None:
     assert data["reasons"][0]["code"] == "HARD_SEVERE_DELINQUENCY"
     assert len(data["factors"]) == 9
     assert data["features"]["aging_90_plus"] == "18000.00"
-    assert data["limit_derivation"] == list(assessment.limit_derivation)
+    # Numbered steps (issue 21 point 8: no longer bare pre-formatted strings).
+    assert [step["text"] for step in data["limit_derivation"]] == list(assessment.limit_derivation)
+    assert [step["step"] for step in data["limit_derivation"]][:2] == [1, 2]
 
 
 def test_terminal_view_shows_reasons_factors_and_limit_steps() -> None:
