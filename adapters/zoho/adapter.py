@@ -84,6 +84,7 @@ PRIORITY_VALUES: dict[TaskPriority, str] = {
     TaskPriority.NORMAL: "Normal",
     TaskPriority.LOW: "Low",
 }
+ZOHO_EMPTY_CHOICE = "-None-"
 # Zoho's default picklist also has Highest and Lowest [A]; read them back onto our three levels.
 _PRIORITY_BACK = {"highest": TaskPriority.HIGH, "lowest": TaskPriority.LOW}
 TASK_COLUMNS = ("id", "Description", "Status", "Owner", "Priority", "What_Id")
@@ -257,10 +258,14 @@ class ZohoAdapter:
         writable = not (
             item.get("read_only") or item.get("field_read_only") or data_type in _COMPUTED_TYPES
         )
+        # Every Zoho picklist starts with the built-in "-None-" option: it is the empty choice
+        # (a record with it reads as null), not a value records carry, so it is left out.
         picklist = tuple(
             str(value.get("actual_value"))
             for value in item.get("pick_list_values") or []
-            if isinstance(value, dict) and value.get("actual_value") is not None
+            if isinstance(value, dict)
+            and value.get("actual_value") is not None
+            and value.get("actual_value") != ZOHO_EMPTY_CHOICE
         )
         length = item.get("length")
         scale = item.get("decimal_place")

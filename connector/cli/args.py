@@ -55,7 +55,11 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if (
             "%(default)" in text
             or "default" in text.lower()
-            or default in (None, False, argparse.SUPPRESS, "")
+            # Identity, not equality: a default of 0 is worth showing (0 == False).
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default == ""
             or not action.option_strings
             or isinstance(action, argparse._StoreConstAction)
         ):

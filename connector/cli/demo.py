@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -97,13 +100,48 @@ def run_demo(
         raise ConnectorError(f"no sandbox CRM available for {crm}; reinstall crm-risk-connector")
     folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="crm-risk-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
-    for kind in ready:
-        _demo_one(console, kind, accounts, seed, folder)
-    console.print(f"\nDemo state and config kept in {folder}" if keep else "")
+    console.print(
+        f"Every account is scored as of {DEMO_AS_OF.isoformat()}, the date the sandbox data is "
+        "seeded for, so the demo shows the same results every time; `crm-risk sync` scores as "
+        "of today (give --as-of to compare).",
+        soft_wrap=False,
+    )
+    try:
+        for kind in ready:
+            _demo_one(console, kind, accounts, seed, folder, keep=bool(keep))
+    finally:
+        if not keep:
+            _remove_all_but_reports(folder)
+    if not keep and folder.exists():
+        console.print(
+            f"\nThe portfolio reports stay in {folder}; the demo's state databases and sandbox "
+            "secrets were removed (--keep FOLDER keeps everything)."
+        )
+    if keep:
+        console.print(
+            f"\nDemo state and config kept in {folder}. The sandbox CRMs stopped with the demo: "
+            "status, audit, explain and portfolio read the kept state (--config "
+            f"{folder}/<crm>/crm-risk.toml); check and sync need a sandbox again "
+            "(crm-risk sandbox serve)."
+        )
     return EXIT_OK
 
 
-def _demo_one(console: Console, kind: str, accounts: int, seed: int, folder: Path) -> None:
+def _remove_all_but_reports(folder: Path) -> None:
+    """Leave nothing of a demo run behind but its HTML reports: no state, no secrets."""
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if path.is_dir():
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only when empty
+        elif path.name != "report.html":
+            path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _demo_one(
+    console: Console, kind: str, accounts: int, seed: int, folder: Path, *, keep: bool = False
+) -> None:
     console.rule(Text(f"{kind} sandbox CRM", style="bold"))
     started = time.monotonic()
     with sandbox_starter(kind)(accounts=accounts, seed=seed) as sandbox:
@@ -114,7 +152,14 @@ def _demo_one(console: Console, kind: str, accounts: int, seed: int, folder: Pat
         for stale in home.glob("crm-risk-state.db*"):
             stale.unlink()
         config_path = home / "crm-risk.toml"
-        config_path.write_text(demo_config(sandbox.config_snippet(), state_path))
+        snippet = sandbox.config_snippet()
+        if keep and sandbox.ca_bundle:
+            # The sandbox's CA goes with it: a kept folder keeps its own copy, so `check` on it
+            # says the CRM is unreachable (75) instead of naming a CA file that vanished.
+            kept_ca = home / "sandbox-ca.pem"
+            shutil.copyfile(sandbox.ca_bundle, kept_ca)
+            snippet = snippet.replace(_toml_path(sandbox.ca_bundle), _toml_path(str(kept_ca)))
+        config_path.write_text(demo_config(snippet, state_path))
         _write_demo_secrets(home / "crm-risk.secrets.toml", sandbox)
         console.print(
             f"Sandbox at {sandbox.base_url} with {accounts} accounts (seed {seed}); config {config_path}"
@@ -150,6 +195,10 @@ def _demo_one(console: Console, kind: str, accounts: int, seed: int, folder: Pat
                 adapter.close()
                 store.close()
     console.print(f"{kind} demo took {time.monotonic() - started:.1f} s", style="dim")
+
+
+def _toml_path(path: str) -> str:
+    return json.dumps(path)
 
 
 def _write_demo_secrets(path: Path, sandbox: Any) -> None:

@@ -259,15 +259,34 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser("sandbox", help="local sandbox CRMs")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="SUBCOMMAND")
     sandbox_commands.required = True
-    serve = sandbox_commands.add_parser("serve", help="serve a sandbox CRM until SIGTERM or SIGINT")
+    serve = sandbox_commands.add_parser(
+        "serve",
+        help="serve a sandbox CRM until SIGTERM or SIGINT",
+        description="Serve a local sandbox CRM (HTTPS with its own test CA, seeded accounts\n"
+        "and invoices) until SIGTERM or SIGINT. It prints its URLs, its CA bundle, a config\n"
+        "section and the throw-away credentials to put in the environment.",
+        formatter_class=HelpFormatter,
+    )
     # The kinds come from the registry's entry points, so a new sandbox needs no edit here.
-    serve.add_argument("--crm", choices=available_sandboxes(), required=True)
-    serve.add_argument("--port", type=int, default=0)
-    serve.add_argument("--accounts", type=int, default=60)
-    serve.add_argument("--seed", type=int, default=7)
-    serve.add_argument("--latency-ms", type=float, default=0)
-    serve.add_argument("--faults", default="", help="fault spec, e.g. rate_429=0.1,burst_429=3")
-    serve.add_argument("--state-file", help="persist the sandbox's data in this JSON file")
+    serve.add_argument(
+        "--crm", choices=available_sandboxes(), required=True, help="which CRM's API to serve"
+    )
+    serve.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one")
+    serve.add_argument("--accounts", type=int, default=60, help="accounts to seed")
+    serve.add_argument(
+        "--seed", type=int, default=7, help="seed of the generated accounts and invoices"
+    )
+    serve.add_argument(
+        "--latency-ms", type=float, default=0, help="delay added to every answer, in ms"
+    )
+    serve.add_argument(
+        "--faults",
+        default="",
+        help="faults to inject, e.g. rate_429=0.1,burst_429=3 (default: none)",
+    )
+    serve.add_argument(
+        "--state-file", help="persist the sandbox's data in this JSON file (default: in memory)"
+    )
     serve.add_argument(
         "--json", action="store_true", help="print one JSON line with URLs and credentials"
     )
@@ -846,6 +865,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
             ]
             if any(problem["severity"] == "error" for problem in entry["problems"]):
                 exit_code = EXIT_CONFIG
+        entry["problems"] += _task_owner_warnings(config, connection)
         results[name] = entry
     if args.json:
         _print_json(console, {"ok": exit_code == EXIT_OK, "connections": results})
@@ -855,6 +875,50 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     for line in render_check(results, checked_online=not args.offline):
         console.print(line)
     return exit_code
+
+
+def _unset(path: str, config: Any) -> str:
+    described = config.describe_setting(path)
+    return described if described.endswith("(not set)") else f"{described} is empty"
+
+
+def _task_owner_warnings(config: Any, connection: Any) -> list[dict[str, Any]]:
+    """Warnings for task owners left to chance: no credit manager, no fallback owner."""
+    policy = config.tasks_for(connection)
+    if not policy.enabled:
+        return []
+    found: list[tuple[str, str]] = []
+    manager_rules = [rule.id for rule in policy.rules if rule.assignee == "credit_manager"]
+    if manager_rules and not policy.credit_manager_id:
+        found.append(
+            (
+                "tasks.credit_manager_id",
+                f"{_unset('tasks.credit_manager_id', config)}: the tasks meant "
+                f"for the credit manager ({', '.join(manager_rules)}) go to the account owner; "
+                "set it to the CRM user id of your credit manager",
+            )
+        )
+    if not policy.fallback_owner_id:
+        found.append(
+            (
+                "tasks.fallback_owner_id",
+                f"{_unset('tasks.fallback_owner_id', config)}: tasks of an "
+                "account without an active owner, or whose owner the CRM refuses, go to the "
+                "CRM's default owner (the integration user); set it to a CRM user id",
+            )
+        )
+    return [
+        {
+            "severity": "warning",
+            "file": str(config.source),
+            "key": key,
+            "crm_object": None,
+            "crm_field": None,
+            "message": message,
+            "suggestions": [],
+        }
+        for key, message in found
+    ]
 
 
 def cmd_explain(args: argparse.Namespace, console: Console) -> int:
@@ -1205,12 +1269,14 @@ def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
         _print_json(console, [getattr(item, "__dict__", item) for item in missing])
     elif args.format == "salesforce-metadata":
         files = salesforce_metadata(missing)
-        if args.output:
+        if not missing:
+            console.print("every mapped custom field exists: no metadata to write")
+        elif args.output:
             for relative, text in files.items():
                 target = Path(args.output) / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text)
-            console.print(f"wrote {len(files)} field files under {args.output}")
+            console.print(_metadata_written(files, Path(args.output)), soft_wrap=True)
         else:
             for relative, text in files.items():
                 sys.stdout.write(f"<!-- {relative} -->\n{text}\n")
@@ -1227,6 +1293,37 @@ def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _metadata_written(files: dict[str, str], output: Path) -> str:
+    """What was written (fields and permission sets counted apart) and how to deploy it."""
+    fields = sum(1 for name in files if name.endswith(".field-meta.xml"))
+    sets = sum(1 for name in files if name.endswith(".permissionset-meta.xml"))
+    text = f"wrote {fields} field file{'s' if fields != 1 else ''}"
+    if sets:
+        text += f" and {sets} permission set{'s' if sets != 1 else ''}"
+    text += f" under {output}"
+    project = next(
+        (
+            folder
+            for folder in [output.resolve(), *output.resolve().parents]
+            if (folder / "sfdx-project.json").is_file()
+        ),
+        None,
+    )
+    if project is None:
+        return (
+            f"{text}. `sf project deploy start` needs a Salesforce DX project: run "
+            "`sf project generate --name crm-risk-fields` and give --output "
+            "crm-risk-fields/force-app/main/default, or add an sfdx-project.json whose "
+            "packageDirectories contain this folder; then `sf project deploy start --source-dir "
+            "force-app` there, and assign the permission set to the integration user"
+        )
+    return (
+        f"{text}; deploy from {project}: sf project deploy start --source-dir "
+        f"{output.resolve().relative_to(project)}, then assign the permission set to the "
+        "integration user"
+    )
+
+
 def _apply_fields(
     connection: Any, missing: list[Any], console: Console, *, assume_yes: bool, config: Any
 ) -> int:
@@ -1237,8 +1334,11 @@ def _apply_fields(
     if not missing:
         console.print("every mapped custom field exists; nothing to create")
         return EXIT_OK
+    from connector.mapping.check import zoho_field_line
+
     for item in missing:
-        console.print(f"  {item}")
+        # In the CRM's own words: Zoho has no LongTextArea or field-level security.
+        console.print(f"  {zoho_field_line(item) if connection.kind == 'zoho' else item}")
     if not assume_yes:
         if not sys.stdin.isatty():
             raise ConfigError(
@@ -1248,9 +1348,8 @@ def _apply_fields(
                     )
                 ]
             )
-        answer = input(
-            f"Create these {len(missing)} fields in {connection.name} ({connection.kind})? [y/N] "
-        )
+        these = "this field" if len(missing) == 1 else f"these {len(missing)} fields"
+        answer = input(f"Create {these} in {connection.name} ({connection.kind})? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             console.print("nothing created")
             return EXIT_OK

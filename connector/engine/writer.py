@@ -672,6 +672,14 @@ class Writer:
                 else action
                 for action in creates
             ]
+        ownerless = sum(1 for action in creates if not action.owner_id)
+        if ownerless:
+            # Said, not silent: the CRM gives them to its default owner (the integration user).
+            log.warning(
+                f"{ownerless} task{'s' if ownerless != 1 else ''} for accounts without an active "
+                "owner go to the CRM's default owner (the integration user): set [tasks] "
+                "fallback_owner_id to choose who gets them"
+            )
         for start in range(0, len(creates), self.batch_size):
             chunk = self._mark_first_attempts(creates[start : start + self.batch_size])
             results = self.adapter.create_tasks(chunk)
@@ -730,14 +738,27 @@ class Writer:
             actions[index].model_copy(update={"owner_id": self.fallback_owner_id})
             for index in retry
         ]
+        refused: dict[str, list[str]] = {}
+        for index in retry:
+            refused.setdefault(str(actions[index].owner_id), []).append(
+                results[index].error_code or "refused"
+            )
         for index, action, result in zip(
             retry, again, self.adapter.create_tasks(again), strict=False
         ):
-            log.warning(
-                "task owner refused; assigned to the fallback owner",
-                extra={"record_id": action.account_id, "error_code": results[index].error_code},
-            )
             actions[index], results[index] = action, result
+        # One line per refused owner and run (the demo printed one per task, between its tables).
+        to = (
+            f"the fallback owner {self.fallback_owner_id}"
+            if self.fallback_owner_id
+            else "the CRM's default owner (no [tasks] fallback_owner_id is set)"
+        )
+        for owner, codes in refused.items():
+            log.warning(
+                f"the CRM refused task owner {owner} ({codes[0]}): {len(codes)} task"
+                f"{'s' if len(codes) != 1 else ''} assigned to {to}",
+                extra={"error_code": codes[0]},
+            )
         return actions, results
 
     def _record_task_results(

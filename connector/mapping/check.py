@@ -218,7 +218,7 @@ def _check_field(
         if not close:
             close = [name for name in names if name.lower() == head.lower()]
         problem(
-            "field not found (missing, or hidden from the integration user by field-level security)",
+            "field not found (missing, or hidden from the integration user by its field permissions)",
             "missing",
             suggestions=close,
         )
@@ -643,14 +643,15 @@ def zoho_field_instructions(missing: Iterable[MissingField]) -> str:
     ]
     for module, items in by_module.items():
         lines.append(module)
-        for item in items:
-            access = "written by the connector" if item.writable else "read by the connector"
-            lines.append(
-                f"  - {item.label}  (API name {item.field}): {_zoho_type(item)}; "
-                f"{access} ({item.canonical})"
-            )
+        lines.extend(f"  - {zoho_field_line(item)}" for item in items)
         lines.append("")
     return "\n".join(lines)
+
+
+def zoho_field_line(item: MissingField) -> str:
+    """One missing field in Zoho's words: label, API name, Zoho field type, what it is for."""
+    access = "written by the connector" if item.writable else "read by the connector"
+    return f"{item.label}  (API name {item.field}): {_zoho_type(item)}; {access} ({item.canonical})"
 
 
 # Problems that mean the CRM's schema no longer fits the mapping (as opposed to a value the CRM

@@ -411,6 +411,7 @@ def test_point8_explain_says_when_a_manual_value_in_the_crm_is_kept(
     shown = run_json(capsys, "explain", account_id)
     code, out, _ = run(capsys, "explain", account_id)
 
+    assert code == 0
     kept = {entry["field"]: entry for entry in shown["kept_in_crm"]}
     assert kept["current_credit_limit"]["action"] == "conflict"
     assert float(kept["current_credit_limit"]["crm_value"]) == edited

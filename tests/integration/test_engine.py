@@ -378,3 +378,25 @@ def test_task_refused_for_an_inactive_owner_goes_to_the_fallback(env, monkeypatc
     assert late, "the follow-up is not lost"
     assert all(t["OwnerId"] is None for t in late), "the CRM's default owner gets it"
     assert report.tasks["failed"] == 0
+
+
+def test_point12_a_refused_task_owner_is_logged_once_saying_where_the_tasks_went(
+    env, monkeypatch, caplog
+) -> None:
+    """Issue 21 point 12: one line per refused owner and run, naming who got the tasks."""
+    import logging
+
+    config, store = env
+    crm = FakeCrm()
+    seed(crm)
+    adapter = FakeAdapter(crm)
+    adapter.inactive_users = {"U1"}
+    caplog.set_level(logging.WARNING)
+
+    sync(config, store, adapter)
+
+    messages = [record.getMessage() for record in caplog.records]
+    refused = [m for m in messages if "refused task owner U1" in m]
+    assert len(refused) == 1, messages
+    assert "assigned to the CRM's default owner (no [tasks] fallback_owner_id is set)" in refused[0]
+    assert "task owner refused; assigned to the fallback owner" not in messages
