@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import sys
+import textwrap
 import warnings
 from datetime import UTC, datetime
 from typing import Any
@@ -49,7 +51,15 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """Human text: time, level, message and the context fields that are set."""
+    """Human text: time, level, message and the context fields that are set.
+
+    On a terminal (width given) a long record wraps under its message, so it fits the window;
+    in a file or pipe each record stays one line.
+    """
+
+    def __init__(self, width: int | None = None) -> None:
+        super().__init__()
+        self.width = width
 
     def format(self, record: logging.LogRecord) -> str:
         """Render one record as a line."""
@@ -61,7 +71,16 @@ class TextFormatter(logging.Formatter):
         line = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.getMessage()}"
         if record.exc_info:
             line += "\n" + redact(self.formatException(record.exc_info))
-        return f"{line} {context}".rstrip()
+        text = f"{line} {context}".rstrip()
+        if self.width is None or record.exc_info:
+            return text
+        return textwrap.fill(
+            text,
+            width=max(40, self.width),
+            subsequent_indent=" " * 17,  # under the message: "HH:MM:SS LEVEL   "
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
 
 
 # Third-party loggers whose records go through our handler and format (never their own).
@@ -93,7 +112,9 @@ def setup_logging(fmt: str = "auto", level: str = "INFO", stream: Any = None) ->
     stream = stream or sys.stderr
     handler = logging.StreamHandler(stream)
     use_json = fmt == "json" or (fmt == "auto" and not getattr(stream, "isatty", lambda: False)())
-    handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
+    terminal = getattr(stream, "isatty", lambda: False)()
+    width = shutil.get_terminal_size().columns if terminal else None
+    handler.setFormatter(JsonFormatter() if use_json else TextFormatter(width))
     handler.addFilter(RedactingFilter())
     # Libraries speak at WARNING and above (their DEBUG would drown ours), or as high as we do.
     third_level = level if logging.getLevelName(level) > logging.WARNING else "WARNING"

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import sys
 import tempfile
+import textwrap
 import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -86,11 +88,28 @@ class Failure:
             },
         }
 
-    def text(self) -> str:
-        """The lines printed on stderr: never wrapped, so each fact is one line to grep for."""
-        lines = [f"error: {self.message}"]
-        lines += [f"  {line}" for line in self.details]
-        return "\n".join(lines) + "\n"
+    def text(self, width: int | None = None) -> str:
+        """The lines printed on stderr, one fact per line.
+
+        Args:
+            width: wrap each fact to this many columns, continuation lines indented (on a
+                terminal); None keeps each fact on one line, to grep for in logs and pipes.
+        """
+        facts = [("error: ", self.message)] + [("  ", line) for line in self.details]
+        if width is None:
+            return "".join(f"{lead}{fact}\n" for lead, fact in facts)
+        return "".join(
+            textwrap.fill(
+                fact,
+                width=max(40, width),
+                initial_indent=lead,
+                subsequent_indent=" " * (len(lead) + 2),
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            + "\n"
+            for lead, fact in facts
+        )
 
 
 def _setting_path(connection: str, setting: str) -> str:
@@ -213,4 +232,5 @@ def report(failure: Failure, *, json_output: bool) -> None:
     if json_output:
         sys.stdout.write(json_text(failure.to_dict(), indent=2) + "\n")
     # The text goes to stderr in both modes: a person watching a --json run sees it too.
-    sys.stderr.write(failure.text())
+    width = shutil.get_terminal_size().columns if sys.stderr.isatty() else None
+    sys.stderr.write(failure.text(width))
