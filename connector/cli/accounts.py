@@ -6,6 +6,7 @@ import difflib
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from connector.engine.digests import APPROVALS
 from connector.errors import UsageError
 
 # How many candidates an ambiguous name lists.
@@ -61,6 +62,12 @@ def account_names(store: Any, connection: str, ids: Iterable[str]) -> dict[str, 
     """Names of the given accounts by id (an id the store does not know maps to itself)."""
     names: dict[str, str] = {}
     for account_id in dict.fromkeys(ids):
+        if account_id.startswith("@"):
+            # A digest task's pseudo-account: the credit manager's approvals, or one owner's.
+            names[account_id] = (
+                "(approvals digest)" if account_id == APPROVALS else f"(digest {account_id[1:]})"
+            )
+            continue
         stored = store.get_account(connection, account_id) if account_id else None
         names[account_id] = stored.account.name if stored is not None else account_id
     return names

@@ -457,7 +457,7 @@ def cmd_sync(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         _print_json(console, shown)
     else:
-        from connector.cli.plan_view import detail, gather, summary
+        from connector.cli.plan_view import detail, digests, gather, summary
         from connector.cli.render import render_report
 
         console.print(render_report(shown))
@@ -470,6 +470,12 @@ def cmd_sync(args: argparse.Namespace, console: Console) -> int:
                 )
             elif args.detail or args.account:
                 console.print(detail(accounts, console.width))
+                if args.detail:
+                    for entry in digests(shown["planned"]):
+                        console.print(
+                            f"digest task {entry.get('rule')} for {entry.get('owner_id') or 'the CRM default owner'}: {entry.get('subject')}",
+                            soft_wrap=False,
+                        )
             else:
                 console.print(summary(shown, accounts, console.width))
     if report.status == "cancelled" and signal.SIGINT in signals:
@@ -485,7 +491,7 @@ def _account_plan(planned: list[Any], wanted: str, connection: Any) -> list[Any]
     if not chosen:
         return []
     ids = {plan.account_id for plan in chosen}
-    return [entry for entry in planned if entry["account_id"] in ids]
+    return [entry for entry in planned if entry.get("account_id") in ids]
 
 
 def _interrupted() -> int:

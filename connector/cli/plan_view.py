@@ -41,6 +41,8 @@ def gather(planned: Iterable[dict[str, Any]]) -> list[AccountPlan]:
     """The report's planned entries grouped by account, in the order the run planned them."""
     accounts: dict[str, AccountPlan] = {}
     for entry in planned:
+        if not entry.get("account_id"):
+            continue  # a digest task (one per owner or for approvals): see `digests`
         account_id = str(entry["account_id"])
         plan = accounts.setdefault(
             account_id, AccountPlan(account_id, str(entry.get("account_name") or ""))
@@ -53,6 +55,11 @@ def gather(planned: Iterable[dict[str, Any]]) -> list[AccountPlan]:
         elif "decision" in entry:
             plan.decisions.append(entry)
     return list(accounts.values())
+
+
+def digests(planned: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The planned digest tasks: one per owner (capped tasks) or for the credit manager."""
+    return [entry for entry in planned if not entry.get("account_id")]
 
 
 def value_text(value: Any, limit: int = 60) -> str:
@@ -94,6 +101,11 @@ def summary(report: dict[str, Any], accounts: list[AccountPlan], width: int) -> 
             total = sum(tasks[verb].values())
             rules = ", ".join(f"{rule} {n}" for rule, n in tasks[verb].most_common())
             lines.append(_wrapped(f"tasks to {verb}: {total} ({rules})", width))
+    waiting = digests(report.get("planned", []))
+    if waiting:
+        digest_rules = Counter(str(entry.get("rule")) for entry in waiting)
+        counted = ", ".join(f"{rule} {n}" for rule, n in digest_rules.most_common())
+        lines.append(_wrapped(f"digest tasks to create: {len(waiting)} ({counted})", width))
     shown = [plan for plan in accounts if plan.fields or plan.tasks or plan.decisions]
     if shown:
         lines.append(Text(""))

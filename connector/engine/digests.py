@@ -49,10 +49,35 @@ def _content_hash(lines: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
-def _table(lines: Sequence[str], header: str) -> str:
+# The digests' words in the task language ([tasks] language), like every other task's.
+TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "line": "- {name} (band {band}): {subject}",
+        "owner_subject": "{count} credit follow-ups wait for you (task limit per run)",
+        "owner_body": "These follow-ups were not opened as tasks yet, to keep the number of new "
+        "tasks per run manageable; they open on later runs, most urgent first:",
+        "approval_subject": "{count} credit limit changes wait for your approval",
+        "approval_body": "To approve one, copy the recommended limit into the account's credit "
+        "limit field; to refuse it, leave the limit as it is. The list is updated each run.",
+        "more": "... and {count} more",
+    },
+    "zh": {
+        "line": "- {name}（评级 {band}）：{subject}",
+        "owner_subject": "{count} 项信用跟进待您处理（每次运行的新任务有上限）",
+        "owner_body": "为控制每次运行新建任务的数量，这些跟进尚未创建为任务；"
+        "它们将在后续运行中按紧急程度依次创建：",
+        "approval_subject": "{count} 项信用额度变更待您审批",
+        "approval_body": "如批准，请将推荐额度填入客户的信用额度字段；如不批准，请保持额度不变。"
+        "此列表每次运行时更新。",
+        "more": "……另有 {count} 项",
+    },
+}
+
+
+def _table(lines: Sequence[str], header: str, more: str = TEXTS["en"]["more"]) -> str:
     shown = list(lines[:MAX_LINES])
     if len(lines) > MAX_LINES:
-        shown.append(f"... and {len(lines) - MAX_LINES} more")
+        shown.append(more.format(count=len(lines) - MAX_LINES))
     return "\n".join([header, *shown])
 
 
@@ -67,6 +92,12 @@ class DigestSender:
     report: RunReport
     as_of: date
     dry_run: bool = False
+    language: str = "en"
+
+    @property
+    def words(self) -> dict[str, str]:
+        """The digest texts in the task language."""
+        return TEXTS.get(self.language, TEXTS["en"])
 
     def owner_digests(self, deferred: Sequence[Deferred]) -> None:
         """One digest per owner with waiting follow-ups; digests of owners with none are closed."""
@@ -76,7 +107,9 @@ class DigestSender:
         wanted: dict[str, tuple[str | None, list[str]]] = {}
         for owner, items in by_owner.items():
             lines = [
-                f"- {item.name or item.account_id} (band {item.band}): {item.subject}"
+                self.words["line"].format(
+                    name=item.name or item.account_id, band=item.band, subject=item.subject
+                )
                 for item in sorted(items, key=lambda i: (i.name, i.account_id, i.rule))
             ]
             wanted[_digest_account(owner)] = (owner, lines)
@@ -90,12 +123,8 @@ class DigestSender:
                 account,
                 OWNER_DIGEST,
                 owner,
-                f"{len(lines)} credit follow-ups wait for you (task limit per run)",
-                _table(
-                    lines,
-                    "These follow-ups were not opened as tasks yet, to keep the number of new "
-                    "tasks per run manageable; they open on later runs, most urgent first:",
-                ),
+                self.words["owner_subject"].format(count=len(lines)),
+                _table(lines, self.words["owner_body"], self.words["more"]),
                 lines,
                 open_rows.get(account),
             )
@@ -124,12 +153,8 @@ class DigestSender:
             APPROVALS,
             APPROVAL_DIGEST,
             manager_id,
-            f"{len(lines)} credit limit changes wait for your approval",
-            _table(
-                lines,
-                "To approve one, copy the recommended limit into the account's credit limit "
-                "field; to refuse it, leave the limit as it is. The list is updated each run.",
-            ),
+            self.words["approval_subject"].format(count=len(lines)),
+            _table(lines, self.words["approval_body"], self.words["more"]),
             lines,
             current,
         )

@@ -782,6 +782,7 @@ class _Engine:
             report=self.report,
             as_of=self.as_of,
             dry_run=self.options.dry_run,
+            language=self.task_policy.language,
         )
         if writer is not None:
             sender.owner_digests(writer.deferred)
