@@ -207,7 +207,8 @@ def test_point14_zoho_apply_speaks_zohos_types_and_counts_in_words(
     code, out, _ = run(capsys, "fields", "plan", "--apply")
 
     assert code == 0
-    assert "Probability_Late" in out and "Percent" in out
+    # Zoho's words: the label, the API name and Zoho's field type (was "Percent(5,4)").
+    assert "Probability Late (API name Probability_Late): Percent;" in out
     assert "LongTextArea" not in out and "field-level security" not in out
     assert prompts == ["Create this field in sandbox_zoho (zoho)? [y/N] "]
     assert "nothing created" in out
