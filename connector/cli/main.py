@@ -1201,9 +1201,18 @@ def cmd_audit(args: argparse.Namespace, console: Console) -> int:
 
 
 def _normaliser(connection: Any) -> Callable[[str], str]:
+    """How this connection's CRM spells a record id; as typed when its adapter is not installed.
+
+    explain, audit and dry-run filters read the store only, so they must keep working (matching ids
+    exactly as typed) on a machine without the adapter package; sync still names the missing adapter.
+    """
+    from connector.errors import ConfigError
     from connector.registry import record_id_normaliser
 
-    return record_id_normaliser(connection.kind)
+    try:
+        return record_id_normaliser(connection.kind)
+    except ConfigError:
+        return lambda text: text
 
 
 def _account_names(store: Any, connection: str, ids: list[str]) -> dict[str, str]:
