@@ -34,6 +34,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from connector.scoring.calibration import (
     fit_probability_tables,
     probability_late,
@@ -149,6 +152,10 @@ def decisions(history: History, policy: ScoringPolicy) -> Iterator[Decision]:
 def rate_decisions(decided: Iterable[Decision], policy: ScoringPolicy, rows: int) -> Replay:
     """Rate extracted decisions under a policy.
 
+    Each decision is rated once and its figures kept per decision; they are spread onto the rows
+    at the end with one numpy gather per column (the same floats, copied), rather than written
+    row by row for every factor.
+
     Args:
         decided: from `decisions`.
         policy: the scoring policy (its windows must match the one the features came from).
@@ -157,33 +164,58 @@ def rate_decisions(decided: Iterable[Decision], policy: ScoringPolicy, rows: int
     Returns:
         The replay.
     """
-    scores = array("d", bytes(8 * rows))
-    bands = bytearray(rows)
-    thin_file = bytearray(rows)
-    probabilities = array("d", [_NAN]) * rows
-    factors = {code: array("d", [_NAN]) * rows for _, code in FACTORS}
     tables = policy.probability
     codes = [code for _, code in FACTORS]
     by_value = [code in _RANKED_BY_VALUE for code in codes]
-    columns = [factors[code] for code in codes]
+    # Decision 0 is a placeholder for rows no decision covers (score 0, band A, NaN elsewhere).
+    owner = array("q", bytes(8 * rows))
+    scores = array("d", [0.0])
+    bands = bytearray(1)
+    thin_file = bytearray(1)
+    probabilities = array("d", [_NAN])
+    columns = [array("d", [_NAN]) for _ in codes]
     for members, features in decided:
         score, band, raw = score_features(features, policy)
         thin = under_thin_file_rule(features, policy)
         probability = probability_late(score, thin, tables)
+        decision = len(scores)
         for i in members:
-            scores[i] = score
-            bands[i] = band
-            thin_file[i] = thin
-            if probability is not None:
-                probabilities[i] = probability
+            owner[i] = decision
+        scores.append(score)
+        bands.append(band)
+        thin_file.append(thin)
+        probabilities.append(_NAN if probability is None else probability)
         for k, (value, points, available) in enumerate(raw):
             shown = value if by_value[k] else points
-            if not available or value is None or shown is None:
-                continue
-            column = columns[k]
-            for i in members:
-                column[i] = shown
-    return Replay(scores, bands, probabilities, factors, thin_file)
+            columns[k].append(
+                _NAN if not available or value is None or shown is None else float(shown)
+            )
+    at = np.frombuffer(owner, dtype=np.int64)
+    factors: dict[str, array[float]] = {}
+    # Each per-decision column is dropped once spread, so the two forms never all coexist.
+    for code in codes:
+        factors[code] = _spread(columns.pop(0), at)
+    return Replay(
+        _spread(scores, at),
+        bytearray(np.frombuffer(bands, dtype=np.uint8)[at].tobytes()),
+        _spread(probabilities, at),
+        factors,
+        bytearray(np.frombuffer(thin_file, dtype=np.uint8)[at].tobytes()),
+    )
+
+
+def _spread(per_decision: array[float], owner: npt.NDArray[np.int64]) -> array[float]:
+    """Per-row values from per-decision ones: row i gets per_decision[owner[i]]."""
+    out = array("d", bytes(8 * len(owner)))
+    # Gathered straight into the result (no temporaries: a column is 8 bytes a row); the
+    # indices are all valid, and "clip" keeps numpy from buffering the output.
+    np.take(
+        np.frombuffer(per_decision, dtype=np.float64),
+        owner,
+        out=np.frombuffer(out, dtype=np.float64),
+        mode="clip",
+    )
+    return out
 
 
 def replay(history: History, policy: ScoringPolicy) -> Replay:
@@ -237,30 +269,29 @@ def known_at_split(
     open would bias the late share downwards.
     """
     cut = split.toordinal()
-    kept: list[int] = []
-    labels: list[bool] = []
-    for i in rows:
-        if history.issue[i] >= cut or history.due[i] + threshold >= cut:
-            continue
-        label = outcome(history, i, threshold, cut)
-        if label is None:
-            continue
-        kept.append(i)
-        labels.append(label)
-    return kept, labels
+    at = np.asarray(rows, dtype=np.int64)
+    at = at[
+        (np.asarray(history.issue, dtype=np.int64)[at] < cut)
+        & (np.asarray(history.due, dtype=np.int64)[at] + threshold < cut)
+    ]
+    return _decided(history, at, threshold, cut)
 
 
 def _decided(
-    history: History, rows: Sequence[int], threshold: int, known_before: int
+    history: History, rows: Sequence[int] | npt.NDArray[np.int64], threshold: int, known_before: int
 ) -> tuple[list[int], list[bool]]:
-    kept: list[int] = []
-    labels: list[bool] = []
-    for i in rows:
-        label = outcome(history, i, threshold, known_before)
-        if label is not None:
-            kept.append(i)
-            labels.append(label)
-    return kept, labels
+    """The rows with a known `outcome` and their labels: `outcome` on all rows at once."""
+    at = np.asarray(rows, dtype=np.int64)
+    paid = np.asarray(history.paid, dtype=np.int64)[at]
+    due = np.asarray(history.due, dtype=np.int64)[at]
+    written_off = (np.frombuffer(history.flags, dtype=np.uint8)[at] & WRITTEN_OFF) != 0
+    # The branches of `outcome`: written off by then; paid by then; otherwise still unpaid.
+    off_known = written_off & (np.where(paid != 0, paid, due) < known_before)
+    paid_known = ~written_off & (paid > 0) & (paid < known_before)
+    late_unpaid = known_before - due > threshold
+    labels = np.where(off_known, True, np.where(paid_known, paid - due > threshold, late_unpaid))
+    known = off_known | paid_known | late_unpaid
+    return at[known].tolist(), labels[known].tolist()
 
 
 # -- period figures -------------------------------------------------------------------------------

@@ -169,8 +169,10 @@ def _count_back(ar: float, monthly_sales: list[float], max_months: int) -> float
         if remaining <= 0:
             break
         sales = round(month * 100)
-        if sales <= 0 or remaining >= sales:
-            remaining -= max(sales, 0)
+        if sales <= 0:
+            days += 30.0
+        elif remaining >= sales:
+            remaining -= sales
             days += 30.0
         else:
             days += remaining / sales * 30.0
@@ -497,7 +499,7 @@ def altman_z_double_prime(account: Account) -> float | None:
         account.total_assets,
         account.total_liabilities,
     )
-    if any(v is None for v in values):
+    if None in values:  # `in` tests identity first; no value equals None
         return None
     wc, re, ebit, equity, assets, liabilities = (float(v) for v in values if v is not None)
     if assets <= 0 or liabilities <= 0:

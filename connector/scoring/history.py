@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from array import array
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -58,6 +59,8 @@ DATE_FLOOR = date(1950, 1, 1).toordinal()
 DATE_CEILING = date(2100, 12, 31).toordinal()
 # Larger amounts are export garbage (1e308) and would break the arithmetic downstream.
 MAX_AMOUNT = Decimal(10) ** 12
+# An amount the fast path may read with `float`: plain digits, an optional fraction.
+_PLAIN_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 # A column with more distinct values than this is not a segment (it is an id).
 MAX_SEGMENT_VALUES = 50
 _CHUNK = 1 << 20
@@ -255,6 +258,12 @@ class _Row:
 
     def amount(self, index: int, column: str) -> float:
         text = self.text(index)
+        if _PLAIN_AMOUNT.fullmatch(text):
+            # Digits with an optional fraction: `float` rounds the decimal exactly as
+            # `float(Decimal(...))` does (both correctly rounded), at a fraction of the cost.
+            value_fast = float(text)
+            if value_fast > 0 and len(text.partition(".")[0].lstrip("0")) <= 12:
+                return value_fast
         try:
             value = Decimal(text.replace(",", ""))
         except InvalidOperation:
