@@ -38,8 +38,11 @@ import numpy as np
 import numpy.typing as npt
 
 from connector.scoring.calibration import (
+    MIN_SHIFT_CLASS,
     fit_probability_tables,
+    level_shift,
     probability_late,
+    shift_table,
     under_thin_file_rule,
 )
 from connector.scoring.features import Features
@@ -557,7 +560,9 @@ def fit_probability(
 
     The method is the policy's: invoices issued in the last `fit_window_days` before the split
     (0 = all) whose outcome was known the day before it; one table, or with `fit_by_file` a
-    thin-file table and an established one (`calibration.fit_probability_tables`).
+    thin-file table and an established one (`calibration.fit_probability_tables`); then, with
+    `level_window_days`, the tables' log-odds moved to the late share of the invoices issued in
+    that last window (outcomes known the day before the split as well; `shift_to_recent_level`).
 
     Args:
         history: the invoices.
@@ -573,6 +578,7 @@ def fit_probability(
     """
     method = method or ProbabilityPolicy()
     rows, labels = known_at_split(history, range(len(history)), 0, split)
+    known_rows, known_labels = rows, labels
     window = method.fit_window_days
     if window:
         since = split.toordinal() - window
@@ -593,9 +599,64 @@ def fit_probability(
     if method.fit_by_file:
         fitted_on += f" ({sum(thin)} of them under the thin-file rule, with their own table)"
     fitted = method.model_copy(
-        update={"table": table, "thin_file_table": thin_table, "fitted_on": fitted_on}
+        update={"table": table, "thin_file_table": thin_table, "level_shift": 0.0}
     )
-    return fitted, len(rows), sum(labels)
+    if method.level_window_days:
+        fitted, note = shift_to_recent_level(
+            fitted,
+            history,
+            run,
+            [(i, y) for i, y in zip(known_rows, known_labels, strict=True)],
+            split.toordinal() - method.level_window_days,
+        )
+        fitted_on += note
+    return fitted.model_copy(update={"fitted_on": fitted_on}), len(rows), sum(labels)
+
+
+def shift_to_recent_level(
+    fitted: ProbabilityPolicy,
+    history: History,
+    run: Replay,
+    known: Sequence[tuple[int, bool]],
+    since: int,
+) -> tuple[ProbabilityPolicy, str]:
+    """The fitted tables moved to the late share of the invoices issued on or after `since`.
+
+    Args:
+        fitted: the probability settings with freshly fitted tables.
+        history: the invoices.
+        run: the replay (scores and thin-file flags).
+        known: (row, late) of the invoices whose outcome was known at the split.
+        since: the first issue day (ordinal) of the recent window.
+
+    Returns:
+        (the settings with shifted tables and `level_shift` set, a note for `fitted_on`).
+    """
+    recent = [(i, y) for i, y in known if history.issue[i] >= since]
+    shift = level_shift(
+        [run.score[i] for i, _ in recent],
+        [y for _, y in recent],
+        [bool(run.thin_file[i]) for i, _ in recent],
+        fitted,
+    )
+    first = date.fromordinal(since)
+    if shift is None:
+        return fitted, (
+            f"; no level shift: the {len(recent)} invoices issued from {first} on hold fewer "
+            f"than {MIN_SHIFT_CLASS} late or on time"
+        )
+    shifted = fitted.model_copy(
+        update={
+            "table": shift_table(fitted.table, shift),
+            "thin_file_table": shift_table(fitted.thin_file_table, shift),
+            "level_shift": shift,
+        }
+    )
+    late = sum(1 for _, y in recent if y)
+    return shifted, (
+        f"; log-odds shifted {shift:+.4f} to the late share of the {len(recent)} invoices "
+        f"issued from {first} on ({late} late)"
+    )
 
 
 def pre_split_figures(
@@ -740,6 +801,8 @@ def run_backtest(
             "with outcomes known before the split",
             "window_days": probability.fit_window_days,
             "by_file": probability.fit_by_file,
+            "level_window_days": probability.level_window_days,
+            "level_shift": probability.level_shift,
             "invoices": used,
             "positives": late,
             "table": [list(row) for row in probability.table],

@@ -1,5 +1,10 @@
 """`probability_late`: monotone score-to-probability tables, their fit (binned isotonic) and use.
 
+A fitted table can be moved to the latest known level (`level_shift`): every row's log-odds moved
+by one common amount so that the table's mean on the most recent invoices with a known outcome
+equals their late share. The shape (which scores are riskier) still comes from every known
+outcome; only the level follows the recent past, for a late share that drifts over time.
+
 There may be two tables: one for accounts under the thin-file rule (fewer than
 `thin_file.cap_below_invoices` settled invoices in the trailing year and no external score,
 including accounts with no history) and one for the rest. The thin-file cap and the no-history
@@ -10,6 +15,7 @@ mean the same chance of paying late in both groups; each table is still monotone
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 
 from connector.scoring.features import Features
@@ -22,6 +28,12 @@ DEFAULT_BINS = 10
 # this many on time (the backtest's smallest class behind a shown figure); else the pooled table.
 MIN_GROUP_INVOICES = 100
 MIN_GROUP_CLASS = 30
+# A level shift is estimated only on a window with at least this many late and this many on-time
+# invoices; otherwise the fitted table is kept as it is.
+MIN_SHIFT_CLASS = 30
+# The shift never moves a row's log-odds further than this (a factor of about 20 on the odds):
+# beyond it the window says more about the window than about the book.
+MAX_SHIFT = 3.0
 
 
 def under_thin_file_rule(features: Features, policy: ScoringPolicy) -> bool:
@@ -180,3 +192,79 @@ def fit_probability_tables(
 
 def _rate(block: Sequence[float]) -> float:
     return (block[1] + 0.5) / (block[2] + 1)
+
+
+def shift_table(table: ProbabilityTable, shift: float) -> ProbabilityTable:
+    """The table with every row's log-odds moved by `shift` (the scores and the order are kept).
+
+    Args:
+        table: (score, probability) rows; probabilities strictly between 0 and 1 move, 0 and 1 stay.
+        shift: the log-odds added to every row (positive = more likely late).
+
+    Returns:
+        The shifted table, probabilities rounded to 4 places (still non-decreasing).
+    """
+    return tuple((x, round(_shifted(p, shift), 4)) for x, p in table)
+
+
+def _shifted(p: float, shift: float) -> float:
+    if p <= 0.0 or p >= 1.0:
+        return p
+    z = math.log(p / (1.0 - p)) + shift
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def level_shift(
+    scores: Sequence[float],
+    outcomes: Sequence[bool],
+    thin_file: Sequence[bool],
+    probability: ProbabilityPolicy,
+) -> float | None:
+    """The log-odds shift that makes the tables' mean on these invoices equal their late share.
+
+    The mean probability after a shift rises with the shift, so the solution is unique; it is
+    found by bisection to 1e-6 and bounded by `MAX_SHIFT` either way.
+
+    Args:
+        scores: the scores the recent invoices' customers had when each was issued.
+        outcomes: True where the invoice was paid late (known at the split).
+        thin_file: per invoice, whether the thin-file rule applied (selects the table).
+        probability: the fitted tables.
+
+    Returns:
+        The shift, or None when the invoices have fewer than `MIN_SHIFT_CLASS` late or on time
+        (too few to say where the level is) or the policy has no table.
+    """
+    late = sum(1 for y in outcomes if y)
+    if late < MIN_SHIFT_CLASS or len(outcomes) - late < MIN_SHIFT_CLASS or not probability.table:
+        return None
+    target = late / len(outcomes)
+    rows = list(zip(scores, thin_file, strict=True))
+
+    def mean_at(shift: float) -> float:
+        # Through the shifted rows, as `shift_table` stores them (interpolation after the shift).
+        moved = probability.model_copy(
+            update={
+                "table": tuple((x, _shifted(q, shift)) for x, q in probability.table),
+                "thin_file_table": tuple(
+                    (x, _shifted(q, shift)) for x, q in probability.thin_file_table
+                ),
+            }
+        )
+        total = 0.0
+        for s, t in rows:
+            total += probability_late(s, t, moved) or 0.0
+        return total / len(rows)
+
+    low, high = -MAX_SHIFT, MAX_SHIFT
+    if mean_at(high) <= target:
+        return high
+    if mean_at(low) >= target:
+        return low
+    while high - low > 1e-6:
+        middle = (low + high) / 2
+        if mean_at(middle) < target:
+            low = middle
+        else:
+            high = middle
+    return round((low + high) / 2, 4)

@@ -294,6 +294,13 @@ class ProbabilityPolicy(StrictModel):
     # before the split (0 = all with a known outcome), with a separate thin-file table or not.
     fit_window_days: int = Field(default=0, ge=0)
     fit_by_file: bool = False
+    # After that fit, move every row's log-odds by one amount so that the table's mean on the
+    # invoices issued in the last `level_window_days` before the split (outcome known then)
+    # equals their late share: the shape from every known outcome, the level from the latest
+    # window, for a late share that drifts (0 = no shift). `level_shift` records the amount the
+    # last fit applied (already in the tables; informative only).
+    level_window_days: int = Field(default=0, ge=0)
+    level_shift: float = 0.0
     # Where the table came from (data, period, invoices): shown by `explain` and the backtest.
     fitted_on: str = (
         "IBM accounts-receivable sample (simulated): 1167 invoices issued 2012-01-03..2012-12-01 "
@@ -308,6 +315,14 @@ class ProbabilityPolicy(StrictModel):
     def _window(cls, value: int) -> int:
         if 0 < value < 30:
             raise ValueError("fit_window_days must be 0 (every known outcome) or at least 30 days")
+        return value
+
+    @field_validator("level_window_days")
+    @classmethod
+    def _level_window(cls, value: int) -> int:
+        if 0 < value < 60:
+            # Outcomes are known only once invoices fall due: a shorter window holds too few.
+            raise ValueError("level_window_days must be 0 (no shift) or at least 60 days")
         return value
 
 

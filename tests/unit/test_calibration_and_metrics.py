@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 
 from connector.scoring.calibration import (
+    MAX_SHIFT,
     MIN_GROUP_INVOICES,
+    MIN_SHIFT_CLASS,
     fit_probability_table,
     fit_probability_tables,
+    level_shift,
     probability_for,
     probability_late,
+    shift_table,
 )
 from connector.scoring.metrics import (
     ClusteredBootstrap,
@@ -237,3 +242,56 @@ def test_bootstrap_draws_every_customer_as_often_as_random_choices_says() -> Non
     for r, drawn in enumerate(sampler._weights()):
         picks = random.Random(17 * 100_003 + r).choices(range(4), k=4)
         assert [int(x) for x in drawn] == [picks.count(k) for k in range(4)]
+
+
+def test_a_level_shift_moves_the_table_s_mean_onto_the_recent_late_share() -> None:
+    table = ((10.0, 0.1), (30.0, 0.3), (60.0, 0.8))
+    tables = ProbabilityPolicy(table=table)
+    # Recent invoices: scores spread over the table, 45 % late where the table says about 33 %.
+    scores = [10.0 + (50.0 * k) / 199 for k in range(200)]
+    late = [k % 20 < 9 for k in range(200)]
+    shift = level_shift(scores, late, [False] * 200, tables)
+    assert shift is not None and shift > 0
+    moved = ProbabilityPolicy(table=shift_table(table, shift))
+    mean = sum(probability_late(s, False, moved) or 0.0 for s in scores) / len(scores)
+    assert mean == pytest.approx(0.45, abs=1e-3)
+    # The shape is kept: same scores, still rising, every row moved the same way in log-odds.
+    assert [x for x, _ in moved.table] == [10.0, 30.0, 60.0]
+    probabilities = [p for _, p in moved.table]
+    assert probabilities == sorted(probabilities)
+    logits = [math.log(p / (1 - p)) - math.log(q / (1 - q))
+              for (_, p), (_, q) in zip(moved.table, table, strict=True)]  # fmt: skip
+    assert max(logits) - min(logits) < 1e-3
+
+
+def test_no_level_shift_from_a_window_too_small_to_say_where_the_level_is() -> None:
+    tables = ProbabilityPolicy(table=((10.0, 0.1), (60.0, 0.8)))
+    few_late = [k < MIN_SHIFT_CLASS - 1 for k in range(500)]
+    assert level_shift([30.0] * 500, few_late, [False] * 500, tables) is None
+    few_on_time = [k >= MIN_SHIFT_CLASS - 1 for k in range(500)]
+    assert level_shift([30.0] * 500, few_on_time, [False] * 500, tables) is None
+    # Already at the level: no shift to speak of.
+    table = ((0.0, 0.5), (100.0, 0.5))
+    half = [k % 2 == 0 for k in range(100)]
+    assert level_shift([50.0] * 100, half, [False] * 100, ProbabilityPolicy(table=table)) == (
+        pytest.approx(0.0, abs=1e-4)
+    )
+
+
+def test_a_level_shift_is_bounded_and_moves_both_tables() -> None:
+    tables = ProbabilityPolicy(table=((10.0, 0.01), (60.0, 0.02)), thin_file_table=((10.0, 0.3),))
+    # Every recent invoice late but 30: no finite shift of a 1-2 % table reaches that; bounded.
+    late = [k >= 30 for k in range(5000)]
+    assert level_shift([30.0] * 5000, late, [False] * 5000, tables) == MAX_SHIFT
+    thin = [True] * 100 + [False] * 100
+    mixed = [k % 2 == 0 for k in range(200)]
+    shift = level_shift([30.0] * 200, mixed, thin, tables)
+    assert shift is not None
+    moved = tables.model_copy(
+        update={
+            "table": shift_table(tables.table, shift),
+            "thin_file_table": shift_table(tables.thin_file_table, shift),
+        }
+    )
+    mean = sum(probability_late(30.0, t, moved) or 0.0 for t in thin) / 200
+    assert mean == pytest.approx(0.5, abs=1e-3)
