@@ -3,7 +3,11 @@
 A fitted table can be moved to the latest known level (`level_shift`): every row's log-odds moved
 by one common amount so that the table's mean on the most recent invoices with a known outcome
 equals their late share. The shape (which scores are riskier) still comes from every known
-outcome; only the level follows the recent past, for a late share that drifts over time.
+outcome; only the level follows the recent past, for a late share that drifts over time. It is
+off by default: proposed after the shipped table's out-of-time miss had been seen (disclosed in
+bench/select_calibration.py, rules 7-10), it was rejected by a rule committed before any of its
+figures, which decides on validation before the split only (README, "How the v2 defaults were
+chosen").
 
 There may be two tables: one for accounts under the thin-file rule (fewer than
 `thin_file.cap_below_invoices` settled invoices in the trailing year and no external score,

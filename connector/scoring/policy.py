@@ -272,7 +272,11 @@ class ProbabilityPolicy(StrictModel):
     fitted by `crm-risk backtest --fit` on invoices whose outcome was known at the split date
     (binned isotonic regression) and can be replaced with a user's own: see the README.
     An empty table leaves `probability_late` unset. The fitting method (all known outcomes, one
-    table) was chosen before the split by `bench/select_calibration.py`.
+    table) was chosen before the split by `bench/select_calibration.py`. A drift correction
+    (`level_window_days`: the table moved to the latest window's late share) was written after
+    the shipped table's out-of-time miss had been seen; its adoption rule, committed before any
+    of its figures and deciding on pre-split validation only, rejected it (rules 7-10 there), so
+    the default applies no shift.
     """
 
     table: ProbabilityTable = (

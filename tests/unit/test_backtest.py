@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import importlib.util
 import json
 import tomllib
 from datetime import date
@@ -14,6 +16,7 @@ from connector.cli.backtest_view import render_backtest
 from connector.cli.main import main
 from connector.scoring.backtest import (
     decisions,
+    fit_probability,
     known_at_split,
     outcome,
     pre_split_figures,
@@ -22,8 +25,8 @@ from connector.scoring.backtest import (
     run_backtest,
 )
 from connector.scoring.calibration import probability_for
-from connector.scoring.history import censor, read_history
-from connector.scoring.policy import ScoringPolicy, policy_to_toml
+from connector.scoring.history import DISPUTED, censor, read_history
+from connector.scoring.policy import ProbabilityPolicy, ScoringPolicy, policy_to_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 IBM = ROOT / "tests" / "data" / "ar-late-payments.csv"
@@ -68,6 +71,75 @@ def test_shipped_probability_method_is_the_one_the_pre_split_calibration_rule_ch
     assert [list(row) for row in probability.thin_file_table] == shipped["thin_file_table"]
     # Every candidate was validated only on invoices issued before the split.
     assert all(o < SPLIT.isoformat() for o in selection["origins"])
+    # The drift correction (rules 7-10) ships only if the rule adopted it.
+    drift = selection["drift_correction"]
+    assert probability.level_window_days == drift["adopted_level_window_days"]
+    assert shipped["level_window_days"] == drift["adopted_level_window_days"]
+
+
+def test_the_drift_correction_verdict_follows_from_its_pre_split_figures_by_the_written_rule() -> (
+    None
+):
+    # Rule 9 of bench/select_calibration.py applied by hand to the recorded validation figures.
+    drift = json.loads(CALIBRATION.read_text())["drift_correction"]
+    base = drift["incumbent"]["validation"]
+    b0, g0 = base["brier"], abs(base["predicted"] - base["observed"])
+    eligible = [
+        row
+        for row in drift["candidates"]
+        if row["validation"]["brier"] <= b0 - 0.001
+        and abs(row["validation"]["predicted"] - row["validation"]["observed"]) < g0
+    ]
+    assert [row["method"] for row in eligible] == drift["eligible"]
+    assert drift["verdict"] == ("adopted" if eligible else "rejected")
+    assert {row["level_window_days"] for row in drift["candidates"]} == {90, 180}
+    # Validated before the split only: every origin, hence every validation invoice, is 2012.
+    for row in [drift["incumbent"], *drift["candidates"]]:
+        assert all(o["origin"] < SPLIT.isoformat() for o in row["origins"])
+
+
+def _bench(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("script", "result"),
+    [
+        ("select_calibration", "calibration-selection.json"),
+        ("calibration_out_of_time", "calibration-out-of-time.json"),
+    ],
+)
+def test_the_calibration_figures_regenerate_from_the_committed_bench_results(
+    script: str, result: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # The figures the README quotes come from these files; rerunning the scripts on the committed
+    # code and data gives them back exactly (only the run time differs).
+    out = tmp_path / result
+    monkeypatch.setattr("sys.argv", [script, "--json", str(out)])
+    _bench(script).main()
+    capsys.readouterr()
+    fresh = json.loads(out.read_text())
+    recorded = json.loads((ROOT / "bench" / "results" / result).read_text())
+    fresh.pop("seconds", None)
+    recorded.pop("seconds", None)
+    assert fresh == recorded
+
+
+def test_the_shipped_out_of_time_calibration_is_the_one_recorded_with_the_model() -> None:
+    # bench/results/calibration-out-of-time.json (shipped table) and backtest-ibm-v2.json (the
+    # model's recorded run) agree, so README figures from either describe the same table.
+    recorded = json.loads((ROOT / "bench" / "results" / "calibration-out-of-time.json").read_text())
+    model_run = json.loads((ROOT / "bench" / "results" / "backtest-ibm-v2.json").read_text())
+    shipped = recorded["shipped"]
+    assert shipped["brier"] == model_run["brier"]
+    assert shipped["calibration"] == model_run["calibration"]
+    assert shipped["predicted"] == model_run["calibration_overall"]["predicted"]
+    assert shipped["observed"] == model_run["calibration_overall"]["observed"]
+    assert [list(row) for row in ScoringPolicy().probability.table] == shipped["table"]
 
 
 def test_pre_split_gate_the_shipped_model_on_invoices_known_before_the_split(pre_split) -> None:
@@ -229,6 +301,54 @@ def test_fit_uses_only_outcomes_known_the_day_before_the_split() -> None:
     # The same population, hence the same table, from the file cut at the split.
     censored = censor(history, SPLIT)
     assert known_at_split(censored, range(len(censored)), 0, SPLIT)[1] == labels
+
+
+def _rewrite_after(history, cut: int, before_too: bool = False):
+    """A copy with every payment made on or after `cut` (and every later invoice) moved: those
+    paid within 10 days of due made 40 days late and the others paid on the due date (never
+    before `cut`). With `before_too`, payments known before `cut` are flipped as well."""
+    changed = copy.deepcopy(history)
+    moved = 0
+    for i in range(len(changed)):
+        paid, due = changed.paid[i], changed.due[i]
+        if paid == 0 or (paid < cut and not before_too):
+            continue
+        floor = cut if paid >= cut else changed.issue[i]
+        changed.paid[i] = max(floor, due + 40 if paid - due <= 10 else due)
+        changed.flags[i] ^= DISPUTED
+        moved += changed.paid[i] != paid
+    assert moved > 100
+    return changed
+
+
+PROBABILITY_METHODS = [
+    {},
+    {"level_window_days": 90},
+    {"level_window_days": 180},
+    {"fit_window_days": 180, "fit_by_file": True},
+    {"fit_by_file": True, "level_window_days": 90},
+]
+
+
+@pytest.mark.parametrize("split", [SPLIT, date(2012, 9, 1)], ids=str)
+def test_probability_fit_never_reads_an_outcome_from_on_or_after_its_split(split: date) -> None:
+    # Every fitting method, at the backtest's split and at a rolling origin of the calibration
+    # rule: rewriting what happened from the split on (payments, disputes, later invoices) leaves
+    # the fitted tables and the level shift exactly as they were. A label that leaked into the
+    # fit would move them, as rewriting the payments known before the split does.
+    full = read_history(IBM, "ibm-ar")
+    cut = split.toordinal()
+    future = _rewrite_after(full, cut)
+    past = _rewrite_after(full, cut, before_too=True)
+    runs = {id(h): replay(h, ScoringPolicy()) for h in (full, future, past)}
+    for settings in PROBABILITY_METHODS:
+        method = ProbabilityPolicy(**settings)
+        fitted = fit_probability(full, runs[id(full)], split, method)
+        assert fit_probability(future, runs[id(future)], split, method) == fitted, settings
+        leaked = fit_probability(past, runs[id(past)], split, method)
+        assert leaked[0].table != fitted[0].table, settings
+    shifted = fit_probability(full, runs[id(full)], split, ProbabilityPolicy(level_window_days=90))
+    assert shifted[0].level_shift != 0 and "log-odds shifted" in shifted[0].fitted_on
 
 
 def test_fit_writes_a_policy_that_reproduces_its_probabilities(tmp_path: Path, capsys) -> None:
