@@ -131,6 +131,44 @@ def _segments(period: PeriodResult) -> PlainTable:
     return table
 
 
+def _curve(rows: list[list[float]] | None) -> str:
+    if not rows:
+        return "-"
+    return ", ".join(f"{x:g} -> {points:g}" for x, points in rows)
+
+
+def _curves(curves: dict[str, Any], split: str) -> RenderableType:
+    table = PlainTable(
+        title=(
+            f"Proposed points curves (value -> points), fitted on {curves['invoices']} invoices "
+            f"known before {split} ({curves['positives']} late)"
+        ),
+        header_style="bold",
+    )
+    for column in ("curve", "invoices", "late", "current", "proposed"):
+        table.add_column(column, justify="right" if column in ("invoices", "late") else "left")
+    for row in curves["curves"]:
+        table.add_row(
+            row["curve"],
+            str(row["invoices"]),
+            str(row["late"]),
+            _curve(row["current"]),
+            _curve(row["proposed"]) if row["proposed"] else row["reason"],
+        )
+    before, after = curves["pre_split"]["current"], curves["pre_split"]["proposed"]
+    lines = [
+        "Before the split (invoices whose outcome was known then), current -> proposed curves: "
+        + ", ".join(
+            f"AUC > {key} days {_fmt(before['auc'].get(key))} -> {_fmt(after['auc'].get(key))}"
+            for key in before["auc"]
+        )
+        + f", band-only AUC {_fmt(before['band_auc'])} -> {_fmt(after['band_auc'])}. "
+        "The figures above are the proposed policy's, with probability_late refitted for it; "
+        "adopt it with --write-policy FILE."
+    ]
+    return Group(table, Text("\n".join(lines)))
+
+
 def _compare(compare: dict[str, Any]) -> Text:
     lines = [f"Against {compare['reference']} (out of time):"]
     for key, gain in compare["gain"].items():
@@ -147,6 +185,8 @@ def render_backtest(report: BacktestReport) -> RenderableType:
     """Tables for the terminal: ranking by period and threshold, bands, factors, calibration."""
     oot = report.out_of_time
     parts: list[RenderableType] = [_ranking(report)]
+    if report.curves is not None:
+        parts.append(_curves(report.curves, str(report.split_date)))
     if oot.invoices == 0:
         parts.append(Text("No invoice with a known outcome was issued on or after the split date."))
     parts.append(

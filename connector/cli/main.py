@@ -207,9 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="refit probability_late on invoices known before the split date",
     )
     backtest.add_argument(
+        "--fit-curves",
+        action="store_true",
+        help="propose points curves from invoices known before the split (each factor's late "
+        "rate by value, monotone, 0-100), refit probability_late for them, report with both",
+    )
+    backtest.add_argument(
         "--write-policy",
         metavar="FILE",
-        help="with --fit: write the policy with the refitted probability table to FILE (TOML)",
+        help="with --fit or --fit-curves: write the policy with what was fitted to FILE (TOML)",
     )
     backtest.add_argument(
         "--compare",
@@ -1103,8 +1109,8 @@ def cmd_backtest(args: argparse.Namespace, console: Console) -> int:
     from connector.scoring.backtest import run_backtest
     from connector.scoring.policy import ScoringPolicy, policy_to_toml
 
-    if args.write_policy and not args.fit:
-        raise ConfigError([ConfigProblem("--write-policy", "needs --fit")])
+    if args.write_policy and not (args.fit or args.fit_curves):
+        raise ConfigError([ConfigProblem("--write-policy", "needs --fit or --fit-curves")])
     if args.policy:
         policy = _policy_file(args.policy)
     else:
@@ -1121,13 +1127,21 @@ def cmd_backtest(args: argparse.Namespace, console: Console) -> int:
             compare_name=Path(args.compare).name if args.compare else "",
             errors_file=args.errors_file,
             bootstrap=None if args.bootstrap is None else max(0, args.bootstrap),
+            curves=args.fit_curves,
         )
     except ValueError as exc:
         raise ConfigError([ConfigProblem("--split-date", str(exc))]) from None
     if args.write_policy and report.fitted_policy is not None:
+        command = "--fit-curves" if args.fit_curves else "--fit"
         header = (
-            f"Written by crm-risk backtest --fit on {date.today().isoformat()}.\n"
-            f"probability_late: {report.fitted_policy.probability.fitted_on}"
+            f"Written by crm-risk backtest {command} on {date.today().isoformat()}.\n"
+            + (
+                f"curves: fitted on {report.curves['invoices']} invoices known before "
+                f"{report.split_date} ({report.curves['positives']} late)\n"
+                if report.curves
+                else ""
+            )
+            + f"probability_late: {report.fitted_policy.probability.fitted_on}"
         )
         Path(args.write_policy).write_text(
             policy_to_toml(report.fitted_policy, header), encoding="utf-8"
@@ -1137,8 +1151,9 @@ def cmd_backtest(args: argparse.Namespace, console: Console) -> int:
     else:
         console.print(render_backtest(report))
         if args.write_policy:
+            what = "proposed curves and " if args.fit_curves else ""
             console.print(
-                f"policy with the refitted probability table written to {args.write_policy}"
+                f"policy with the {what}refitted probability table written to {args.write_policy}"
             )
     # Rows left out for data problems: the figures stand, but the file needs attention.
     return EXIT_REJECTIONS if report.input["rows_rejected"] else EXIT_OK

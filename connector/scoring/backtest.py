@@ -45,6 +45,7 @@ from connector.scoring.calibration import (
     shift_table,
     under_thin_file_rule,
 )
+from connector.scoring.curves import propose_curves
 from connector.scoring.features import Features
 from connector.scoring.history import (
     DISPUTED,
@@ -690,6 +691,51 @@ def pre_split_figures(
     return out
 
 
+def fit_curves(
+    history: History, run: Replay, split: date, policy: ScoringPolicy
+) -> tuple[ScoringPolicy, Replay, dict[str, Any]]:
+    """Propose points curves from the in-sample invoices known before the split (`--fit-curves`).
+
+    Args:
+        history: the invoices.
+        run: the replay of the policy as it is.
+        split: the split date.
+        policy: the scoring policy.
+
+    Returns:
+        (the policy with the proposed curves, its replay, what was fitted with the pre-split
+        figures of the score before and after).
+
+    Raises:
+        ValueError: no in-sample invoice has a known outcome.
+    """
+    rows, labels = known_at_split(history, range(len(history)), 0, split)
+    if not rows:
+        raise ValueError("no invoice before the split date has a known outcome to fit on")
+    curves, proposals = propose_curves(run.factors, rows, labels, policy.curves)
+    proposed = policy.model_copy(update={"curves": curves})
+    proposed_run = replay(history, proposed)
+
+    def figures(of: Replay) -> dict[str, Any]:
+        found = pre_split_figures(history, of, split)
+        return {
+            "auc": {k: _r(v) for k, v in found["auc"].items()},
+            "band_auc": _r(found["band_auc"]),
+            "bands_monotone": found["bands_monotone"],
+        }
+
+    return (
+        proposed,
+        proposed_run,
+        {
+            "invoices": len(rows),
+            "positives": sum(labels),
+            "curves": [p.to_dict() for p in proposals],
+            "pre_split": {"current": figures(run), "proposed": figures(proposed_run)},
+        },
+    )
+
+
 # -- the report -----------------------------------------------------------------------------------
 
 
@@ -713,6 +759,7 @@ class BacktestReport:
     notes: list[str] = field(default_factory=list)
     fit: dict[str, Any] | None = None
     fitted_policy: ScoringPolicy | None = None
+    curves: dict[str, Any] | None = None
 
     @property
     def invoices_scored(self) -> int:
@@ -739,6 +786,7 @@ class BacktestReport:
         out.update({key: value for key, value in oot.items() if key != "invoices"})
         out["in_sample"] = self.in_sample.to_dict()
         out["fit"] = self.fit
+        out["curves"] = self.curves
         out["notes"] = list(self.notes)
         return out
 
@@ -761,6 +809,7 @@ def run_backtest(
     compare_name: str = "",
     errors_file: Path | str | None = None,
     bootstrap: int | None = None,
+    curves: bool = False,
 ) -> BacktestReport:
     """Replay a payment history point in time and report out-of-time and in-sample figures.
 
@@ -778,6 +827,9 @@ def run_backtest(
         errors_file: write every data problem there.
         bootstrap: bootstrap replicates for the intervals (0 = none; None = 1000, fewer for
             files with more than 30,000 out-of-time invoices, at least 100).
+        curves: propose points curves from the in-sample invoices known before the split
+            (`fit_curves`), refit the probability table for the new score (implies `fit`), and
+            report with both.
 
     Returns:
         The report.
@@ -792,6 +844,10 @@ def run_backtest(
     run = replay(history, policy)
     fit_result: dict[str, Any] | None = None
     fitted_policy: ScoringPolicy | None = None
+    curves_result: dict[str, Any] | None = None
+    if curves:
+        policy, run, curves_result = fit_curves(history, run, split, policy)
+        fit = True  # the old table maps the old score: it is refitted for the new one
     if fit:
         probability, used, late = fit_probability(history, run, split, policy.probability)
         fitted_policy = policy.model_copy(update={"probability": probability})
@@ -864,4 +920,5 @@ def run_backtest(
         notes=notes,
         fit=fit_result,
         fitted_policy=fitted_policy,
+        curves=curves_result,
     )
