@@ -234,3 +234,19 @@ class EngineRunner:
 
     def close(self) -> None:
         self.store.close()
+
+
+def run_child(script: str, args: list[str], failed: dict[str, Any]) -> dict[str, Any]:
+    """Run `script --one ...` in a fresh process (its own peak RSS) and return the JSON it printed last.
+
+    A child that printed no JSON (it crashed) gives `failed` with the end of its stderr as `error`.
+    """
+    child = subprocess.run(
+        [sys.executable, script, *args], capture_output=True, text=True, check=False
+    )
+    lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
+    if lines:
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result
+    tail = (child.stderr or "no output").strip().splitlines()[-3:]
+    return {**failed, "error": " | ".join(tail)[-300:]}

@@ -13,14 +13,13 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import EngineRunner, Sandbox, peak_rss_mb
+from _harness import EngineRunner, Sandbox, peak_rss_mb, run_child
 
 # Connection options per setting; REST reads on Salesforce so that every call is a page or a batch.
 BASE: dict[str, dict[str, Any]] = {
@@ -96,22 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             for latency in (float(ms) for ms in args.latency_ms.split(",")):
                 sequential: dict[str, float] = {}
                 for setting in SETTINGS:
-                    child = subprocess.run(
-                        [sys.executable, __file__, "--one", f"{kind}:{size}:{setting}:{latency}"],
-                        capture_output=True,
-                        text=True,
-                        check=False,
-                    )
-                    lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
-                    result = (
-                        json.loads(lines[-1])
-                        if lines
-                        else {
-                            "crm": kind,
-                            "accounts": size,
-                            "setting": setting,
-                            "error": child.stderr[-300:],
-                        }
+                    result = run_child(
+                        __file__,
+                        ["--one", f"{kind}:{size}:{setting}:{latency}"],
+                        {"crm": kind, "accounts": size, "setting": setting},
                     )
                     results.append(result)
                     if "error" in result:

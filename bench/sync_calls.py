@@ -11,7 +11,6 @@ import argparse
 import cProfile
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import EngineRunner, Sandbox, peak_rss_mb
+from _harness import EngineRunner, Sandbox, peak_rss_mb, run_child
 
 # Options passed through the connection's `options` table, as a user would set them.
 MODES: dict[str, dict[str, dict[str, Any]]] = {
@@ -267,31 +266,16 @@ def main(argv: list[str] | None = None) -> int:
                 if mode not in MODES[kind]:
                     print(f"\n== {kind} {size:,} {mode}: not supported by the {kind} adapter")
                     continue
-                child = subprocess.run(
+                result = run_child(
+                    __file__,
                     [
-                        sys.executable,
-                        __file__,
                         "--one",
                         f"{kind}:{size}:{mode}",
                         "--naive-max",
                         str(args.naive_max),
                         *(["--profile", args.profile] if args.profile else []),
                     ],
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                )
-                lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
-                result = (
-                    json.loads(lines[-1])
-                    if lines
-                    else {
-                        "crm": kind,
-                        "accounts": size,
-                        "mode": mode,
-                        "sandbox_seed_s": "?",
-                        "error": (child.stderr or "no output").strip().splitlines()[-1:],
-                    }
+                    {"crm": kind, "accounts": size, "mode": mode, "sandbox_seed_s": "?"},
                 )
                 print_result(result)
                 results.append(result)

@@ -29,6 +29,7 @@ from connector.engine.money import (
     to_home,
 )
 from connector.engine.payments import settlement_dates
+from connector.engine.prefetch import Chunks, Prefetch, chunked
 from connector.engine.report import RunReport
 from connector.engine.writer import PendingAccount, TaskCaps, Writer, downgrade_waiting_key
 from connector.errors import (
@@ -79,6 +80,9 @@ log = logging.getLogger("crm_risk.sync")
 NOT_PAID_STATUSES = frozenset({InvoiceStatus.WRITTEN_OFF, InvoiceStatus.VOID})
 
 CHECKPOINT_EVERY = 500
+# Chunks a stream may be read ahead of the engine: two Salesforce pages of 2,000 records, so
+# the next page's call is in flight while the last one is stored; bounded for memory.
+READ_AHEAD_CHUNKS = 8
 
 
 @dataclass
@@ -231,6 +235,10 @@ class _Engine:
         self.name = connection.name
         self.adapter = adapter
         self.store = store
+        # Accounts whose invoices changed in the chunk being stored (flagged at its end).
+        self._to_flag: set[str] | None = None
+        # Quarantined record ids per kind, loaded on first use (see `_release`).
+        self._quarantined_ids: dict[str, set[str]] = {}
         self.mapping = mapping
         self.options = options
         self.report = report
@@ -275,8 +283,11 @@ class _Engine:
             message = str(payment_history_warning(self.mapping))
             self.report.warnings.append(message)
             log.warning(message, extra={"connection": self.name})
-        self._pull("account")
-        self._pull("invoice")
+        # With concurrency, invoices are read while accounts are stored: each stream reads
+        # ahead on its own thread and is consumed in order, accounts first, as before.
+        with self._read("account") as accounts, self._read("invoice") as invoices:
+            self._pull("account", accounts)
+            self._pull("invoice", invoices)
         self._recheck_quarantined()
         self._report_held()
         self._score_plan_write()
@@ -293,22 +304,31 @@ class _Engine:
             return None
         return watermark - timedelta(seconds=self.connection.overlap_seconds)
 
-    def _pull(self, kind: str) -> None:
+    def _read(self, kind: str) -> Prefetch | Chunks:
+        """The kind's changed records in checkpoint chunks; read ahead on a thread with concurrency.
+
+        Sequentially (max_concurrency 1) nothing is read before it is consumed, so one call at a
+        time is in flight, as the CRM connection asks.
+        """
         crm_object = self.mapping.crm_object(kind)
         fields = self.mapping.read_fields(kind)
-        since = self._since(kind)
+        records = self.adapter.read_changed(crm_object, fields, self._since(kind))
+        if self.adapter.capabilities.max_concurrency > 1:
+            return Prefetch(records, CHECKPOINT_EVERY, READ_AHEAD_CHUNKS, f"crm-read-{kind}")
+        return Chunks(records, CHECKPOINT_EVERY)
+
+    def _pull(self, kind: str, chunks: Iterator[list[RawRecord]]) -> None:
         counts = self.report.objects[kind]
-        records = self.adapter.read_changed(crm_object, fields, since)
         try:
-            self._pull_chunks(kind, records, counts)
+            self._pull_chunks(kind, chunks, counts)
         except FatalCrmError as exc:
             # A mapped field deleted since `check` (Salesforce INVALID_FIELD, Zoho INVALID_DATA
             # naming it) refuses the read: exit 78 naming it, instead of a crash.
             self.drift.explain_fatal(exc)
             raise
 
-    def _pull_chunks(self, kind: str, records: Iterator[RawRecord], counts: Any) -> None:
-        for chunk in _chunks(records, CHECKPOINT_EVERY):
+    def _pull_chunks(self, kind: str, chunks: Iterator[list[RawRecord]], counts: Any) -> None:
+        for chunk in chunks:
             if self.options.cancel.is_set():
                 raise RunCancelled(
                     "stopped while reading; the watermark stays at the last checkpoint"
@@ -320,11 +340,19 @@ class _Engine:
             )
             newest: datetime | None = None
             with self.store.transaction():
-                for raw in chunk:
-                    counts["read"] += 1
-                    self._ingest(kind, raw, counts, settled.get(raw.crm_id))
-                    if newest is None or raw.modified_at > newest:
-                        newest = raw.modified_at
+                # The chunk's changed invoices flag their accounts once, not once a row.
+                flagged: set[str] = set()
+                self._to_flag = flagged
+                try:
+                    for raw in chunk:
+                        counts["read"] += 1
+                        self._ingest(kind, raw, counts, settled.get(raw.crm_id))
+                        if newest is None or raw.modified_at > newest:
+                            newest = raw.modified_at
+                finally:
+                    self._to_flag = None
+                if flagged:
+                    self.store.flag_for_scoring(self.name, flagged)
                 if newest is not None:
                     # Same transaction as the rows: a crash never leaves a half-advanced watermark.
                     self.store.set_watermark(self.name, kind, newest)
@@ -390,7 +418,7 @@ class _Engine:
             if raw.deleted:
                 counts["deleted"] += 1
                 self.store.mark_account_deleted(self.name, raw.crm_id)
-                self.store.release_quarantine(self.name, kind, raw.crm_id)
+                self._release(kind, raw.crm_id)
                 return
             try:
                 account = self.mapping.to_account(raw)
@@ -408,12 +436,12 @@ class _Engine:
             view = self._with_reference_limit(account, crm_values, last_written)
             if self.store.upsert_account(self.name, account, crm_values, scoring_view=view):
                 counts["changed"] += 1
-            self.store.release_quarantine(self.name, kind, raw.crm_id)
+            self._release(kind, raw.crm_id)
             return
         if raw.deleted:
             counts["deleted"] += 1
             self.store.mark_invoice_deleted(self.name, raw.crm_id)
-            self.store.release_quarantine(self.name, kind, raw.crm_id)
+            self._release(kind, raw.crm_id)
             return
         try:
             invoice = self.mapping.to_invoice(raw, settled_on=settled_on)
@@ -429,11 +457,14 @@ class _Engine:
             # Excluded by the mapping's filter (e.g. Draft, Cancelled): it leaves scoring.
             counts["excluded"] += 1
             self.store.mark_invoice_deleted(self.name, raw.crm_id)
-            self.store.release_quarantine(self.name, kind, raw.crm_id)
+            self._release(kind, raw.crm_id)
             return
-        if self.store.upsert_invoice(self.name, invoice):
+        affected = self.store.upsert_invoice(self.name, invoice, flag=self._to_flag is None)
+        if affected:
             counts["changed"] += 1
-        self.store.release_quarantine(self.name, kind, raw.crm_id)
+            if self._to_flag is not None:
+                self._to_flag.update(affected)
+        self._release(kind, raw.crm_id)
 
     def _recheck_quarantined(self) -> None:
         """Read quarantined records again by id when the mapping changed since they were judged.
@@ -462,7 +493,7 @@ class _Engine:
             records = self.adapter.read_by_ids(crm_object, self.mapping.read_fields(kind), ids)
             seen: set[str] = set()
             try:
-                for chunk in _chunks(records, CHECKPOINT_EVERY):
+                for chunk in chunked(records, CHECKPOINT_EVERY):
                     if self.options.cancel.is_set():
                         # The mapping digest is not saved: the next run reads them again.
                         raise RunCancelled("stopped while reading quarantined records again")
@@ -490,6 +521,29 @@ class _Engine:
                     extra={"object": kind, "count": released, "connection": self.name},
                 )
         self.store.set_value(key, digest)
+
+    def _held_ids(self, kind: str) -> set[str]:
+        """Ids of this kind's quarantined records, read once a run (kept current by `_hold`)."""
+        held = self._quarantined_ids.get(kind)
+        if held is None:
+            held = {
+                str(row["record_id"])
+                for row in self.store.quarantined(self.name)
+                if row["object"] == kind
+            }
+            self._quarantined_ids[kind] = held
+        return held
+
+    def _release(self, kind: str, crm_id: str) -> None:
+        """Release a record read valid (or deleted) from quarantine, when it is there.
+
+        Asking the store for every record read was a query per record (one a row on a
+        1M-invoice run) for what is nearly always nothing.
+        """
+        held = self._held_ids(kind)
+        if crm_id in held:
+            held.discard(crm_id)
+            self.store.release_quarantine(self.name, kind, crm_id)
 
     def _quarantine(
         self,
@@ -523,6 +577,7 @@ class _Engine:
         stays held and listed, but is not a new failure of this run: it does not set the exit
         code to 1 again, nor fill the report's errors or the log with warnings every run.
         """
+        self._held_ids(entry["object"]).add(entry["record_id"])
         new = self.store.quarantine(
             self.name,
             entry["object"],
@@ -1038,17 +1093,6 @@ def _last_review(ledger: dict[str, Any]) -> date | None:
         return None
     closed: datetime = entry.closed_at
     return closed.date()
-
-
-def _chunks(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord]]:
-    chunk: list[RawRecord] = []
-    for record in records:
-        chunk.append(record)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def classify_exit(report: RunReport) -> int:

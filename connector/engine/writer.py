@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from connector.engine.digests import Deferred
 from connector.engine.drift import FieldDrift, Refusal
@@ -59,6 +59,69 @@ class TaskCaps:
 
 
 _PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
+
+Sent = TypeVar("Sent")
+Answer = TypeVar("Answer")
+
+
+@dataclass(frozen=True)
+class Reply(Generic[Answer]):
+    """What one call in a concurrent round came back with: its answer, its error, or neither (not sent)."""
+
+    answer: Answer | None = None
+    error: BaseException | None = None
+
+
+def call_in_order(
+    call: Callable[[Sent], Answer], items: Sequence[Sent], concurrency: int, name: str
+) -> list[Reply[Answer]]:
+    """Call `call` once per item, up to `concurrency` calls at once; the replies in the items' order.
+
+    Only the CRM calls run on worker threads: the caller applies the replies one by one, in
+    order, on its own thread, so the store and the audit log end as after a sequential run.
+    After a failed call nothing not yet started is sent (a sequential run would have stopped
+    there); calls already in flight finish, so what the CRM confirmed can still be recorded.
+    """
+    if concurrency <= 1 or len(items) <= 1:
+        replies: list[Reply[Answer]] = []
+        for item in items:
+            if any(reply.error is not None for reply in replies):
+                replies.append(Reply())  # after a failure: never sent
+                continue
+            try:
+                replies.append(Reply(answer=call(item)))
+            except BaseException as exc:  # the caller raises it in order
+                replies.append(Reply(error=exc))
+        return replies
+    # The first item (in order) whose call failed: items after it that have not started are
+    # never sent; those before it are, as in a sequential run.
+    first_failed = [len(items)]
+    guard = threading.Lock()
+
+    def guarded(index: int, item: Sent) -> Answer:
+        with guard:
+            if index > first_failed[0]:
+                raise CancelledError  # an earlier batch failed before this one started
+        try:
+            return call(item)
+        except BaseException:
+            with guard:
+                first_failed[0] = min(first_failed[0], index)
+            raise
+
+    with ThreadPoolExecutor(
+        max_workers=min(concurrency, len(items)), thread_name_prefix=name
+    ) as pool:
+        futures = [pool.submit(guarded, index, item) for index, item in enumerate(items)]
+        replies = []
+        for future in futures:
+            try:
+                replies.append(Reply(answer=future.result()))
+            except CancelledError:
+                replies.append(Reply())
+            except BaseException as exc:  # the caller raises it in order
+                replies.append(Reply(error=exc))
+    return replies
 
 
 def downgrade_waiting_key(connection: str, account_id: str) -> str:
@@ -183,31 +246,32 @@ class Writer:
                 self._after_writes(batch, final=final and index == len(batches) - 1)
             return
         answers = self._send_concurrently(updates)
-        for index, (batch, (ready, results, error)) in enumerate(
-            zip(batches, answers, strict=True)
-        ):
-            if error is not None:
+        for index, (batch, (ready, reply)) in enumerate(zip(batches, answers, strict=True)):
+            if reply.error is not None:
                 # Stop where a sequential run would have; what the CRM confirmed for the
                 # later batches is still recorded, so it is not sent again.
-                for later, later_results, _ in answers[index + 1 :]:
-                    if later is not None and later_results is not None:
-                        self._apply_write(later, later_results, 0)
-                if isinstance(error, FatalCrmError) and self.drift is not None:
-                    self.drift.explain_fatal(error)
-                raise error
-            if ready is not None and results is not None:
-                self._apply_write(ready, results, 0)
+                for later, later_reply in answers[index + 1 :]:
+                    if later is not None and later_reply.answer is not None:
+                        self._apply_write(later, later_reply.answer, 0)
+                if isinstance(reply.error, FatalCrmError) and self.drift is not None:
+                    self.drift.explain_fatal(reply.error)
+                raise reply.error
+            if ready is not None and reply.answer is not None:
+                self._apply_write(ready, reply.answer, 0)
             self._after_writes(batch, final=final and index == len(batches) - 1)
 
     def _after_writes(self, batch: Sequence[PendingAccount], *, final: bool) -> None:
         """Queue the batch's task actions (or finalise its accounts) and send full task batches."""
-        for item in batch:
-            if item.tasks.actions:
-                self._waiting[item.account_id] = item
-                self._unanswered[item.account_id] = len(item.tasks.actions)
-                self._task_queue.extend(item.tasks.actions)
-            else:
-                self._finalize(item)
+        # One transaction for the batch's accounts, not one each (a commit per account was a
+        # tenth of a 5,000-account run's CPU); no CRM call happens inside it.
+        with self.store.transaction():
+            for item in batch:
+                if item.tasks.actions:
+                    self._waiting[item.account_id] = item
+                    self._unanswered[item.account_id] = len(item.tasks.actions)
+                    self._task_queue.extend(item.tasks.actions)
+                else:
+                    self._finalize(item)
         self._send_tasks(final=final)
 
     def _send_tasks(self, *, final: bool) -> None:
@@ -237,11 +301,12 @@ class Writer:
         sent = {id(action) for action in (*send_creates, *send_others, *handled)}
         self._task_queue = [action for action in self._task_queue if id(action) not in sent]
         self._apply_tasks([*send_creates, *send_others], self._waiting)
-        for action in (*send_creates, *send_others, *handled):
-            self._unanswered[action.account_id] -= 1
-            if self._unanswered[action.account_id] == 0:
-                del self._unanswered[action.account_id]
-                self._finalize(self._waiting.pop(action.account_id))
+        with self.store.transaction():
+            for action in (*send_creates, *send_others, *handled):
+                self._unanswered[action.account_id] -= 1
+                if self._unanswered[action.account_id] == 0:
+                    del self._unanswered[action.account_id]
+                    self._finalize(self._waiting.pop(action.account_id))
 
     def _cap(self, creates: list[TaskAction]) -> tuple[list[TaskAction], list[TaskAction]]:
         """The creates within the caps (most urgent first: priority, then risk score)."""
@@ -363,13 +428,9 @@ class Writer:
     def _send_concurrently(
         self, chunks: Sequence[Sequence[AccountUpdate]]
     ) -> list[
-        tuple[
-            tuple[list[AccountUpdate], list[RecordChange]] | None,
-            list[WriteResult] | None,
-            BaseException | None,
-        ]
+        tuple[tuple[list[AccountUpdate], list[RecordChange]] | None, Reply[list[WriteResult]]]
     ]:
-        """Send one update batch per chunk at once; per chunk: what was sent, the answer or the error.
+        """Send one update batch per chunk at once; per chunk: what was sent and the CRM's reply.
 
         Every chunk's intent is logged before any is sent (crash safety as in a sequential run);
         only the CRM calls run on worker threads, the caller applies the answers in order.
@@ -380,26 +441,11 @@ class Writer:
             counts["planned"] += len(chunk)
             prepared.append(self._prepare_write(chunk) if chunk else None)
         sent = [ready for ready in prepared if ready is not None]
-        with ThreadPoolExecutor(
-            max_workers=min(self.concurrency, max(1, len(sent))), thread_name_prefix="crm-write"
-        ) as pool:
-            futures = {id(ready): pool.submit(self._send_write, ready) for ready in sent}
-            answers: list[
-                tuple[
-                    tuple[list[AccountUpdate], list[RecordChange]] | None,
-                    list[WriteResult] | None,
-                    BaseException | None,
-                ]
-            ] = []
-            for ready in prepared:
-                if ready is None:
-                    answers.append((None, None, None))
-                    continue
-                try:
-                    answers.append((ready, futures[id(ready)].result(), None))
-                except BaseException as exc:  # the caller raises it in batch order
-                    answers.append((ready, None, exc))
-        return answers
+        replies = iter(call_in_order(self._send_write, sent, self.concurrency, "crm-write"))
+        return [
+            (ready, next(replies) if ready is not None else Reply[list[WriteResult]]())
+            for ready in prepared
+        ]
 
     def _prepare_write(
         self, updates: Sequence[AccountUpdate]
@@ -442,13 +488,16 @@ class Writer:
                 for update in updates
             ]
         refused: list[tuple[AccountUpdate, WriteResult, list[str]]] = []
-        for update, result in zip(updates, results, strict=True):
-            named = self._refused_fields(update, result)
-            if named:
-                refused.append((update, result, named))
-            else:
-                self._record_account_result(update, result)
-        self.store.clear_intents(self.connection, account_ids)
+        # The batch's answers in one transaction (not one per account); a crash before its
+        # commit leaves the intents, which the next run settles against the CRM's values.
+        with self.store.transaction():
+            for update, result in zip(updates, results, strict=True):
+                named = self._refused_fields(update, result)
+                if named:
+                    refused.append((update, result, named))
+                else:
+                    self._record_account_result(update, result)
+            self.store.clear_intents(self.connection, account_ids)
         if refused:
             self._split_refused(refused, split_round)
 
@@ -680,14 +729,60 @@ class Writer:
                 "owner go to the CRM's default owner (the integration user): set [tasks] "
                 "fallback_owner_id to choose who gets them"
             )
-        for start in range(0, len(creates), self.batch_size):
-            chunk = self._mark_first_attempts(creates[start : start + self.batch_size])
-            results = self.adapter.create_tasks(chunk)
-            chunk, results = self._reassign_refused_owners(chunk, results)
+        # Task batches go out like write batches: up to `concurrency` at once, answers applied
+        # in batch order on this thread. Every create's intent is logged before any is sent.
+        create_chunks = [
+            self._mark_first_attempts(creates[start : start + self.batch_size])
+            for start in range(0, len(creates), self.batch_size)
+        ]
+        self._apply_task_replies(
+            create_chunks,
+            call_in_order(self._send_creates, create_chunks, self.concurrency, "crm-task"),
+            items,
+            creates=True,
+        )
+        other_chunks = [
+            others[start : start + self.batch_size]
+            for start in range(0, len(others), self.batch_size)
+        ]
+        self._apply_task_replies(
+            other_chunks,
+            call_in_order(self._send_updates, other_chunks, self.concurrency, "crm-task"),
+            items,
+            creates=False,
+        )
+
+    def _send_creates(self, chunk: Sequence[TaskAction]) -> list[WriteResult]:
+        """One task batch's creates (no store access: it may run on a worker thread)."""
+        return list(self.adapter.create_tasks(chunk))
+
+    def _send_updates(self, chunk: Sequence[TaskAction]) -> list[WriteResult]:
+        """One task batch's closes and escalations (no store access: it may run on a worker thread)."""
+        return list(self.adapter.update_tasks(chunk))
+
+    def _apply_task_replies(
+        self,
+        chunks: Sequence[Sequence[TaskAction]],
+        replies: Sequence[Reply[list[WriteResult]]],
+        items: dict[str, PendingAccount],
+        *,
+        creates: bool,
+    ) -> None:
+        """Record each task batch's answer in batch order; raise the first error after recording
+        what the CRM confirmed for the batches that were in flight with it."""
+        error: BaseException | None = None
+        for chunk, reply in zip(chunks, replies, strict=True):
+            if reply.error is not None and error is None:
+                error = reply.error
+            if reply.answer is None:
+                continue
+            results: Sequence[WriteResult] = reply.answer
+            if creates and error is None:
+                # A refused owner is retried with the fallback (sequentially, in order).
+                chunk, results = self._reassign_refused_owners(chunk, results)
             self._record_task_results(chunk, results, items)
-        for start in range(0, len(others), self.batch_size):
-            chunk = others[start : start + self.batch_size]
-            self._record_task_results(chunk, self.adapter.update_tasks(chunk), items)
+        if error is not None:
+            raise error
 
     def _mark_first_attempts(self, creates: Sequence[TaskAction]) -> list[TaskAction]:
         """Flag creates that need no look-up, and log the intent to send them (crash safety).
@@ -777,6 +872,16 @@ class Writer:
                 )
                 for a in actions
             ]
+        with self.store.transaction():
+            # One transaction per task batch (not one per task); no CRM call happens inside it.
+            self._record_task_batch(actions, results, items)
+
+    def _record_task_batch(
+        self,
+        actions: Sequence[TaskAction],
+        results: Sequence[WriteResult],
+        items: dict[str, PendingAccount],
+    ) -> None:
         now = self.store.now()
         settled = [
             action.dedupe_key

@@ -1,4 +1,4 @@
-"""Issue 18: write batches sent concurrently leave the CRM, the audit log and the run report as a sequential run does."""
+"""Issue 18: write and task batches sent concurrently leave the CRM, the audit log and the run report as a sequential run does."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
+from connector.engine import sync as sync_module
 from connector.engine import writer as writer_module
+from connector.engine.prefetch import Prefetch
+from connector.protocol import find_task_marker
 from tests.chaos import _crm_state
 from tests.chaos._sandbox_sync import SandboxSync, write_config
 from tests.chaos.conftest import CRMS, start_sandbox
@@ -44,6 +47,25 @@ class InFlight:
         return counted
 
 
+class ReadAhead(Prefetch):
+    """Counts the record streams being read ahead at once (accounts and invoices together)."""
+
+    live = 0
+    most = 0
+    lock = threading.Lock()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with ReadAhead.lock:
+            ReadAhead.live += 1
+            ReadAhead.most = max(ReadAhead.most, ReadAhead.live)
+        super().__init__(*args, **kwargs)
+
+    def close(self) -> None:
+        super().close()
+        with ReadAhead.lock:
+            ReadAhead.live -= 1
+
+
 def _scrub(value: Any) -> Any:
     if isinstance(value, dict):
         if "watermarks" in value:
@@ -61,12 +83,25 @@ def _present(value: Any) -> Any:
     return value is not None
 
 
-def _audit_line(row: dict[str, Any]) -> dict[str, Any]:
+def _audit_line(row: dict[str, Any], task_keys: dict[str, str | None]) -> dict[str, Any]:
     line = {k: v for k, v in row.items() if k not in VOLATILE_AUDIT}
     if line["field"] == "risk_reviewed_at":  # the clock at the write: compared by presence
         line["old_value"] = line["old_value"] is not None
         line["new_value"] = line["new_value"] is not None
+    new = line.get("new_value")
+    if line["object"] == "task" and isinstance(new, dict) and new.get("task_id"):
+        # The CRM numbers tasks in the order creates arrive, which concurrent batches change:
+        # the audit's task id is compared through the task it names (its dedupe marker).
+        line["new_value"] = {**new, "task_id": task_keys.get(str(new["task_id"]), "not in CRM")}
     return line
+
+
+def _task_keys(sync: SandboxSync) -> dict[str, str | None]:
+    """CRM task id -> the dedupe key its description carries."""
+    return {
+        str(task.get("Id") or task.get("id")): find_task_marker(task.get("Description"))
+        for task in sync.sandbox.emulator.tasks()
+    }
 
 
 def _two_syncs(crm: str, folder: Path, concurrency: int) -> dict[str, Any]:
@@ -76,7 +111,8 @@ def _two_syncs(crm: str, folder: Path, concurrency: int) -> dict[str, Any]:
         sync = SandboxSync(sandbox, write_config(sandbox, folder, options=options))
         with sync.store() as store:
             reports = [sync.run(store).to_dict() for _ in range(2)]
-            audit = [_audit_line(row) for row in store.audit(limit=100_000)]
+            keys = _task_keys(sync)
+            audit = [_audit_line(row, keys) for row in store.audit(limit=100_000)]
         return {
             "accounts": _crm_state.accounts(sync),
             "tasks": _crm_state.tasks(sync)[0],
@@ -89,15 +125,26 @@ def _two_syncs(crm: str, folder: Path, concurrency: int) -> dict[str, Any]:
 def test_concurrency_4_ends_in_the_state_audit_and_report_of_a_sequential_run(
     crm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    flight = InFlight()
+    flight, task_flight = InFlight(), InFlight()
     monkeypatch.setattr(
         writer_module.Writer, "_send_write", flight.wrap(writer_module.Writer._send_write)
     )
+    for send in ("_send_creates", "_send_updates"):
+        monkeypatch.setattr(
+            writer_module.Writer, send, task_flight.wrap(getattr(writer_module.Writer, send))
+        )
+    monkeypatch.setattr(sync_module, "Prefetch", ReadAhead)
+    monkeypatch.setattr(ReadAhead, "most", 0)
     sequential = _two_syncs(crm, tmp_path / "one", 1)
     assert flight.most == 1
+    assert task_flight.most == 1
+    assert ReadAhead.most == 0, "a sequential run read ahead"
     concurrent = _two_syncs(crm, tmp_path / "four", 4)
     assert flight.most > 1, "no two write batches were ever in flight together"
     assert flight.most <= 4
+    assert task_flight.most > 1, "no two task batches were ever in flight together"
+    assert task_flight.most <= 4
+    assert ReadAhead.most == 2, "accounts and invoices were not read ahead together"
 
     assert sequential["accounts"] and any(
         value is not None for values in sequential["accounts"].values() for value in values.values()
