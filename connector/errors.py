@@ -194,6 +194,14 @@ class QuotaExhaustedError(RetriableCrmError):
     """The API budget for this run or the org's daily quota is spent: stop cleanly, resume next run."""
 
 
+class ConcurrencyLimitError(RetriableCrmError):
+    """The CRM refused a call because too many of ours (or the org's) were in flight at once.
+
+    Salesforce: REQUEST_LIMIT_EXCEEDED "ConcurrentPerOrgLongTxn Limit exceeded"; Zoho: 429
+    TOO_MANY_REQUESTS. The engine sends fewer calls at once and tries the call again.
+    """
+
+
 class FatalCrmError(CrmError):
     """A CRM error that retrying will not fix (malformed request, unknown object): stop the run."""
 

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from connector.engine.digests import Deferred
 from connector.engine.drift import FieldDrift, Refusal
 from connector.engine.report import RunReport
+from connector.engine.window import Window
 from connector.errors import CrmError, FatalCrmError, RunCancelled
 from connector.models import AccountUpdate, RecordChange, RiskAssessment, TaskAction, WriteResult
 from connector.planning.planner import AccountPlan, TaskPlan
@@ -73,15 +74,21 @@ class Reply(Generic[Answer]):
 
 
 def call_in_order(
-    call: Callable[[Sent], Answer], items: Sequence[Sent], concurrency: int, name: str
+    call: Callable[[Sent], Answer], items: Sequence[Sent], window: Window, name: str
 ) -> list[Reply[Answer]]:
-    """Call `call` once per item, up to `concurrency` calls at once; the replies in the items' order.
+    """Call `call` once per item, as many at once as the window allows; replies in the items' order.
 
     Only the CRM calls run on worker threads: the caller applies the replies one by one, in
     order, on its own thread, so the store and the audit log end as after a sequential run.
     After a failed call nothing not yet started is sent (a sequential run would have stopped
     there); calls already in flight finish, so what the CRM confirmed can still be recorded.
+    A call the CRM refused for concurrency narrows the window and is sent again (`Window`).
     """
+    concurrency = window.ceiling
+
+    def send(item: Sent) -> Answer:
+        return window.call(lambda: call(item))
+
     if concurrency <= 1 or len(items) <= 1:
         replies: list[Reply[Answer]] = []
         for item in items:
@@ -89,7 +96,7 @@ def call_in_order(
                 replies.append(Reply())  # after a failure: never sent
                 continue
             try:
-                replies.append(Reply(answer=call(item)))
+                replies.append(Reply(answer=send(item)))
             except BaseException as exc:  # the caller raises it in order
                 replies.append(Reply(error=exc))
         return replies
@@ -103,7 +110,7 @@ def call_in_order(
             if index > first_failed[0]:
                 raise CancelledError  # an earlier batch failed before this one started
         try:
-            return call(item)
+            return send(item)
         except BaseException:
             with guard:
                 first_failed[0] = min(first_failed[0], index)
@@ -183,6 +190,8 @@ class Writer:
         # connection). Only the calls run in parallel: the store and the audit log are written
         # on this thread, in batch order, so the end state is that of a sequential run.
         self.concurrency = max(1, adapter.capabilities.max_concurrency)
+        # Narrowed for the rest of the run while the CRM refuses calls for concurrency.
+        self.window = Window(self.concurrency)
         self._pending: list[PendingAccount] = []
         # Batches closed but not yet sent: up to `concurrency` of them go out together.
         self._closed: list[list[PendingAccount]] = []
@@ -417,7 +426,7 @@ class Writer:
         if prepared is None:
             return
         try:
-            results = self._send_write(prepared)
+            results = self.window.call(lambda: self._send_write(prepared))
         except FatalCrmError as exc:
             if self.drift is not None:
                 # A deleted or read-only field refuses the whole call (Salesforce INVALID_FIELD).
@@ -441,7 +450,7 @@ class Writer:
             counts["planned"] += len(chunk)
             prepared.append(self._prepare_write(chunk) if chunk else None)
         sent = [ready for ready in prepared if ready is not None]
-        replies = iter(call_in_order(self._send_write, sent, self.concurrency, "crm-write"))
+        replies = iter(call_in_order(self._send_write, sent, self.window, "crm-write"))
         return [
             (ready, next(replies) if ready is not None else Reply[list[WriteResult]]())
             for ready in prepared
@@ -737,7 +746,7 @@ class Writer:
         ]
         self._apply_task_replies(
             create_chunks,
-            call_in_order(self._send_creates, create_chunks, self.concurrency, "crm-task"),
+            call_in_order(self._send_creates, create_chunks, self.window, "crm-task"),
             items,
             creates=True,
         )
@@ -747,7 +756,7 @@ class Writer:
         ]
         self._apply_task_replies(
             other_chunks,
-            call_in_order(self._send_updates, other_chunks, self.concurrency, "crm-task"),
+            call_in_order(self._send_updates, other_chunks, self.window, "crm-task"),
             items,
             creates=False,
         )
@@ -839,7 +848,7 @@ class Writer:
                 results[index].error_code or "refused"
             )
         for index, action, result in zip(
-            retry, again, self.adapter.create_tasks(again), strict=False
+            retry, again, self.window.call(lambda: self._send_creates(again)), strict=False
         ):
             actions[index], results[index] = action, result
         # One line per refused owner and run (the demo printed one per task, between its tables).

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from connector.engine.window import Window
 from connector.engine.writer import call_in_order
 
 
@@ -38,7 +39,7 @@ class Crm:
 
 def test_replies_come_in_batch_order_whatever_order_the_crm_answers_in() -> None:
     crm = Crm({0: 0.15, 1: 0.0, 2: 0.05, 3: 0.0})
-    replies = call_in_order(crm, [0, 1, 2, 3], 4, "test")
+    replies = call_in_order(crm, [0, 1, 2, 3], Window(4), "test")
     assert [reply.answer for reply in replies] == [f"answer {n}" for n in range(4)]
     assert crm.most > 1
     assert crm.most <= 4
@@ -46,14 +47,14 @@ def test_replies_come_in_batch_order_whatever_order_the_crm_answers_in() -> None
 
 def test_no_more_than_the_window_is_in_flight() -> None:
     crm = Crm({n: 0.02 for n in range(12)})
-    call_in_order(crm, list(range(12)), 3, "test")
+    call_in_order(crm, list(range(12)), Window(3), "test")
     assert sorted(crm.sent) == list(range(12))
     assert 1 < crm.most <= 3
 
 
 def test_sequentially_nothing_after_a_failed_batch_is_sent() -> None:
     crm = Crm({}, failing={1})
-    replies = call_in_order(crm, [0, 1, 2, 3], 1, "test")
+    replies = call_in_order(crm, [0, 1, 2, 3], Window(1), "test")
     assert crm.sent == [0, 1]
     assert replies[0].answer == "answer 0"
     assert isinstance(replies[1].error, RuntimeError)
@@ -65,7 +66,7 @@ def test_concurrently_batches_before_a_failure_are_answered_and_unstarted_later_
 ):
     # Batch 0 fails while 1 is in flight with it (1's answer is kept); 2.. wait for a slot.
     crm = Crm({0: 0.05, 1: 0.15}, failing={0})
-    replies = call_in_order(crm, [0, 1, 2, 3, 4], 2, "test")
+    replies = call_in_order(crm, [0, 1, 2, 3, 4], Window(2), "test")
     assert isinstance(replies[0].error, RuntimeError)
     assert replies[1].answer == "answer 1"
     assert sorted(crm.sent) == [0, 1]
@@ -75,6 +76,6 @@ def test_concurrently_batches_before_a_failure_are_answered_and_unstarted_later_
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_a_failure_after_answered_batches_keeps_their_answers(concurrency: int) -> None:
     crm = Crm({2: 0.05}, failing={2})
-    replies = call_in_order(crm, [0, 1, 2], concurrency, "test")
+    replies = call_in_order(crm, [0, 1, 2], Window(concurrency), "test")
     assert [r.answer for r in replies[:2]] == ["answer 0", "answer 1"]
     assert isinstance(replies[2].error, RuntimeError)
