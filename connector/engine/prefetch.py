@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -36,6 +36,9 @@ class Chunks:
     def __iter__(self) -> Chunks:
         return self
 
+    def start(self) -> None:
+        """Nothing to start: the caller's thread reads each chunk when it asks for it."""
+
     def __next__(self) -> list[RawRecord]:
         return next(self._chunks)
 
@@ -64,14 +67,34 @@ class Prefetch:
     its thread (a generator can only be closed where it runs).
     """
 
-    def __init__(self, records: Iterator[RawRecord], size: int, ahead: int, name: str) -> None:
+    def __init__(
+        self,
+        records: Iterator[RawRecord],
+        size: int,
+        ahead: int,
+        name: str,
+        *,
+        start: bool = True,
+        after_first: Callable[[], None] | None = None,
+    ) -> None:
+        """`start=False`: read nothing until `start()` or the first `next()`; `after_first`: called
+        once the first chunk has been handed over (the CRM answered), e.g. to start another stream."""
         self._records = records
         self._size = size
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, ahead))
         self._stop = threading.Event()
         self._done = False
+        self._after_first = after_first
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
-        self._thread.start()
+        self._started = False
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Begin reading ahead (once; later calls do nothing)."""
+        if not self._started and not self._stop.is_set():
+            self._started = True
+            self._thread.start()
 
     def _put(self, item: tuple[str, Any]) -> bool:
         while not self._stop.is_set():
@@ -101,8 +124,12 @@ class Prefetch:
     def __next__(self) -> list[RawRecord]:
         if self._done:
             raise StopIteration
+        self.start()
         kind, value = self._queue.get()
         if kind == "chunk":
+            if self._after_first is not None:
+                after, self._after_first = self._after_first, None
+                after()
             chunk: list[RawRecord] = value
             return chunk
         self._done = True
@@ -119,7 +146,13 @@ class Prefetch:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
-        self._thread.join()
+        if self._started:
+            self._thread.join()
+        else:
+            # Never started: the stream is closed here (nothing runs it elsewhere).
+            close = getattr(self._records, "close", None)
+            if close is not None:
+                close()
         self._done = True
 
     def __enter__(self) -> Prefetch:

@@ -43,7 +43,7 @@ from connector.errors import (
 )
 from connector.mapping import FieldMapping
 from connector.mapping.check import payment_history_warning
-from connector.models import Account, InvoiceStatus, RawRecord, RiskAssessment
+from connector.models import Account, Invoice, InvoiceStatus, RawRecord, RiskAssessment
 from connector.planning.planner import (
     LIMIT_FIELD,
     LedgerView,
@@ -235,8 +235,11 @@ class _Engine:
         self.name = connection.name
         self.adapter = adapter
         self.store = store
-        # Accounts whose invoices changed in the chunk being stored (flagged at its end).
-        self._to_flag: set[str] | None = None
+        # Valid invoices of the chunk being stored, written together at its end (or before a
+        # deletion, exclusion or quarantine, to keep the stream's order), and the accounts
+        # whose invoices changed (flagged once at the chunk's end).
+        self._to_store: list[Invoice] | None = None
+        self._to_flag: set[str] = set()
         # Quarantined record ids per kind, loaded on first use (see `_release`).
         self._quarantined_ids: dict[str, set[str]] = {}
         self.mapping = mapping
@@ -284,8 +287,13 @@ class _Engine:
             self.report.warnings.append(message)
             log.warning(message, extra={"connection": self.name})
         # With concurrency, invoices are read while accounts are stored: each stream reads
-        # ahead on its own thread and is consumed in order, accounts first, as before.
-        with self._read("account") as accounts, self._read("invoice") as invoices:
+        # ahead on its own thread and is consumed in order, accounts first, as before. The
+        # invoice stream starts once the CRM answered the first account page, so a CRM that
+        # refuses the first call (an outage, a throttled token endpoint) sees one caller.
+        with (
+            self._read("invoice", start=False) as invoices,
+            self._read("account", after_first=invoices.start) as accounts,
+        ):
             self._pull("account", accounts)
             self._pull("invoice", invoices)
         self._recheck_quarantined()
@@ -304,7 +312,13 @@ class _Engine:
             return None
         return watermark - timedelta(seconds=self.connection.overlap_seconds)
 
-    def _read(self, kind: str) -> Prefetch | Chunks:
+    def _read(
+        self,
+        kind: str,
+        *,
+        start: bool = True,
+        after_first: Callable[[], None] | None = None,
+    ) -> Prefetch | Chunks:
         """The kind's changed records in checkpoint chunks; read ahead on a thread with concurrency.
 
         Sequentially (max_concurrency 1) nothing is read before it is consumed, so one call at a
@@ -314,7 +328,14 @@ class _Engine:
         fields = self.mapping.read_fields(kind)
         records = self.adapter.read_changed(crm_object, fields, self._since(kind))
         if self.adapter.capabilities.max_concurrency > 1:
-            return Prefetch(records, CHECKPOINT_EVERY, READ_AHEAD_CHUNKS, f"crm-read-{kind}")
+            return Prefetch(
+                records,
+                CHECKPOINT_EVERY,
+                READ_AHEAD_CHUNKS,
+                f"crm-read-{kind}",
+                start=start,
+                after_first=after_first,
+            )
         return Chunks(records, CHECKPOINT_EVERY)
 
     def _pull(self, kind: str, chunks: Iterator[list[RawRecord]]) -> None:
@@ -341,18 +362,19 @@ class _Engine:
             newest: datetime | None = None
             with self.store.transaction():
                 # The chunk's changed invoices flag their accounts once, not once a row.
-                flagged: set[str] = set()
-                self._to_flag = flagged
+                self._to_store = [] if kind == "invoice" else None
                 try:
                     for raw in chunk:
                         counts["read"] += 1
                         self._ingest(kind, raw, counts, settled.get(raw.crm_id))
                         if newest is None or raw.modified_at > newest:
                             newest = raw.modified_at
+                    self._store_invoices(counts)
+                    if self._to_flag:
+                        self.store.flag_for_scoring(self.name, self._to_flag)
                 finally:
-                    self._to_flag = None
-                if flagged:
-                    self.store.flag_for_scoring(self.name, flagged)
+                    self._to_store = None
+                    self._to_flag = set()
                 if newest is not None:
                     # Same transaction as the rows: a crash never leaves a half-advanced watermark.
                     self.store.set_watermark(self.name, kind, newest)
@@ -440,12 +462,14 @@ class _Engine:
             return
         if raw.deleted:
             counts["deleted"] += 1
+            self._store_invoices(counts)  # in stream order, before this invoice's deletion
             self.store.mark_invoice_deleted(self.name, raw.crm_id)
             self._release(kind, raw.crm_id)
             return
         try:
             invoice = self.mapping.to_invoice(raw, settled_on=settled_on)
         except RecordError as exc:
+            self._store_invoices(counts)
             # The stored copy is stale: its account is held until a valid version arrives.
             # Without one, the account the record names is held (it misses an invoice).
             account_id = self.store.invoice_account(
@@ -456,15 +480,26 @@ class _Engine:
         if invoice is None:
             # Excluded by the mapping's filter (e.g. Draft, Cancelled): it leaves scoring.
             counts["excluded"] += 1
+            self._store_invoices(counts)
             self.store.mark_invoice_deleted(self.name, raw.crm_id)
             self._release(kind, raw.crm_id)
             return
-        affected = self.store.upsert_invoice(self.name, invoice, flag=self._to_flag is None)
-        if affected:
+        if self._to_store is not None:
+            # Stored with the rest of the chunk, in one query and one statement.
+            self._to_store.append(invoice)
+        elif self.store.upsert_invoice(self.name, invoice):
             counts["changed"] += 1
-            if self._to_flag is not None:
-                self._to_flag.update(affected)
         self._release(kind, raw.crm_id)
+
+    def _store_invoices(self, counts: Any) -> None:
+        """Write the chunk's pending invoices in one go; their accounts wait to be flagged."""
+        if not self._to_store:
+            return
+        for affected in self.store.upsert_invoices(self.name, self._to_store, flag=False):
+            if affected:
+                counts["changed"] += 1
+                self._to_flag.update(affected)
+        self._to_store.clear()
 
     def _recheck_quarantined(self) -> None:
         """Read quarantined records again by id when the mapping changed since they were judged.

@@ -102,6 +102,10 @@ def loads(text: str | None) -> Any:
     return json.loads(text) if text else None
 
 
+# Ids per `IN (...)` query: well under SQLite's and PostgreSQL's parameter limits.
+_IN_CHUNK = 500
+
+
 def _hash(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
@@ -519,47 +523,72 @@ class SqlStore:
                 (connection, crm_id),
             )
 
-    def upsert_invoice(self, connection: str, invoice: Invoice, *, flag: bool = True) -> set[str]:
-        """Insert or update an invoice; returns the account ids whose inputs changed.
+    def upsert_invoice(self, connection: str, invoice: Invoice) -> set[str]:
+        """Insert or update an invoice; returns the account ids whose inputs changed (flagged)."""
+        return self.upsert_invoices(connection, [invoice])[0]
 
-        Those accounts are flagged for scoring, unless `flag` is False: the caller then flags
-        them itself, once per chunk of invoices (in the same transaction) instead of per row.
+    def upsert_invoices(
+        self, connection: str, invoices: Sequence[Invoice], *, flag: bool = True
+    ) -> list[set[str]]:
+        """Insert or update invoices, in order; per invoice, the account ids whose inputs changed.
+
+        One query finds the stored hashes of a few hundred invoices and one statement writes the
+        changed ones (a chunk of a 1M-invoice read was two statements per row). Those accounts
+        are flagged for scoring unless `flag` is False (the caller flags them itself).
         """
-        data = dumps(invoice.model_dump(mode="json", exclude={"modified_at"}))
-        data_hash = _hash(data)
-        modified = _iso(invoice.modified_at) if invoice.modified_at else None
+        if not invoices:
+            return []
         with self.transaction() as db:
-            row = db.execute(
-                "SELECT data_hash, account_id, deleted FROM invoices WHERE connection = ? AND crm_id = ?",
-                (connection, invoice.crm_id),
-            ).fetchone()
-            if (
-                row is not None
-                and row["data_hash"] == data_hash
-                and row["deleted"] == int(invoice.deleted)
-            ):
-                return set()
-            db.execute(
-                "INSERT INTO invoices (connection, crm_id, account_id, data, data_hash, modified_at, deleted) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (connection, crm_id) DO UPDATE SET "
-                "account_id = excluded.account_id, data = excluded.data, data_hash = excluded.data_hash, "
-                "modified_at = excluded.modified_at, deleted = excluded.deleted",
-                (
-                    connection,
-                    invoice.crm_id,
-                    invoice.account_id,
-                    data,
-                    data_hash,
-                    modified,
-                    int(invoice.deleted),
-                ),
-            )
-            affected = {invoice.account_id}
-            if row is not None:
-                affected.add(row["account_id"])
+            stored: dict[str, tuple[str, str, int]] = {}
+            ids = list(dict.fromkeys(invoice.crm_id for invoice in invoices))
+            for start in range(0, len(ids), _IN_CHUNK):
+                part = ids[start : start + _IN_CHUNK]
+                marks = ",".join("?" * len(part))
+                for row in db.execute(
+                    "SELECT crm_id, data_hash, account_id, deleted FROM invoices "  # noqa: S608 - placeholders only
+                    f"WHERE connection = ? AND crm_id IN ({marks})",
+                    (connection, *part),
+                ).fetchall():
+                    stored[row["crm_id"]] = (row["data_hash"], row["account_id"], row["deleted"])
+            writes: list[tuple[Any, ...]] = []
+            results: list[set[str]] = []
+            for invoice in invoices:
+                data = dumps(invoice.model_dump(mode="json", exclude={"modified_at"}))
+                data_hash = _hash(data)
+                deleted = int(invoice.deleted)
+                row = stored.get(invoice.crm_id)
+                if row is not None and row[0] == data_hash and row[2] == deleted:
+                    results.append(set())
+                    continue
+                modified = _iso(invoice.modified_at) if invoice.modified_at else None
+                writes.append(
+                    (
+                        connection,
+                        invoice.crm_id,
+                        invoice.account_id,
+                        data,
+                        data_hash,
+                        modified,
+                        deleted,
+                    )
+                )
+                affected = {invoice.account_id}
+                if row is not None:
+                    affected.add(row[1])
+                # A second version of the same invoice later in the list compares with this one.
+                stored[invoice.crm_id] = (data_hash, invoice.account_id, deleted)
+                results.append(affected)
+            if writes:
+                db.executemany(
+                    "INSERT INTO invoices (connection, crm_id, account_id, data, data_hash, modified_at, deleted) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (connection, crm_id) DO UPDATE SET "
+                    "account_id = excluded.account_id, data = excluded.data, data_hash = excluded.data_hash, "
+                    "modified_at = excluded.modified_at, deleted = excluded.deleted",
+                    writes,
+                )
             if flag:
-                self._flag_accounts(db, connection, affected)
-            return affected
+                self._flag_accounts(db, connection, set().union(*results))
+            return results
 
     def mark_invoice_deleted(self, connection: str, crm_id: str) -> set[str]:
         """Flag an invoice deleted in the CRM so it leaves scoring; returns the affected account."""

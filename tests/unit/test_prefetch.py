@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from datetime import UTC, datetime
 
 import pytest
@@ -26,7 +27,7 @@ class Stream:
         self.closed = False
         self.thread: str | None = None
 
-    def __call__(self) -> Iterator[RawRecord]:
+    def __call__(self) -> Generator[RawRecord, None, None]:
         try:
             for n in range(self.count):
                 if n == self.fail_after:
@@ -83,3 +84,31 @@ def test_reading_ahead_stops_at_the_bound_and_close_stops_the_worker_on_its_thre
     assert stream.thread == "test-read"
     with pytest.raises(StopIteration):
         next(ahead)
+
+
+def test_a_stream_started_after_the_first_chunk_of_another_never_reads_when_that_one_fails() -> (
+    None
+):
+    failing = Stream(100, fail_after=0)
+    second = Stream(100)
+    records = second()
+    with Prefetch(records, 10, 3, "test-second", start=False) as later:
+        with (
+            pytest.raises(FatalCrmError),
+            Prefetch(failing(), 10, 3, "test-first", after_first=later.start) as first,
+        ):
+            next(first)
+        time.sleep(0.05)
+        assert second.produced == 0, "the second stream read although the first one failed"
+    assert inspect.getgeneratorstate(records) == "GEN_CLOSED"  # closed, never started
+
+
+def test_a_stream_started_after_the_first_chunk_of_another_reads_once_that_one_answered() -> None:
+    second = Stream(30)
+    with (
+        Prefetch(second(), 10, 3, "test-second", start=False) as later,
+        Prefetch(Stream(30)(), 10, 3, "test-first", after_first=later.start) as first,
+    ):
+        assert second.produced == 0
+        next(first)
+        assert _ids(list(later)) == [[f"r{n:04d}" for n in range(k, k + 10)] for k in (0, 10, 20)]
