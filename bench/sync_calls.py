@@ -144,8 +144,20 @@ class NaiveClient:
         return len(ids)
 
 
-def one(kind: str, size: int, mode: str, naive: bool, profile: str | None = None) -> dict[str, Any]:
-    """Everything for one (CRM, size, mode), in this process; `profile`: cProfile the full sync into that file."""
+RUN_LABELS = ("1 full", "2 no-change (re-reads our writes)", "3 steady state")
+
+
+def one(
+    kind: str,
+    size: int,
+    mode: str,
+    naive: bool,
+    profile: str | None = None,
+    runs: int = len(RUN_LABELS),
+) -> dict[str, Any]:
+    """Everything for one (CRM, size, mode), in this process; `profile`: cProfile the full sync into
+    that file; `runs`: how many of the three syncs (1: the full sync alone, for 100,000 accounts).
+    """
     sandbox = Sandbox(kind, size)
     result: dict[str, Any] = {
         "crm": kind,
@@ -157,7 +169,7 @@ def one(kind: str, size: int, mode: str, naive: bool, profile: str | None = None
         runner = EngineRunner(sandbox, MODES[kind][mode])
         try:
             result["runs"] = []
-            for label in ("1 full", "2 no-change (re-reads our writes)", "3 steady state"):
+            for label in RUN_LABELS[:runs]:
                 profiler = cProfile.Profile() if profile and not result["runs"] else None
                 if profiler:
                     profiler.enable()
@@ -235,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         help="cProfile each configuration's full sync into <this>-<crm>-<size>-<mode>.prof",
     )
+    parser.add_argument(
+        "--runs", type=int, default=3, help="syncs per configuration: 1 = the full sync alone"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -246,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                 mode,
                 naive=int(size) <= args.naive_max and mode == "rest",
                 profile=f"{args.profile}-{kind}-{size}-{mode}.prof" if args.profile else None,
+                runs=args.runs,
             )
         except Exception as exc:  # a failed configuration is a figure too
             result = {
@@ -273,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"{kind}:{size}:{mode}",
                         "--naive-max",
                         str(args.naive_max),
+                        "--runs",
+                        str(args.runs),
                         *(["--profile", args.profile] if args.profile else []),
                     ],
                     {"crm": kind, "accounts": size, "mode": mode, "sandbox_seed_s": "?"},
