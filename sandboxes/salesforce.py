@@ -236,6 +236,8 @@ class SalesforceEmulator:
         bulk_polls_before_complete: int = 0,
         bulk_results_page: int = 50_000,
         invoice_objects: Iterable[str] = ("blng__Invoice__c", "Invoice__c"),
+        long_running_limit: int | None = None,
+        processing_delay_s: float = 0.0,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -245,6 +247,13 @@ class SalesforceEmulator:
         self.demo_refresh_token = "5Aep861sandboxRefreshToken"  # noqa: S105 - demo value
         self.daily_api_limit = daily_api_limit
         self.api_used = 0
+        # Salesforce refuses a request while 25 of the org's requests have run over 20 s
+        # (REQUEST_LIMIT_EXCEEDED "ConcurrentPerOrgLongTxn Limit exceeded."). Here, with a limit
+        # set, every call counts as long-running and takes `processing_delay_s`, so a test meets
+        # the refusal without 20-second calls.
+        self.long_running_limit = long_running_limit
+        self.processing_delay_s = processing_delay_s
+        self._in_flight = 0
         self.session_seconds = session_seconds
         self.bulk_polls_before_complete = bulk_polls_before_complete
         # Rows per Bulk 2.0 results page when the client sends no maxRecords: Salesforce cuts
@@ -732,12 +741,24 @@ class SalesforceEmulator:
                 response = _error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
                 response.headers["Sforce-Limit-Info"] = self._usage_header()
                 return response
+            if self.long_running_limit is not None and self._in_flight >= self.long_running_limit:
+                response = _error(
+                    403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded."
+                )
+                response.headers["Sforce-Limit-Info"] = self._usage_header()
+                return response
             self.api_used += 1
+            self._in_flight += 1
         rest = (match.group(2) or "/").rstrip("/") or "/"
         try:
+            if self.processing_delay_s > 0:
+                time.sleep(self.processing_delay_s)
             response = self._route(request, match.group(1), rest)
         except SoqlError as exc:
             response = _error(400, exc.code, exc.message)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
         response.headers["Sforce-Limit-Info"] = self._usage_header()
         return response
 
