@@ -102,6 +102,10 @@ def loads(text: str | None) -> Any:
     return json.loads(text) if text else None
 
 
+_AUDIT_INSERT = (
+    "INSERT INTO audit (run_id, connection, at, object, record_id, action, field, old_value, "
+    "new_value, cause, crm_response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 # Ids per `IN (...)` query: well under SQLite's and PostgreSQL's parameter limits.
 _IN_CHUNK = 500
 
@@ -215,8 +219,14 @@ class _Transaction:
         try:
             if self._outer:
                 if exc is not None:
+                    store._audit_rows.clear()
                     store._rollback()
                 else:
+                    try:
+                        store._flush_audit()
+                    except BaseException:
+                        store._rollback()
+                        raise
                     store._commit()
         finally:
             store._lock.release()
@@ -244,6 +254,9 @@ class SqlStore:
         self.clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
         self._db = db
+        # Audit lines appended inside a transaction, written together just before it commits
+        # (one statement for a batch instead of one per line) and before any read.
+        self._audit_rows: list[tuple[Any, ...]] = []
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -264,8 +277,15 @@ class SqlStore:
     def _rollback(self) -> None:
         self._db.execute("ROLLBACK")
 
+    def _flush_audit(self) -> None:
+        """Write the audit lines waiting in this transaction, in the order they were appended."""
+        if self._audit_rows:
+            rows, self._audit_rows = self._audit_rows, []
+            self._db.executemany(_AUDIT_INSERT, rows)
+
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
+            self._flush_audit()
             rows: list[Any] = self._db.execute(sql, params).fetchall()
             return rows
 
@@ -1402,25 +1422,30 @@ class SqlStore:
         cause: str = "",
         response: str = "",
     ) -> None:
-        """Append one line to the audit log (never updated or deleted by the connector)."""
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO audit (run_id, connection, at, object, record_id, action, field, old_value, "
-                "new_value, cause, crm_response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    connection,
-                    _iso(self.now()),
-                    obj,
-                    record_id,
-                    action,
-                    field,
-                    None if old is None else dumps(old),
-                    None if new is None else dumps(new),
-                    cause,
-                    response,
-                ),
-            )
+        """Append one line to the audit log (never updated or deleted by the connector).
+
+        Inside a transaction the line waits and is written with the others at its commit, in
+        order; a rollback drops it with everything else.
+        """
+        row = (
+            run_id,
+            connection,
+            _iso(self.now()),
+            obj,
+            record_id,
+            action,
+            field,
+            None if old is None else dumps(old),
+            None if new is None else dumps(new),
+            cause,
+            response,
+        )
+        with self._lock:
+            if self._in_transaction():
+                self._audit_rows.append(row)
+                return
+            with self.transaction() as db:
+                db.execute(_AUDIT_INSERT, row)
 
     def audit(
         self,
