@@ -25,14 +25,22 @@ customers, not invoices, because one customer's invoices are not independent.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
 import math
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -77,6 +85,14 @@ _RANKED_BY_VALUE = frozenset(
     {"DBT_HIGH", "LATE_SHARE", "PAST_DUE_NOW", "TREND_WORSE", "DISPUTES", "OVER_LIMIT"}
 )
 _NAN = float("nan")
+# From this many rows on, `replay` shares the work with a worker process (on a second core).
+PARALLEL_ROWS = 100_000
+# The worker's share of the rows: a little under half, as it first starts and imports (~0.5 s).
+_WORKER_SHARE = 0.45
+# How much longer than this process a worker may take before its part is rated here instead.
+_WORKER_GRACE_SECONDS = 30.0
+
+log = logging.getLogger("crm_risk.backtest")
 
 
 @dataclass(slots=True)
@@ -168,71 +184,292 @@ def rate_decisions(decided: Iterable[Decision], policy: ScoringPolicy, rows: int
     Returns:
         The replay.
     """
+    rated = _rate(decided, policy, rows)
+    everything = np.arange(rows, dtype=np.int64)
+    return _assemble(rows, [(everything, rated.owner, iter(rated.columns()))])
+
+
+@dataclass(slots=True)
+class _Rated:
+    """Rated decisions: their figures, one entry per decision, and the decision of every row."""
+
+    # Per row of the history rated: the index of its decision (0 = none: score 0, band A, NaN).
+    owner: array[int]
+    scores: array[float]
+    bands: bytearray
+    probabilities: array[float]
+    thin_file: bytearray
+    # Per factor in FACTORS order: the input `Replay.factors` shows (NaN = no data).
+    factors: list[array[float]]
+
+    def buffers(self) -> list[array[Any] | bytearray]:
+        """The owner column, then the figures in `Replay` order (what a worker sends)."""
+        return [
+            self.owner,
+            self.scores,
+            self.bands,
+            self.probabilities,
+            self.thin_file,
+            *self.factors,
+        ]
+
+    def columns(self) -> Iterator[array[float] | bytearray]:
+        """The figures in `Replay` order, each dropped from here once handed out."""
+        for name in ("scores", "bands", "probabilities", "thin_file"):
+            column = getattr(self, name)
+            setattr(self, name, None)
+            yield column
+        while self.factors:
+            yield self.factors.pop(0)
+
+
+def _rate(decided: Iterable[Decision], policy: ScoringPolicy, rows: int) -> _Rated:
+    """Rate each decision once (`rate_decisions` before the figures are spread onto rows)."""
     tables = policy.probability
     codes = [code for _, code in FACTORS]
     by_value = [code in _RANKED_BY_VALUE for code in codes]
-    # Decision 0 is a placeholder for rows no decision covers (score 0, band A, NaN elsewhere).
     owner = array("q", bytes(8 * rows))
     scores = array("d", [0.0])
     bands = bytearray(1)
     thin_file = bytearray(1)
     probabilities = array("d", [_NAN])
     columns = [array("d", [_NAN]) for _ in codes]
+    appends = [column.append for column in columns]
+    # A score has two decimals and the thin-file flag two values: few distinct probabilities.
+    known: dict[tuple[float, bool], float] = {}
     for members, features in decided:
         score, band, raw = score_features(features, policy)
         thin = under_thin_file_rule(features, policy)
-        probability = probability_late(score, thin, tables)
+        probability = known.get((score, thin))
+        if probability is None:
+            found = probability_late(score, thin, tables)
+            probability = known[(score, thin)] = _NAN if found is None else found
         decision = len(scores)
         for i in members:
             owner[i] = decision
         scores.append(score)
         bands.append(band)
         thin_file.append(thin)
-        probabilities.append(_NAN if probability is None else probability)
-        for k, (value, points, available) in enumerate(raw):
-            shown = value if by_value[k] else points
-            columns[k].append(
-                _NAN if not available or value is None or shown is None else float(shown)
-            )
-    at = np.frombuffer(owner, dtype=np.int64)
-    factors: dict[str, array[float]] = {}
-    # Each per-decision column is dropped once spread, so the two forms never all coexist.
-    for code in codes:
-        factors[code] = _spread(columns.pop(0), at)
+        probabilities.append(probability)
+        for append, ranked, (value, points, available) in zip(appends, by_value, raw, strict=True):
+            shown = value if ranked else points
+            append(_NAN if not available or value is None or shown is None else float(shown))
+    return _Rated(owner, scores, bands, probabilities, thin_file, columns)
+
+
+def _assemble(
+    rows: int,
+    parts: list[tuple[npt.NDArray[np.int64], array[int], Iterator[array[float] | bytearray]]],
+) -> Replay:
+    """The per-row replay from rated parts of the history.
+
+    Each part is (its rows in the history, the decision of each of them, its figures in
+    `Replay` order); the figures are spread one column at a time (each part's copy is dropped
+    as soon as it is spread, so the per-decision and per-row forms never all coexist).
+    """
+    owners = [np.frombuffer(owner, dtype=np.int64) for _, owner, _ in parts]
+
+    def spread(out: array[float] | bytearray, dtype: type[np.generic]) -> None:
+        target = np.frombuffer(out, dtype=dtype)
+        for (at, _, columns), owner in zip(parts, owners, strict=True):
+            column = np.frombuffer(next(columns), dtype=dtype)
+            if len(at) == rows:
+                # The whole history (the rows in order): gathered straight into the result
+                # (all indices are valid; "clip" keeps numpy from buffering the output).
+                np.take(column, owner, out=target, mode="clip")
+            else:
+                target[at] = column[owner]
+
+    numbers: list[array[float]] = []
+    flags: list[bytearray] = []
+    # `_Rated.columns` order: score, band, probability, thin-file flag, the factors.
+    for kind in ("d", "b", "d", "b", *("d" for _ in FACTORS)):
+        if kind == "b":
+            flags.append(bytearray(rows))
+            spread(flags[-1], np.uint8)
+        else:
+            numbers.append(array("d", bytes(8 * rows)))
+            spread(numbers[-1], np.float64)
+    codes = [code for _, code in FACTORS]
     return Replay(
-        _spread(scores, at),
-        bytearray(np.frombuffer(bands, dtype=np.uint8)[at].tobytes()),
-        _spread(probabilities, at),
-        factors,
-        bytearray(np.frombuffer(thin_file, dtype=np.uint8)[at].tobytes()),
+        numbers[0], flags[0], numbers[1], dict(zip(codes, numbers[2:], strict=True)), flags[1]
     )
 
 
-def _spread(per_decision: array[float], owner: npt.NDArray[np.int64]) -> array[float]:
-    """Per-row values from per-decision ones: row i gets per_decision[owner[i]]."""
-    out = array("d", bytes(8 * len(owner)))
-    # Gathered straight into the result (no temporaries: a column is 8 bytes a row); the
-    # indices are all valid, and "clip" keeps numpy from buffering the output.
-    np.take(
-        np.frombuffer(per_decision, dtype=np.float64),
-        owner,
-        out=np.frombuffer(out, dtype=np.float64),
-        mode="clip",
-    )
-    return out
-
-
-def replay(history: History, policy: ScoringPolicy) -> Replay:
+def replay(history: History, policy: ScoringPolicy, parallel: bool | None = None) -> Replay:
     """Score every invoice's customer as of the invoice's issue date (point in time).
+
+    Customers are independent, so a large history is shared with one worker process (the
+    replay is most of a large backtest's time): it rates about half of the customers while this
+    process rates the rest. The figures are the same either way, to the last bit.
 
     Args:
         history: the invoices.
         policy: the scoring policy.
+        parallel: share with a worker process; default: from `PARALLEL_ROWS` rows on, when
+            this process may run on more than one core.
 
     Returns:
         One score, band, probability and set of factor inputs per history row.
     """
-    return rate_decisions(decisions(history, policy), policy, len(history))
+    rows = len(history)
+    if parallel is None:
+        parallel = rows >= PARALLEL_ROWS and len(os.sched_getaffinity(0)) > 1
+    customer = np.asarray(history.customer, dtype=np.int64)
+    per_customer = np.bincount(customer, minlength=1)
+    # The worker takes the first customers up to its share; a customer is never split.
+    theirs = np.cumsum(per_customer) <= _WORKER_SHARE * rows
+    if not parallel or not theirs.any() or theirs.all():
+        return rate_decisions(decisions(history, policy), policy, rows)
+    mine_at = np.flatnonzero(~theirs[customer])
+    theirs_at = np.flatnonzero(theirs[customer])
+    del customer, per_customer, theirs
+    worker = _Worker.start(_part(history, theirs_at), policy)
+    started = time.monotonic()
+    try:
+        mine = _rate(decisions(_part(history, mine_at), policy), policy, len(mine_at))
+    except BaseException:
+        if worker is not None:
+            worker.process.kill()
+            worker.process.wait()
+        raise
+    # A worker far slower than this process (stuck, or starved of CPU) is stopped, and its
+    # part rated here: the same figures, later.
+    patience = _WORKER_GRACE_SECONDS + 2 * (time.monotonic() - started)
+    rated = worker.result(len(theirs_at), patience) if worker is not None else None
+    if rated is None:
+        # No worker (it could not start, or failed: logged): rate its part here.
+        rated = _rate(decisions(_part(history, theirs_at), policy), policy, len(theirs_at))
+    return _assemble(
+        rows,
+        [
+            (mine_at, mine.owner, mine.columns()),
+            (theirs_at, rated.owner, rated.columns()),
+        ],
+    )
+
+
+def _part(history: History, at: npt.NDArray[np.int64]) -> History:
+    """The rows `at` of a history (in their order), with what `decisions` reads."""
+    part = History(source=history.source, fmt=history.fmt, encoding=history.encoding)
+    for name in ("customer", "issue", "due", "paid", "amount"):
+        column: array[Any] = getattr(history, name)
+        setattr(part, name, array(column.typecode, np.asarray(column)[at].tobytes()))
+    part.flags = bytearray(np.frombuffer(history.flags, dtype=np.uint8)[at].tobytes())
+    return part
+
+
+class _Worker:
+    """A Python process rating part of a history's decisions (`_serve_replay`) over pipes."""
+
+    def __init__(self, process: subprocess.Popen[bytes], feeding: threading.Thread) -> None:
+        self.process = process
+        self.feeding = feeding
+
+    @classmethod
+    def start(cls, part: History, policy: ScoringPolicy) -> _Worker | None:
+        """Start a worker on `part`; None (logged) when no process can be started."""
+        request = pickle.dumps(
+            (policy, {name: getattr(part, name) for name in _PART_COLUMNS}),
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+        # The worker imports this package the way this process did, installed or not.
+        env = dict(os.environ)
+        top = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (top, env.get("PYTHONPATH")) if p)
+        try:
+            process = subprocess.Popen(  # noqa: S603 - this interpreter, fixed code
+                [sys.executable, "-c", _WORKER_CODE],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+            )
+        except OSError as exc:
+            log.warning("backtest: no worker process (%s); replaying on one core", exc)
+            return None
+        stdin = process.stdin
+        assert stdin is not None
+
+        def feed() -> None:
+            # From a thread: the worker reads only once it has imported, and this process
+            # has its own part to rate meanwhile.
+            with contextlib.suppress(OSError), stdin:
+                stdin.write(request)
+
+        feeding = threading.Thread(target=feed, name="backtest-worker-feed", daemon=True)
+        feeding.start()
+        return cls(process, feeding)
+
+    def result(self, rows: int, patience: float) -> _Rated | None:
+        """The worker's rated decisions for its `rows` rows, or None (logged) if it failed.
+
+        A worker that has not answered within `patience` seconds is stopped (and has failed).
+        """
+        stdout = self.process.stdout
+        assert stdout is not None
+        rated: _Rated | None = None
+        failure = ""
+        deadline = threading.Timer(patience, self.process.kill)
+        deadline.start()
+        try:
+            with stdout:
+                count = array("q", bytes(8))
+                _read_into(stdout, count)
+                decided = count[0]
+                rated = _Rated(
+                    array("q", bytes(8 * rows)),
+                    array("d", bytes(8 * decided)),
+                    bytearray(decided),
+                    array("d", bytes(8 * decided)),
+                    bytearray(decided),
+                    [array("d", bytes(8 * decided)) for _ in FACTORS],
+                )
+                for column in rated.buffers():
+                    _read_into(stdout, column)
+        except (EOFError, OSError, MemoryError, ValueError) as exc:
+            rated, failure = None, f"{type(exc).__name__}: {exc}"
+        finally:
+            deadline.cancel()
+        self.feeding.join()
+        code = self.process.wait()
+        if code == 0 and rated is not None:
+            return rated
+        log.warning(
+            "backtest: the worker process failed (exit %s%s); replaying its part here",
+            code,
+            f", {failure}" if failure else "",
+        )
+        return None
+
+
+def _read_into(stream: IO[bytes], buffer: array[Any] | bytearray) -> None:
+    """Fill `buffer` from `stream` (EOFError if the stream ends first)."""
+    view = memoryview(buffer).cast("B")
+    while view:
+        got = stream.readinto(view)  # type: ignore[attr-defined]
+        if not got:
+            raise EOFError("the worker's answer ended early")
+        view = view[got:]
+
+
+_PART_COLUMNS = ("customer", "issue", "due", "paid", "amount", "flags")
+_WORKER_CODE = "from connector.scoring.backtest import _serve_replay; _serve_replay()"
+
+
+def _serve_replay() -> None:
+    """The worker process: rate the decisions of the history part on stdin, answer on stdout.
+
+    The answer is the number of decisions, then the rows' decisions and every per-decision
+    column as raw machine values (`_Rated.buffers` order): no copy on either side.
+    """
+    policy, columns = pickle.load(sys.stdin.buffer)  # noqa: S301 - from the parent process
+    part = History(source="", fmt="", encoding="", **columns)
+    rated = _rate(decisions(part, policy), policy, len(part))
+    out = sys.stdout.buffer
+    out.write(array("q", [len(rated.scores)]).tobytes())
+    for column in rated.buffers():
+        out.write(memoryview(column))
+    out.flush()
 
 
 # -- outcomes -------------------------------------------------------------------------------------

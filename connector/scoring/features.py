@@ -209,19 +209,17 @@ def extract(
     trailing_start = today - windows.trailing_days
     recent_start = today - windows.trend_recent_days
     grace = windows.grace_days
-    e1, e2, e3 = policy.aging.edges
-    severe_days = policy.hard_rules.severe_days_past_due
     write_off_start = today - policy.hard_rules.write_off_lookback_days
     need_start = today - policy.limits.need_window_days
     home = policy.home_currency
     months = policy.dso_max_months
     monthly_sales = [0.0] * months
-    buckets_amt = f.bucket_amounts
-    buckets_cnt = f.bucket_counts
 
     signed = windows.early_payment == "signed"
     early_cap = windows.early_credit_days
-    dbt_num = dbt_den = open_num = open_den = delay_num = 0.0
+    dbt_num = dbt_den = delay_num = 0.0
+    # The open invoices' sums, added by `age_open_invoice` (shared with `scoring.timeline`).
+    opened = InvoiceTotals()
     rec_num = rec_den = prior_num = prior_den = 0.0
     late_amt = paid_amt = 0.0
     invoiced = disputed = need_invoiced = 0.0
@@ -303,30 +301,7 @@ def extract(
             open_amt = float(inv.open_amount) * rate
             if open_amt <= 0:
                 continue
-        f.exposure += open_amt
-        dpd = today - due
-        if dpd < 0:
-            bucket = 0
-        else:
-            f.has_experience = True
-            # Open items count to as_of in DBT and in the recent trend window (ref. A2.7),
-            # weighted by the invoiced amount: a partly paid invoice's paid part counts as on
-            # time (its payment date is unknown), so more still open never lowers the DBT.
-            open_num += open_amt * dpd
-            open_den += amount
-            if dpd == 0:
-                bucket = 0
-            else:
-                f.overdue_amount += open_amt
-                f.overdue_count += 1
-                if dpd > f.max_days_past_due:
-                    f.max_days_past_due = dpd
-                if dpd > severe_days:
-                    f.severe_overdue_amount += open_amt
-                    f.severe_count += 1
-                bucket = 1 if dpd <= e1 else 2 if dpd <= e2 else 3 if dpd <= e3 else 4
-        buckets_amt[bucket] += open_amt
-        buckets_cnt[bucket] += 1
+        age_open_invoice(f, opened, open_amt, amount, today - due, policy)
         if is_disputed:
             f.open_disputes += 1
             start = since if since is not None else inv.issue_date
@@ -336,7 +311,7 @@ def extract(
 
     terms.sort()
     totals = InvoiceTotals(
-        dbt_num, dbt_den, open_num, open_den, delay_num, rec_num, rec_den, prior_num,
+        dbt_num, dbt_den, opened.open_num, opened.open_den, delay_num, rec_num, rec_den, prior_num,
         prior_den, late_amt, paid_amt, invoiced, disputed, need_invoiced,
     )  # fmt: skip
     median = terms[len(terms) // 2] if terms else None
@@ -362,6 +337,53 @@ class InvoiceTotals:
     invoiced: float = 0.0
     disputed: float = 0.0
     need_invoiced: float = 0.0
+
+
+def age_open_invoice(
+    f: Features,
+    totals: InvoiceTotals,
+    open_amount: float,
+    invoiced_amount: float,
+    days_past_due: int,
+    policy: ScoringPolicy,
+) -> None:
+    """Count one invoice open at the decision date: exposure, aging bucket, overdue, open delay.
+
+    Shared by `extract` and the backtest's replay (`scoring.timeline`) so both age open invoices
+    alike, and add to the same sums in the same order (every float equal).
+
+    Args:
+        f: the features being filled (exposure, buckets, overdue and severe figures).
+        totals: the sums being filled (`open_num`, `open_den`).
+        open_amount: the amount still open.
+        invoiced_amount: the invoiced amount: open items count to the decision date in DBT and
+            the recent trend, weighted by it, so a partly paid invoice's paid part counts as on
+            time (its payment date is unknown) and more still open never lowers the DBT.
+        days_past_due: decision date minus due date (negative = not due yet).
+        policy: the scoring policy (aging edges, severe days past due).
+    """
+    f.exposure += open_amount
+    dpd = days_past_due
+    if dpd < 0:
+        bucket = 0
+    else:
+        f.has_experience = True
+        totals.open_num += open_amount * dpd
+        totals.open_den += invoiced_amount
+        if dpd == 0:
+            bucket = 0
+        else:
+            f.overdue_amount += open_amount
+            f.overdue_count += 1
+            if dpd > f.max_days_past_due:
+                f.max_days_past_due = dpd
+            if dpd > policy.hard_rules.severe_days_past_due:
+                f.severe_overdue_amount += open_amount
+                f.severe_count += 1
+            e1, e2, e3 = policy.aging.edges
+            bucket = 1 if dpd <= e1 else 2 if dpd <= e2 else 3 if dpd <= e3 else 4
+    f.bucket_amounts[bucket] += open_amount
+    f.bucket_counts[bucket] += 1
 
 
 def finish(

@@ -27,10 +27,11 @@ Encodings: UTF-8 with or without BOM, UTF-16 with BOM and GB18030 (a superset of
 GB2312), detected in that order; the one used is reported. A file in another 8-bit encoding
 (Windows-1252 ...) may decode as GB18030: ids then look garbled but stay consistent.
 
-Every row is checked (dates that exist and are plausible, due and paid dates not before the
-issue date, amounts finite and positive, unique invoice ids); rows with problems are left out,
-every problem is counted and can be written to a file, and the file is rejected only when no
-usable row remains. Rows are kept as compact columns (about 60 bytes a row), so a 50 MB file
+Every row is checked (as many fields as the header, dates that exist and are plausible, due and
+paid dates not before the issue date, amounts in plain digits with a '.' decimal point, finite,
+from 0.001 to 10^12, unique invoice ids); rows with problems are left out, every problem is
+counted and can be written to a file, and the file is rejected only when no usable row remains,
+or when its header is unusable (a required column missing, or a column named twice). Rows are kept as compact columns (about 60 bytes a row), so a 50 MB file
 fits in well under 300 MB.
 """
 
@@ -59,8 +60,15 @@ DATE_FLOOR = date(1950, 1, 1).toordinal()
 DATE_CEILING = date(2100, 12, 31).toordinal()
 # Larger amounts are export garbage (1e308) and would break the arithmetic downstream.
 MAX_AMOUNT = Decimal(10) ** 12
+# Smaller amounts are export garbage too (1e-400 would even become 0.0 as a float).
+MIN_AMOUNT = Decimal("0.001")
 # An amount the fast path may read with `float`: plain digits, an optional fraction.
 _PLAIN_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+# What an amount may look like: ASCII digits, a '.' decimal point, an exponent; `Decimal` alone
+# would also take "1_000" and digits of other scripts.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_MIN_FLOAT = float(MIN_AMOUNT)
+_NOT_FINITE = frozenset({"nan", "snan", "inf", "infinity"})
 # A column with more distinct values than this is not a segment (it is an id).
 MAX_SEGMENT_VALUES = 50
 _CHUNK = 1 << 20
@@ -226,6 +234,19 @@ def _iso_date(text: str) -> int:
     return date.fromisoformat(text).toordinal()
 
 
+def _plain_amount(text: str) -> float:
+    """An amount in plain digits that passes every check, as a float; 0.0 for anything else.
+
+    `float` rounds the decimal exactly as `float(Decimal(...))` does (both correctly rounded),
+    at a fraction of the cost; `_Row.amount` checks (and explains) everything else.
+    """
+    if _PLAIN_AMOUNT.fullmatch(text) and len(text.partition(".")[0].lstrip("0")) <= 12:
+        value = float(text)
+        if value >= _MIN_FLOAT:
+            return value
+    return 0.0
+
+
 class _Row:
     """Checks one CSV record; collects its problems."""
 
@@ -258,20 +279,30 @@ class _Row:
 
     def amount(self, index: int, column: str) -> float:
         text = self.text(index)
-        if _PLAIN_AMOUNT.fullmatch(text):
-            # Digits with an optional fraction: `float` rounds the decimal exactly as
-            # `float(Decimal(...))` does (both correctly rounded), at a fraction of the cost.
-            value_fast = float(text)
-            if value_fast > 0 and len(text.partition(".")[0].lstrip("0")) <= 12:
-                return value_fast
-        try:
-            value = Decimal(text.replace(",", ""))
-        except InvalidOperation:
-            self.problem(column, "not a number", text)
+        value_fast = _plain_amount(text)
+        if value_fast:
+            return value_fast
+        if not text:
+            self.problem(column, "empty")
             return 0.0
-        if not value.is_finite():
+        if "," in text:
+            self.problem(
+                column,
+                "a thousands separator or decimal comma: write plain digits with a '.' "
+                "decimal point (1234.56), no grouping",
+                text,
+            )
+            return 0.0
+        if not _NUMBER.fullmatch(text):
+            finite = text.lower().lstrip("+-") not in _NOT_FINITE
+            self.problem(column, "not a number" if finite else "not a finite number", text)
+            return 0.0
+        try:
+            value = Decimal(text)
+        except InvalidOperation:  # an exponent beyond Decimal's range (1e99999999999999999999)
             self.problem(column, "not a finite number", text)
-        elif value <= 0:
+            return 0.0
+        if value <= 0:
             self.problem(
                 column,
                 "not positive; credit notes and zero lines are not invoices, leave them out",
@@ -279,6 +310,8 @@ class _Row:
             )
         elif value > MAX_AMOUNT:
             self.problem(column, "implausibly large (above 10^12)", text)
+        elif value < MIN_AMOUNT:
+            self.problem(column, "implausibly small (below 0.001)", text)
         else:
             return float(value)
         return 0.0
@@ -300,7 +333,7 @@ def _records(
 ) -> Iterator[tuple[int, list[str]]]:
     """(first line, fields) per CSV record; a malformed record is reported and skipped."""
     reader = csv.reader(handle)
-    last = 1
+    last = 0
     while True:
         try:
             record = next(reader)
@@ -351,8 +384,9 @@ def read_history(
     pattern = "M/D/YYYY" if fmt == "ibm-ar" else "YYYY-MM-DD"
     customer_index: dict[str, int] = {}
     channel_index: dict[str, int] = {}
-    # invoice id -> (row index or -1 when that row was rejected anyway, line)
-    seen: dict[str, tuple[int, int]] = {}
+    # invoice id -> its row's index, or minus its line when that row was left out anyway (a
+    # tuple per id would cost a 50 MB file some 30 MB more at its peak).
+    seen: dict[str, int] = {}
     rejected: set[int] = set()
 
     with ExitStack() as stack:
@@ -384,49 +418,137 @@ def read_history(
                 [DataProblem(first[0], "", f"missing column(s) {', '.join(missing)}")],
                 hint=f"Is --format {fmt} right? Found: {', '.join(first[1])[:200]}",
             )
+        repeated = [
+            name
+            for name in names.values()
+            if sum(1 for found in first[1] if found.strip().lower() == name.lower()) > 1
+        ]
+        if repeated:
+            raise DataError(
+                source,
+                [
+                    DataProblem(
+                        first[0],
+                        "",
+                        f"column(s) {', '.join(repeated)} more than once in the header: "
+                        "which one holds the data is unclear",
+                    )
+                ],
+                hint="Keep one column of each name: rename or remove the others.",
+            )
         col = {key: header.get(name.lower(), -1) for key, name in names.items()}
+        width = len(first[1])
+        at_customer, at_invoice, at_issue, at_due, at_amount = (col[key] for key in _REQUIRED)
+        at_paid, at_disputed, at_channel = col["paid_date"], col["disputed"], col["channel"]
+        at_written_off = col.get("written_off", -1)
+        issue_name, due_name = names["issue_date"], names["due_date"]
+        # Date texts already met -> their ordinal, or -1 when not a plausible date.
+        checked: dict[str, int] = {"": 0}
+
+        def learn(text: str) -> int:
+            try:
+                ordinal = parse_date(text)
+            except ValueError:
+                ordinal = -1
+            if not DATE_FLOOR <= ordinal <= DATE_CEILING:
+                ordinal = -1
+            checked[text] = ordinal
+            return ordinal
 
         for line, record in records:
             history.rows_read += 1
+            # The common case first: a row that passes every check, read without `_Row`;
+            # anything else (or anything odd) goes through `_Row`, which finds and explains it.
+            if len(record) == width:
+                customer = record[at_customer].strip()
+                invoice_id = record[at_invoice].strip()
+                text = record[at_issue].strip()
+                issue = checked.get(text)
+                if issue is None:
+                    issue = learn(text)
+                text = record[at_due].strip()
+                due = checked.get(text)
+                if due is None:
+                    due = learn(text)
+                text = record[at_paid].strip() if at_paid >= 0 else ""
+                paid = checked.get(text)
+                if paid is None:
+                    paid = learn(text)
+                amount = _plain_amount(record[at_amount].strip())
+                flags = 0
+                if at_disputed >= 0:
+                    text = record[at_disputed].strip().lower()
+                    flags = DISPUTED if text in _TRUE else 0 if text in _FALSE else -1
+                if at_written_off >= 0 and flags >= 0:
+                    text = record[at_written_off].strip().lower()
+                    flags |= WRITTEN_OFF if text in _TRUE else 0 if text in _FALSE else -1
+                if (
+                    customer
+                    and invoice_id
+                    and 0 < issue <= due
+                    and (paid == 0 or paid >= issue)
+                    and amount
+                    and flags >= 0
+                    and invoice_id not in seen
+                ):
+                    seen[invoice_id] = len(history.issue)
+                    history.customer.append(
+                        customer_index.setdefault(customer, len(customer_index))
+                    )
+                    history.issue.append(issue)
+                    history.due.append(due)
+                    history.paid.append(paid)
+                    history.amount.append(amount)
+                    history.flags.append(flags)
+                    value = record[at_channel].strip() if at_channel >= 0 else ""
+                    history.channel.append(_segment(channel_index, value))
+                    history.line.append(line)
+                    continue
             row = _Row(record, line)
-            customer = row.text(col["customer_id"])
+            if len(record) < width or any(part.strip() for part in record[width:]):
+                # Shifted values would be misread (an amount 1,234.56 without quotes is two
+                # fields), so the row is left out whole, for this reason alone.
+                row.problem("", _width_problem(len(record), width))
+                history.rows_rejected += 1
+                report(row.problems[0])
+                continue
+            customer = row.text(at_customer)
             if not customer:
                 row.problem(names["customer_id"], "empty")
-            invoice_id = row.text(col["invoice_id"])
+            invoice_id = row.text(at_invoice)
             if not invoice_id:
                 row.problem(names["invoice_id"], "empty")
-            issue = row.date(col["issue_date"], names["issue_date"], parse_date, pattern)
-            due = row.date(col["due_date"], names["due_date"], parse_date, pattern)
-            paid = row.date(col["paid_date"], names.get("paid_date", ""), parse_date, pattern)
-            if not row.text(col["issue_date"]):
-                row.problem(names["issue_date"], "empty")
-            if not row.text(col["due_date"]):
-                row.problem(names["due_date"], "empty")
+            issue = row.date(at_issue, issue_name, parse_date, pattern)
+            due = row.date(at_due, due_name, parse_date, pattern)
+            paid = row.date(at_paid, names.get("paid_date", ""), parse_date, pattern)
+            if not row.text(at_issue):
+                row.problem(issue_name, "empty")
+            if not row.text(at_due):
+                row.problem(due_name, "empty")
             if issue and due and due < issue:
-                row.problem(names["due_date"], "before the issue date", row.text(col["due_date"]))
+                row.problem(due_name, "before the issue date", row.text(at_due))
             if issue and paid and paid < issue:
-                row.problem(names["paid_date"], "before the issue date", row.text(col["paid_date"]))
-            amount = row.amount(col["amount"], names["amount"])
+                row.problem(names["paid_date"], "before the issue date", row.text(at_paid))
+            amount = row.amount(at_amount, names["amount"])
             flags = 0
-            if col["disputed"] >= 0 and row.flag(col["disputed"], names["disputed"]):
+            if at_disputed >= 0 and row.flag(at_disputed, names["disputed"]):
                 flags |= DISPUTED
-            if col.get("written_off", -1) >= 0 and row.flag(
-                col["written_off"], names["written_off"]
-            ):
+            if at_written_off >= 0 and row.flag(at_written_off, names["written_off"]):
                 flags |= WRITTEN_OFF
             if invoice_id:
+                # A stored row's index, or minus the line of a row left out anyway.
                 earlier = seen.get(invoice_id)
                 if earlier is None:
-                    seen[invoice_id] = (-1 if row.problems else len(history.issue), line)
+                    seen[invoice_id] = -line if row.problems else len(history.issue)
                 else:
-                    index, earlier_line = earlier
+                    earlier_line = history.line[earlier] if earlier >= 0 else -earlier
                     row.problem(
                         names["invoice_id"],
                         f"duplicate invoice id (also on line {earlier_line}): both rows left out",
                         invoice_id,
                     )
-                    if index >= 0 and index not in rejected:
-                        rejected.add(index)
+                    if earlier >= 0 and earlier not in rejected:
+                        rejected.add(earlier)
                         history.rows_rejected += 1
             if row.problems:
                 history.rows_rejected += 1
@@ -439,10 +561,7 @@ def read_history(
             history.paid.append(paid)
             history.amount.append(amount)
             history.flags.append(flags)
-            value = row.text(col["channel"]) if col["channel"] >= 0 else ""
-            history.channel.append(
-                channel_index.setdefault(value, len(channel_index)) if value else -1
-            )
+            history.channel.append(_segment(channel_index, row.text(at_channel)))
             history.line.append(line)
     history.customers = list(customer_index)
     history.channels = list(channel_index)
@@ -461,6 +580,28 @@ def read_history(
             hint=_more_hint(history, errors_file),
         )
     return history
+
+
+def _segment(values: dict[str, int], value: str) -> int:
+    """The index of a segment value (-1 = none), adding it if new; -1 past the segment limit."""
+    if not value:
+        return -1
+    index = values.get(value)
+    if index is None:
+        if len(values) > MAX_SEGMENT_VALUES:
+            # An id-like column: not a segment (dropped after reading; also fits "h").
+            return -1
+        index = values[value] = len(values)
+    return index
+
+
+def _width_problem(fields: int, width: int) -> str:
+    if fields > width:
+        return (
+            f"{fields} fields where the header has {width}: a value with a comma not in quotes "
+            "(such as an amount 1,234.56)? Quote it, or remove the extra fields"
+        )
+    return f"{fields} fields where the header has {width}: the row is cut short; complete it"
 
 
 def _more_hint(history: History, errors_file: Path | str | None) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
 from connector.models import Account
-from connector.scoring.features import Features, InvoiceTotals, finish
+from connector.scoring.features import Features, InvoiceTotals, age_open_invoice, finish
 from connector.scoring.policy import ScoringPolicy
 from connector.scoring.portfolio import PortfolioContext
 
@@ -79,8 +79,6 @@ class CustomerTimeline:
         self.trailing = windows.trailing_days
         self.recent = windows.trend_recent_days
         self.lookback = policy.hard_rules.write_off_lookback_days
-        self.severe = policy.hard_rules.severe_days_past_due
-        self.edges = policy.aging.edges
         self.months = policy.dso_max_months
         self.need = policy.limits.need_window_days
         self.widest = max(30 * self.months, self.need, self.trailing)
@@ -240,40 +238,13 @@ class CustomerTimeline:
                 prior_den += a
 
         # Open invoices, aged to today.
-        e1, e2, e3 = self.edges
-        severe = self.severe
-        due = self.due
-        open_num = open_den = 0.0
-        buckets_amt = f.bucket_amounts
-        buckets_cnt = f.bucket_counts
+        due, policy = self.due, self.policy
         for j in self.open:
-            a = amount[j]
-            f.exposure += a
-            dpd = today - due[j]
-            if dpd < 0:
-                bucket = 0
-            else:
-                f.has_experience = True
-                open_num += a * dpd
-                open_den += a
-                if dpd == 0:
-                    bucket = 0
-                else:
-                    f.overdue_amount += a
-                    f.overdue_count += 1
-                    if dpd > f.max_days_past_due:
-                        f.max_days_past_due = dpd
-                    if dpd > severe:
-                        f.severe_overdue_amount += a
-                        f.severe_count += 1
-                    bucket = 1 if dpd <= e1 else 2 if dpd <= e2 else 3 if dpd <= e3 else 4
-            buckets_amt[bucket] += a
-            buckets_cnt[bucket] += 1
+            age_open_invoice(f, t, amount[j], amount[j], today - due[j], policy)
 
         t.dbt_num, t.dbt_den, t.delay_num = dbt_num, dbt_den, delay_num
         t.paid_amt, t.late_amt = paid_amt, late_amt
         t.rec_num, t.rec_den, t.prior_num, t.prior_den = rec_num, rec_den, prior_num, prior_den
-        t.open_num, t.open_den = open_num, open_den
         terms = self.terms
         return finish(
             f,

@@ -100,6 +100,10 @@ def test_undecodable_bytes_name_the_line(tmp_path, capsys) -> None:
         ("-1000000", "not positive"),
         ("0", "not positive"),
         ("12.5x", "not a number"),
+        ("1e-400", "implausibly small"),  # 0.0 as a float
+        ("0.0001", "implausibly small"),
+        ("1_000", "not a number"),  # Decimal and float would take it
+        ("\u0661\u0662\u0663", "not a number"),  # Arabic-Indic digits: int() would take them
     ],
 )
 def test_bad_amounts_are_rejected_with_their_line_and_the_rest_is_used(
@@ -221,3 +225,79 @@ def test_unterminated_quote_is_a_reported_problem(tmp_path) -> None:
     history = read_history(write(tmp_path, rows), "canonical")
     assert len(history) == len(rows) - 1
     assert history.problems_total >= 1
+
+
+def _used_and_problems(capsys, path: Path) -> tuple[int, dict]:
+    code, out, _ = run(capsys, "--invoices", str(path), "--json")
+    return code, json.loads(out)["input"]
+
+
+def test_an_amount_with_a_thousands_separator_is_rejected_saying_how_to_write_it(
+    tmp_path, capsys
+) -> None:
+    rows = good_rows()
+    rows.insert(3, 'c0,bad,2024-02-01,2024-02-28,"1,234.56",2024-02-20,no,paper\n')
+    code, found = _used_and_problems(capsys, write(tmp_path, rows))
+    assert code == 1
+    assert (found["rows_rejected"], found["rows_used"]) == (1, len(rows) - 1)
+    [problem] = found["first_problems"]
+    assert problem.startswith("line 5 amount '1,234.56': a thousands separator or decimal comma")
+    assert "(1234.56)" in problem
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        # The amount 1,234.56 without quotes: "1" would be read as the amount and "234.56" as
+        # the paid date, every later value one column off.
+        (
+            "c0,bad,2024-02-01,2024-02-28,1,234.56,2024-02-20,no,paper",
+            "line 5: 9 fields where the header has 8: a value with a comma not in quotes (such as "
+            "an amount 1,234.56)? Quote it, or remove the extra fields",
+        ),
+        # Without its paid date, disputed flag and channel this paid invoice would look open.
+        (
+            "c0,short,2024-02-01,2024-02-28,100",
+            "line 5: 5 fields where the header has 8: the row is cut short; complete it",
+        ),
+    ],
+    ids=["extra_field", "cut_short"],
+)
+def test_a_row_with_another_number_of_fields_than_the_header_is_rejected_whole_and_named(
+    tmp_path, capsys, row, problem
+) -> None:
+    rows = good_rows()
+    rows.insert(3, row + "\n")
+    code, found = _used_and_problems(capsys, write(tmp_path, rows))
+    assert code == 1
+    assert (found["rows_rejected"], found["rows_used"]) == (1, len(rows) - 1)
+    assert found["first_problems"] == [problem]
+
+
+def test_empty_fields_past_the_header_lose_nothing_and_are_accepted(tmp_path) -> None:
+    rows = [row.rstrip("\n") + ",,\n" for row in good_rows()]  # some exports end rows with ","
+    history = read_history(write(tmp_path, rows), "canonical")
+    assert (len(history), history.rows_rejected) == (len(rows), 0)
+
+
+def test_a_header_naming_a_column_twice_refuses_the_file(tmp_path, capsys) -> None:
+    path = tmp_path / "history.csv"
+    header = HEADER.replace(",channel", ",amount")  # which amount is the invoice's?
+    path.write_text(header + "".join(good_rows()))
+    code, _, err = run(capsys, "--invoices", str(path))
+    assert code == 65
+    flat = " ".join(err.split())
+    assert "line 1: column(s) amount more than once in the header" in flat
+    assert "Keep one column of each name" in flat
+
+
+def test_a_column_with_many_distinct_values_is_no_segment_and_no_crash(tmp_path) -> None:
+    # 40,000 distinct "channels" (an id put in the channel column) once overflowed the
+    # segment index (a 16-bit array); they are simply not a segment.
+    rows = [
+        f"c{k % 500},i{k},2024-01-01,2024-01-31,100,2024-01-20,no,ch{k}\n" for k in range(40_000)
+    ]
+    history = read_history(write(tmp_path, rows), "canonical")
+    assert len(history) == 40_000
+    assert history.channels == []
+    assert set(history.channel) == {-1}

@@ -245,3 +245,50 @@ def test_the_recorded_out_of_time_run_of_the_shipped_model_is_reproduced_figure_
         assert report[key] == recorded[key], key
     for key in set(recorded["in_sample"]) - {"factors", "segments"}:
         assert report["in_sample"][key] == recorded["in_sample"][key], key
+
+
+def _replay_bytes(run: backtest.Replay) -> list[bytes]:
+    return [run.score.tobytes(), bytes(run.band), run.probability.tobytes(), bytes(run.thin_file),
+            *(run.factors[code].tobytes() for code in sorted(run.factors))]  # fmt: skip
+
+
+@pytest.mark.parametrize("policy", [ScoringPolicy(), OTHER_WINDOWS], ids=["shipped", "other"])
+def test_a_replay_shared_with_a_worker_process_equals_the_replay_in_one_process_bit_for_bit(
+    policy: ScoringPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    history = read_history(IBM, "ibm-ar")
+    alone = backtest.replay(history, policy, parallel=False)
+    rated_here: list[int] = []
+    rate = backtest._rate
+
+    def counting(decided: Iterator[Decision], policy: ScoringPolicy, rows: int) -> object:
+        rated_here.append(rows)
+        return rate(decided, policy, rows)
+
+    monkeypatch.setattr(backtest, "_rate", counting)
+    shared = backtest.replay(history, policy, parallel=True)
+    # This process rated only its share; the worker process the rest.
+    assert 0 < sum(rated_here) < len(history)
+    assert _replay_bytes(shared) == _replay_bytes(alone)
+
+
+@pytest.mark.parametrize(
+    "worker",
+    [
+        "import sys; sys.exit(3)",
+        "import sys; sys.stdin.buffer.read(); sys.stdout.buffer.write(bytes(12))",
+        "import time; time.sleep(600)",
+    ],
+    ids=["exits", "answer_cut_short", "hangs"],
+)
+def test_a_failed_worker_process_leaves_its_part_to_this_one_with_the_same_figures(
+    worker: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    history = read_history(IBM, "ibm-ar")
+    alone = backtest.replay(history, ScoringPolicy(), parallel=False)
+    monkeypatch.setattr(backtest, "_WORKER_CODE", worker)
+    monkeypatch.setattr(backtest, "_WORKER_GRACE_SECONDS", 1.0)  # then it is stopped
+    shared = backtest.replay(history, ScoringPolicy(), parallel=True)
+    assert _replay_bytes(shared) == _replay_bytes(alone)
+    assert "the worker process failed" in caplog.text
+    assert "replaying its part here" in caplog.text
