@@ -314,7 +314,7 @@ def replay(history: History, policy: ScoringPolicy, parallel: bool | None = None
     """
     rows = len(history)
     if parallel is None:
-        parallel = rows >= PARALLEL_ROWS and len(os.sched_getaffinity(0)) > 1
+        parallel = rows >= PARALLEL_ROWS and _cores() > 1
     customer = np.asarray(history.customer, dtype=np.int64)
     per_customer = np.bincount(customer, minlength=1)
     # The worker takes the first customers up to its share; a customer is never split.
@@ -373,16 +373,14 @@ class _Worker:
             (policy, {name: getattr(part, name) for name in _PART_COLUMNS}),
             protocol=pickle.HIGHEST_PROTOCOL,
         )
-        # The worker imports this package the way this process did, installed or not.
-        env = dict(os.environ)
+        # The worker runs this very copy of the package (installed or a checkout): its folder
+        # goes first on the worker's path unless the path has it already.
         top = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (top, env.get("PYTHONPATH")) if p)
         try:
             process = subprocess.Popen(  # noqa: S603 - this interpreter, fixed code
-                [sys.executable, "-c", _WORKER_CODE],
+                [sys.executable, "-c", _WORKER_CODE, top],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                env=env,
             )
         except OSError as exc:
             log.warning("backtest: no worker process (%s); replaying on one core", exc)
@@ -453,7 +451,21 @@ def _read_into(stream: IO[bytes], buffer: array[Any] | bytearray) -> None:
 
 
 _PART_COLUMNS = ("customer", "issue", "due", "paid", "amount", "flags")
-_WORKER_CODE = "from connector.scoring.backtest import _serve_replay; _serve_replay()"
+_WORKER_CODE = (
+    "import signal, sys\n"
+    # Ctrl-C reaches the whole process group: the parent stops the worker itself.
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "if sys.argv[1] not in sys.path:\n"
+    "    sys.path.insert(0, sys.argv[1])\n"
+    "from connector.scoring.backtest import _serve_replay\n"
+    "_serve_replay()\n"
+)
+
+
+def _cores() -> int:
+    """How many cores this process may run on."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def _serve_replay() -> None:
