@@ -30,6 +30,7 @@ from connector.scoring.policy import ScoringPolicy
 from connector.scoring.portfolio import PortfolioContext
 
 _NO_PORTFOLIO = PortfolioContext()
+_NEVER = date.max.toordinal() + 1
 
 
 @functools.lru_cache(maxsize=4096)
@@ -89,6 +90,11 @@ class CustomerTimeline:
         self.written_off = [bool(w) for w in written_off]
         self.disputed = [bool(d) for d in disputed]
         self.account = _account_created(created)
+        # The day each invoice was paid (not written off), for the dispute share; never = inf.
+        self.paid_on = [
+            s if s and not w else _NEVER
+            for s, w in zip(self.settled, self.written_off, strict=True)
+        ]
         # Per paid invoice, the products `extract` adds (the same float operations).
         grace = windows.grace_days
         cap = windows.early_credit_days
@@ -196,7 +202,7 @@ class CustomerTimeline:
         month_span = 30 * self.months
         need, trailing = self.need, self.trailing
         need_sum = invoiced = disputed = 0.0
-        written_off, disputed_flags = self.written_off, self.disputed
+        paid_on, disputed_flags = self.paid_on, self.disputed
         for j in range(bisect.bisect_right(issue, today - self.widest, 0, known), known):
             age = today - issue[j]
             a = amount[j]
@@ -204,7 +210,7 @@ class CustomerTimeline:
                 monthly[age // 30] += a
             if age < need:
                 need_sum += a
-            if age < trailing and not written_off[j] and 0 < settled[j] <= today:
+            if age < trailing and paid_on[j] <= today:
                 invoiced += a
                 if disputed_flags[j]:
                     disputed += a
@@ -214,7 +220,7 @@ class CustomerTimeline:
 
         # Paid invoices in the trailing window, in invoice order.
         recent_start = today - self.recent
-        dbt_num = dbt_den = delay_num = paid_amt = late_amt = 0.0
+        dbt_num = dbt_den = delay_num = late_amt = 0.0
         rec_num = rec_den = prior_num = prior_den = 0.0
         beyond, credit, measure, late = (
             self.beyond_amount,
@@ -226,8 +232,7 @@ class CustomerTimeline:
             a = amount[j]
             dbt_num += beyond[j]
             delay_num += credit[j]
-            dbt_den += a
-            paid_amt += a
+            dbt_den += a  # `extract`'s paid amount is the same sum, in the same order
             if late[j]:
                 late_amt += a
             if settled[j] > recent_start:
@@ -243,7 +248,7 @@ class CustomerTimeline:
             age_open_invoice(f, t, amount[j], amount[j], today - due[j], policy)
 
         t.dbt_num, t.dbt_den, t.delay_num = dbt_num, dbt_den, delay_num
-        t.paid_amt, t.late_amt = paid_amt, late_amt
+        t.paid_amt, t.late_amt = dbt_den, late_amt
         t.rec_num, t.rec_den, t.prior_num, t.prior_den = rec_num, rec_den, prior_num, prior_den
         terms = self.terms
         return finish(
