@@ -8,9 +8,17 @@ import os
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.sources import EnvSettingsSource
 
@@ -18,7 +26,9 @@ from connector.errors import ConfigError, ConfigProblem, UsageError, unreadable
 from connector.models import StrictModel
 from connector.planning.governance import GovernancePolicy
 from connector.planning.task_rules import TaskPolicy
-from connector.protocol import CrmSettings
+from connector.protocol import ConnectionSettings, path_fields, secret_paths, secret_values
+from connector.redaction import register_secret
+from connector.registry import settings_model
 from connector.scoring.policy import ScoringPolicy
 from connector.scoring.stress import Scenario
 
@@ -27,7 +37,6 @@ _M = TypeVar("_M", bound=StrictModel)
 ENV_PREFIX = "CRMRISK_"
 SECRETS_FILE_ENV = "CRMRISK_SECRETS_FILE"
 DEFAULT_STATE_PATH = "./crm-risk-state.db"
-SECRET_FIELDS = ("client_secret", "refresh_token", "password", "security_token", "private_key")
 # Top-level sections; an environment variable naming another is reported as a typo.
 SECTIONS = (
     "store",
@@ -41,13 +50,12 @@ SECTIONS = (
 )
 _FALSE = ("false", "0", "no", "off")
 
-# Which secrets each auth flow needs; checked separately so they are reported with the other errors.
-REQUIRED_SECRETS: dict[str, tuple[str, ...]] = {
-    "refresh_token": ("client_secret", "refresh_token"),
-    "client_credentials": ("client_secret",),
-    "jwt": (),
-    "password": ("password",),
-}
+# The keys of a connection section the core reads; every other key belongs to the adapter's
+# settings model (found by `kind`), which rejects what it does not know.
+CONNECTION_KEYS = frozenset(
+    {"name", "kind", "mapping", "enabled", "schedule", "overlap_seconds"}
+    | {"policy", "tasks", "governance"}
+)
 
 
 class ScheduleConfig(StrictModel):
@@ -60,8 +68,12 @@ class ScheduleConfig(StrictModel):
     jitter_seconds: int = Field(default=0, ge=0)
 
 
-class ConnectionConfig(CrmSettings):
-    """One CRM connection: how to reach it, which mapping, when to run and its policy overrides."""
+class ConnectionConfig(StrictModel):
+    """One CRM connection: which adapter and mapping, when to run, its policy overrides.
+
+    How to reach the CRM is the adapter's business: every key of the section the core does not
+    read is validated by the adapter's own settings model and kept in `settings`.
+    """
 
     name: str = ""
     kind: str
@@ -77,11 +89,50 @@ class ConnectionConfig(CrmSettings):
     policy: dict[str, Any] = Field(default_factory=dict)
     tasks: dict[str, Any] = Field(default_factory=dict)
     governance: dict[str, Any] = Field(default_factory=dict)
+    settings: ConnectionSettings
 
-    def crm_settings(self) -> CrmSettings:
-        """The part of this connection an adapter sees."""
-        data = {name: getattr(self, name) for name in CrmSettings.model_fields}
-        return CrmSettings(**data)
+    @model_validator(mode="before")
+    @classmethod
+    def _split_adapter_keys(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or "settings" in data:
+            return data
+        core = {key: value for key, value in data.items() if key in CONNECTION_KEYS}
+        core["settings"] = _adapter_part(data)
+        return core
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        try:
+            settings_model(kind)
+        except ConfigError as exc:
+            raise ValueError(
+                "; ".join(str(p).removeprefix("kind: ") for p in exc.problems)
+            ) from None
+        return kind
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _adapter_settings(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, ConnectionSettings) or not isinstance(value, Mapping):
+            return value
+        kind = info.data.get("kind")
+        if kind is None:
+            # The kind itself is wrong (reported on its own): nothing to check these keys against.
+            return ConnectionSettings(kind=str(value.get("kind", "")))
+        return settings_model(kind).model_validate(value)
+
+    def crm_settings(self) -> ConnectionSettings:
+        """The part of this connection an adapter sees: an instance of its own settings model."""
+        return self.settings
+
+
+def _adapter_part(connection: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in connection.items()
+        if key not in CONNECTION_KEYS or key in ("name", "kind")
+    }
 
 
 class StoreConfig(StrictModel):
@@ -191,7 +242,12 @@ class AppConfig(StrictModel):
     @field_validator("connections")
     @classmethod
     def _name_connections(cls, value: dict[str, ConnectionConfig]) -> dict[str, ConnectionConfig]:
-        return {name: conn.model_copy(update={"name": name}) for name, conn in value.items()}
+        return {
+            name: conn.model_copy(
+                update={"name": name, "settings": conn.settings.model_copy(update={"name": name})}
+            )
+            for name, conn in value.items()
+        }
 
     def connection(self, name: str | None) -> ConnectionConfig:
         """Return the named connection, or the only enabled one when name is None.
@@ -328,15 +384,35 @@ def _parse_json_leaves(values: Mapping[str, Any]) -> dict[str, Any]:
     return parsed
 
 
-def _walk_secret_keys(
-    data: Mapping[str, Any], prefix: tuple[str, ...] = ()
-) -> Iterator[tuple[str, ...]]:
-    for key, value in data.items():
-        path = (*prefix, str(key))
-        if key in SECRET_FIELDS and value not in (None, ""):
-            yield path
-        if isinstance(value, Mapping):
-            yield from _walk_secret_keys(value, path)
+def _model_of(connection: Any) -> type[ConnectionSettings] | None:
+    """The settings model of a raw connection section, or None when its kind is not installed."""
+    if not isinstance(connection, Mapping):
+        return None
+    try:
+        return settings_model(str(connection.get("kind", "")))
+    except ConfigError:
+        return None  # reported as a problem of `kind` by validation
+
+
+def _value_at(data: Any, path: Sequence[str]) -> Any:
+    for part in path:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(part)
+    return data
+
+
+def _secrets_in_file(raw: Mapping[str, Any]) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Secret settings written in the config file, found by their type in the adapter's model."""
+    connections = raw.get("connections")
+    if not isinstance(connections, Mapping):
+        return
+    for name, connection in connections.items():
+        model = _model_of(connection)
+        for path in secret_paths(model) if model is not None else []:
+            value = _value_at(connection, path)
+            if value not in (None, ""):
+                yield ("connections", str(name), *path), value
 
 
 def env_var(path: Sequence[str]) -> str:
@@ -469,16 +545,16 @@ def _problems_from_validation(
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
         loc = tuple(error["loc"])
+        if len(loc) >= 3 and loc[0] == "connections" and loc[2] == "settings":
+            loc = loc[:2] + loc[3:]  # the adapter's keys sit in the section itself
         key_path = _location(loc)
         hint = ""
         from_env = env.get(tuple(str(part).lower() for part in loc))
         if error["type"] == "extra_forbidden":
             message = "unknown key"
-            parent = _model_for(loc[:-1])
+            parent = _keys_at(loc[:-1], raw)
             close = (
-                difflib.get_close_matches(str(loc[-1]), list(parent.model_fields), n=2)
-                if parent is not None
-                else []
+                difflib.get_close_matches(str(loc[-1]), parent, n=2) if parent is not None else []
             )
             if from_env is not None:
                 # Reported as the variable it is, not as a key of a file that does not have it.
@@ -496,8 +572,8 @@ def _problems_from_validation(
             continue
         else:
             message = error["msg"]
-            if len(loc) >= 3 and loc[0] == "connections" and loc[-1] in SECRET_FIELDS:
-                hint = _secret_hint(str(loc[1]), str(loc[-1]))
+            if len(loc) >= 3 and loc[0] == "connections" and _is_secret(raw, loc):
+                hint = _secret_hint(str(loc[1]), ".".join(map(str, loc[2:])))
             elif loc and loc[0] == "connections" and len(loc) >= 3:
                 hint = (
                     f"set it in the config file or {ENV_PREFIX}{'__'.join(map(str, loc)).upper()}"
@@ -506,50 +582,71 @@ def _problems_from_validation(
     return problems
 
 
-def _model_for(loc: tuple[int | str, ...]) -> type[StrictModel] | None:
-    """The model class at a location, to suggest field names for a typo."""
-    model: type[StrictModel] = AppConfig
+def _connection_at(raw: Mapping[str, Any], loc: tuple[int | str, ...]) -> Any:
+    connections = raw.get("connections")
+    if len(loc) < 2 or loc[0] != "connections" or not isinstance(connections, Mapping):
+        return None
+    return connections.get(str(loc[1]))
+
+
+def _is_secret(raw: Mapping[str, Any], loc: tuple[int | str, ...]) -> bool:
+    model = _model_of(_connection_at(raw, loc))
+    return model is not None and tuple(map(str, loc[2:])) in secret_paths(model)
+
+
+def _keys_at(loc: tuple[int | str, ...], raw: Mapping[str, Any]) -> list[str] | None:
+    """The keys allowed at a location, to suggest the one meant by a typo."""
+    model: type[BaseModel] = AppConfig
     parts = list(loc)
-    while parts:
-        part = parts.pop(0)
-        if model is AppConfig and part == "connections":
-            if not parts:
-                return None
-            parts.pop(0)
-            model = ConnectionConfig
-            continue
-        field = model.model_fields.get(str(part))
-        annotation = getattr(field, "annotation", None) if field else None
-        if isinstance(annotation, type) and issubclass(annotation, StrictModel):
-            model = annotation
-        else:
+    if parts[:1] == ["connections"]:
+        if len(parts) < 2:
             return None
-    return model
+        adapter = _model_of(_connection_at(raw, loc))
+        if len(parts) == 2:
+            core = [key for key in ConnectionConfig.model_fields if key != "settings"]
+            return core + (list(adapter.model_fields) if adapter is not None else [])
+        model, parts = (adapter or ConnectionConfig), parts[2:]
+        if parts[0] in ConnectionConfig.model_fields:
+            model = ConnectionConfig
+    for part in parts:
+        field = model.model_fields.get(str(part))
+        nested = [m for m in _models_in(getattr(field, "annotation", None))]
+        if not nested:
+            return None
+        model = nested[0]
+    return list(model.model_fields)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
 
 
 def _missing_secret_problems(raw: Mapping[str, Any]) -> list[ConfigProblem]:
+    """Secrets each enabled connection's adapter needs but no source set (reported with the rest)."""
     problems: list[ConfigProblem] = []
     connections = raw.get("connections")
     if not isinstance(connections, Mapping):
         return problems
     for name, conn in connections.items():
-        if not isinstance(conn, Mapping):
-            continue
-        if str(conn.get("enabled", True)).lower() in _FALSE:
+        model = _model_of(conn)
+        if model is None or str(conn.get("enabled", True)).lower() in _FALSE:
             continue  # a disabled connection is never reached: its secrets may be absent
-        auth = str(conn.get("auth", "refresh_token"))
-        required = list(REQUIRED_SECRETS.get(auth, ()))
-        if auth == "jwt" and not conn.get("private_key") and not conn.get("private_key_file"):
-            required.append("private_key")
-        for key in required:
-            if not conn.get(key):
-                problems.append(
-                    ConfigProblem(
-                        f"[connections.{name}] {key}",
-                        f"missing (auth = {auth!r} needs it)",
-                        _secret_hint(str(name), key),
-                    )
+        try:
+            settings = model.model_validate(_adapter_part(conn))
+        except ValidationError:
+            # Its other problems are reported by the validation of the whole file; the missing
+            # secrets are reported beside them, as read from the unvalidated values.
+            settings = model.model_construct(**_adapter_part(conn))
+        for key, why in settings.missing_credentials():
+            problems.append(
+                ConfigProblem(
+                    f"[connections.{name}] {key}",
+                    f"missing ({why})",
+                    _secret_hint(str(name), key),
                 )
+            )
     return problems
 
 
@@ -584,15 +681,18 @@ def load_config(
     raw: dict[str, Any] = _read_toml(config_file, "config file") if config_file else {}
     origins = _file_origins(raw, str(config_file)) if config_file else {}
     file_connections = list(raw.get("connections") or {})
-    problems = [
-        ConfigProblem(
-            _location(key),
-            "secrets are not read from the config file",
-            "move it to the secrets file (crm-risk.secrets.toml beside the config) or set "
-            + env_var(key),
+    problems = []
+    for key, value in _secrets_in_file(raw):
+        # Refused, and never shown: the value is redacted from whatever prints it anyway.
+        register_secret(str(value))
+        problems.append(
+            ConfigProblem(
+                _location(key),
+                "secrets are not read from the config file",
+                "move it to the secrets file (crm-risk.secrets.toml beside the config) or set "
+                + env_var(key),
+            )
         )
-        for key in _walk_secret_keys(raw)
-    ]
     secrets_file = secrets_path or os.environ.get(SECRETS_FILE_ENV)
     if secrets_file is None and config_file is not None:
         candidate = default_secrets_path(config_file)
@@ -669,8 +769,12 @@ def resolve_paths(config: AppConfig, base_dir: Path) -> AppConfig:
                 "mapping": _absolute(conn.mapping, base_dir)
                 if _looks_like_path(conn.mapping)
                 else conn.mapping,
-                "ca_bundle": _absolute(conn.ca_bundle, base_dir),
-                "private_key_file": _absolute(conn.private_key_file, base_dir),
+                "settings": conn.settings.model_copy(
+                    update={
+                        key: _absolute(getattr(conn.settings, key), base_dir)
+                        for key in path_fields(type(conn.settings))
+                    }
+                ),
             }
         )
         for name, conn in config.connections.items()
@@ -691,13 +795,9 @@ def resolve_paths(config: AppConfig, base_dir: Path) -> AppConfig:
 
 
 def _register_secrets(config: AppConfig) -> None:
-    from connector.redaction import register_secret
-
     for conn in config.connections.values():
-        for key in SECRET_FIELDS:
-            value = getattr(conn, key)
-            if isinstance(value, SecretStr):
-                register_secret(value.get_secret_value())
+        for value in secret_values(conn.settings):
+            register_secret(value)
 
 
 __all__ = [

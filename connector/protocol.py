@@ -6,9 +6,9 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, get_args, runtime_checkable
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, SecretStr
 
 from connector.models import (
     CrmRates,
@@ -150,34 +150,97 @@ class KeyValueStore(Protocol):
         ...
 
 
-class CrmSettings(StrictModel):
-    """Connection settings an adapter needs; secrets are SecretStr and come from env or secrets file."""
+class LocalPath:
+    """Marks a settings field that names a local file: config resolves it next to the config file."""
 
-    name: str
+
+class ConnectionSettings(StrictModel):
+    """What every adapter's settings model extends: the connection's name and the adapter's kind.
+
+    Each adapter declares its own strict model (`extra="forbid"`, secrets typed `SecretStr`,
+    file paths annotated `Annotated[str, LocalPath()]`) and names it as the `settings_model`
+    attribute of its factory. The core never names a field of it: it finds secrets by their
+    type (never read from the config file, always redacted) and paths by their marker.
+    """
+
+    name: str = ""
     kind: str
-    base_url: str | None = None
-    login_url: str | None = None
-    token_url: str | None = None
-    data_centre: str | None = None
-    api_version: str | None = None
-    auth: str = "refresh_token"
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    refresh_token: SecretStr | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    security_token: SecretStr | None = None
-    private_key: SecretStr | None = None
-    private_key_file: str | None = None
-    ca_bundle: str | None = None
-    verify_tls: bool = True
-    # Per socket read; a whole call (connect, headers and body) ends by deadline_seconds.
-    timeout_seconds: float = Field(default=30.0, gt=0)
-    deadline_seconds: float = Field(default=120.0, gt=0)
-    max_retries: int = 4
-    # Stop the run cleanly once it used this share of the quota the CRM reported as remaining.
-    api_budget_share: float = 0.5
-    options: dict[str, Any] = Field(default_factory=dict)
+
+    def missing_credentials(self) -> list[tuple[str, str]]:
+        """Secrets this connection needs but does not have, as (key, why) pairs.
+
+        Returns:
+            One pair per missing secret, e.g. ("client_secret", "auth = 'refresh_token' needs
+            it"); empty when the connection can authenticate. Checked only by commands that
+            reach the CRM.
+        """
+        return []
+
+    def credential_keys(self) -> tuple[str, ...]:
+        """The settings this connection's authentication sends (to say where each came from).
+
+        Returns:
+            Top-level keys of this model; by default every secret field.
+        """
+        return tuple(path[0] for path in secret_paths(type(self)) if len(path) == 1)
+
+
+def _field_models(annotation: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in get_args(annotation):
+        yield from _field_models(arg)
+
+
+def _has_type(annotation: Any, wanted: type) -> bool:
+    if annotation is wanted:
+        return True
+    return any(_has_type(arg, wanted) for arg in get_args(annotation))
+
+
+def secret_paths(model: type[BaseModel]) -> list[tuple[str, ...]]:
+    """Key paths of every `SecretStr` field of a settings model, nested tables included.
+
+    Args:
+        model: an adapter's settings model (or one of its nested option tables).
+
+    Returns:
+        Paths such as ("client_secret",) or ("options", "signing_key"), in field order.
+    """
+    paths: list[tuple[str, ...]] = []
+    for name, info in model.model_fields.items():
+        if _has_type(info.annotation, SecretStr):
+            paths.append((name,))
+        for nested in _field_models(info.annotation):
+            paths.extend((name, *path) for path in secret_paths(nested))
+    return paths
+
+
+def path_fields(model: type[BaseModel]) -> list[str]:
+    """Top-level fields of a settings model marked `LocalPath` (resolved next to the config file)."""
+    return [
+        name
+        for name, info in model.model_fields.items()
+        if any(isinstance(item, LocalPath) for item in info.metadata)
+        or _marked_path(info.annotation)
+    ]
+
+
+def _marked_path(annotation: Any) -> bool:
+    # `Annotated[str, LocalPath()] | None` keeps the marker inside the union's member.
+    if any(isinstance(item, LocalPath) for item in getattr(annotation, "__metadata__", ())):
+        return True
+    return any(_marked_path(arg) for arg in get_args(annotation))
+
+
+def secret_values(settings: BaseModel) -> Iterator[str]:
+    """Every secret value a settings instance holds, nested tables included (for redaction)."""
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            yield value.get_secret_value()
+        elif isinstance(value, BaseModel):
+            yield from secret_values(value)
 
 
 @runtime_checkable
@@ -227,6 +290,18 @@ class CrmAdapter(Protocol):
 
     def close(self) -> None:
         """Release HTTP sessions."""
+        ...
+
+
+class AdapterFactory(Protocol):
+    """What an adapter entry point names: a callable building the adapter, with its settings model."""
+
+    settings_model: type[ConnectionSettings]
+
+    def __call__(
+        self, settings: Any, *, state: KeyValueStore | None = None, **options: Any
+    ) -> CrmAdapter:
+        """Build the adapter for one connection (settings is an instance of settings_model)."""
         ...
 
 

@@ -7,7 +7,13 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any, cast
 
 from connector.errors import ConfigError, ConfigProblem
-from connector.protocol import CrmAdapter, CrmSettings, KeyValueStore, RecordIdNormaliser
+from connector.protocol import (
+    AdapterFactory,
+    ConnectionSettings,
+    CrmAdapter,
+    KeyValueStore,
+    RecordIdNormaliser,
+)
 
 ADAPTER_GROUP = "crm_risk_connector.adapters"
 SANDBOX_GROUP = "crm_risk_connector.sandboxes"
@@ -38,13 +44,42 @@ def _load(group: str, kind: str, what: str) -> Any:
     return found[kind].load()
 
 
+def adapter_factory(kind: str) -> AdapterFactory:
+    """The adapter entry point of this kind (imported on first use).
+
+    Raises:
+        ConfigError: when no adapter of that kind is installed (key path `kind`).
+    """
+    return cast(AdapterFactory, _load(ADAPTER_GROUP, kind, "adapter"))
+
+
+def settings_model(kind: str) -> type[ConnectionSettings]:
+    """The strict settings model the adapter of this kind validates its connections with.
+
+    Raises:
+        ConfigError: when no adapter of that kind is installed, or it declares no settings model.
+    """
+    model = getattr(adapter_factory(kind), "settings_model", None)
+    if not (isinstance(model, type) and issubclass(model, ConnectionSettings)):
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "kind",
+                    f"the {kind!r} adapter declares no settings model",
+                    "its entry point must name a factory with a settings_model attribute",
+                )
+            ]
+        )
+    return model
+
+
 def create_adapter(
-    settings: CrmSettings, *, state: KeyValueStore | None = None, **options: Any
+    settings: ConnectionSettings, *, state: KeyValueStore | None = None, **options: Any
 ) -> CrmAdapter:
     """Build the adapter for `settings.kind`.
 
     Args:
-        settings: the connection's CRM settings.
+        settings: the connection's settings, an instance of the kind's settings_model.
         state: a small persistent store for tokens (the state store).
         **options: passed to the adapter (tests pass `sleep` to skip real back-off waits).
 
@@ -54,8 +89,7 @@ def create_adapter(
     Raises:
         ConfigError: when no adapter of that kind is installed.
     """
-    factory = _load(ADAPTER_GROUP, settings.kind, "adapter")
-    return cast(CrmAdapter, factory(settings, state=state, **options))
+    return adapter_factory(settings.kind)(settings, state=state, **options)
 
 
 def record_id_normaliser(kind: str) -> Callable[[str], str]:

@@ -130,13 +130,15 @@ class RunningSandbox:
             f"[connections.{self.connection_name}]",
             f"kind = {_toml_str(self.crm)}",
             f"mapping = {_toml_str(self.mapping)}",
-            f"base_url = {_toml_str(self.base_url)}",
             f"token_url = {_toml_str(self.token_url)}",
             f"auth = {_toml_str(self.auth)}",
             f"client_id = {_toml_str(self.client_id)}",
         ]
+        # Salesforce takes its instance URL from the token answer: it has no base_url setting.
         if self.crm == "salesforce":
             lines.append(f"login_url = {_toml_str(self.login_url)}")
+        else:
+            lines.append(f"base_url = {_toml_str(self.base_url)}")
         if self.api_version:
             lines.append(f"api_version = {_toml_str(self.api_version)}")
         if self.username:

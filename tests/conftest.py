@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.pg_cluster import PgCluster, throwaway_cluster, unique_name
+from tests.support import register_adapter
 
 TESTS = Path(__file__).parent
 MARKERS = {
@@ -31,6 +32,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         marker = MARKERS.get(relative.parts[0]) if len(relative.parts) > 1 else None
         if marker:
             item.add_marker(getattr(pytest.mark, marker))
+
+
+@pytest.fixture(autouse=True)
+def fake_adapter_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kind = "fake"` names the in-memory CRM of tests/fakes.py (engine tests pass the adapter in)."""
+    register_adapter(monkeypatch, "fake", "tests.fakes:FakeAdapter")
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import SecretStr
+
 from connector.errors import RetriableCrmError
 from connector.models import RawRecord, RecordChange, TaskAction, TaskState, WriteResult
 from connector.protocol import (
     AdapterCapabilities,
     ApiUsage,
+    ConnectionSettings,
     FieldDescription,
     ObjectDescription,
     append_task_comment,
@@ -88,8 +91,20 @@ class FakeCrm:
         return [task for task in self.tasks.values() if task["Status"] != "Completed"]
 
 
+class FakeSettings(ConnectionSettings):
+    """The settings a `kind = "fake"` connection may carry (tests hand the adapter in themselves)."""
+
+    auth: str = "refresh_token"
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    private_key: SecretStr | None = None
+
+
 class FakeAdapter:
     """CrmAdapter over a FakeCrm, with knobs to inject rejections, lost responses and crashes."""
+
+    settings_model = FakeSettings
 
     def __init__(self, crm: FakeCrm, *, batch: int = 3) -> None:
         self.crm = crm

@@ -21,6 +21,7 @@ from adapters.salesforce.errors import (
     unexpected_answer,
 )
 from adapters.salesforce.ids import normalise_record_id
+from adapters.salesforce.settings import SalesforceSettings
 from adapters.salesforce.tasks import TaskService
 from adapters.salesforce.values import (
     json_value,
@@ -41,7 +42,6 @@ from connector.models import (
 from connector.protocol import (
     AdapterCapabilities,
     ApiUsage,
-    CrmSettings,
     KeyValueStore,
     ObjectDescription,
 )
@@ -53,8 +53,6 @@ COLLECTION_LIMIT = 200
 QUERY_PAGE = 2000
 # Ids per `Id IN (...)` query: SOQL goes in the URL, and URIs over 16 KB fail with 414.
 IDS_PER_QUERY = 300
-# Write batches in flight by default: a safe share of an org's 25 concurrent long-running calls.
-DEFAULT_MAX_CONCURRENCY = 4
 # Consecutive cursor restarts without progress before giving up.
 MAX_LOCATOR_RESTARTS = 3
 
@@ -86,12 +84,14 @@ class SalesforceAdapter:
             orgs whose triggers make a 200-record update slow.
     """
 
+    settings_model = SalesforceSettings
+
     # RecordIdNormaliser: the 15-character ids of the UI are accepted wherever an id is typed.
     normalise_record_id = staticmethod(normalise_record_id)
 
     def __init__(
         self,
-        settings: CrmSettings,
+        settings: SalesforceSettings,
         *,
         state: KeyValueStore | None = None,
         session: requests.Session | None = None,
@@ -99,7 +99,7 @@ class SalesforceAdapter:
         cancel: threading.Event | None = None,
     ) -> None:
         self.settings = settings
-        options: dict[str, Any] = dict(settings.options)
+        options = settings.options
         self.options = options
         # Every wait (retry back-off, bulk polls) ends at once when a stop is requested.
         sleep = cancellable_sleep(sleep, cancel)
@@ -107,34 +107,32 @@ class SalesforceAdapter:
         self.client = SalesforceClient(
             settings, state=state, session=session, sleep=sleep, cancel=cancel
         )
-        self.bulk_read_threshold = int(options.get("bulk_read_threshold", 10_000))
-        self.bulk_page_size = int(options.get("bulk_page_size", 50_000))
-        self.bulk_write = bool(options.get("bulk_write", False))
-        self.bulk_write_threshold = int(options.get("bulk_write_threshold", 2_000))
-        self.lock_retries = int(options.get("lock_retries", 3))
+        self.bulk_read_threshold = options.bulk_read_threshold
+        self.bulk_page_size = options.bulk_page_size
+        self.bulk_write = options.bulk_write
+        self.bulk_write_threshold = options.bulk_write_threshold
+        self.lock_retries = options.lock_retries
         self.poll = {
-            "first_delay": float(options.get("bulk_poll_seconds", 1.0)),
-            "timeout": float(options.get("bulk_timeout_seconds", 3600.0)),
+            "first_delay": options.bulk_poll_seconds,
+            "timeout": options.bulk_timeout_seconds,
         }
         self.capabilities = AdapterCapabilities(
             name="salesforce",
             max_write_batch=(
-                int(options.get("bulk_write_batch", 10_000))
+                options.bulk_write_batch
                 if self.bulk_write
-                else max(
-                    1, min(COLLECTION_LIMIT, int(options.get("write_batch", COLLECTION_LIMIT)))
-                )
+                else min(COLLECTION_LIMIT, options.write_batch)
             ),
             max_read_page=QUERY_PAGE,
             supports_bulk_read=True,
             supports_bulk_write=True,
             supports_tasks=True,
             can_close_tasks=True,
-            task_external_id=bool(options.get("task_external_id_field")),
+            task_external_id=bool(options.task_external_id_field),
             # The engine sends distinct accounts in each batch, so parallel batches do not
             # update one record twice; 4 stays far below the 25 (5 on Developer Edition)
             # concurrent long-running requests an org allows (reference §2.7, §6).
-            max_concurrency=max(1, int(options.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))),
+            max_concurrency=options.max_concurrency,
         )
         self._describe_cache: dict[str, dict[str, Any]] = {}
         self._closed_status: str | None = None
@@ -397,7 +395,7 @@ class SalesforceAdapter:
         """The Status value that closes a task, read once: option, describe, then TaskStatus."""
         if self._closed_status is not None:
             return self._closed_status
-        configured = self.options.get("task_closed_status")
+        configured = self.options.task_closed_status
         if configured:
             self._closed_status = str(configured)
             return self._closed_status

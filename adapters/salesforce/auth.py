@@ -12,8 +12,9 @@ import jwt
 
 from adapters._http import RetryingClient
 from adapters._tokens import SealedTokenCache
+from adapters.salesforce.settings import SalesforceSettings
 from connector.errors import AuthError, ConfigError, ConfigProblem, unreadable
-from connector.protocol import CrmSettings, KeyValueStore
+from connector.protocol import KeyValueStore
 from connector.redaction import register_secret
 
 DEFAULT_LOGIN_URL = "https://login.salesforce.com"
@@ -47,7 +48,7 @@ class Authenticator:
 
     def __init__(
         self,
-        settings: CrmSettings,
+        settings: SalesforceSettings,
         client: RetryingClient,
         *,
         state: KeyValueStore | None = None,
@@ -208,7 +209,7 @@ class Authenticator:
         claims = {
             "iss": self._need(s.client_id, "client_id"),
             "sub": self._need(s.username, "username"),
-            "aud": str(s.options.get("jwt_audience") or self.login_url),
+            "aud": str(s.options.jwt_audience or self.login_url),
             "exp": int(self.clock()) + JWT_LIFETIME_SECONDS,
         }
         assertion = jwt.encode(claims, key, algorithm="RS256")

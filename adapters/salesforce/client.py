@@ -22,8 +22,9 @@ from adapters.salesforce.errors import (
     unexpected_answer,
     unreadable_answer,
 )
+from adapters.salesforce.settings import SalesforceSettings
 from connector.errors import AuthError, QuotaExhaustedError
-from connector.protocol import ApiUsage, CrmSettings, KeyValueStore
+from connector.protocol import ApiUsage, KeyValueStore
 
 DEFAULT_API_VERSION = "62.0"
 
@@ -88,7 +89,7 @@ class SalesforceClient:
 
     def __init__(
         self,
-        settings: CrmSettings,
+        settings: SalesforceSettings,
         *,
         state: KeyValueStore | None = None,
         session: requests.Session | None = None,
@@ -188,7 +189,7 @@ class SalesforceClient:
         """
         if self.start_remaining is None or self.remaining is None:
             return
-        org_share = self.settings.options.get("org_usage_stop_share")
+        org_share = self.settings.options.org_usage_stop_share
         if org_share is not None and self.limit:
             used_today = self.limit - self.remaining
             if used_today >= float(org_share) * self.limit:
@@ -285,7 +286,7 @@ class SalesforceClient:
         """Yield raw query pages, following nextRecordsUrl until done."""
         endpoint = "queryAll/" if include_deleted else "query/"
         headers: dict[str, str] = {}
-        batch = self.settings.options.get("query_batch_size")
+        batch = self.settings.options.query_batch_size
         if batch:
             # A hint of 200-2,000 records per page; Salesforce may send fewer (reference §2.1).
             headers["Sforce-Query-Options"] = f"batchSize={int(batch)}"

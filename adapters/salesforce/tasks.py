@@ -9,6 +9,7 @@ from urllib.parse import quote
 from adapters.salesforce import soql
 from adapters.salesforce.client import SalesforceClient
 from adapters.salesforce.errors import SalesforceRequestError
+from adapters.salesforce.settings import SalesforceOptions
 from connector.errors import RetriableCrmError
 from connector.models import RecordChange, TaskAction, TaskPriority, TaskState, WriteResult
 from connector.protocol import append_task_comment, find_task_marker, with_task_marker
@@ -50,13 +51,13 @@ class TaskService:
         client: SalesforceClient,
         write: WriteFn,
         *,
-        options: Mapping[str, Any],
+        options: SalesforceOptions,
         closed_status: Callable[[], str],
     ) -> None:
         self.client = client
         self.write = write
-        self.external_id_field: str | None = options.get("task_external_id_field") or None
-        self.open_status = str(options.get("task_open_status") or OPEN_STATUS)
+        self.external_id_field: str | None = options.task_external_id_field or None
+        self.open_status = options.task_open_status or OPEN_STATUS
         self.closed_status = closed_status
 
     # -- find ---------------------------------------------------------------------------------

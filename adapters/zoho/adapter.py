@@ -29,7 +29,6 @@ from connector.models import (
 from connector.protocol import (
     AdapterCapabilities,
     ApiUsage,
-    CrmSettings,
     FieldDescription,
     FieldSpec,
     KeyValueStore,
@@ -45,6 +44,7 @@ from .bulk import BulkReader, BulkReadFailed
 from .client import PER_PAGE, ZohoClient
 from .errors import record_outcome
 from .fields import create_fields
+from .settings import ZohoSettings
 
 log = logging.getLogger("crm_risk.zoho")
 
@@ -175,9 +175,11 @@ def in_order(pages: Iterable[list[RawRecord]]) -> Iterator[RawRecord]:
 class ZohoAdapter:
     """CrmAdapter for Zoho CRM through REST v8 (no Zoho SDK at run time; reference §8)."""
 
+    settings_model = ZohoSettings
+
     def __init__(
         self,
-        settings: CrmSettings,
+        settings: ZohoSettings,
         *,
         state: KeyValueStore | None = None,
         session: requests.Session | None = None,
@@ -191,18 +193,17 @@ class ZohoAdapter:
         self._sleep = sleep
         options = settings.options
         # Without "trigger": [] every write fires the org's workflows, approvals and blueprints.
-        self.trigger = [str(item) for item in options.get("trigger", [])]
-        self.task_parent_module = str(options.get("task_parent_module", "Accounts"))
-        self.task_open_status = str(options.get("task_open_status", "Not Started"))
-        self.task_closed_status = str(options.get("task_closed_status", "Completed"))
+        self.trigger = list(options.trigger)
+        self.task_parent_module = options.task_parent_module
+        self.task_open_status = options.task_open_status
+        self.task_closed_status = options.task_closed_status
         self.task_closed_statuses = frozenset(
-            options.get("task_closed_statuses", [self.task_closed_status])
+            options.task_closed_statuses or [self.task_closed_status]
         )
         # "account": COQL on Tasks by What_Id for the accounts we know; "scan": read every task.
-        self.task_lookup = str(options.get("task_lookup", "account"))
+        self.task_lookup: str = options.task_lookup
         self.priority_values = {
-            TaskPriority(key): str(value)
-            for key, value in options.get("task_priority_values", {}).items()
+            TaskPriority(key): value for key, value in options.task_priority_values.items()
         } or dict(PRIORITY_VALUES)
         self._priority_back = {value.lower(): key for key, value in self.priority_values.items()}
         for value, priority in _PRIORITY_BACK.items():
@@ -214,9 +215,7 @@ class ZohoAdapter:
         self.capabilities = AdapterCapabilities(
             name="zoho",
             # `write_batch` (≤ 100): smaller updates for orgs whose workflows make them slow.
-            max_write_batch=max(
-                1, min(MAX_WRITE_BATCH, int(options.get("write_batch", MAX_WRITE_BATCH)))
-            ),
+            max_write_batch=min(MAX_WRITE_BATCH, options.write_batch),
             max_read_page=PER_PAGE,
             supports_bulk_read=True,
             supports_bulk_write=False,
@@ -773,11 +772,10 @@ class ZohoAdapter:
 
     def usage(self) -> ApiUsage:
         """Calls by endpoint and the credits left as Zoho last reported (X-API-CREDITS-REMAINING)."""
-        limit = self.settings.options.get("daily_credits")
         return ApiUsage(
             calls=self.client.calls(),
             remaining=self.client.remaining_estimate(),
-            limit=int(limit) if limit is not None else None,
+            limit=self.settings.options.daily_credits,
         )
 
     def close(self) -> None:

@@ -14,8 +14,9 @@ from pydantic import SecretStr
 
 from adapters._http import gave_up
 from adapters._tokens import SealedTokenCache, fingerprint
+from adapters.zoho.settings import ZohoSettings
 from connector.errors import AuthError, ConfigError, ConfigProblem, RetriableCrmError
-from connector.protocol import CrmSettings, KeyValueStore
+from connector.protocol import KeyValueStore
 from connector.redaction import redact, register_secret
 
 from .errors import TOKEN_THROTTLED
@@ -52,7 +53,7 @@ class Endpoints:
     api_setting: str = "base_url"
 
 
-def resolve_endpoints(settings: CrmSettings) -> Endpoints:
+def resolve_endpoints(settings: ZohoSettings) -> Endpoints:
     """Hosts from settings.data_centre, overridden by explicit token_url / base_url.
 
     Raises:
@@ -116,7 +117,7 @@ class TokenProvider:
 
     def __init__(
         self,
-        settings: CrmSettings,
+        settings: ZohoSettings,
         endpoints: Endpoints,
         post: PostToken,
         *,
@@ -150,9 +151,9 @@ class TokenProvider:
         # Zoho blocks minting for the rest of a 10-minute window: back off (10, 20, 40, 60 s ...)
         # re-reading the shared store between waits, at most token_wait_seconds in all, then
         # give the run up as "try again later" (exit 75) rather than hammer the endpoint.
-        self.throttle_wait = float(options.get("token_throttle_wait_seconds", 10.0))
-        self.throttle_max_wait = float(options.get("token_throttle_max_wait_seconds", 60.0))
-        self.wait_budget = float(options.get("token_wait_seconds", 180.0))
+        self.throttle_wait = options.token_throttle_wait_seconds
+        self.throttle_max_wait = options.token_throttle_max_wait_seconds
+        self.wait_budget = options.token_wait_seconds
         self.refreshes = 0
         for secret in (settings.client_secret, settings.refresh_token):
             if secret is not None:

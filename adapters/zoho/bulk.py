@@ -40,15 +40,11 @@ from connector.errors import AuthError, CrmError, FatalCrmError, QuotaExhaustedE
 from connector.models import RawRecord
 
 from .client import ZohoClient
+from .settings import ZohoOptions
 
 log = logging.getLogger("crm_risk.zoho")
 
 BULK_PATH = "/crm/bulk/v8/read"
-DEFAULT_THRESHOLD = 10_000
-DEFAULT_POLL_SECONDS = 10.0
-DEFAULT_MAX_POLLS = 360
-DEFAULT_JOB_CREDITS = 50
-DEFAULT_CUTOFF_MARGIN_SECONDS = 60
 MODIFIED = "Modified_Time"
 _DECIMALS = frozenset({"number", "currency", "percent"})
 
@@ -93,20 +89,17 @@ class BulkReader:
     def __init__(
         self,
         client: ZohoClient,
-        options: Mapping[str, Any],
+        options: ZohoOptions,
         sleep: Callable[[float], None],
     ) -> None:
         self.client = client
         self._sleep = sleep
-        raw = options.get("bulk_read_threshold", DEFAULT_THRESHOLD)
         # None or 0 switches bulk reads off.
-        self.threshold = int(raw) if raw else 0
-        self.poll_seconds = float(options.get("bulk_poll_seconds", DEFAULT_POLL_SECONDS))
-        self.max_polls = int(options.get("bulk_max_polls", DEFAULT_MAX_POLLS))
-        self.job_credits = int(options.get("bulk_job_credits", DEFAULT_JOB_CREDITS))
-        self.margin = timedelta(
-            seconds=float(options.get("bulk_cutoff_margin_seconds", DEFAULT_CUTOFF_MARGIN_SECONDS))
-        )
+        self.threshold = options.bulk_read_threshold or 0
+        self.poll_seconds = options.bulk_poll_seconds
+        self.max_polls = options.bulk_max_polls
+        self.job_credits = options.bulk_job_credits
+        self.margin = timedelta(seconds=options.bulk_cutoff_margin_seconds)
 
     # -- plumbing -------------------------------------------------------------------------
 

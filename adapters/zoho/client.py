@@ -14,8 +14,9 @@ from typing import Any
 import requests
 
 from adapters._http import RetryingClient, RetryPolicy, make_session
+from adapters.zoho.settings import ZohoSettings
 from connector.errors import AuthError, FatalCrmError, QuotaExhaustedError, RetriableCrmError
-from connector.protocol import CrmSettings, KeyValueStore
+from connector.protocol import KeyValueStore
 
 from . import coql
 from .auth import TokenProvider, resolve_endpoints
@@ -29,7 +30,6 @@ PER_PAGE = 200
 DISCRETE_PAGING_LIMIT = 2000
 # Concurrency per org and app: Standard edition allows 10, heavy APIs have a sub-limit of about
 # 10, and the reference advises 2-3 workers; the default stays below every edition's cap.
-DEFAULT_MAX_CONCURRENCY = 3
 CREDITS_HEADER = "X-API-CREDITS-REMAINING"
 _ID_SEGMENT = re.compile(r"/\d{6,}(?=/|$)")
 
@@ -70,7 +70,7 @@ class ZohoClient:
 
     def __init__(
         self,
-        settings: CrmSettings,
+        settings: ZohoSettings,
         *,
         state: KeyValueStore | None = None,
         session: requests.Session | None = None,
@@ -90,8 +90,8 @@ class ZohoClient:
         # Zoho sends no Retry-After: exponential backoff with full jitter (2, 4, 8 ... 60 s).
         policy = RetryPolicy(
             max_retries=settings.max_retries,
-            base_delay=float(options.get("backoff_base_seconds", 2.0)),
-            max_delay=float(options.get("backoff_max_seconds", 60.0)),
+            base_delay=options.backoff_base_seconds,
+            max_delay=options.backoff_max_seconds,
             sleep=sleep,
         )
         self.http = RetryingClient(
@@ -125,7 +125,7 @@ class ZohoClient:
             clock=clock,
             backoff=lambda attempt: policy.delay(attempt, None),
         )
-        self.max_concurrency = int(options.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
+        self.max_concurrency = options.max_concurrency
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
         # Re-entrant: the budget check runs under it together with the reservation below.
         self._meter = threading.RLock()
@@ -136,9 +136,7 @@ class ZohoClient:
         self.remaining: int | None = None
         self.first_remaining: int | None = None
         self._spent_since_header = 0
-        self.credit_budget: int | None = (
-            int(options["credit_budget"]) if options.get("credit_budget") is not None else None
-        )
+        self.credit_budget: int | None = options.credit_budget
 
     # -- plumbing ---------------------------------------------------------------------------
 

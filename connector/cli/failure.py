@@ -32,14 +32,6 @@ from connector.errors import (
 )
 from connector.redaction import json_text, redact
 
-# Which credentials each auth flow sends, to say where each came from when the CRM refuses them.
-_CREDENTIALS: dict[str, tuple[str, ...]] = {
-    "refresh_token": ("client_id", "client_secret", "refresh_token"),
-    "client_credentials": ("client_id", "client_secret"),
-    "password": ("client_id", "client_secret", "username", "password", "security_token"),
-    "jwt": ("client_id", "username", "private_key", "private_key_file"),
-}
-
 
 @dataclass
 class CliContext:
@@ -133,7 +125,8 @@ def _credential_sources(context: CliContext, connection: str) -> str:
         return ""
     conn = config.connections[connection]
     parts = []
-    for key in _CREDENTIALS.get(conn.auth, ("client_id", "client_secret")):
+    # The adapter's settings model knows which keys its configured flow sends.
+    for key in conn.settings.credential_keys():
         origin = config.origin(f"connections.{connection}.{key}")
         if origin:
             origin = origin.removesuffix(f" [connections.{connection}] {key}")

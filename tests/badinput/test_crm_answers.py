@@ -16,8 +16,9 @@ import responses
 
 from connector.errors import ConnectorError, CrmError
 from connector.models import RecordChange
-from connector.protocol import CrmAdapter, CrmSettings
+from connector.protocol import ConnectionSettings, CrmAdapter
 from connector.registry import available_adapters, create_adapter
+from tests.support import adapter_settings
 
 CRM_HOST = "https://crm.badinput.test"
 TOKEN_URL = "https://login.badinput.test/oauth/token"
@@ -85,10 +86,9 @@ BAD_ANSWERS: list[tuple[str, int, str, Any]] = [
 ]
 
 
-def _settings(kind: str) -> CrmSettings:
+def _settings(kind: str) -> ConnectionSettings:
     common: dict[str, Any] = {
         "name": f"bad_{kind}",
-        "kind": kind,
         "client_id": "badinput-client",
         "client_secret": SECRET,
         "token_url": TOKEN_URL,
@@ -96,10 +96,12 @@ def _settings(kind: str) -> CrmSettings:
         "timeout_seconds": 5,
     }
     if kind == "salesforce":
-        return CrmSettings(
-            auth="client_credentials", login_url="https://login.badinput.test", **common
+        return adapter_settings(
+            kind, auth="client_credentials", login_url="https://login.badinput.test", **common
         )
-    return CrmSettings(auth="refresh_token", refresh_token=REFRESH, base_url=CRM_HOST, **common)
+    return adapter_settings(
+        kind, auth="refresh_token", refresh_token=REFRESH, base_url=CRM_HOST, **common
+    )
 
 
 @pytest.fixture

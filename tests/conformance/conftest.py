@@ -8,13 +8,15 @@ from typing import Any
 
 import pytest
 
-from connector.protocol import CrmAdapter, CrmSettings
+from connector.protocol import ConnectionSettings, CrmAdapter
 from connector.registry import (
     available_adapters,
     available_sandboxes,
     create_adapter,
     sandbox_starter,
+    settings_model,
 )
+from tests.support import MemoryKv
 
 ADAPTERS = ["salesforce", "zoho", "fxiaoke"]
 ACCOUNT_OBJECT = {"salesforce": "Account", "zoho": "Accounts", "fxiaoke": "AccountObj"}
@@ -31,21 +33,8 @@ TASK_TEXT_FIELD = {
 }
 
 
-class MemoryKv:
-    """A KeyValueStore in memory (adapters persist tokens in it)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-
-    def get_value(self, key: str) -> str | None:
-        return self.values.get(key)
-
-    def set_value(self, key: str, value: str) -> None:
-        self.values[key] = value
-
-
-def settings_for(sandbox: Any, **overrides: Any) -> CrmSettings:
-    """CrmSettings from the sandbox's own config snippet and secret env vars, as a user would set them."""
+def settings_for(sandbox: Any, **overrides: Any) -> ConnectionSettings:
+    """Adapter settings from the sandbox's own config snippet and secret env vars, as a user would set them."""
     snippet = tomllib.loads(sandbox.config_snippet())
     name, section = next(iter(snippet["connections"].items()))
     prefix = f"CRMRISK_CONNECTIONS__{name.upper()}__"
@@ -63,7 +52,7 @@ def settings_for(sandbox: Any, **overrides: Any) -> CrmSettings:
     ):
         section.pop(key, None)
     section.update(overrides)
-    return CrmSettings(name=name, **section)
+    return settings_model(section["kind"]).model_validate({**section, "name": name})
 
 
 def _require(kind: str) -> None:

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from adapters.zoho import ZohoAdapter
-from connector.protocol import CrmSettings
+from adapters.zoho.settings import ZohoSettings
 from sandboxes import RunningSandbox, start_zoho
+from tests.support import MemoryKv
 
 FIELDS = [
     "Account_Name.id",
@@ -22,17 +23,6 @@ FIELDS = [
 ]
 
 
-class _Kv:
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-
-    def get_value(self, key: str) -> str | None:
-        return self.values.get(key)
-
-    def set_value(self, key: str, value: str) -> None:
-        self.values[key] = value
-
-
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[RunningSandbox]:
     with start_zoho(accounts=1300, invoices_per_account=10, seed=5) as running:
@@ -41,7 +31,7 @@ def sandbox() -> Iterator[RunningSandbox]:
 
 
 def _adapter(sandbox: RunningSandbox, **options: Any) -> ZohoAdapter:
-    settings = CrmSettings(
+    settings = ZohoSettings(
         name="bulk",
         kind="zoho",
         base_url=sandbox.base_url,
@@ -53,7 +43,7 @@ def _adapter(sandbox: RunningSandbox, **options: Any) -> ZohoAdapter:
         max_retries=1,
         options=options,
     )
-    return ZohoAdapter(settings, state=_Kv(), sleep=lambda seconds: None)
+    return ZohoAdapter(settings, state=MemoryKv(), sleep=lambda seconds: None)
 
 
 def _by_id_lookups(fields: dict[str, Any]) -> dict[str, Any]:

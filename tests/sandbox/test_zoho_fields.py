@@ -9,22 +9,13 @@ from typing import Any
 import pytest
 
 from adapters.zoho import ZohoAdapter
+from adapters.zoho.settings import ZohoSettings
 from connector.mapping import load_mapping
 from connector.mapping.check import check_mapping, plan_fields
 from connector.models import RecordChange
-from connector.protocol import CrmSettings, FieldCreator, FieldSpec
+from connector.protocol import FieldCreator, FieldSpec
 from sandboxes import RunningSandbox, start_zoho
-
-
-class _Kv:
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-
-    def get_value(self, key: str) -> str | None:
-        return self.values.get(key)
-
-    def set_value(self, key: str, value: str) -> None:
-        self.values[key] = value
+from tests.support import MemoryKv
 
 
 @pytest.fixture
@@ -36,7 +27,7 @@ def sandbox() -> Iterator[RunningSandbox]:
 
 @pytest.fixture
 def adapter(sandbox: RunningSandbox) -> Iterator[ZohoAdapter]:
-    settings = CrmSettings(
+    settings = ZohoSettings(
         name="fields",
         kind="zoho",
         base_url=sandbox.base_url,
@@ -47,7 +38,7 @@ def adapter(sandbox: RunningSandbox) -> Iterator[ZohoAdapter]:
         ca_bundle=sandbox.ca_bundle,
         max_retries=1,
     )
-    live = ZohoAdapter(settings, state=_Kv(), sleep=lambda seconds: None)
+    live = ZohoAdapter(settings, state=MemoryKv(), sleep=lambda seconds: None)
     yield live
     live.close()
 

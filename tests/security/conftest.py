@@ -14,8 +14,9 @@ import pytest
 
 from connector.errors import FatalCrmError
 from connector.models import RecordChange, WriteResult
-from connector.protocol import CrmSettings
+from connector.protocol import ConnectionSettings
 from tests.fakes import FakeAdapter, FakeCrm
+from tests.support import register_adapter
 
 MAPPING = Path(__file__).resolve().parents[1] / "fixtures" / "mappings" / "fake.toml"
 leak_log = logging.getLogger("crm_risk.adapter.leaky")
@@ -81,7 +82,7 @@ class LeakyAdapter(FakeAdapter):
     body, and (in `fail` mode) a fatal error quoting the credentials: the core must redact them all.
     """
 
-    def __init__(self, crm: FakeCrm, settings: CrmSettings, *, fail: bool = False) -> None:
+    def __init__(self, crm: FakeCrm, settings: ConnectionSettings, *, fail: bool = False) -> None:
         super().__init__(crm, batch=2)
         self.fail = fail
         self.secrets = {
@@ -159,11 +160,14 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planted: Planted) -> Cl
     monkeypatch.setenv("CRMRISK_CONNECTIONS__LEAKY__CLIENT_SECRET", planted.client_secret)
     monkeypatch.setenv("CRMRISK_CONNECTIONS__LEAKY__REFRESH_TOKEN", planted.refresh_token)
     monkeypatch.setenv("CRMRISK_CONNECTIONS__LEAKY__PRIVATE_KEY", planted.private_key)
+    register_adapter(monkeypatch, "leaky", "tests.security.conftest:LeakyAdapter")
     crm = FakeCrm()
     seed(crm)
     made: list[LeakyAdapter] = []
 
-    def create_adapter(settings: CrmSettings, *, state: Any = None, **options: Any) -> LeakyAdapter:
+    def create_adapter(
+        settings: ConnectionSettings, *, state: Any = None, **options: Any
+    ) -> LeakyAdapter:
         adapter = LeakyAdapter(crm, settings, fail=bool(getattr(create_adapter, "fail", False)))
         made.append(adapter)
         return adapter

@@ -14,7 +14,13 @@ import trustme
 
 from connector.errors import CrmError
 from connector.mapping import load_mapping
-from connector.registry import available_sandboxes, create_adapter, sandbox_starter
+from connector.registry import (
+    available_adapters,
+    available_sandboxes,
+    create_adapter,
+    sandbox_starter,
+    settings_model,
+)
 from connector.store import open_store
 from tests.chaos._sandbox_sync import SandboxSync, write_config
 from tests.conformance.conftest import ACCOUNT_OBJECT, settings_for
@@ -120,10 +126,9 @@ def test_verify_tls_false_works_only_with_a_loud_warning(sandbox: Any) -> None:
     assert any("verification is DISABLED" in line for line in collect.lines), collect.lines
 
 
-def test_verify_tls_is_on_unless_the_config_says_otherwise(tmp_path: Path) -> None:
-    from connector.protocol import CrmSettings
-
-    assert CrmSettings(name="x", kind="zoho").verify_tls is True
+@pytest.mark.parametrize("kind", available_adapters())
+def test_verify_tls_is_on_unless_the_config_says_otherwise(kind: str) -> None:
+    assert settings_model(kind).model_fields["verify_tls"].default is True
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o000])

@@ -49,11 +49,12 @@ def test_valid_config_with_secrets_from_env(
     assert conn.name == "acme_zoho"
     assert conn.schedule.interval_seconds == 900
     assert (
-        conn.client_secret is not None
-        and conn.client_secret.get_secret_value() == "env-secret-value"
+        conn.settings.client_secret is not None
+        and conn.settings.client_secret.get_secret_value() == "env-secret-value"
     )
     assert "env-secret-value" not in repr(conn)
     assert conn.crm_settings().kind == "zoho"
+    assert "env-secret-value" not in repr(conn.settings)
 
 
 def test_secrets_file_fills_secrets_and_env_wins(
@@ -71,10 +72,13 @@ def test_secrets_file_fills_secrets_and_env_wins(
     )
     monkeypatch.setenv("CRMRISK_CONNECTIONS__ACME_ZOHO__CLIENT_SECRET", "from-env")
     conn = load_config(config_path).connection("acme_zoho")
-    assert conn.client_secret is not None and conn.client_secret.get_secret_value() == "from-env"
     assert (
-        conn.refresh_token is not None
-        and conn.refresh_token.get_secret_value() == "refresh-from-file"
+        conn.settings.client_secret is not None
+        and conn.settings.client_secret.get_secret_value() == "from-env"
+    )
+    assert (
+        conn.settings.refresh_token is not None
+        and conn.settings.refresh_token.get_secret_value() == "refresh-from-file"
     )
 
 
@@ -220,7 +224,10 @@ def test_offline_commands_need_no_secrets(
     path = write(tmp_path, VALID.format(db=tmp_path / "s.db"))
     with pytest.raises(ConfigError, match="client_secret: missing"):
         load_config(path)
-    assert load_config(path, require_secrets=False).connection("acme_zoho").client_secret is None
+    assert (
+        load_config(path, require_secrets=False).connection("acme_zoho").settings.client_secret
+        is None
+    )
     assert main(["status", "--config", str(path), "--json"]) == 0
     assert '"runs": []' in capsys.readouterr().out
 
@@ -254,7 +261,7 @@ def test_relative_paths_follow_the_config_file_not_the_working_directory(
     assert config.store.url == str(folder / "state" / "crm-risk-state.db")
     assert config.metrics.textfile == str(folder / "metrics" / "crm_risk.prom")
     assert conn.mapping == str(folder / "mine.toml")
-    assert conn.ca_bundle == str(folder / "certs" / "ca.pem")
+    assert conn.settings.ca_bundle == str(folder / "certs" / "ca.pem")
     assert config.base_dir == str(folder)
 
 

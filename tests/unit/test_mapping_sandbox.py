@@ -21,6 +21,7 @@ from connector.registry import (
     create_adapter,
     sandbox_starter,
 )
+from tests.support import MemoryKv
 
 pytestmark = pytest.mark.integration
 
@@ -30,17 +31,6 @@ def _settings(sandbox: Any) -> Any:
     from tests.conformance.conftest import settings_for
 
     return settings_for(sandbox)
-
-
-class _Kv:
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-
-    def get_value(self, key: str) -> str | None:
-        return self.values.get(key)
-
-    def set_value(self, key: str, value: str) -> None:
-        self.values[key] = value
 
 
 @pytest.fixture(scope="module", params=["salesforce", "zoho", "fxiaoke"])
@@ -54,7 +44,7 @@ def crm_adapter(request: pytest.FixtureRequest) -> Iterator[tuple[str, CrmAdapte
         pytest.skip(f"{kind} sandbox not implemented yet")
     with running as sandbox:
         try:
-            adapter = create_adapter(_settings(sandbox), state=_Kv(), sleep=lambda _s: None)
+            adapter = create_adapter(_settings(sandbox), state=MemoryKv(), sleep=lambda _s: None)
         except (ImportError, AttributeError):
             pytest.skip(f"{kind} adapter not implemented yet")
         try:

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import responses
 
-from connector.protocol import CrmSettings
+from adapters.salesforce.settings import SalesforceSettings
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "http" / "salesforce"
 LOGIN = "https://login.sf.test"
@@ -24,7 +24,7 @@ def fixture(name: str) -> Any:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
-def settings(**overrides: Any) -> CrmSettings:
+def settings(**overrides: Any) -> SalesforceSettings:
     values: dict[str, Any] = {
         "name": "acme_sf",
         "kind": "salesforce",
@@ -35,18 +35,7 @@ def settings(**overrides: Any) -> CrmSettings:
         "max_retries": 3,
     }
     values.update(overrides)
-    return CrmSettings(**values)
-
-
-class MemoryKv:
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-
-    def get_value(self, key: str) -> str | None:
-        return self.values.get(key)
-
-    def set_value(self, key: str, value: str) -> None:
-        self.values[key] = value
+    return SalesforceSettings(**values)
 
 
 def add_token(rsps: responses.RequestsMock, token: str = TOKEN, **extra: Any) -> Any:

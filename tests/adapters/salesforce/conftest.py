@@ -9,7 +9,8 @@ import pytest
 import responses
 
 from adapters.salesforce import SalesforceAdapter
-from tests.adapters.salesforce._support import MemoryKv, settings
+from tests.adapters.salesforce._support import settings
+from tests.support import MemoryKv
 
 
 @pytest.fixture

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from adapters.salesforce import SalesforceAdapter
+from adapters.salesforce.settings import SalesforceSettings
 from connector.models import RecordChange, TaskAction, TaskPriority
-from connector.protocol import CrmSettings, find_task_marker
-from tests.adapters.salesforce._support import MemoryKv
+from connector.protocol import find_task_marker
+from tests.support import MemoryKv
 
 INVOICE_FIELDS = [
     "Name",
@@ -51,7 +52,9 @@ def connect(sandbox: Any) -> Iterator[Callable[..., SalesforceAdapter]]:
             "api_version": "62.0",
         }
         values.update(overrides)
-        adapter = SalesforceAdapter(CrmSettings(**values), state=MemoryKv(), sleep=lambda s: None)
+        adapter = SalesforceAdapter(
+            SalesforceSettings(**values), state=MemoryKv(), sleep=lambda s: None
+        )
         made.append(adapter)
         return adapter
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from connector.protocol import CrmSettings
+from adapters.zoho.settings import ZohoSettings
 
 PLUS3 = timezone(timedelta(hours=3))
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "http" / "zoho"
@@ -15,19 +15,6 @@ BASE = "https://zoho.test"
 TOKEN_URL = "https://accounts.zoho.test/oauth/v2/token"
 API = f"{BASE}/crm/v8"
 T0 = datetime(2025, 1, 10, 10, 0, tzinfo=UTC)
-
-
-class MemoryKv:
-    """KeyValueStore in memory, shared between adapter instances like the state store."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-
-    def get_value(self, key: str) -> str | None:
-        return self.values.get(key)
-
-    def set_value(self, key: str, value: str) -> None:
-        self.values[key] = value
 
 
 def load(name: str) -> Any:
@@ -39,7 +26,7 @@ def stamp(when: datetime) -> str:
     return when.astimezone(PLUS3).isoformat(timespec="seconds")
 
 
-def make_settings(**overrides: Any) -> CrmSettings:
+def make_settings(**overrides: Any) -> ZohoSettings:
     values: dict[str, Any] = {
         "name": "acme",
         "kind": "zoho",
@@ -51,4 +38,4 @@ def make_settings(**overrides: Any) -> CrmSettings:
         "max_retries": 3,
     }
     values.update(overrides)
-    return CrmSettings(**values)
+    return ZohoSettings(**values)

@@ -9,8 +9,9 @@ import pytest
 import responses
 
 from adapters.zoho import ZohoAdapter
+from tests.support import MemoryKv
 
-from ._support import TOKEN_URL, MemoryKv, load, make_settings
+from ._support import TOKEN_URL, load, make_settings
 
 
 @pytest.fixture

@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 
 from adapters.zoho import ZohoAdapter
+from adapters.zoho.settings import ZohoSettings
 from connector.models import RecordChange, TaskAction, TaskPriority
-from connector.protocol import CrmSettings
-
-from ._support import MemoryKv
+from tests.support import MemoryKv
 
 
 @pytest.fixture
@@ -29,7 +28,7 @@ def sandbox() -> Iterator[Any]:
 
 @pytest.fixture
 def live(sandbox: Any) -> Iterator[ZohoAdapter]:
-    settings = CrmSettings(
+    settings = ZohoSettings(
         name="smoke",
         kind="zoho",
         base_url=sandbox.base_url,
