@@ -212,6 +212,11 @@ class RecordChange(StrictModel):
 
 
 WriteStatus = Literal["ok", "rejected", "unknown"]
+# Why the CRM refused a record, in the core's words (the adapter reads its CRM's codes):
+# owner_unavailable: the owner is inactive or cannot own it (a task goes to the fallback owner);
+# locked: the record was locked by another transaction (retried); validation: a value or field
+# refused; "" when the adapter cannot tell or the write did not fail.
+WriteReason = Literal["", "owner_unavailable", "locked", "validation"]
 
 
 class WriteResult(StrictModel):
@@ -220,6 +225,7 @@ class WriteResult(StrictModel):
     crm_id: str | None
     status: WriteStatus
     error_code: str = ""
+    reason: WriteReason = ""
     message: str = ""
     fields: tuple[str, ...] = ()
     retriable: bool = False

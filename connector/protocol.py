@@ -113,6 +113,9 @@ class FieldDescription:
     # Canonical type family the mapping checks against: string, text, number, integer,
     # currency, percent, boolean, date, datetime, picklist, reference, id, other.
     family: str = "other"
+    # For a reference field, the name a path uses to go through it (`Owner` in `Owner.Name`
+    # for the field OwnerId); "" when paths use the field's own name.
+    relationship: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,10 @@ class ObjectDescription:
     name: str
     fields: dict[str, FieldDescription]
     label: str = ""
+    # The CRM matches field names whatever their case (a mapping may write `accountnumber`).
+    case_insensitive_names: bool = False
+    # A regular expression the name of a field we may create must match (fully); "" = any.
+    creatable_field_pattern: str = ""
 
 
 @dataclass
@@ -307,7 +314,7 @@ class AdapterFactory(Protocol):
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """A custom field to create (for `crm-risk fields plan --apply`), in Salesforce's type vocabulary.
+    """A custom field to create (for `crm-risk fields plan --apply`), in a neutral type vocabulary.
 
     `type` is one of Number, Currency, Percent, Picklist, Text, TextArea, LongTextArea, Checkbox,
     Date, DateTime; the adapter maps it to its CRM's own field types.
@@ -324,24 +331,69 @@ class FieldSpec:
 
 
 @runtime_checkable
-class FieldInstructions(Protocol):
-    """Optional: adapters that word `fields plan` in their CRM's own terms (types, menus, languages).
-
-    Items are the mapping's missing fields (`crm_object`, `field`, `canonical`, `field_type`,
-    `writable`); the adapter may add fields it needs itself and checks with its describe.
-    """
-
-    def field_instructions(self, missing: Sequence[Any]) -> str | None:
-        """Set-up steps for an admin, or None to leave the plan to the default wording."""
-        ...
-
-
-@runtime_checkable
 class FieldCreator(Protocol):
     """Optional: adapters whose CRM has an API to create custom fields implement this."""
 
     def create_fields(self, crm_object: str, fields: Sequence[FieldSpec]) -> list[WriteResult]:
         """Create the fields; one result per field, same order (crm_id = the new field's name)."""
+        ...
+
+
+@dataclass(frozen=True)
+class MissingField:
+    """A custom field the mapping needs and the CRM lacks, with the type to create it as."""
+
+    crm: str
+    crm_object: str
+    field: str
+    canonical: str
+    field_type: str  # the FieldSpec vocabulary: Number, Currency, Percent, Picklist, Text, ...
+    label: str
+    length: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+    picklist_values: tuple[str, ...] = ()
+    writable: bool = True
+    description: str = ""
+
+    def __str__(self) -> str:
+        size = ""
+        if self.length is not None:
+            size = f"({self.length})"
+        elif self.precision is not None:
+            size = f"({self.precision},{self.scale or 0})"
+        values = f" [{', '.join(self.picklist_values)}]" if self.picklist_values else ""
+        return (
+            f"{self.crm_object}.{self.field}: {self.field_type}{size}{values} for {self.canonical}"
+        )
+
+
+@runtime_checkable
+class FieldPlanFiles(Protocol):
+    """Optional: the missing fields as files the CRM's own deployment tools take."""
+
+    def field_plan_files(self, missing: Sequence[MissingField]) -> dict[str, str]:
+        """Render the plan as deployable files.
+
+        Args:
+            missing: the fields `fields plan` found missing.
+
+        Returns:
+            Relative path -> file text (what `fields plan --format files` writes or prints).
+        """
+        ...
+
+
+@runtime_checkable
+class FieldPlanText(Protocol):
+    """Optional: the missing fields as setup steps an admin follows in the CRM's own screens.
+
+    Called while the adapter is open, also when nothing is missing: an adapter may add fields it
+    needs itself (checked with its own describe) and word the plan in its CRM's language.
+    """
+
+    def field_plan_text(self, missing: Sequence[MissingField]) -> str:
+        """Render the plan as text for people (what `fields plan` prints by default)."""
         ...
 
 

@@ -10,32 +10,33 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 REDACTED = "***"
+_known_lock = threading.Lock()
 
 # Keys whose values are secrets wherever they appear (headers, query strings, JSON, form bodies).
-SECRET_KEYS = frozenset(
-    {
-        "access_token",
-        "refresh_token",
-        "client_secret",
-        "password",
-        "security_token",
-        "private_key",
-        "assertion",
-        "authorization",
-        "session_id",
-        "sessionid",
-        "sid",
-        "token",
-        "id_token",
-        "cookie",
-        "set-cookie",
-        "x-sfdc-session",
-    }
-)
+# Adapters add their CRM's own (a session header) with register_secret_key().
+SECRET_KEYS = {
+    "access_token",
+    "refresh_token",
+    "client_secret",
+    "password",
+    "security_token",
+    "private_key",
+    "assertion",
+    "authorization",
+    "session_id",
+    "sessionid",
+    "sid",
+    "token",
+    "id_token",
+    "cookie",
+    "set-cookie",
+}
 
+# Token shapes; adapters add their CRM's (session ids, token formats, auth schemes) with
+# register_secret_pattern() when they are imported, before any of their tokens exists.
 _PATTERNS = [
     # Authorization headers and their values in free text.
-    re.compile(r"(?i)\b(Bearer|OAuth|Zoho-oauthtoken)\s+[A-Za-z0-9._~+/=!\-]{8,}"),
+    re.compile(r"(?i)\b(Bearer|OAuth)\s+[A-Za-z0-9._~+/=!\-]{8,}"),
     # key=value (forms, query strings) and "key": "value" (JSON) pairs for secret keys. A bare
     # `key: text` is left alone: our own messages say "client_secret: missing".
     re.compile(
@@ -43,18 +44,33 @@ _PATTERNS = [
         r"assertion|session_id|id_token)\"\s*:\s*\"?)|(?:\b(?:access_token|refresh_token|"
         r"client_secret|password|security_token|assertion|session_id|id_token)\s*=\s*\"?))([^\"&\s,}]+)"
     ),
-    # Salesforce session ids: 00D org prefix, '!' and a long tail.
-    re.compile(r"\b00D[A-Za-z0-9]{12,15}![A-Za-z0-9._]{20,}"),
-    # Zoho access and refresh tokens: 1000.<hex>.<hex>
-    re.compile(r"\b1000\.[0-9a-f]{16,}\.[0-9a-f]{16,}\b"),
     # PEM private keys.
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
     # JSON web tokens.
     re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b"),
 ]
 
+
+def register_secret_key(name: str) -> None:
+    """Treat `name` (a header, query or JSON key; any case) as holding a secret everywhere."""
+    with _known_lock:
+        SECRET_KEYS.add(name.lower())
+
+
+def register_secret_pattern(pattern: str) -> None:
+    """Redact every match of a token shape a CRM uses.
+
+    Args:
+        pattern: a regular expression. With no group the whole match is masked; with one group
+            (an auth scheme, say) the group is kept and what follows it masked.
+    """
+    compiled = re.compile(pattern)
+    with _known_lock:
+        if all(existing.pattern != compiled.pattern for existing in _PATTERNS):
+            _PATTERNS.append(compiled)
+
+
 _known_secrets: set[str] = set()
-_known_lock = threading.Lock()
 
 
 def register_secret(value: str | None) -> None:
@@ -95,7 +111,9 @@ def redact(text: str) -> str:
         known = sorted(_known_secrets, key=len, reverse=True)
     for secret in known:
         text = text.replace(secret, REDACTED)
-    for pattern in _PATTERNS:
+    with _known_lock:
+        patterns = list(_PATTERNS)
+    for pattern in patterns:
         if pattern.groups == 2:
             text = pattern.sub(lambda match: match.group(1) + REDACTED, text)
         elif pattern.groups == 1:

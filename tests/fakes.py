@@ -255,6 +255,7 @@ class FakeAdapter:
                         crm_id=None,
                         status="rejected",
                         error_code="INVALID_DATA",
+                        reason="owner_unavailable",
                         fields=("Owner",),
                         key=task.dedupe_key,
                     )

@@ -12,13 +12,14 @@ from typing import Any
 import requests
 
 from adapters._http import cancellable_sleep
-from adapters.salesforce import bulk, soql
+from adapters.salesforce import bulk, metadata, soql
 from adapters.salesforce.client import SalesforceClient
 from adapters.salesforce.errors import (
     MAX_MESSAGE,
     RETRIABLE_RECORD_CODES,
     QueryLocatorExpiredError,
     unexpected_answer,
+    with_reasons,
 )
 from adapters.salesforce.ids import normalise_record_id
 from adapters.salesforce.settings import SalesforceSettings
@@ -43,6 +44,7 @@ from connector.protocol import (
     AdapterCapabilities,
     ApiUsage,
     KeyValueStore,
+    MissingField,
     ObjectDescription,
 )
 from connector.redaction import redact
@@ -158,6 +160,10 @@ class SalesforceAdapter:
                 raise unexpected_answer(f"describe of {crm_object} without 'name' and 'fields'")
             self._describe_cache[key] = answer
         return self._describe_cache[key]
+
+    def field_plan_files(self, missing: Sequence[MissingField]) -> dict[str, str]:
+        """CustomField XML and a permission set in source format (`sf project deploy start`)."""
+        return metadata.field_plan_files(missing)
 
     def describe(self, crm_object: str) -> ObjectDescription:
         """Field metadata for one sObject (cached for the adapter's life).
@@ -290,8 +296,8 @@ class SalesforceAdapter:
         if self.bulk_write and len(changes) >= self.bulk_write_threshold:
             results = bulk.update(self.client, crm_object, changes, poll=self.poll)
             self._retry_locked(crm_object, changes, results)
-            return results
-        return self._write_collections(crm_object, changes)
+            return with_reasons(results)
+        return with_reasons(self._write_collections(crm_object, changes))
 
     def _write_collections(
         self, crm_object: str, changes: Sequence[RecordChange]
@@ -423,11 +429,11 @@ class SalesforceAdapter:
 
     def create_tasks(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
         """Create follow-up tasks idempotently by dedupe key; one result per task, in order."""
-        return self.tasks.create(tasks)
+        return with_reasons(self.tasks.create(tasks))
 
     def update_tasks(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
         """Escalate, comment on or complete existing tasks; one result per task, in order."""
-        return self.tasks.update(tasks)
+        return with_reasons(self.tasks.update(tasks))
 
     def find_tasks(self, dedupe_keys: Sequence[str]) -> dict[str, TaskState]:
         """Tasks this connector created, found by the dedupe marker they carry."""

@@ -17,7 +17,18 @@ from connector.errors import (
     QuotaExhaustedError,
     RetriableCrmError,
 )
-from connector.redaction import redact, redact_url
+from connector.models import WriteReason, WriteResult
+from connector.redaction import (
+    redact,
+    redact_url,
+    register_secret_key,
+    register_secret_pattern,
+)
+
+# Salesforce session ids (00D org prefix, '!' and a long tail) and the session header some
+# clients send; registered when the adapter is imported, before any session exists.
+register_secret_pattern(r"\b00D[A-Za-z0-9]{12,15}![A-Za-z0-9._]{20,}")
+register_secret_key("x-sfdc-session")
 
 # Record-level codes that clear up by themselves: retried in smaller batches, then reported
 # as rejected with retriable=True so the next run tries again (reference §6, row locks).
@@ -37,6 +48,32 @@ VALIDATION_CODES = frozenset(
         "FIELD_INTEGRITY_EXCEPTION",
     }
 )
+
+# How Salesforce says a record's owner cannot have it: an inactive user, or an id that is no
+# user the record may point to.
+OWNER_CODES = frozenset({"INACTIVE_OWNER_OR_USER", "INVALID_CROSS_REFERENCE_KEY"})
+
+
+def write_reason(result: WriteResult) -> WriteReason:
+    """The core's reason for a refused record, read from Salesforce's statusCode and fields."""
+    if result.status == "ok":
+        return ""
+    if result.error_code in OWNER_CODES or any(f.lower() == "ownerid" for f in result.fields):
+        return "owner_unavailable"
+    if result.error_code in RETRIABLE_RECORD_CODES:
+        return "locked"
+    if result.error_code in VALIDATION_CODES:
+        return "validation"
+    return ""
+
+
+def with_reasons(results: list[WriteResult]) -> list[WriteResult]:
+    """The results with each refusal's canonical reason set (the core reads only that)."""
+    return [
+        result.model_copy(update={"reason": reason}) if (reason := write_reason(result)) else result
+        for result in results
+    ]
+
 
 # Salesforce puts the cause last (a SOQL error repeats the whole query first), so messages are
 # kept whole; the cap only guards against a runaway body.

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from adapters.salesforce.metadata import CREATABLE_FIELD
 from connector.protocol import FieldDescription, ObjectDescription
 
 # Salesforce describe `type` -> the canonical family the mapping checks against.
@@ -59,6 +60,7 @@ def field_description(raw: Mapping[str, Any]) -> FieldDescription:
         ),
         custom=bool(raw.get("custom")),
         family=FAMILIES.get(sf_type, "other"),
+        relationship=str(raw.get("relationshipName") or ""),
     )
 
 
@@ -68,6 +70,9 @@ def object_description(raw: Mapping[str, Any]) -> ObjectDescription:
         name=str(raw["name"]),
         label=str(raw.get("label") or ""),
         fields={str(f["name"]): field_description(f) for f in raw.get("fields") or ()},
+        # Salesforce API names are case-insensitive (SOQL and REST accept any case).
+        case_insensitive_names=True,
+        creatable_field_pattern=CREATABLE_FIELD,
     )
 
 

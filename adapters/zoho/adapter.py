@@ -32,6 +32,7 @@ from connector.protocol import (
     FieldDescription,
     FieldSpec,
     KeyValueStore,
+    MissingField,
     ObjectDescription,
     append_task_comment,
     find_task_marker,
@@ -39,10 +40,10 @@ from connector.protocol import (
 )
 from connector.redaction import redact
 
-from . import coql
+from . import coql, setup_steps
 from .bulk import BulkReader, BulkReadFailed
 from .client import PER_PAGE, ZohoClient
-from .errors import record_outcome
+from .errors import record_outcome, write_reason
 from .fields import create_fields
 from .settings import ZohoSettings
 
@@ -176,6 +177,10 @@ class ZohoAdapter:
     """CrmAdapter for Zoho CRM through REST v8 (no Zoho SDK at run time; reference §8)."""
 
     settings_model = ZohoSettings
+
+    def field_plan_text(self, missing: Sequence[MissingField]) -> str:
+        """The fields to create in Zoho CRM's setup screens, module by module."""
+        return setup_steps.field_plan_text(missing)
 
     def __init__(
         self,
@@ -449,6 +454,7 @@ class ZohoAdapter:
                         crm_id=record_id,
                         status="rejected",
                         error_code=outcome.code,
+                        reason=write_reason(outcome.code, outcome.fields),
                         message=outcome.message,
                         fields=outcome.fields,
                         retriable=outcome.retriable,

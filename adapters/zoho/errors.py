@@ -8,7 +8,13 @@ from typing import Any
 import requests
 
 from connector.errors import AuthError, CrmError, CrmSetupError, FatalCrmError, RetriableCrmError
-from connector.redaction import redact, redact_url
+from connector.models import WriteReason
+from connector.redaction import redact, redact_url, register_secret_pattern
+
+# Zoho's auth scheme, and its access and refresh tokens (1000.<hex>.<hex>); registered when the
+# adapter is imported, before any token exists.
+register_secret_pattern(r"(?i)\b(Zoho-oauthtoken)\s+[A-Za-z0-9._~+/=!\-]{8,}")
+register_secret_pattern(r"\b1000\.[0-9a-f]{16,}\.[0-9a-f]{16,}\b")
 
 # Whole-request error codes (reference §2, §3, §5.1, §6; enum `API_Exception` in crm-oas record.json).
 # The class says what the engine does next; the text says why, without the response body.
@@ -43,6 +49,23 @@ ERROR_TABLE: dict[str, tuple[type[CrmError], str]] = {
 # Per-record codes in a batch answer that are worth retrying in a later run (the record was
 # locked, e.g. by an approval, or Zoho hiccuped on that element).
 RETRIABLE_RECORD_CODES = frozenset({"RECORD_LOCKED", "INTERNAL_ERROR", "TOO_MANY_REQUESTS"})
+
+# Per-record codes that refuse a value or a field (the answer's api_name says which).
+VALIDATION_RECORD_CODES = frozenset(
+    {"INVALID_DATA", "MANDATORY_NOT_FOUND", "DUPLICATE_DATA", "LIMIT_EXCEEDED"}
+)
+
+
+def write_reason(code: str, fields: tuple[str, ...]) -> WriteReason:
+    """The core's reason for a refused record: Zoho names the refused field in `api_name`."""
+    if any(name.lower() == "owner" for name in fields):
+        return "owner_unavailable"  # an inactive user, or one the module is not shared with
+    if code == "RECORD_LOCKED":
+        return "locked"
+    if code in VALIDATION_RECORD_CODES:
+        return "validation"
+    return ""
+
 
 # Statuses whose body carries per-record results in `data[]` that the adapter reads one by one;
 # 400 is included because a batch in which every record failed comes back as 400 with `data[]` [A].

@@ -91,7 +91,8 @@ def run_demo(
     keep: str | None = None,
 ) -> int:
     """Run the demo for one or both sandbox CRMs; returns an exit code."""
-    # Every sandbox the registry knows, so a new CRM's demo needs no edit here.
+    # Every sandbox the registry knows, so a new CRM's demo needs no edit here ('both' is the
+    # old name of 'all').
     kinds = sorted(available_sandboxes()) if crm in ("all", "both") else [crm]
     ready = [
         kind for kind in kinds if kind in available_sandboxes() and kind in available_adapters()

@@ -251,9 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="start a local sandbox CRM and show two syncs against it"
     )
+    # The sandbox CRMs this installation has (entry points), not a list written here.
+    sandbox_kinds = available_sandboxes()
     demo.add_argument(
         "--crm",
-        choices=[*available_sandboxes(), "all", "both"],
+        choices=[*sandbox_kinds, "all", "both"],
         default="all",
         help="which sandbox CRM ('all': every installed one; 'both' is its old name)",
     )
@@ -275,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # The kinds come from the registry's entry points, so a new sandbox needs no edit here.
     serve.add_argument(
-        "--crm", choices=available_sandboxes(), required=True, help="which CRM's API to serve"
+        "--crm", choices=sandbox_kinds, required=True, help="which CRM's API to serve"
     )
     serve.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one")
     serve.add_argument("--accounts", type=int, default=60, help="accounts to seed")
@@ -303,12 +305,17 @@ def build_parser() -> argparse.ArgumentParser:
     fields_commands.required = True
     plan = fields_commands.add_parser("plan", help="list the custom fields the CRM lacks")
     _add_config(plan)
-    plan.add_argument("--format", choices=["text", "json", "salesforce-metadata"], default="text")
-    plan.add_argument("--output", help="folder for salesforce-metadata files (default: print)")
+    plan.add_argument(
+        "--format",
+        choices=["text", "json", "files"],
+        default="text",
+        help="text: setup steps; files: what the CRM's deployment tools take (where it has them)",
+    )
+    plan.add_argument("--output", help="folder for --format files (default: print)")
     plan.add_argument(
         "--apply",
         action="store_true",
-        help="create the missing fields through the CRM's API (Zoho)",
+        help="create the missing fields through the CRM's API (where the adapter can)",
     )
     plan.add_argument(
         "--yes", action="store_true", help="with --apply: do not ask for confirmation"
@@ -1273,9 +1280,9 @@ def cmd_sandbox_serve(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
-    """List (and optionally render as Salesforce metadata) the custom fields the CRM lacks."""
-    from connector.mapping.check import plan_fields, salesforce_metadata, zoho_field_instructions
-    from connector.protocol import FieldInstructions
+    """List the custom fields the CRM lacks: as setup steps, JSON, or the CRM's deployable files."""
+    from connector.mapping.check import plan_fields
+    from connector.protocol import FieldPlanFiles, FieldPlanText
     from connector.registry import create_adapter
 
     config = _load(args)
@@ -1285,9 +1292,12 @@ def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
     adapter = create_adapter(connection.crm_settings(), state=store)
     try:
         missing = plan_fields(mapping, adapter.describe)
-        # An adapter may word the plan in its CRM's terms (and add the fields it needs itself).
-        instructions = (
-            adapter.field_instructions(missing) if isinstance(adapter, FieldInstructions) else None
+        # The adapter may word the steps in its CRM's terms and add fields it needs itself,
+        # which it checks with its own describe: so it renders while still open.
+        steps = (
+            adapter.field_plan_text(missing)
+            if args.format == "text" and isinstance(adapter, FieldPlanText)
+            else None
         )
     finally:
         adapter.close()
@@ -1297,11 +1307,14 @@ def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
         return _apply_fields(connection, missing, console, assume_yes=args.yes, config=config)
     if args.format == "json":
         _print_json(console, [getattr(item, "__dict__", item) for item in missing])
-    elif args.format == "salesforce-metadata":
-        files = salesforce_metadata(missing)
-        if not missing:
-            console.print("every mapped custom field exists: no metadata to write")
-        elif args.output:
+    elif args.format == "files":
+        if not isinstance(adapter, FieldPlanFiles):
+            raise UsageError(
+                f"the {connection.kind} adapter has no deployable field files; "
+                "use --format text for setup steps"
+            )
+        files = adapter.field_plan_files(missing)
+        if args.output:
             for relative, text in files.items():
                 target = Path(args.output) / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -1311,12 +1324,10 @@ def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
             for relative, text in files.items():
                 sys.stdout.write(f"<!-- {relative} -->\n{text}\n")
     else:
-        if instructions is not None:
-            console.print(instructions, markup=False)
+        if steps is not None:
+            console.print(steps, markup=False)
         elif not missing:
             console.print("every mapped custom field exists")
-        elif connection.kind == "zoho":
-            console.print(zoho_field_instructions(missing))
         else:
             for item in missing:
                 console.print(str(item))
@@ -1358,7 +1369,7 @@ def _apply_fields(
     connection: Any, missing: list[Any], console: Console, *, assume_yes: bool, config: Any
 ) -> int:
     """Create the missing custom fields through the CRM's API, after a confirmation."""
-    from connector.protocol import FieldCreator, FieldSpec
+    from connector.protocol import FieldCreator, FieldPlanFiles, FieldSpec
     from connector.registry import create_adapter
 
     if not missing:
@@ -1392,7 +1403,9 @@ def _apply_fields(
                     ConfigProblem(
                         "--apply",
                         f"the {connection.kind} adapter cannot create fields through the API",
-                        "deploy them with --format salesforce-metadata, or create them in the CRM's setup",
+                        "deploy them with --format files"
+                        if isinstance(adapter, FieldPlanFiles)
+                        else "create them in the CRM's setup (see `fields plan`)",
                     )
                 ]
             )

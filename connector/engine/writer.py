@@ -26,9 +26,6 @@ log = logging.getLogger("crm_risk.writer")
 
 ToCrmValues = Callable[[str, dict[str, Any]], dict[str, Any]]
 
-# How CRMs say a task's owner cannot have it (Salesforce code; Zoho names the field).
-OWNER_ERRORS = frozenset({"INACTIVE_OWNER_OR_USER", "INVALID_CROSS_REFERENCE_KEY"})
-OWNER_FIELDS = frozenset({"owner", "ownerid", "owner.id"})
 # Each round of splitting a refused update drops at least one field; a few rounds suffice.
 MAX_SPLIT_ROUNDS = 3
 
@@ -830,10 +827,7 @@ class Writer:
             if result.status == "rejected"
             and action.owner_id
             and action.owner_id != self.fallback_owner_id
-            and (
-                result.error_code in OWNER_ERRORS
-                or any(field.lower() in OWNER_FIELDS for field in result.fields)
-            )
+            and result.reason == "owner_unavailable"
         ]
         if not retry:
             return actions, results

@@ -9,18 +9,16 @@ as Salesforce CustomField metadata (source format) or as Zoho setup steps.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from xml.etree import ElementTree as ET
 
 from connector.errors import FatalCrmError, MappingError
 from connector.mapping import CANONICAL_LABELS, CompiledField, FieldMapping
-from connector.protocol import FieldDescription, ObjectDescription
+from connector.protocol import FieldDescription, MissingField, ObjectDescription
 
 Describe = Callable[[str], ObjectDescription]
-METADATA_NS = "http://soap.sforce.com/2006/04/metadata"
-PERMISSION_SET = "CRM_Risk_Connector"
 # Below this a reasons field holds little more than the first reason.
 MIN_REASONS_LENGTH = 255
 
@@ -107,14 +105,12 @@ def _resolve(path: str, obj: ObjectDescription, case_insensitive: bool) -> _Reso
         return _Resolved(found) if found is not None else None
     if found is not None:
         return _Resolved(found, via_relationship=True)
-    # Salesforce relationship names: Owner -> OwnerId, Parent__r -> Parent__c.
-    candidates = [f"{head}Id", f"{head[:-3]}__c" if head.endswith("__r") else ""]
-    for candidate in filter(None, candidates):
-        found = fields.get(candidate)
-        if found is None and case_insensitive:
-            found = {n.lower(): d for n, d in fields.items()}.get(candidate.lower())
-        if found is not None and found.family in ("reference", "id", "other"):
-            return _Resolved(found, via_relationship=True)
+    # A relationship name the CRM gives a reference field (Owner for OwnerId).
+    wanted = head.lower() if case_insensitive else head
+    for desc in fields.values():
+        name = desc.relationship.lower() if case_insensitive else desc.relationship
+        if desc.relationship and name == wanted:
+            return _Resolved(desc, via_relationship=True)
     return None
 
 
@@ -136,7 +132,6 @@ def check_mapping(mapping: FieldMapping, describe: Describe) -> list[MappingErro
         each naming the mapping file, the key, the CRM object and field, with close names.
     """
     problems: list[MappingError] = []
-    case_insensitive = mapping.crm == "salesforce"
     for kind in ("account", "invoice", "task", "payment"):
         if not mapping.has_object(kind):
             continue
@@ -158,6 +153,7 @@ def check_mapping(mapping: FieldMapping, describe: Describe) -> list[MappingErro
                 )
             )
             continue
+        case_insensitive = obj.case_insensitive_names
         for item in compiled.values():
             if item.crm:
                 problems.extend(_check_field(mapping, item, obj, case_insensitive))
@@ -415,35 +411,6 @@ def _check_filters(
 # -- field planning ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class MissingField:
-    """A custom field the mapping needs and the CRM lacks, with the type to create it as."""
-
-    crm: str
-    crm_object: str
-    field: str
-    canonical: str
-    field_type: str  # Salesforce vocabulary: Number, Currency, Percent, Picklist, Text, ...
-    label: str
-    length: int | None = None
-    precision: int | None = None
-    scale: int | None = None
-    picklist_values: tuple[str, ...] = ()
-    writable: bool = True
-    description: str = ""
-
-    def __str__(self) -> str:
-        size = ""
-        if self.length is not None:
-            size = f"({self.length})"
-        elif self.precision is not None:
-            size = f"({self.precision},{self.scale or 0})"
-        values = f" [{', '.join(self.picklist_values)}]" if self.picklist_values else ""
-        return (
-            f"{self.crm_object}.{self.field}: {self.field_type}{size}{values} for {self.canonical}"
-        )
-
-
 # Digits for numbers the connector writes: the score has one decimal (0-100.0).
 _NUMBER_SIZES: dict[str, tuple[int, int]] = {
     "risk_score": (4, 1),
@@ -455,18 +422,17 @@ _NUMBER_SIZES: dict[str, tuple[int, int]] = {
 }
 
 
-def _creatable(mapping: FieldMapping, path: str) -> bool:
+def _creatable(obj: ObjectDescription, path: str) -> bool:
     if "." in path:
         return False
-    if mapping.crm == "salesforce":
-        # Only unmanaged custom fields: a namespaced one (blng__X__c) comes with its package.
-        return path.endswith("__c") and "__" not in path[:-3]
-    return True
+    # The CRM says which names we may create (only unmanaged custom fields, for instance).
+    pattern = obj.creatable_field_pattern
+    return not pattern or re.fullmatch(pattern, path) is not None
 
 
 def _label(name: str) -> str:
-    base = name[:-3] if name.endswith("__c") else name
-    return base.replace("_", " ").strip()
+    # A CRM's custom-field suffix (`__c`) is no part of what a person reads.
+    return re.sub(r"__[a-z]$", "", name).replace("_", " ").strip()
 
 
 def _missing_field(item: CompiledField, crm_object: str, crm: str) -> MissingField:
@@ -516,7 +482,6 @@ def plan_fields(mapping: FieldMapping, describe: Describe) -> list[MissingField]
         reads or writes there.
     """
     missing: list[MissingField] = []
-    case_insensitive = mapping.crm == "salesforce"
     for kind in ("account", "invoice"):
         crm_object = mapping.crm_object(kind)
         try:
@@ -524,134 +489,11 @@ def plan_fields(mapping: FieldMapping, describe: Describe) -> list[MissingField]
         except FatalCrmError:
             continue
         for item in mapping.fields(kind).values():
-            if not item.crm or not _creatable(mapping, item.crm):
+            if not item.crm or not _creatable(obj, item.crm):
                 continue
-            if _resolve(item.crm, obj, case_insensitive) is None:
+            if _resolve(item.crm, obj, obj.case_insensitive_names) is None:
                 missing.append(_missing_field(item, crm_object, mapping.crm))
     return missing
-
-
-def _xml(root: ET.Element) -> str:
-    ET.indent(root, space="    ")
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
-
-
-def _sub(parent: ET.Element, tag: str, text: object) -> ET.Element:
-    element = ET.SubElement(parent, tag)
-    element.text = str(text).lower() if isinstance(text, bool) else str(text)
-    return element
-
-
-def salesforce_metadata(missing: Iterable[MissingField]) -> dict[str, str]:
-    """Salesforce CustomField XML in source format, plus a permission set granting access.
-
-    Deploy with `sf project deploy start --source-dir <output>`; then assign the permission set
-    to the integration user (a field without field-level security is invisible to the API).
-
-    Returns:
-        Relative path -> file text, e.g. `objects/Account/fields/Risk_Score__c.field-meta.xml`.
-    """
-    files: dict[str, str] = {}
-    permissions: list[MissingField] = []
-    for item in missing:
-        root = ET.Element("CustomField", xmlns=METADATA_NS)
-        _sub(root, "fullName", item.field)
-        _sub(root, "description", item.description)
-        _sub(root, "externalId", False)
-        _sub(root, "label", item.label)
-        if item.field_type in ("Text", "LongTextArea") and item.length is not None:
-            _sub(root, "length", item.length)
-        if item.precision is not None:
-            _sub(root, "precision", item.precision)
-        _sub(root, "required", False)
-        if item.scale is not None:
-            _sub(root, "scale", item.scale)
-        _sub(root, "trackHistory", False)
-        if item.field_type == "Checkbox":
-            _sub(root, "defaultValue", False)
-        _sub(root, "type", item.field_type)
-        if item.field_type == "Text":
-            _sub(root, "unique", False)
-        if item.field_type == "LongTextArea":
-            _sub(root, "visibleLines", 5)
-        if item.picklist_values:
-            value_set = ET.SubElement(root, "valueSet")
-            _sub(value_set, "restricted", True)
-            definition = ET.SubElement(value_set, "valueSetDefinition")
-            _sub(definition, "sorted", False)
-            for value in item.picklist_values:
-                entry = ET.SubElement(definition, "value")
-                _sub(entry, "fullName", value)
-                _sub(entry, "default", False)
-                _sub(entry, "label", value)
-        files[f"objects/{item.crm_object}/fields/{item.field}.field-meta.xml"] = _xml(root)
-        permissions.append(item)
-    if permissions:
-        root = ET.Element("PermissionSet", xmlns=METADATA_NS)
-        _sub(root, "description", "Field access for the crm-risk-connector integration user")
-        for item in permissions:
-            grant = ET.SubElement(root, "fieldPermissions")
-            _sub(grant, "editable", item.writable)
-            _sub(grant, "field", f"{item.crm_object}.{item.field}")
-            _sub(grant, "readable", True)
-        _sub(root, "hasActivationRequired", False)
-        _sub(root, "label", "CRM Risk Connector")
-        files[f"permissionsets/{PERMISSION_SET}.permissionset-meta.xml"] = _xml(root)
-    return files
-
-
-_ZOHO_TYPES = {
-    "Text": "Single Line",
-    "LongTextArea": "Multi Line (Large)",
-    "Picklist": "Pick List",
-    "Currency": "Currency",
-    "Percent": "Percent",
-    "Checkbox": "Checkbox",
-    "Date": "Date",
-    "DateTime": "Date/Time",
-}
-
-
-def _zoho_type(item: MissingField) -> str:
-    if item.field_type == "Number":
-        if item.scale:
-            return f"Decimal, {item.scale} decimal places"
-        return "Number"
-    kind = _ZOHO_TYPES.get(item.field_type, item.field_type)
-    if item.field_type == "Text" and item.length:
-        return f"{kind}, length {item.length}"
-    if item.field_type == "LongTextArea" and item.length:
-        return f"{kind} (up to {item.length} characters)"
-    if item.picklist_values:
-        return f"{kind} with options: {', '.join(item.picklist_values)}"
-    return kind
-
-
-def zoho_field_instructions(missing: Iterable[MissingField]) -> str:
-    """The fields to create in Zoho CRM, grouped by module, as setup steps for an admin."""
-    by_module: dict[str, list[MissingField]] = {}
-    for item in missing:
-        by_module.setdefault(item.crm_object, []).append(item)
-    if not by_module:
-        return "Every mapped custom field exists.\n"
-    lines = [
-        "Create these fields in Zoho CRM: Setup > Customization > Modules and Fields > <module>",
-        "> Layout. Zoho derives the API name from the label, so type the label exactly as shown",
-        "and check the API name afterwards (Setup > Developer Hub > APIs > API names).",
-        "Then make each field visible and editable for the integration user's profile.",
-        "",
-    ]
-    for module, items in by_module.items():
-        lines.append(module)
-        lines.extend(f"  - {zoho_field_line(item)}" for item in items)
-        lines.append("")
-    return "\n".join(lines)
-
-
-def zoho_field_line(item: MissingField) -> str:
-    """One missing field in Zoho's words: label, API name, Zoho field type, what it is for."""
-    access = "written by the connector" if item.writable else "read by the connector"
-    return f"{item.label}  (API name {item.field}): {_zoho_type(item)}; {access} ({item.canonical})"
 
 
 # Problems that mean the CRM's schema no longer fits the mapping (as opposed to a value the CRM

@@ -66,3 +66,63 @@ def test_adapters_import_only_the_core_contract(path: Path) -> None:
     assert core <= ALLOWED_CORE_FOR_ADAPTERS, (
         f"{path.relative_to(ROOT)} imports {sorted(core - ALLOWED_CORE_FOR_ADAPTERS)}"
     )
+
+
+# What naming a CRM looks like in code: the kinds the registry knows, their API dialects and
+# hosts. Docstrings may mention CRMs as examples; identifiers and other strings may not.
+CRM_WORDS = {"salesforce", "zoho", "fxiaoke", "sfdc", "sforce", "soql", "coql", "zohoapis"}
+
+
+def crm_names_in_code(path: Path, words: set[str]) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = "" if id(node) in docstrings else node.value
+        elif isinstance(node, ast.Name):
+            text = node.id
+        elif isinstance(node, ast.Attribute):
+            text = node.attr
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            text = node.name
+        elif isinstance(node, ast.arg):
+            text = node.arg
+        elif isinstance(node, ast.alias):
+            text = node.name
+        elif isinstance(node, ast.keyword):
+            text = node.arg or ""
+        else:
+            continue
+        if any(word in text.lower() for word in words):
+            found.append(f"{getattr(node, 'lineno', 0)}: {text[:60]!r}")
+    return sorted(found, key=lambda hit: int(hit.split(":")[0]))
+
+
+def test_crm_name_check_sees_identifiers_and_strings_but_not_docstrings(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        '"""Works with Salesforce and Zoho."""\n'
+        "def f(zoho_id):\n    '''Zoho example.'''\n    return 'x'\n"
+        "URL = 'https://soap.sforce.com'\ncase = mapping.crm == 'salesforce'\n"
+    )
+    assert [hit.split(":")[0] for hit in crm_names_in_code(sample, CRM_WORDS)] == ["2", "5", "6"]
+
+
+@pytest.mark.parametrize("path", python_files("connector"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_core_names_no_crm_in_code(path: Path) -> None:
+    from connector.registry import available_adapters, available_sandboxes
+
+    builtin = {"salesforce", "zoho"}
+    assert builtin <= set(available_adapters()), "a built-in adapter is not registered"
+    words = CRM_WORDS | {kind for kind in available_adapters() + available_sandboxes()}
+    words -= {"fake"}  # the test-only in-memory CRM
+    hits = crm_names_in_code(path, words)
+    assert not hits, f"{path.relative_to(ROOT)} names a CRM: {hits}"

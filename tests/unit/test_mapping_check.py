@@ -9,14 +9,12 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+from adapters.salesforce.metadata import CREATABLE_FIELD
+from adapters.salesforce.metadata import field_plan_files as salesforce_metadata
+from adapters.zoho.setup_steps import field_plan_text as zoho_field_instructions
 from connector.errors import FatalCrmError, MappingError
 from connector.mapping import FieldMapping, load_mapping
-from connector.mapping.check import (
-    check_mapping,
-    plan_fields,
-    salesforce_metadata,
-    zoho_field_instructions,
-)
+from connector.mapping.check import check_mapping, plan_fields
 from connector.protocol import FieldDescription, ObjectDescription
 
 NS = {"md": "http://soap.sforce.com/2006/04/metadata"}
@@ -27,12 +25,20 @@ def fd(name: str, family: str, **kw: object) -> FieldDescription:
     return FieldDescription(name=name, type=str(kw.pop("type", family)), family=family, **kw)  # type: ignore[arg-type]
 
 
+def sf_object(name: str, fields: dict[str, FieldDescription]) -> ObjectDescription:
+    """An sObject as the Salesforce adapter describes it: names match in any case, and only
+    unmanaged custom fields can be created."""
+    return ObjectDescription(
+        name, fields, case_insensitive_names=True, creatable_field_pattern=CREATABLE_FIELD
+    )
+
+
 def salesforce_org() -> dict[str, ObjectDescription]:
     """An org that has every field the salesforce.billing preset maps."""
     account = [
         fd("Id", "id", updateable=False),
         fd("Name", "string", length=255),
-        fd("OwnerId", "reference"),
+        fd("OwnerId", "reference", relationship="Owner"),
         fd("Industry", "picklist", picklist_values=("Retail", "Banking")),
         fd("BillingCountry", "string", length=80),
         fd("CurrencyIsoCode", "picklist", picklist_values=("EUR", "USD")),
@@ -61,7 +67,7 @@ def salesforce_org() -> dict[str, ObjectDescription]:
     invoice = [
         fd("Id", "id", updateable=False),
         fd("Name", "string", updateable=False, length=80),
-        fd("blng__Account__c", "reference"),
+        fd("blng__Account__c", "reference", relationship="blng__Account__r"),
         fd("blng__InvoiceDate__c", "date"),
         fd("blng__DueDate__c", "date"),
         fd("CurrencyIsoCode", "picklist", picklist_values=("EUR", "USD")),
@@ -85,9 +91,9 @@ def salesforce_org() -> dict[str, ObjectDescription]:
         fd("SystemModstamp", "datetime", updateable=False),
     ]
     return {
-        "Account": ObjectDescription("Account", {f.name: f for f in account}),
-        "blng__Invoice__c": ObjectDescription("blng__Invoice__c", {f.name: f for f in invoice}),
-        "blng__PaymentAllocationInvoice__c": ObjectDescription(
+        "Account": sf_object("Account", {f.name: f for f in account}),
+        "blng__Invoice__c": sf_object("blng__Invoice__c", {f.name: f for f in invoice}),
+        "blng__PaymentAllocationInvoice__c": sf_object(
             "blng__PaymentAllocationInvoice__c", {f.name: f for f in allocation}
         ),
     }
@@ -108,7 +114,7 @@ def edit(org: dict[str, ObjectDescription], obj: str, name: str, **changes: obje
         del fields[name]
     else:
         fields[name] = replace(fields[name], **changes)  # type: ignore[arg-type]
-    org[obj] = ObjectDescription(obj, fields)
+    org[obj] = replace(org[obj], fields=fields)
 
 
 def errors_only(problems: list[MappingError]) -> list[MappingError]:
@@ -144,7 +150,7 @@ def test_unknown_field_suggests_the_close_name(user_mapping) -> None:
     edit(org, "Account", "Risk_Reasons__c", drop=True)
     fields = dict(org["Account"].fields)
     fields["Risk_Reason__c"] = fd("Risk_Reason__c", "text", length=32768)
-    org["Account"] = ObjectDescription("Account", fields)
+    org["Account"] = replace(org["Account"], fields=fields)
     [error] = errors_only(check_mapping(mapping, describer(org)))
     assert error.key == "objects.account.fields.risk_reasons"
     assert error.crm_object == "Account" and error.crm_field == "Risk_Reasons__c"
@@ -263,7 +269,7 @@ def test_salesforce_names_compare_case_insensitively() -> None:
         )
         for name, f in org["Account"].fields.items()
     }
-    org["Account"] = ObjectDescription("Account", fields)
+    org["Account"] = replace(org["Account"], fields=fields)
     assert errors_only(check_mapping(load_mapping("salesforce.billing"), describer(org))) == []
 
 
@@ -274,7 +280,7 @@ def bare_org() -> dict[str, ObjectDescription]:
     """The org before the admin created any custom risk field."""
     org = salesforce_org()
     fields = {n: f for n, f in org["Account"].fields.items() if not n.endswith("__c")}
-    org["Account"] = ObjectDescription("Account", fields)
+    org["Account"] = replace(org["Account"], fields=fields)
     return org
 
 

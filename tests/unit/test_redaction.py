@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from connector.redaction import redact, redact_mapping, redact_url, register_secret
+# Each adapter registers its CRM's token shapes (session ids, token formats, auth scheme) when
+# it is imported; these cases check them through the adapters as the service loads them.
+import adapters.salesforce
+import adapters.zoho  # noqa: F401
+from connector.redaction import (
+    redact,
+    redact_mapping,
+    redact_url,
+    register_secret,
+    register_secret_key,
+    register_secret_pattern,
+)
 
 SF_SESSION = "00D5g000004XyZa!AQ4AQFmT9hQ_QkD5kRz1x8Yk2VvN.cS3p0oHq7lJd9wE0fGhIjKlMnOpQrStUvWx"
 ZOHO_TOKEN = "1000.8c5e2f1a9b7d4e3f2a1b0c9d8e7f6a5b.0f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -75,3 +89,26 @@ def test_redact_mapping_masks_secret_keys_recursively() -> None:
 def test_ordinary_text_is_untouched() -> None:
     text = "3 invoices 61-90 days past due, 48,200 EUR (account 0015g00000ABCDE)"
     assert redact(text) == text
+
+
+def test_the_core_knows_no_crm_token_shape_until_the_adapter_is_imported() -> None:
+    probe = (
+        "import sys; from connector.redaction import redact; t = sys.argv[1]; "
+        "before = redact(t); import adapters.salesforce; print(before == t, redact(t) == t)"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", probe, f"session {SF_SESSION}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert answer.stdout.split() == ["True", "False"]
+
+
+def test_registered_keys_and_patterns_are_redacted_everywhere() -> None:
+    register_secret_key("X-Test-Session")
+    register_secret_pattern(r"\bTST-[0-9a-f]{12}\b")
+    assert redact_mapping({"x-test-session": "abc"}) == {"x-test-session": "***"}
+    assert "TST-0123456789ab" not in redact("token TST-0123456789ab here")
+    assert "key=v" in redact_url("https://h/p?x-test-session=s&key=v")
+    assert "x-test-session=s" not in redact_url("https://h/p?x-test-session=s&key=v")

@@ -142,3 +142,27 @@ def test_bulk_error_strings(text: str, code: str, fields: tuple[str, ...]) -> No
     assert parsed.code == code
     assert parsed.fields == fields
     assert parsed.message
+
+
+@pytest.mark.parametrize(
+    ("code", "fields", "reason"),
+    [
+        ("INACTIVE_OWNER_OR_USER", (), "owner_unavailable"),
+        ("INVALID_CROSS_REFERENCE_KEY", ("OwnerId",), "owner_unavailable"),
+        ("FIELD_CUSTOM_VALIDATION_EXCEPTION", ("OwnerId",), "owner_unavailable"),
+        ("UNABLE_TO_LOCK_ROW", (), "locked"),
+        ("STRING_TOO_LONG", ("Risk_Reasons__c",), "validation"),
+        ("SOMETHING_ELSE", (), ""),
+    ],
+    ids=["inactive_owner", "owner_id_refused", "owner_field_named", "locked", "too_long", "other"],
+)
+def test_a_refusal_carries_the_cores_reason(
+    code: str, fields: tuple[str, ...], reason: str
+) -> None:
+    from adapters.salesforce.errors import with_reasons
+    from connector.models import WriteResult
+
+    refused = WriteResult(crm_id="a", status="rejected", error_code=code, fields=fields)
+    [result] = with_reasons([refused])
+    assert result.reason == reason
+    assert with_reasons([WriteResult(crm_id="a", status="ok")])[0].reason == ""

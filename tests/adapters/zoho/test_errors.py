@@ -94,3 +94,21 @@ def test_record_outcomes() -> None:
     assert locked.code == "RECORD_LOCKED" and locked.retriable
     assert missing.code == "MANDATORY_NOT_FOUND" and missing.fields == ("Account_Name",)
     assert not record_outcome("garbage").ok
+
+
+@pytest.mark.parametrize(
+    ("code", "fields", "reason"),
+    [
+        ("INVALID_DATA", ("Owner",), "owner_unavailable"),
+        ("RECORD_LOCKED", (), "locked"),
+        ("MANDATORY_NOT_FOUND", ("Subject",), "validation"),
+        ("INTERNAL_ERROR", (), ""),
+    ],
+    ids=["owner_refused", "locked", "mandatory_missing", "other"],
+)
+def test_a_refusal_carries_the_cores_reason(
+    code: str, fields: tuple[str, ...], reason: str
+) -> None:
+    from adapters.zoho.errors import write_reason
+
+    assert write_reason(code, fields) == reason
