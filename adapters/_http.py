@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import requests
 import urllib3
@@ -387,6 +387,79 @@ class RetryingClient:
                 redact(str(error)),
             )
             cancellable_sleep(self.policy.sleep, self.cancel)(wait)
+
+
+class SessionAuth(Protocol):
+    """The auth hook ApiClient calls: the CRM's way of signing a call and renewing a session."""
+
+    def credentials(self) -> tuple[object, dict[str, str]]:
+        """The current session handle and the headers that sign a call with it."""
+        ...
+
+    def expired(self, error: CrmError) -> bool:
+        """True when the CRM refused the call because the session (not the credentials) expired."""
+        ...
+
+    def renew(self, stale: object) -> None:
+        """Replace the session `stale` (another thread may have renewed it already)."""
+        ...
+
+    def refused_again(self, error: CrmError) -> CrmError:
+        """The error to raise when a freshly renewed session is refused as well."""
+        ...
+
+
+class ApiClient:
+    """One authenticated call: send, re-authenticate once when the session expired, send again.
+
+    Every adapter sends through this one loop; what differs by CRM (the auth header, how an
+    expired session is recognised, how it is renewed) comes from its SessionAuth hook. Retries
+    of transient failures happen below, in RetryingClient.
+    """
+
+    def __init__(self, http: RetryingClient, auth: SessionAuth) -> None:
+        self.http = http
+        self.auth = auth
+
+    def send(
+        self,
+        method: str,
+        url: str | Callable[[], str],
+        *,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send one call signed with the current session; renew the session once on expiry.
+
+        The refused call did not run, so sending it again is safe even for creates.
+
+        Args:
+            method: HTTP method.
+            url: the absolute URL, or a function giving it (the host can change with the session).
+            headers: extra headers (the auth headers are added).
+            **kwargs: passed to RetryingClient.request (retry, params, json, data, sink, deadline).
+
+        Returns:
+            The successful response.
+
+        Raises:
+            CrmError: the classified error; the hook's refused_again() error when the renewed
+                session is refused too.
+        """
+        for attempt in (1, 2):
+            session, signed = self.auth.credentials()
+            target = url() if callable(url) else url
+            try:
+                return self.http.request(
+                    method, target, headers={**(headers or {}), **signed}, **kwargs
+                )
+            except CrmError as exc:
+                if not self.auth.expired(exc):
+                    raise
+                if attempt == 2:
+                    raise self.auth.refused_again(exc) from None
+                self.auth.renew(session)
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def gave_up(

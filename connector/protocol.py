@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, get_args, runtime_checkable
@@ -82,16 +82,20 @@ def find_task_marker(text: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class AdapterCapabilities:
-    """What an adapter can do, as data: the writer sizes batches and the tests pick cases from it."""
+    """What an adapter can do, as data read by the core or the conformance suite (no other flags).
+
+    Rarer abilities (field creation, field-plan output, task lookup, scans, deletes, currencies)
+    are optional protocols below, checked with isinstance.
+    """
 
     name: str
+    # The most records one write() may carry: the writer sizes its batches by it.
     max_write_batch: int
+    # Records per read page: the conformance suite seeds more than one page's worth.
     max_read_page: int
-    supports_bulk_read: bool = False
-    supports_bulk_write: bool = False
+    # False for a CRM without tasks: the conformance suite then skips the task cases.
     supports_tasks: bool = True
-    can_close_tasks: bool = True
-    task_external_id: bool = False
+    # Write batches the writer sends at once (engine/writer.py); 1 sends them one by one.
     max_concurrency: int = 1
 
 
@@ -287,10 +291,6 @@ class CrmAdapter(Protocol):
         """Escalate, comment on or complete existing tasks (crm_task_id set); same order."""
         ...
 
-    def find_tasks(self, dedupe_keys: Sequence[str]) -> dict[str, TaskState]:
-        """Find tasks this connector created, by the dedupe marker they carry."""
-        ...
-
     def usage(self) -> ApiUsage:
         """API calls made so far and the quota left as last reported by the CRM."""
         ...
@@ -406,6 +406,23 @@ class CredentialVerifier(Protocol):
 
     def verify_credentials(self) -> None:
         """Exchange the configured credentials for a new token; raise AuthError if refused."""
+        ...
+
+
+@runtime_checkable
+class TaskFinder(Protocol):
+    """Optional: look tasks of ours up by dedupe key (diagnostics and the conformance suite)."""
+
+    def find_tasks(self, tasks: Mapping[str, str | None]) -> dict[str, TaskState]:
+        """Find tasks this connector created, by the dedupe marker they carry.
+
+        Args:
+            tasks: dedupe key -> the account the task was opened on (None when unknown: the
+                adapter then looks wider). No adapter reads anything into the key itself.
+
+        Returns:
+            The tasks found, by dedupe key; keys not found are absent.
+        """
         ...
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -236,7 +236,7 @@ class FakeAdapter:
     def create_tasks(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
         for task in tasks:
             self.first_attempts.setdefault(task.dedupe_key, []).append(task.first_attempt)
-        existing = self.find_tasks([task.dedupe_key for task in tasks])
+        existing = self.find_tasks({task.dedupe_key: task.account_id for task in tasks})
         results = []
         for task in tasks:
             if task.dedupe_key in existing:
@@ -315,7 +315,8 @@ class FakeAdapter:
                     owner_id=task["OwnerId"],
                 )
 
-    def find_tasks(self, dedupe_keys: Sequence[str]) -> dict[str, TaskState]:
+    def find_tasks(self, tasks: Mapping[str, str | None]) -> dict[str, TaskState]:
+        dedupe_keys = list(tasks)
         self.calls["find tasks"] += 1
         wanted = set(dedupe_keys)
         found = {}

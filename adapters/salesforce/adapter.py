@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -126,11 +126,7 @@ class SalesforceAdapter:
                 else min(COLLECTION_LIMIT, options.write_batch)
             ),
             max_read_page=QUERY_PAGE,
-            supports_bulk_read=True,
-            supports_bulk_write=True,
             supports_tasks=True,
-            can_close_tasks=True,
-            task_external_id=bool(options.task_external_id_field),
             # The engine sends distinct accounts in each batch, so parallel batches do not
             # update one record twice; 4 stays far below the 25 (5 on Developer Edition)
             # concurrent long-running requests an org allows (reference §2.7, §6).
@@ -435,9 +431,10 @@ class SalesforceAdapter:
         """Escalate, comment on or complete existing tasks; one result per task, in order."""
         return with_reasons(self.tasks.update(tasks))
 
-    def find_tasks(self, dedupe_keys: Sequence[str]) -> dict[str, TaskState]:
-        """Tasks this connector created, found by the dedupe marker they carry."""
-        return self.tasks.find(dedupe_keys)
+    def find_tasks(self, tasks: Mapping[str, str | None]) -> dict[str, TaskState]:
+        """Tasks this connector created, by dedupe key (key -> account, None when unknown)."""
+        accounts = [a for a in tasks.values() if a] if all(tasks.values()) else []
+        return self.tasks.find(list(tasks), accounts)
 
     def open_tasks(self) -> Iterator[TaskState]:
         """TaskScanner: every open task carrying our marker, in one paged query."""

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import requests
 from simple_salesforce.api import Salesforce
 
-from adapters._http import RetryingClient, RetryPolicy, make_session
+from adapters._http import ApiClient, RetryingClient, RetryPolicy, make_session
 from adapters.salesforce.auth import Authenticator, Token
 from adapters.salesforce.errors import (
     SessionExpiredError,
@@ -23,7 +23,7 @@ from adapters.salesforce.errors import (
     unreadable_answer,
 )
 from adapters.salesforce.settings import SalesforceSettings
-from connector.errors import AuthError, QuotaExhaustedError
+from connector.errors import AuthError, CrmError, QuotaExhaustedError
 from connector.protocol import ApiUsage, KeyValueStore
 
 DEFAULT_API_VERSION = "62.0"
@@ -138,6 +138,7 @@ class SalesforceClient:
         self.limit: int | None = None
         self.remaining: int | None = None
         self.start_remaining: int | None = None
+        self.api = ApiClient(self.http, _SessionHook(self))
 
     # -- session ------------------------------------------------------------------------------
 
@@ -154,7 +155,7 @@ class SalesforceClient:
                 )
             return self.sf
 
-    def _relogin(self, stale: Salesforce) -> None:
+    def _relogin(self, stale: object) -> None:
         with self._login_lock:
             if self.sf is stale:  # another caller may have re-authenticated already
                 self.sf = None
@@ -252,22 +253,8 @@ class SalesforceClient:
             CrmError: any other classified error.
         """
         self.check_budget()
-        for attempt in (1, 2):
-            sf = self.login()
-            merged = {**sf.headers, **(headers or {})}
-            try:
-                return self.http.request(
-                    method, self.url(path), retry=retry, headers=merged, **kwargs
-                )
-            except SessionExpiredError as exc:
-                if attempt == 2:
-                    raise AuthError(
-                        "Salesforce refused the session again right after re-authenticating",
-                        code=exc.code or "INVALID_SESSION_ID",
-                        status=exc.status,
-                    ) from None
-                self._relogin(sf)
-        raise AssertionError("unreachable")  # pragma: no cover
+        # The URL follows the session: a new login may name another instance.
+        return self.api.send(method, lambda: self.url(path), retry=retry, headers=headers, **kwargs)
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send a call and return its parsed JSON body (None for 204 / empty)."""
@@ -302,3 +289,27 @@ class SalesforceClient:
         """Close the session if this client created it."""
         if self._own_session:
             self.session.close()
+
+
+class _SessionHook:
+    """Salesforce's side of ApiClient: the session header, 401 INVALID_SESSION_ID, a new login."""
+
+    def __init__(self, client: SalesforceClient) -> None:
+        self.client = client
+
+    def credentials(self) -> tuple[object, dict[str, str]]:
+        sf = self.client.login()
+        return sf, dict(sf.headers)
+
+    def expired(self, error: CrmError) -> bool:
+        return isinstance(error, SessionExpiredError)
+
+    def renew(self, stale: object) -> None:
+        self.client._relogin(stale)
+
+    def refused_again(self, error: CrmError) -> CrmError:
+        return AuthError(
+            "Salesforce refused the session again right after re-authenticating",
+            code=error.code or "INVALID_SESSION_ID",
+            status=error.status,
+        )

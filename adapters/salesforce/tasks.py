@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from adapters._tasks import chunks, create_once
 from adapters.salesforce import soql
 from adapters.salesforce.client import SalesforceClient
 from adapters.salesforce.errors import SalesforceRequestError
@@ -24,9 +25,15 @@ ID_CHUNK = 200
 WriteFn = Callable[[str, Sequence[RecordChange]], list[WriteResult]]
 
 
-def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
+def _unconfirmed(task: TaskAction, code: str, message: str) -> WriteResult:
+    return WriteResult(
+        crm_id=None,
+        status="unknown",
+        error_code=code,
+        message=redact(message),
+        retriable=True,
+        key=task.dedupe_key,
+    )
 
 
 def describe_with_marker(description: str, key: str) -> str:
@@ -88,7 +95,7 @@ class TaskService:
             return found
         if self.external_id_field:
             field = self.external_id_field
-            for chunk in _chunks(sorted(wanted), ID_CHUNK):
+            for chunk in chunks(sorted(wanted), ID_CHUNK):
                 for page in self.client.query_pages(soql.tasks_by_external_id(field, chunk)):
                     for record in page.get("records", []):
                         key = str(record.get(field) or "")
@@ -97,7 +104,7 @@ class TaskService:
             return found
         user_id = self.client.user_id
         account_chunks: list[Sequence[str]] = (
-            list(_chunks(sorted(set(account_ids)), ID_CHUNK)) if account_ids else [()]
+            list(chunks(sorted(set(account_ids)), ID_CHUNK)) if account_ids else [()]
         )
         for accounts in account_chunks:
             for page in self.client.query_pages(soql.tasks_created_by(user_id, accounts)):
@@ -143,42 +150,25 @@ class TaskService:
     def create(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
         """Create tasks that do not exist yet; never a second task for one dedupe key.
 
-        Existing tasks are looked up first (one query per 200 accounts). A create is sent
-        without automatic retry; when its answer is lost we look again, and report "unknown"
-        (retried next run) if the task is still not there.
+        The shared flow (adapters/_tasks.py) looks existing tasks up first (one query per 200
+        accounts), sends creates without automatic retry and looks again after a lost answer.
         """
-        # Keys the engine has never sent cannot exist yet: no look-up for them (saves a query
-        # per 200 accounts on every run that opens tasks).
-        unsure = [task for task in tasks if not task.first_attempt]
-        accounts = [task.account_id for task in unsure]
-        existing = (
-            # A task on no account (a digest) can be anywhere: look among all of ours.
-            self.find([task.dedupe_key for task in unsure], [] if "" in accounts else accounts)
-            if unsure
-            else {}
-        )
-        by_key: dict[str, WriteResult] = {}
-        missing: list[TaskAction] = []
-        for task in tasks:
-            state = existing.get(task.dedupe_key)
-            if state is not None:
-                by_key[task.dedupe_key] = WriteResult(
-                    crm_id=state.crm_task_id, status="ok", key=task.dedupe_key, existed=True
-                )
-            elif task.dedupe_key not in {t.dedupe_key for t in missing}:
-                missing.append(task)
+        return create_once(tasks, self, batch_size=COLLECTION_SIZE)
+
+    def find_created(self, tasks: Sequence[TaskAction]) -> dict[str, TaskState]:
+        """Our tasks for these actions, looked up on their accounts."""
+        accounts = [task.account_id for task in tasks]
+        # A task on no account (a digest) can be anywhere: look among all of ours.
+        return self.find([task.dedupe_key for task in tasks], [] if "" in accounts else accounts)
+
+    def send_creates(self, batch: Sequence[TaskAction]) -> list[WriteResult]:
+        """Upserts by external id, one sObject Collections call, or a single create."""
         if self.external_id_field:
-            created = [self._upsert(task) for task in missing]
-        elif len(missing) > 1:
+            return [self._upsert(task) for task in batch]
+        if len(batch) > 1:
             # sObject Collections: up to 200 creates per call instead of one call per task.
-            created = []
-            for start in range(0, len(missing), COLLECTION_SIZE):
-                created += self._create_collection(missing[start : start + COLLECTION_SIZE])
-        else:
-            created = [self._create(task) for task in missing]
-        for task, result in zip(missing, created, strict=True):
-            by_key[task.dedupe_key] = result
-        return [by_key[task.dedupe_key] for task in tasks]
+            return self._create_collection(batch)
+        return [self._create(task) for task in batch]
 
     def _create_collection(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
         body = {
@@ -190,10 +180,10 @@ class TaskService:
         except SalesforceRequestError as exc:
             return [self._rejected(task, exc) for task in tasks]
         except RetriableCrmError as exc:
-            return self._settle_lost(tasks, exc.code or "CREATE_UNCONFIRMED", exc.message)
+            return [_unconfirmed(t, exc.code or "CREATE_UNCONFIRMED", exc.message) for t in tasks]
         if not isinstance(answer, list) or len(answer) != len(tasks):
-            # Results cannot be matched to requests: find out what landed, by marker.
-            return self._settle_lost(tasks, "RESULT_COUNT_MISMATCH", "result count differs")
+            # Results cannot be matched to requests: the flow finds out what landed, by marker.
+            return [_unconfirmed(t, "RESULT_COUNT_MISMATCH", "result count differs") for t in tasks]
         results = []
         for task, item in zip(tasks, answer, strict=True):
             if isinstance(item, dict) and item.get("success") and item.get("id"):
@@ -220,26 +210,6 @@ class TaskService:
             )
         return results
 
-    def _settle_lost(
-        self, tasks: Sequence[TaskAction], code: str, message: str
-    ) -> list[WriteResult]:
-        """After a lost or garbled answer, a task counts as created only if we can find it."""
-        accounts = [t.account_id for t in tasks]
-        found = self.find([t.dedupe_key for t in tasks], [] if "" in accounts else accounts)
-        return [
-            WriteResult(crm_id=found[t.dedupe_key].crm_task_id, status="ok", key=t.dedupe_key)
-            if t.dedupe_key in found
-            else WriteResult(
-                crm_id=None,
-                status="unknown",
-                error_code=code,
-                message=redact(message),
-                retriable=True,
-                key=t.dedupe_key,
-            )
-            for t in tasks
-        ]
-
     def _rejected(self, task: TaskAction, exc: SalesforceRequestError) -> WriteResult:
         return WriteResult(
             crm_id=None,
@@ -256,19 +226,8 @@ class TaskService:
         except SalesforceRequestError as exc:
             return self._rejected(task, exc)
         except RetriableCrmError as exc:
-            # The create may have landed before the answer was lost: look before anything else.
-            accounts = [task.account_id] if task.account_id else []
-            again = self.find([task.dedupe_key], accounts).get(task.dedupe_key)
-            if again is not None:
-                return WriteResult(crm_id=again.crm_task_id, status="ok", key=task.dedupe_key)
-            return WriteResult(
-                crm_id=None,
-                status="unknown",
-                error_code=exc.code or "CREATE_UNCONFIRMED",
-                message=redact(exc.message),
-                retriable=True,
-                key=task.dedupe_key,
-            )
+            # The create may have landed before the answer was lost: the flow looks it up.
+            return _unconfirmed(task, exc.code or "CREATE_UNCONFIRMED", exc.message)
         return WriteResult(crm_id=str(created["id"]), status="ok", key=task.dedupe_key)
 
     def _upsert(self, task: TaskAction) -> WriteResult:
@@ -299,7 +258,7 @@ class TaskService:
     def delete(self, task_ids: Sequence[str]) -> list[WriteResult]:
         """Delete tasks through sObject Collections, 200 ids per call, one result per id."""
         results: list[WriteResult] = []
-        for chunk in _chunks(list(task_ids), COLLECTION_SIZE):
+        for chunk in chunks(list(task_ids), COLLECTION_SIZE):
             answer = self.client.json(
                 "DELETE",
                 "composite/sobjects",
@@ -331,7 +290,7 @@ class TaskService:
         comment_ids = sorted(
             {t.crm_task_id for t in tasks if t.action == "comment" and t.crm_task_id}
         )
-        for chunk in _chunks(comment_ids, ID_CHUNK):
+        for chunk in chunks(comment_ids, ID_CHUNK):
             for page in self.client.query_pages(soql.tasks_by_ids(chunk)):
                 for record in page.get("records", []):
                     descriptions[str(record["Id"])] = record.get("Description")

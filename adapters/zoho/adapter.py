@@ -8,7 +8,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import requests
 
 from adapters._http import cancellable_sleep
+from adapters._tasks import chunks, create_once
 from connector.errors import CrmError, FatalCrmError, QuotaExhaustedError, RetriableCrmError
 from connector.models import (
     CrmRates,
@@ -141,11 +142,6 @@ def columns_for(fields: Iterable[str]) -> list[str]:
     return columns
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _sort_key(record: RawRecord) -> tuple[datetime, str]:
     return (record.modified_at, record.crm_id)
 
@@ -213,7 +209,6 @@ class ZohoAdapter:
         self._priority_back = {value.lower(): key for key, value in self.priority_values.items()}
         for value, priority in _PRIORITY_BACK.items():
             self._priority_back.setdefault(value, priority)
-        self._task_accounts: dict[str, str] = {}
         # First full sync of a module with >= bulk_read_threshold records (default 10,000;
         # 0 turns it off) goes through Zoho's Bulk Read API (bulk.py).
         self.bulk = BulkReader(self.client, options, sleep)
@@ -222,11 +217,7 @@ class ZohoAdapter:
             # `write_batch` (≤ 100): smaller updates for orgs whose workflows make them slow.
             max_write_batch=min(MAX_WRITE_BATCH, options.write_batch),
             max_read_page=PER_PAGE,
-            supports_bulk_read=True,
-            supports_bulk_write=False,
             supports_tasks=True,
-            can_close_tasks=True,
-            task_external_id=False,
             max_concurrency=self.client.max_concurrency,
         )
 
@@ -363,8 +354,8 @@ class ZohoAdapter:
         """Rows by id for up to any number of ids and columns: 50 ids and 49 columns + id a call."""
         joined: dict[str, dict[str, Any]] = {}
         wanted = [column for column in columns if column != "id"]
-        for id_chunk in _chunks(list(dict.fromkeys(ids)), coql.MAX_IN_VALUES):
-            for column_chunk in _chunks(wanted or [MODIFIED], coql.MAX_COLUMNS - 1):
+        for id_chunk in chunks(list(dict.fromkeys(ids)), coql.MAX_IN_VALUES):
+            for column_chunk in chunks(wanted or [MODIFIED], coql.MAX_COLUMNS - 1):
                 query = coql.select(
                     module,
                     ["id", *column_chunk],
@@ -391,7 +382,7 @@ class ZohoAdapter:
     ) -> Iterator[RawRecord]:
         """Current state of the given records via COQL `id in (...)`: one credit per 50 ids."""
         columns = columns_for(fields)
-        for id_chunk in _chunks(list(dict.fromkeys(ids)), coql.MAX_IN_VALUES):
+        for id_chunk in chunks(list(dict.fromkeys(ids)), coql.MAX_IN_VALUES):
             rows = self._coql_rows(crm_object, columns, id_chunk)
             yield from self._records((rows[i] for i in id_chunk if i in rows), None)
 
@@ -400,7 +391,7 @@ class ZohoAdapter:
     def write(self, crm_object: str, changes: Sequence[RecordChange]) -> list[WriteResult]:
         """PUT /crm/v8/{module} in batches of 100; only elements with code SUCCESS are "ok"."""
         results: list[WriteResult] = []
-        for batch in _chunks(list(changes), MAX_WRITE_BATCH):
+        for batch in chunks(list(changes), MAX_WRITE_BATCH):
             data = [
                 {"id": change.crm_id, **{k: json_value(v) for k, v in change.fields.items()}}
                 for change in batch
@@ -485,37 +476,28 @@ class ZohoAdapter:
     def create_tasks(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
         """Create tasks at most once per dedupe key.
 
-        Zoho has no idempotency key, so existing tasks are looked up by the marker in their
-        description first; a create is sent without automatic retry, and when its answer is lost
-        the lookup runs again to learn whether it landed ("unknown" if it cannot tell).
+        Zoho has no idempotency key, so the shared flow (adapters/_tasks.py) looks existing
+        tasks up by the marker in their description first, sends creates without automatic
+        retry, and when an answer is lost looks again to learn whether it landed ("unknown" if
+        it cannot tell).
         """
-        for task in tasks:
-            self._task_accounts[task.dedupe_key] = task.account_id
-        unique = list({task.dedupe_key: task for task in tasks}.values())
-        # Keys the engine has never sent cannot exist yet: no look-up for them (COQL credits).
-        unsure = [task.dedupe_key for task in unique if not task.first_attempt]
-        found = self.find_tasks(unsure) if unsure else {}
-        outcome: dict[str, WriteResult] = {
-            key: WriteResult(crm_id=state.crm_task_id, status="ok", key=key, existed=True)
-            for key, state in found.items()
-        }
-        pending = [task for task in unique if task.dedupe_key not in outcome]
-        for batch in _chunks(pending, MAX_WRITE_BATCH):
-            keys = [task.dedupe_key for task in batch]
-            try:
-                elements = self._create_once(batch)
-            except QuotaExhaustedError:
-                raise
-            except RetriableCrmError as exc:
-                log.warning(
-                    "Zoho task create answer lost (%s); looking the tasks up", redact(str(exc))
-                )
-                elements = None
-            results = self._match([None] * len(batch), elements, keys)
-            if any(result.status == "unknown" for result in results):
-                results = self._settle_unknown(results)
-            outcome.update({result.key: result for result in results})
-        return [outcome[task.dedupe_key].model_copy() for task in tasks]
+        return create_once(tasks, self, batch_size=MAX_WRITE_BATCH)
+
+    def find_created(self, tasks: Sequence[TaskAction]) -> dict[str, TaskState]:
+        """Our tasks for these actions, looked up on their accounts."""
+        # A task on no account (a digest) is found by scanning, not by What_Id.
+        return self.find_tasks({task.dedupe_key: task.account_id or None for task in tasks})
+
+    def send_creates(self, batch: Sequence[TaskAction]) -> list[WriteResult]:
+        """One POST /Tasks for the batch; every result "unknown" when the answer was lost."""
+        try:
+            elements = self._create_once(batch)
+        except QuotaExhaustedError:
+            raise
+        except RetriableCrmError as exc:
+            log.warning("Zoho task create answer lost (%s); looking the tasks up", redact(str(exc)))
+            elements = None
+        return self._match([None] * len(batch), elements, [task.dedupe_key for task in batch])
 
     def _create_once(self, batch: Sequence[TaskAction]) -> list[Any] | None:
         policy = self.client.http.policy
@@ -536,29 +518,21 @@ class ZohoAdapter:
                     raise
                 self._sleep(policy.delay(attempt, None))
 
-    def _settle_unknown(self, results: list[WriteResult]) -> list[WriteResult]:
-        found = self.find_tasks([result.key for result in results if result.status == "unknown"])
-        settled = []
-        for result in results:
-            state = found.get(result.key)
-            if result.status == "unknown" and state is not None:
-                settled.append(WriteResult(crm_id=state.crm_task_id, status="ok", key=result.key))
-            else:
-                settled.append(result)
-        return settled
-
-    def find_tasks(self, dedupe_keys: Sequence[str]) -> dict[str, TaskState]:
+    def find_tasks(self, tasks: Mapping[str, str | None]) -> dict[str, TaskState]:
         """Tasks carrying our marker, by dedupe key.
 
         COQL cannot filter on multi-line fields such as Description ("You cannot use multi-line
         fields ... in criteria", COQL limitations page), so the marker is matched here. Candidates
-        are the tasks of the accounts we know the keys belong to (COQL `What_Id in (...)`), or,
-        with task_lookup = "scan" or when an account is unknown, every task paged by id.
+        are the tasks of the accounts the keys belong to (COQL `What_Id in (...)`), or, with
+        task_lookup = "scan" or when an account is not given, every task paged by id.
+
+        Args:
+            tasks: dedupe key -> the account the task was opened on (None when unknown).
         """
-        wanted = set(dedupe_keys)
+        wanted = set(tasks)
         if not wanted:
             return {}
-        accounts = {self._account_hint(key) for key in wanted}
+        accounts = set(tasks.values())
         rows: Iterable[dict[str, Any]]
         if self.task_lookup == "scan" or None in accounts:
             rows = self._scan_tasks()
@@ -621,20 +595,10 @@ class ZohoAdapter:
             priority=self._priority_back.get(str(row.get("Priority") or "").lower()),
         )
 
-    def _account_hint(self, key: str) -> str | None:
-        if key in self._task_accounts:
-            # A task on no account (a digest) is found by scanning, not by What_Id.
-            return self._task_accounts[key] or None
-        # The core's keys read "<connection>:<account id>:<rule>:<episode>"; Zoho ids are long digits.
-        parts = key.rsplit(":", 3)
-        if len(parts) == 4 and parts[1].isdigit() and len(parts[1]) >= 6:
-            return parts[1]
-        return None
-
     def _tasks_of(self, accounts: Sequence[str]) -> Iterator[dict[str, Any]]:
         # What_Id is a multi-module lookup; COQL compares lookups by id [A: not confirmed for
         # What_Id on a live org; task_lookup = "scan" avoids it].
-        for chunk in _chunks(sorted(accounts), coql.MAX_IN_VALUES):
+        for chunk in chunks(sorted(accounts), coql.MAX_IN_VALUES):
             offset = 0
             while True:
                 query = coql.select(
@@ -666,8 +630,6 @@ class ZohoAdapter:
 
     def update_tasks(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
         """Complete (Status), escalate (Priority, Owner) or comment on (append to Description)."""
-        for task in tasks:
-            self._task_accounts.setdefault(task.dedupe_key, task.account_id)
         results: list[WriteResult | None] = [None] * len(tasks)
         commented = [t.crm_task_id for t in tasks if t.action == "comment" and t.crm_task_id]
         current = self._coql_rows("Tasks", ["Description"], commented) if commented else {}
@@ -697,7 +659,7 @@ class ZohoAdapter:
                 results[index] = self._task_rejected(task, "UNSUPPORTED", task.action)
                 continue
             sendable.append((index, data))
-        for batch in _chunks(sendable, MAX_WRITE_BATCH):
+        for batch in chunks(sendable, MAX_WRITE_BATCH):
             elements = self.client.send_batch(
                 "PUT", "Tasks", [data for _, data in batch], self.trigger
             )
@@ -713,7 +675,7 @@ class ZohoAdapter:
     def delete_tasks(self, task_ids: Sequence[str]) -> list[WriteResult]:
         """TaskDeleter: DELETE /Tasks?ids=..., 100 per call, one result per id."""
         results: list[WriteResult] = []
-        for batch in _chunks(list(task_ids), MAX_WRITE_BATCH):
+        for batch in chunks(list(task_ids), MAX_WRITE_BATCH):
             response = self.client.request("DELETE", "Tasks", params={"ids": ",".join(batch)})
             body = self.client.body(response)
             elements = body.get("data") if isinstance(body, dict) else None

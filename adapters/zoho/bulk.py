@@ -112,34 +112,18 @@ class BulkReader:
         sink: IO[bytes] | None = None,
         credits: int = 1,
     ) -> requests.Response:
-        """One authenticated call outside /crm/v8/, with the client's budget, meter and one re-auth."""
-        client = self.client
-        client.check_budget()
-        data = None if json_body is None else json.dumps(json_body)
-        with client._slots:
-            token = client.auth.token()
-            for attempt in (1, 2):
-                headers = {"Authorization": f"Zoho-oauthtoken {token}"}
-                if data is not None:
-                    headers["Content-Type"] = "application/json"
-                try:
-                    response = client.http.request(
-                        method,
-                        url,
-                        headers=headers,
-                        data=data,
-                        sink=sink,
-                        # A result ZIP can be large: ten times the deadline of an API call.
-                        deadline=client.http.deadline * 10 if sink is not None else None,
-                    )
-                except AuthError as exc:
-                    if exc.code == "INVALID_TOKEN" and attempt == 1:
-                        token = client.auth.refresh(stale=token)
-                        continue
-                    raise
-                client._spend(client._endpoint_name(method, url), credits)
-                return response
-        raise AssertionError("unreachable")  # pragma: no cover
+        """One authenticated call outside /crm/v8/, through the client's one send path."""
+        headers = {} if json_body is None else {"Content-Type": "application/json"}
+        return self.client.send(
+            method,
+            url,
+            credits=credits,
+            headers=headers,
+            data=None if json_body is None else json.dumps(json_body),
+            sink=sink,
+            # A result ZIP can be large: ten times the deadline of an API call.
+            deadline=self.client.http.deadline * 10 if sink is not None else None,
+        )
 
     def _url(self, path: str) -> str:
         return path if path.startswith("http") else f"{self.client.api_base}{path}"

@@ -13,9 +13,15 @@ from typing import Any
 
 import requests
 
-from adapters._http import RetryingClient, RetryPolicy, make_session
+from adapters._http import ApiClient, RetryingClient, RetryPolicy, make_session
 from adapters.zoho.settings import ZohoSettings
-from connector.errors import AuthError, FatalCrmError, QuotaExhaustedError, RetriableCrmError
+from connector.errors import (
+    AuthError,
+    CrmError,
+    FatalCrmError,
+    QuotaExhaustedError,
+    RetriableCrmError,
+)
 from connector.protocol import KeyValueStore
 
 from . import coql
@@ -137,6 +143,7 @@ class ZohoClient:
         self.first_remaining: int | None = None
         self._spent_since_header = 0
         self.credit_budget: int | None = options.credit_budget
+        self.api = ApiClient(self.http, _TokenHook(self.auth))
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -231,11 +238,41 @@ class ZohoClient:
             RetriableCrmError: still failing after the retry policy's attempts.
             FatalCrmError: any other error.
         """
+        sent = dict(headers or {})
+        if json_body is not None:
+            sent["Content-Type"] = "application/json"
+        return self.send(
+            method,
+            self.url(path),
+            headers=sent,
+            params=params,
+            data=None if json_body is None else json.dumps(json_body),
+            retry=retry,
+            credits=credits,
+        )
+
+    def send(self, method: str, url: str, *, credits: int = 1, **kwargs: Any) -> requests.Response:
+        """Send one call to any Zoho URL within the run's budget, the concurrency slots and meter.
+
+        Args:
+            method: HTTP method.
+            url: absolute URL (the bulk API lives outside /crm/<version>/).
+            credits: what Zoho charges for this call.
+            **kwargs: passed to ApiClient.send (headers, params, data, retry, sink, deadline).
+
+        Returns:
+            The response.
+
+        Raises:
+            QuotaExhaustedError: the run's share of the credits is used (checked before the call).
+            CrmError: as ApiClient.send raises it.
+        """
         with self._meter:
             self.check_budget()
             self._reserved += credits
         try:
-            response = self._send(method, path, params, json_body, headers, retry)
+            with self._slots:
+                response = self.api.send(method, url, **kwargs)
         except BaseException:
             with self._meter:
                 self._reserved -= credits
@@ -243,40 +280,8 @@ class ZohoClient:
         with self._meter:
             # From reserved to spent in one step: a concurrent check never counts it twice.
             self._reserved -= credits
-            self._spend(self._endpoint_name(method, self.url(path)), credits)
+            self._spend(self._endpoint_name(method, url), credits)
         return response
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        json_body: Any,
-        headers: Mapping[str, str] | None,
-        retry: bool,
-    ) -> requests.Response:
-        """The call itself, within the concurrency slots; one token refresh on 401."""
-        url = self.url(path)
-        data = None if json_body is None else json.dumps(json_body)
-        with self._slots:
-            token = self.auth.token()
-            for attempt in (1, 2):
-                sent = dict(headers or {})
-                sent["Authorization"] = f"Zoho-oauthtoken {token}"
-                if data is not None:
-                    sent["Content-Type"] = "application/json"
-                try:
-                    response = self.http.request(
-                        method, url, retry=retry, headers=sent, params=params, data=data
-                    )
-                except AuthError as exc:
-                    # The refused call did not run, so sending it again is safe even for creates.
-                    if exc.code == "INVALID_TOKEN" and attempt == 1:
-                        token = self.auth.refresh(stale=token)
-                        continue
-                    raise
-                return response
-        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def body(response: requests.Response) -> Any:
@@ -368,3 +373,23 @@ class ZohoClient:
         """Close the session if this client opened it."""
         if self._own_session:
             self.session.close()
+
+
+class _TokenHook:
+    """Zoho's side of ApiClient: the Zoho-oauthtoken header, 401 INVALID_TOKEN, a token refresh."""
+
+    def __init__(self, auth: TokenProvider) -> None:
+        self.auth = auth
+
+    def credentials(self) -> tuple[object, dict[str, str]]:
+        token = self.auth.token()
+        return token, {"Authorization": f"Zoho-oauthtoken {token}"}
+
+    def expired(self, error: CrmError) -> bool:
+        return isinstance(error, AuthError) and error.code == "INVALID_TOKEN"
+
+    def renew(self, stale: object) -> None:
+        self.auth.refresh(stale=str(stale))
+
+    def refused_again(self, error: CrmError) -> CrmError:
+        return error

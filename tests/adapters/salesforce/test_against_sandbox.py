@@ -131,13 +131,13 @@ def test_task_create_find_close(sandbox, connect) -> None:
         if find_task_marker(str(t.get("Description"))) == "smoke:5:past_due:1"
     ]
     assert len(ours) == 1 and ours[0]["Priority"] == "High"
-    found = connect().find_tasks(["smoke:5:past_due:1"])  # a fresh adapter, no account hint
+    found = connect().find_tasks({"smoke:5:past_due:1": None})  # a fresh adapter, no account
     assert found["smoke:5:past_due:1"].crm_task_id == created.crm_id
     closed = adapter.update_tasks(
         [task.model_copy(update={"action": "complete", "crm_task_id": created.crm_id})]
     )
     assert closed[0].status == "ok"
-    assert adapter.find_tasks(["smoke:5:past_due:1"])["smoke:5:past_due:1"].is_closed
+    assert adapter.find_tasks({"smoke:5:past_due:1": None})["smoke:5:past_due:1"].is_closed
 
 
 def test_jwt_and_password_logins(sandbox, connect) -> None:

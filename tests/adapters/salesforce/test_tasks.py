@@ -152,7 +152,7 @@ def test_a_refused_create_is_rejected_with_its_code(rsps, adapter) -> None:
 
 def test_external_id_field_upserts_by_key(rsps, make_adapter) -> None:
     adapter = make_adapter(options={"task_external_id_field": "Crm_Risk_Key__c"})
-    assert adapter.capabilities.task_external_id
+    assert adapter.tasks.external_id_field == "Crm_Risk_Key__c"
     add_token(rsps)
     lookup = rsps.add(responses.GET, QUERY, json=page([]))
     upsert = rsps.add(
@@ -176,7 +176,7 @@ def test_find_tasks_parses_markers_and_stops_paging_when_all_are_found(rsps, ada
         "records": [task_row(1, None), task_row(2, "k:1", closed=True), task_row(3, "k:2")],
     }
     rsps.add(responses.GET, QUERY, json=first)  # no second page registered: it must not be read
-    found = adapter.find_tasks(["k:1", "k:2"])
+    found = adapter.find_tasks(dict.fromkeys(["k:1", "k:2"]))
     assert {k: (s.crm_task_id, s.is_closed, s.priority) for k, s in found.items()} == {
         "k:1": (sf_id("00T", 2), True, TaskPriority.HIGH),
         "k:2": (sf_id("00T", 3), False, TaskPriority.HIGH),

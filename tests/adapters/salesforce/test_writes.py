@@ -44,8 +44,8 @@ def locked(record_id: str) -> dict:
 def test_default_capabilities(adapter) -> None:
     caps = adapter.capabilities
     assert (caps.name, caps.max_write_batch, caps.max_read_page) == ("salesforce", 200, 2000)
-    assert caps.supports_bulk_read and caps.supports_bulk_write
-    assert not caps.task_external_id
+    assert not adapter.bulk_write and adapter.bulk_read_threshold == 10_000
+    assert adapter.tasks.external_id_field is None
 
 
 def test_partial_failure_marks_only_the_confirmed_records_ok(rsps, adapter) -> None:

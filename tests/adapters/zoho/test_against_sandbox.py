@@ -78,11 +78,11 @@ def test_read_write_and_task_round_trip(live: ZohoAdapter, sandbox: Any) -> None
     created = live.create_tasks([task])[0]
     assert created.status == "ok" and created.crm_id
     assert live.create_tasks([task])[0].crm_id == created.crm_id
-    found = live.find_tasks([key])
+    found = live.find_tasks({key: task.account_id})
     assert found[key].crm_task_id == created.crm_id and not found[key].is_closed
     done = live.update_tasks(
         [task.model_copy(update={"action": "complete", "crm_task_id": created.crm_id})]
     )
     assert done[0].status == "ok"
-    assert live.find_tasks([key])[key].is_closed
+    assert live.find_tasks({key: task.account_id})[key].is_closed
     assert live.usage().total_calls >= 8

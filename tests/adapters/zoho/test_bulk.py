@@ -171,7 +171,7 @@ def test_job_lifecycle_yields_rest_identical_records_in_order(
         assert record.fields == want
     last_rest = mock.calls[-1].request
     assert last_rest.headers["If-Modified-Since"] == "2025-01-10T11:58:59+00:00"
-    assert adapter.capabilities.supports_bulk_read
+    assert adapter.bulk.threshold == 250
 
 
 def test_failed_job_falls_back_to_rest(

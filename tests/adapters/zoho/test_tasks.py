@@ -187,7 +187,7 @@ def test_find_tasks_scans_by_id_when_the_account_is_unknown(
     token_ok()
     coql_answer(mock, [task_row("conf:1:x:1", "6493490000009000001")], more=True)
     coql_answer(mock, [task_row("conf:1:x:2", "6493490000009000002", status="Completed")])
-    found = adapter.find_tasks(["conf:1:x:1", "conf:1:x:2", "conf:1:x:3"])
+    found = adapter.find_tasks(dict.fromkeys(["conf:1:x:1", "conf:1:x:2", "conf:1:x:3"]))
     assert set(found) == {"conf:1:x:1", "conf:1:x:2"}
     assert not found["conf:1:x:1"].is_closed and found["conf:1:x:2"].is_closed
     assert found["conf:1:x:1"].priority == TaskPriority.HIGH
@@ -251,7 +251,7 @@ def test_what_id_lookup_refused_falls_back_to_a_scan(
         },
     )
     coql_answer(mock, [task_row(key)])
-    assert adapter.find_tasks([key])[key].crm_task_id == TASK_ID
+    assert adapter.find_tasks({key: "6493490000001291001"})[key].crm_task_id == TASK_ID
     assert adapter.task_lookup == "scan"
     assert "id is not null" in json.loads(mock.calls[-1].request.body)["select_query"]
 
