@@ -20,6 +20,8 @@ MARKERS = {
     "chaos": "chaos",
     "clients": "clients",
     "browser": "browser",
+    "badinput": "badinput",
+    "security": "security",
 }
 
 

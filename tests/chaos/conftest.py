@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from connector.registry import available_sandboxes, sandbox_starter
+from connector.registry import sandbox_starter
 
 CRMS = ["salesforce", "zoho"]
 # The fault seeds run on every sandbox; CRMS (also used by the field-drift and CLI suites, which
@@ -26,10 +26,5 @@ def _no_ca_override(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def start_sandbox(crm: str, **options: Any) -> Any:
-    """A fresh sandbox with the suite's data; skips when that CRM's sandbox is not there yet."""
-    if crm not in available_sandboxes():
-        pytest.skip(f"{crm} sandbox not installed")
-    try:
-        return sandbox_starter(crm)(accounts=ACCOUNTS, seed=DATA_SEED, **options)
-    except NotImplementedError:
-        pytest.skip(f"{crm} sandbox not implemented yet")
+    """A fresh sandbox with the suite's data."""
+    return sandbox_starter(crm)(accounts=ACCOUNTS, seed=DATA_SEED, **options)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from connector.mapping import load_mapping
 from connector.protocol import ConnectionSettings, CrmAdapter
 from connector.registry import (
     available_adapters,
@@ -18,19 +21,42 @@ from connector.registry import (
 )
 from tests.support import MemoryKv
 
-ADAPTERS = ["salesforce", "zoho", "fxiaoke"]
-ACCOUNT_OBJECT = {"salesforce": "Account", "zoho": "Accounts", "fxiaoke": "AccountObj"}
-INVOICE_OBJECT = {"salesforce": "blng__Invoice__c", "zoho": "Invoices", "fxiaoke": "PaymentPlanObj"}
-SCORE_FIELD = {"salesforce": "Risk_Score__c", "zoho": "Risk_Score", "fxiaoke": "field_Rk02b__c"}
-BAND_FIELD = {"salesforce": "Risk_Rating__c", "zoho": "Risk_Rating", "fxiaoke": "field_Rk01a__c"}
-NAME_FIELD = {"salesforce": "Name", "zoho": "Account_Name", "fxiaoke": "name"}
-# Where each sandbox keeps a record's id and a task's text (the marker line).
-ID_KEY = {"salesforce": "Id", "zoho": "id", "fxiaoke": "_id"}
-TASK_TEXT_FIELD = {
-    "salesforce": "Description",
-    "zoho": "Description",
-    "fxiaoke": "active_record_content",
-}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def builtin_adapters() -> list[str]:
+    """The adapters this repository ships, as its own pyproject.toml registers them."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return sorted(project["entry-points"]["crm_risk_connector.adapters"])
+
+
+# Every adapter that has a sandbox CRM: a new one with a sandbox and a preset gets the suite.
+ADAPTERS = sorted(set(available_adapters()) & set(available_sandboxes()))
+
+
+@dataclass(frozen=True)
+class Crm:
+    """One adapter under test and the names its sandbox's own preset maps (no per-CRM tables)."""
+
+    kind: str
+    account: str
+    invoice: str
+    id_field: str
+    name_field: str
+    score_field: str
+
+
+def crm_of(sandbox: Any, kind: str) -> Crm:
+    mapping = load_mapping(sandbox.mapping)
+    fields = mapping.fields("account")
+    return Crm(
+        kind=kind,
+        account=mapping.crm_object("account"),
+        invoice=mapping.crm_object("invoice"),
+        id_field=fields["crm_id"].crm,
+        name_field=fields["name"].crm,
+        score_field=fields["risk_score"].crm,
+    )
 
 
 def settings_for(sandbox: Any, **overrides: Any) -> ConnectionSettings:
@@ -55,26 +81,20 @@ def settings_for(sandbox: Any, **overrides: Any) -> ConnectionSettings:
     return settings_model(section["kind"]).model_validate({**section, "name": name})
 
 
-def _require(kind: str) -> None:
-    if kind not in available_adapters() or kind not in available_sandboxes():
-        pytest.skip(f"{kind} adapter or sandbox not installed")
-
-
 @pytest.fixture(scope="module", params=ADAPTERS)
-def crm(request: pytest.FixtureRequest) -> str:
-    _require(request.param)
+def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
-def sandbox(crm: str) -> Iterator[Any]:
-    try:
-        starter = sandbox_starter(crm)
-        running = starter(accounts=30, seed=11)
-    except NotImplementedError:
-        pytest.skip(f"{crm} sandbox not implemented yet")
-    with running:
+def sandbox(kind: str) -> Iterator[Any]:
+    with sandbox_starter(kind)(accounts=30, seed=11) as running:
         yield running
+
+
+@pytest.fixture
+def crm(kind: str, sandbox: Any) -> Crm:
+    return crm_of(sandbox, kind)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from connector.engine.sync import SyncOptions, run_sync
 from connector.mapping import load_mapping
 from connector.mapping.check import check_mapping, plan_fields
 from connector.protocol import FieldCreator, FieldSpec
-from connector.registry import available_sandboxes, create_adapter, sandbox_starter
+from connector.registry import create_adapter, sandbox_starter
 from connector.store import open_store
 from tests.crm_user import SalesforceUser
 
@@ -30,8 +30,6 @@ AS_OF = date(2026, 11, 1)
 def test_probability_late_is_written_to_a_mapped_percent_field(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if "zoho" not in available_sandboxes():
-        pytest.skip("zoho sandbox not installed")
     mapping_file = tmp_path / "with-probability.toml"
     mapping_file.write_text(
         'extends = "zoho.inventory"\nname = "with-probability"\n[objects.account.fields]\n'

@@ -9,11 +9,6 @@ from typing import Any
 
 import pytest
 
-try:  # the engine needs mapping and scoring, which land separately
-    import connector.engine.sync  # noqa: F401
-except ImportError as missing:
-    pytest.skip(f"sync engine incomplete: {missing}", allow_module_level=True)
-
 from connector import registry
 from connector.config import AppConfig
 from connector.models import RecordChange, WriteResult

@@ -126,3 +126,69 @@ def test_core_names_no_crm_in_code(path: Path) -> None:
     words -= {"fake"}  # the test-only in-memory CRM
     hits = crm_names_in_code(path, words)
     assert not hits, f"{path.relative_to(ROOT)} names a CRM: {hits}"
+
+
+# The import rule, read left to right: a module imports its own package, the contract, and
+# layers to its left. Domain packages do not import each other.
+CONTRACT = {
+    "connector",
+    "connector.errors",
+    "connector.redaction",
+    "connector.models",
+    "connector.protocol",
+    "connector.logs",
+}
+DOMAIN = {"mapping", "scoring", "planning", "store"}
+LAYERS = ["contract", "domain", "registry", "config", "engine", "service", "cli"]
+# Packages that sit on a layer without being named after it.
+PLACED = {"report": "engine", "__main__": "cli"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> tuple[str, str]:
+    """(layer, package) of a connector module."""
+    if module in CONTRACT:
+        return "contract", ""
+    package = module.split(".")[1]
+    if package in DOMAIN:
+        return "domain", package
+    return PLACED.get(package, package), package
+
+
+def test_layer_table_places_every_core_module() -> None:
+    for path in python_files("connector"):
+        layer, _package = layer_of(module_name(path))
+        assert layer in LAYERS, f"{module_name(path)} is on no layer of the table"
+
+
+@pytest.mark.parametrize("path", python_files("connector"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_core_imports_follow_the_layer_table(path: Path) -> None:
+    layer, package = layer_of(module_name(path))
+    wrong = []
+    for name in imported_modules(path):
+        if not name.startswith("connector.") or name.split(".")[1] == package:
+            continue
+        their_layer, _ = layer_of(name)
+        if their_layer == "domain" == layer:
+            wrong.append(f"{name} (domain packages do not import each other)")
+        elif LAYERS.index(their_layer) > LAYERS.index(layer):
+            wrong.append(f"{name} ({their_layer} is right of {layer})")
+    assert not wrong, f"{module_name(path)} imports {wrong}"
+
+
+@pytest.mark.parametrize("path", python_files("adapters"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_an_adapter_imports_only_the_kit_and_itself(path: Path) -> None:
+    parts = path.relative_to(ROOT).parts
+    own = f"adapters.{parts[1]}" if len(parts) > 2 else None
+    others = {
+        name
+        for name in imported_modules(path)
+        if name.startswith("adapters.")
+        and not name.split(".")[1].startswith("_")
+        and not (own and (name == own or name.startswith(own + ".")))
+    }
+    assert not others, f"{path.relative_to(ROOT)} imports another adapter: {sorted(others)}"

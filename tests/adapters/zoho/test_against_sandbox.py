@@ -18,11 +18,7 @@ from tests.support import MemoryKv
 def sandbox() -> Iterator[Any]:
     from sandboxes import start
 
-    try:
-        running = start("zoho", accounts=60)
-    except NotImplementedError:
-        pytest.skip("Zoho sandbox not implemented yet")
-    with running:
+    with start("zoho", accounts=60) as running:
         yield running
 
 
