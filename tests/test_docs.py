@@ -99,3 +99,29 @@ def test_every_test_folder_carries_its_tier_marker() -> None:
         if path.parent != tests
     }
     assert folders <= set(MARKERS), f"folders without a marker: {sorted(folders - set(MARKERS))}"
+
+
+def test_the_version_has_one_source() -> None:
+    import tomllib
+
+    from connector import __version__
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "connector.__version__"}
+    assert f"## {__version__}" in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_contributing_walks_through_adding_a_crm() -> None:
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    section = text.split("## Adding a CRM", 1)[1]
+    for step in (
+        "settings.py",
+        "settings_model",
+        "ApiClient",
+        "create_once",
+        "sandboxes/",
+        "mappings/",
+    ):
+        assert step in section, step
+    assert "crm_risk_connector.adapters" in section and "crm_risk_connector.sandboxes" in section
