@@ -50,6 +50,8 @@ LONG_FUNCTIONS = {
     "connector/scoring/backtest.py::evaluate",
     "connector/scoring/backtest.py::run_backtest",
     "connector/scoring/features.py::extract",
+    "connector/scoring/features.py::finish",
+    "connector/scoring/timeline.py::at",
     "connector/scoring/history.py::read_history",
     "connector/scoring/limits.py::recommend_limit",
     "adapters/_http.py::request",
