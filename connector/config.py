@@ -50,13 +50,6 @@ SECTIONS = (
 )
 _FALSE = ("false", "0", "no", "off")
 
-# The keys of a connection section the core reads; every other key belongs to the adapter's
-# settings model (found by `kind`), which rejects what it does not know.
-CONNECTION_KEYS = frozenset(
-    {"name", "kind", "mapping", "enabled", "schedule", "overlap_seconds"}
-    | {"policy", "tasks", "governance"}
-)
-
 
 class ScheduleConfig(StrictModel):
     """When the service runs a connection: a fixed interval or a cron expression, in an explicit zone."""
@@ -96,7 +89,7 @@ class ConnectionConfig(StrictModel):
     def _split_adapter_keys(cls, data: Any) -> Any:
         if not isinstance(data, Mapping) or "settings" in data:
             return data
-        core = {key: value for key, value in data.items() if key in CONNECTION_KEYS}
+        core = {key: value for key, value in data.items() if key in _core_keys()}
         core["settings"] = _adapter_part(data)
         return core
 
@@ -127,11 +120,17 @@ class ConnectionConfig(StrictModel):
         return self.settings
 
 
+def _core_keys() -> set[str]:
+    # The keys of a connection section the core reads; every other key belongs to the adapter's
+    # settings model (found by `kind`), which rejects what it does not know.
+    return set(ConnectionConfig.model_fields) - {"settings"}
+
+
 def _adapter_part(connection: Mapping[str, Any]) -> dict[str, Any]:
     return {
         key: value
         for key, value in connection.items()
-        if key not in CONNECTION_KEYS or key in ("name", "kind")
+        if key not in _core_keys() or key in ("name", "kind")
     }
 
 

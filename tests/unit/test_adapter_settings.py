@@ -194,3 +194,15 @@ def test_every_adapter_names_the_secrets_it_is_missing(kind: str) -> None:
     missing = {key for key, _why in settings.missing_credentials()}
     assert missing, f"{kind} with no secrets reports none missing"
     assert missing <= {path[0] for path in secret_paths(type(settings))}
+
+
+def test_every_core_connection_key_stays_with_the_core(tmp_path: Path) -> None:
+    from connector.config import ConnectionConfig
+
+    core = set(ConnectionConfig.model_fields) - {"settings", "name", "kind", "mapping"}
+    values = {"enabled": "true", "overlap_seconds": "60", "rollout": '"shadow"'}
+    lines = "".join(f"{key} = {values[key]}\n" for key in sorted(core & set(values)))
+    config = load_config(write(tmp_path, ZOHO + lines), require_secrets=False)
+    connection = config.connection("acme_zoho")
+    assert connection.rollout == "shadow" and connection.overlap_seconds == 60
+    assert not hasattr(connection.settings, "rollout")
