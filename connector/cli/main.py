@@ -1365,11 +1365,22 @@ def _metadata_written(files: dict[str, str], output: Path) -> str:
     )
 
 
+def _no_field_api(kind: str, adapter: object) -> ConfigProblem:
+    from connector.protocol import FieldPlanFiles
+
+    how = (
+        "deploy them with --format files"
+        if isinstance(adapter, FieldPlanFiles)
+        else ("create them in the CRM's setup (see `fields plan`)")
+    )
+    return ConfigProblem("--apply", f"the {kind} adapter cannot create fields through the API", how)
+
+
 def _apply_fields(
     connection: Any, missing: list[Any], console: Console, *, assume_yes: bool, config: Any
 ) -> int:
     """Create the missing custom fields through the CRM's API, after a confirmation."""
-    from connector.protocol import FieldCreator, FieldPlanFiles, FieldSpec
+    from connector.protocol import FieldCreator, FieldSpec
     from connector.registry import create_adapter
 
     if not missing:
@@ -1398,17 +1409,7 @@ def _apply_fields(
     adapter = create_adapter(connection.crm_settings(), state=store)
     try:
         if not isinstance(adapter, FieldCreator):
-            raise ConfigError(
-                [
-                    ConfigProblem(
-                        "--apply",
-                        f"the {connection.kind} adapter cannot create fields through the API",
-                        "deploy them with --format files"
-                        if isinstance(adapter, FieldPlanFiles)
-                        else "create them in the CRM's setup (see `fields plan`)",
-                    )
-                ]
-            )
+            raise ConfigError([_no_field_api(connection.kind, adapter)])
         failures = 0
         by_object: dict[str, list[Any]] = {}
         for item in missing:
