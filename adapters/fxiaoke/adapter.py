@@ -13,7 +13,7 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -34,16 +34,16 @@ from connector.models import (
 from connector.protocol import (
     AdapterCapabilities,
     ApiUsage,
-    CrmSettings,
     FieldDescription,
     KeyValueStore,
+    MissingField,
     ObjectDescription,
 )
 
 from .client import MAX_LIMIT, FxiaokeClient
 from .fields import instructions
 from .paging import TIME, changed_pages
-from .settings import resolve
+from .settings import FxiaokeSettings, resolve
 from .tasks import FollowUps
 from .values import FxFieldInfo, field_description, field_info, from_ms, read_value, write_value
 
@@ -74,9 +74,11 @@ def _money(value: Any) -> Decimal | None:
 class FxiaokeAdapter:
     """CrmAdapter for Fxiaoke (ShareCRM) through Open API v2 (no SDK exists; reference §11)."""
 
+    settings_model = FxiaokeSettings
+
     def __init__(
         self,
-        settings: CrmSettings,
+        settings: FxiaokeSettings,
         *,
         state: KeyValueStore | None = None,
         session: requests.Session | None = None,
@@ -109,12 +111,7 @@ class FxiaokeAdapter:
             name="fxiaoke",
             max_write_batch=MAX_WRITE_BATCH,
             max_read_page=options.page_size,
-            supports_bulk_read=False,
-            supports_bulk_write=False,
             supports_tasks=True,
-            can_close_tasks=True,
-            task_external_id=False,
-            max_concurrency=1,
         )
 
     # -- metadata ---------------------------------------------------------------------------
@@ -397,9 +394,9 @@ class FxiaokeAdapter:
         """Complete, escalate or comment on follow-ups; same order."""
         return self.follow_ups.update(tasks)
 
-    def find_tasks(self, dedupe_keys: Sequence[str]) -> dict[str, TaskState]:
-        """Follow-ups carrying our marker, by dedupe key."""
-        return self.follow_ups.find(dedupe_keys)
+    def find_tasks(self, tasks: Mapping[str, str | None]) -> dict[str, TaskState]:
+        """TaskFinder: follow-ups carrying our marker, by dedupe key (looked up by marker text)."""
+        return self.follow_ups.find(list(tasks))
 
     def open_tasks(self) -> Iterator[TaskState]:
         """TaskScanner: every open follow-up carrying our marker."""
@@ -411,8 +408,9 @@ class FxiaokeAdapter:
 
     # -- field setup ------------------------------------------------------------------------
 
-    def field_instructions(self, missing: Sequence[Any]) -> str | None:
-        """FieldInstructions: the fields to create, in Chinese and English (fields.py)."""
+    def field_plan_text(self, missing: Sequence[MissingField]) -> str:
+        """FieldPlanText: the fields to create, in Chinese and English (fields.py), with the
+        follow-up fields the adapter needs itself (checked with describe)."""
 
         def task_fields() -> set[str] | None:
             try:

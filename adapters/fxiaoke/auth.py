@@ -25,7 +25,7 @@ from connector.protocol import KeyValueStore
 from connector.redaction import register_secret
 
 from .errors import body_of
-from .settings import FxiaokeSettings
+from .settings import FxiaokeConnection
 
 log = logging.getLogger("crm_risk.fxiaoke")
 
@@ -77,7 +77,7 @@ class TokenProvider:
 
     def __init__(
         self,
-        settings: FxiaokeSettings,
+        settings: FxiaokeConnection,
         http: RetryingClient,
         *,
         state: KeyValueStore | None = None,

@@ -23,7 +23,7 @@ from connector.protocol import KeyValueStore
 
 from .auth import Token, TokenProvider
 from .errors import TOKEN_CODES, body_of, classify
-from .settings import FxiaokeSettings
+from .settings import FxiaokeConnection
 
 log = logging.getLogger("crm_risk.fxiaoke")
 
@@ -36,7 +36,7 @@ class FxiaokeClient:
 
     def __init__(
         self,
-        settings: FxiaokeSettings,
+        settings: FxiaokeConnection,
         *,
         verify_tls: bool = True,
         ca_bundle: str | None = None,

@@ -1,25 +1,24 @@
-"""Fxiaoke connection settings, typed and owned by the adapter: cloud host, token style, credentials, write flags.
+"""Fxiaoke connection settings, a strict model owned by the adapter: cloud host, token style, credentials, options.
 
-Read from the connection's common settings plus `options` (until the redesign's adapter-owned
-settings sections land, `options` carries what only Fxiaoke needs):
-
-    [connections.acme_fx]
-    kind = "fxiaoke"
-    data_centre = "default"       # or base_url = "https://open.fxiaoke.com" (the tenant's cloud)
-    auth = "app_secret"           # current header style; "legacy" = corpAccessToken in the body
-    client_id = "FSAID_..."       # appId; client_secret = appSecret, refresh_token = permanentCode
-    username = "1000"             # employee id the app acts as (legacy: the FSUID_... openUserId)
+[connections.acme_fx]
+kind = "fxiaoke"
+data_centre = "default"       # or base_url = "https://open.fxiaoke.com" (the tenant's cloud)
+auth = "app_secret"           # current header style; "legacy" = corpAccessToken in the body
+client_id = "FSAID_..."       # appId; client_secret = appSecret, refresh_token = permanentCode
+username = "1000"             # employee id the app acts as (legacy: the FSUID_... openUserId)
+options = { task_status_field = "field_Fs08h__c", time_zone = "Asia/Shanghai" }
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, field_validator
 
+from adapters._settings import HttpSettings, need_secrets
 from connector.errors import ConfigError, ConfigProblem
-from connector.protocol import CrmSettings
+from connector.models import StrictModel
 
 # The six clouds of the vendor's cloud.html [P]; no API tells which one a tenant is on.
 CLOUDS: dict[str, str] = {
@@ -33,10 +32,8 @@ CLOUDS: dict[str, str] = {
 TOKEN_PATHS = {"app_secret": "/oauth2.0/token", "legacy": "/cgi/corpAccessToken/get/V2"}
 
 
-class FxiaokeOptions(BaseModel):
-    """What only Fxiaoke needs, from the connection's `options` table."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class FxiaokeOptions(StrictModel):
+    """The `options = { ... }` table of a Fxiaoke connection (README, Fxiaoke)."""
 
     # Custom objects (api names ending in __c) live under another path family [S].
     custom_prefix: str = "/cgi/crm/custom/v2"
@@ -57,11 +54,54 @@ class FxiaokeOptions(BaseModel):
     # Page size of queries (the API allows at most 100).
     page_size: int = Field(default=100, ge=1, le=100)
 
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'unknown time zone {value!r} (e.g. "Asia/Shanghai")') from None
+        return value
 
-class FxiaokeSettings(BaseModel):
-    """A resolved Fxiaoke connection."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class FxiaokeSettings(HttpSettings):
+    """How to reach and authorise one Fxiaoke tenant (appId, appSecret, permanentCode)."""
+
+    kind: Literal["fxiaoke"] = "fxiaoke"
+    # One of CLOUDS, or base_url for the tenant's host (the local sandbox, a proxy).
+    data_centre: str | None = None
+    base_url: str | None = None
+    token_url: str | None = None
+    auth: Literal["app_secret", "legacy"] = "app_secret"
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    username: str | None = None
+    options: FxiaokeOptions = FxiaokeOptions()
+
+    @field_validator("data_centre")
+    @classmethod
+    def _known_cloud(cls, value: str | None) -> str | None:
+        if value is not None and value.lower() not in CLOUDS:
+            raise ValueError(
+                f"unknown Fxiaoke cloud {value!r}: use one of {', '.join(CLOUDS)} "
+                "or set base_url to the tenant's host"
+            )
+        return value
+
+    def missing_credentials(self) -> list[tuple[str, str]]:
+        """The token exchange needs the appSecret and the permanentCode."""
+        return need_secrets(
+            self, ("client_secret", "refresh_token"), f"auth = {self.auth!r} needs it"
+        )
+
+    def credential_keys(self) -> tuple[str, ...]:
+        """The settings the token exchange sends."""
+        return ("client_id", "client_secret", "refresh_token", "username")
+
+
+class FxiaokeConnection(StrictModel):
+    """A resolved Fxiaoke connection: the hosts to call and the credentials, all present."""
 
     name: str
     base_url: str
@@ -74,41 +114,14 @@ class FxiaokeSettings(BaseModel):
     options: FxiaokeOptions
 
 
-def _problem(settings: CrmSettings, key: str, message: str, fix: str) -> ConfigProblem:
-    return ConfigProblem(f"connections.{settings.name}.{key}", message, fix)
-
-
-def resolve(settings: CrmSettings) -> FxiaokeSettings:
-    """Fxiaoke settings from a connection's settings, every problem reported at once.
+def resolve(settings: FxiaokeSettings) -> FxiaokeConnection:
+    """The hosts and credentials of a validated connection, every missing one reported at once.
 
     Raises:
-        ConfigError: missing credentials, an unknown cloud, bad options.
+        ConfigError: a missing credential or employee id, each naming its setting and the fix.
     """
     problems: list[ConfigProblem] = []
-    base_url = settings.base_url
-    if base_url is None:
-        cloud = (settings.data_centre or "default").lower()
-        base_url = CLOUDS.get(cloud)
-        if base_url is None:
-            problems.append(
-                _problem(
-                    settings,
-                    "data_centre",
-                    f"unknown Fxiaoke cloud {settings.data_centre!r}",
-                    f"use one of {', '.join(CLOUDS)} or set base_url to the tenant's host",
-                )
-            )
-    auth = settings.auth if settings.auth in TOKEN_PATHS else None
-    if auth is None:
-        problems.append(
-            _problem(
-                settings,
-                "auth",
-                f"unknown Fxiaoke token style {settings.auth!r}",
-                'use "app_secret" (headers, current) or "legacy" (corpAccessToken in the body)',
-            )
-        )
-    required: list[tuple[str, Any, str]] = [
+    required: list[tuple[str, object, str]] = [
         ("client_id", settings.client_id, "the app's appId (FSAID_...)"),
         ("client_secret", settings.client_secret, "the app's appSecret"),
         ("refresh_token", settings.refresh_token, "the app's permanentCode"),
@@ -116,44 +129,28 @@ def resolve(settings: CrmSettings) -> FxiaokeSettings:
     ]
     for key, value, what in required:
         if not value:
-            secret = key in ("client_secret", "refresh_token")
             where = (
                 f"set CRMRISK_CONNECTIONS__{settings.name.upper()}__{key.upper()} or add it "
                 "to the secrets file"
-                if secret
+                if key in ("client_secret", "refresh_token")
                 else f"add {key} to [connections.{settings.name}]"
             )
-            problems.append(_problem(settings, key, f"missing ({what})", where))
-    try:
-        options = FxiaokeOptions(**settings.options)
-    except ValidationError as exc:
-        options = FxiaokeOptions()
-        for error in exc.errors():
-            path = ".".join(str(part) for part in error["loc"])
             problems.append(
-                _problem(settings, f"options.{path}", error["msg"], "see README, Fxiaoke")
+                ConfigProblem(f"connections.{settings.name}.{key}", f"missing ({what})", where)
             )
-    try:
-        ZoneInfo(str(settings.options.get("time_zone", options.time_zone)))
-    except (ZoneInfoNotFoundError, ValueError):
-        problems.append(
-            _problem(settings, "options.time_zone", "unknown time zone", 'e.g. "Asia/Shanghai"')
-        )
     if problems:
         raise ConfigError(problems)
-    assert base_url is not None
-    assert auth is not None
     assert settings.client_secret is not None
     assert settings.refresh_token is not None
-    host = base_url.rstrip("/")
-    return FxiaokeSettings(
+    host = (settings.base_url or CLOUDS[(settings.data_centre or "default").lower()]).rstrip("/")
+    return FxiaokeConnection(
         name=settings.name,
         base_url=host,
-        token_url=settings.token_url or host + TOKEN_PATHS[auth],
-        auth=auth,  # type: ignore[arg-type]
+        token_url=settings.token_url or host + TOKEN_PATHS[settings.auth],
+        auth=settings.auth,
         app_id=str(settings.client_id),
         app_secret=settings.client_secret,
         permanent_code=settings.refresh_token,
         user_id=str(settings.username),
-        options=options,
+        options=settings.options,
     )

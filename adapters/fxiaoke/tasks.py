@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from adapters._tasks import create_once
 from connector.errors import CrmError, FatalCrmError, QuotaExhaustedError, RetriableCrmError
 from connector.models import TaskAction, TaskPriority, TaskState, WriteResult
 from connector.protocol import (
@@ -68,6 +69,8 @@ class FollowUps:
         self.obj = options.task_object
         self.text = options.task_text_field
         self.status = options.task_status_field
+        # Keys whose create answer was lost: their look-up may fail without stopping the batch.
+        self._lost: set[str] = set()
 
     # -- the record's shape -----------------------------------------------------------------
 
@@ -177,19 +180,32 @@ class FollowUps:
     # -- writes -----------------------------------------------------------------------------
 
     def create(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
-        """At most one record per dedupe key; a lost answer is settled by looking the key up."""
-        unique = list({task.dedupe_key: task for task in tasks}.values())
-        unsure = [task.dedupe_key for task in unique if not task.first_attempt]
-        outcome: dict[str, WriteResult] = {
-            key: WriteResult(crm_id=state.crm_task_id, status="ok", key=key, existed=True)
-            for key, state in (self.find(unsure) if unsure else {}).items()
-        }
-        for task in unique:
-            if task.dedupe_key not in outcome:
-                outcome[task.dedupe_key] = self._create_one(task)
-        return [outcome[task.dedupe_key].model_copy() for task in tasks]
+        """At most one record per dedupe key (the shared create-once flow, one record a call)."""
+        return create_once(tasks, self, batch_size=1)
 
-    def _create_one(self, task: TaskAction) -> WriteResult:
+    def find_created(self, tasks: Sequence[TaskAction]) -> dict[str, TaskState]:
+        """TaskCreateSteps: our records for these actions, by dedupe key.
+
+        Settling a lost answer, a look-up that fails too leaves the create "unknown" (looked up
+        again next run, never resent); before any create, such a failure stops the batch.
+        """
+        keys = [task.dedupe_key for task in tasks]
+        settling = bool(keys) and all(key in self._lost for key in keys)
+        try:
+            return self.find(keys)
+        except RetriableCrmError:
+            if not settling:
+                raise
+            return {}
+        finally:
+            self._lost.difference_update(keys)
+
+    def send_creates(self, batch: Sequence[TaskAction]) -> list[WriteResult]:
+        """TaskCreateSteps: one create call per record; resent only where the server says it
+        did not run it (Fxiaoke has no idempotency key), otherwise "unknown" and looked up."""
+        return [self._send_one(task) for task in batch]
+
+    def _send_one(self, task: TaskAction) -> WriteResult:
         key = task.dedupe_key
         body = self._create_body(task)
         attempt = 0
@@ -202,8 +218,7 @@ class FollowUps:
             except QuotaExhaustedError:
                 raise
             except RetriableCrmError as exc:
-                code = _code(exc)
-                if code in NOT_EXECUTED and attempt < CREATE_ATTEMPTS:
+                if _code(exc) in NOT_EXECUTED and attempt < CREATE_ATTEMPTS:
                     # The server refused before running the call: sending again is safe.
                     self.sleep(exc.retry_after or 1.0)
                     continue
@@ -211,30 +226,23 @@ class FollowUps:
                 log.warning(
                     "Fxiaoke create answer lost (%s); looking the follow-up up", redact(str(exc))
                 )
-                try:
-                    state = self.find([key]).get(key)
-                except RetriableCrmError:
-                    state = None  # cannot tell yet: "unknown", looked up again next time
-                if state is not None:
-                    return WriteResult(crm_id=state.crm_task_id, status="ok", key=key)
-                return WriteResult(
-                    crm_id=None, status="unknown", error_code=exc.code or "LOST", message=str(exc),
-                    retriable=True, key=key,
-                )  # fmt: skip
+                return self._lost_answer(key, exc.code or "LOST", str(exc))
             except FatalCrmError as exc:
                 return WriteResult(
                     crm_id=None, status="rejected", error_code=exc.code, message=str(exc), key=key
                 )
             data_id = answer.get("dataId")
             if not data_id:
-                state = self.find([key]).get(key)
-                if state is None:
-                    return WriteResult(
-                        crm_id=None, status="unknown", error_code="NO_DATA_ID",
-                        message="Fxiaoke confirmed the create without a dataId", retriable=True, key=key,
-                    )  # fmt: skip
-                data_id = state.crm_task_id
+                return self._lost_answer(
+                    key, "NO_DATA_ID", "Fxiaoke confirmed the create without a dataId"
+                )
             return WriteResult(crm_id=str(data_id), status="ok", key=key)
+
+    def _lost_answer(self, key: str, code: str, message: str) -> WriteResult:
+        self._lost.add(key)
+        return WriteResult(
+            crm_id=None, status="unknown", error_code=code, message=message, retriable=True, key=key
+        )
 
     def update(self, tasks: Sequence[TaskAction]) -> list[WriteResult]:
         """Complete (status), escalate (owner, priority line) or comment on (append) follow-ups."""

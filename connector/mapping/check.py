@@ -173,7 +173,7 @@ def payment_history_warning(mapping: FieldMapping) -> MappingWarning:
         f"{NO_PAYMENT_HISTORY}: invoices have no paid date, so payment behaviour (days late, "
         "late share, trend, settled invoices) cannot be scored; map "
         "objects.invoice.fields.paid_date to a paid-date field, or an [objects.payment] "
-        "allocation object (the salesforce.billing preset maps blng__PaymentAllocationInvoice__c)",
+        "allocation object (as a billing preset does: `crm-risk mappings show` shows its keys)",
         mapping_file=mapping.source,
         key="objects.invoice.fields.paid_date",
         crm_object=mapping.crm_object("invoice"),

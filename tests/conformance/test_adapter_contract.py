@@ -214,11 +214,7 @@ def test_no_duplicate_task_for_one_dedupe_key(adapter: CrmAdapter, crm: Crm, san
     again = adapter.create_tasks([task(account_id, "conf:1:past_due:1")])
     assert first[0].status == "ok" and again[0].status == "ok"
     assert first[0].crm_id == again[0].crm_id
-    ours = [
-        t
-        for t in sandbox.emulator.tasks()
-        if carries_marker(t, "conf:1:past_due:1")
-    ]
+    ours = [t for t in sandbox.emulator.tasks() if carries_marker(t, "conf:1:past_due:1")]
     assert len(ours) == 1
     found = finder(adapter).find_tasks(
         {"conf:1:past_due:1": account_id, "conf:1:past_due:2": account_id}
@@ -237,11 +233,7 @@ def test_lost_create_response_leaves_exactly_one_task(
     assert results[0].status in ("ok", "unknown")
     if results[0].status == "unknown":
         results = adapter.create_tasks([task(account_id, "conf:2:past_due:1")])
-    ours = [
-        t
-        for t in sandbox.emulator.tasks()
-        if carries_marker(t, "conf:2:past_due:1")
-    ]
+    ours = [t for t in sandbox.emulator.tasks() if carries_marker(t, "conf:2:past_due:1")]
     assert len(ours) == 1
     assert results[0].status == "ok"
 

@@ -16,7 +16,7 @@ import requests
 
 from adapters.fxiaoke import FxiaokeAdapter
 from adapters.fxiaoke.auth import forget_all
-from connector.protocol import CrmSettings
+from adapters.fxiaoke.settings import FxiaokeSettings
 from sandboxes import RunningSandbox, start_fxiaoke
 
 pytestmark = pytest.mark.slow
@@ -43,7 +43,8 @@ def adapter_for(sandbox: RunningSandbox, waits: list[float]) -> FxiaokeAdapter:
         waits.append(seconds)
         sandbox.emulator.advance(seconds)
 
-    settings = CrmSettings(
+    settings = FxiaokeSettings.model_validate(
+        dict(
         name="fx_large",
         kind="fxiaoke",
         base_url=sandbox.base_url,
@@ -52,6 +53,7 @@ def adapter_for(sandbox: RunningSandbox, waits: list[float]) -> FxiaokeAdapter:
         client_secret=sandbox.client_secret,
         refresh_token=sandbox.refresh_token,
         username=sandbox.emulator.username,
+        )
     )
     return FxiaokeAdapter(settings, sleep=sleep)
 

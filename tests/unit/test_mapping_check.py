@@ -84,7 +84,7 @@ def salesforce_org() -> dict[str, ObjectDescription]:
     allocation = [
         fd("Id", "id", updateable=False),
         fd("blng__Invoice__c", "reference"),
-        fd("blng__Payment__c", "reference"),
+        fd("blng__Payment__c", "reference", relationship="blng__Payment__r"),
         fd("blng__Amount__c", "currency"),
         fd("blng__Type__c", "picklist", picklist_values=("Allocation", "Unallocation")),
         fd("blng__Unallocated__c", "boolean"),

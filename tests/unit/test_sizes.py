@@ -30,6 +30,11 @@ OVERSIZED_FILES = {
     "adapters/zoho/adapter.py",
     "sandboxes/salesforce.py",
     "sandboxes/zoho.py",
+    # Landed on main with the Fxiaoke sandbox (#16) and Salesforce Billing payments before the
+    # limits did: 1,072 and 690 lines; the emulator splits as sandboxes/zoho.py does (routes,
+    # seed, coercion), sf_schema by object.
+    "sandboxes/fxiaoke/emulator.py",
+    "sandboxes/sf_schema.py",
 }
 LONG_FUNCTIONS = {
     "connector/cli/main.py::build_parser",
@@ -68,6 +73,10 @@ LONG_FUNCTIONS = {
     "sandboxes/zoho.py::_list",
     "sandboxes/zoho.py::_write_one",
     "sandboxes/zoho.py::_coerce",
+    # From the Fxiaoke sandbox (#16), landed before the limits: 82, 94 and 122 lines.
+    "sandboxes/fxiaoke/emulator.py::_seed_plan",
+    "sandboxes/fxiaoke/emulator.py::_coerce",
+    "sandboxes/fxiaoke/schema.py::build_objects",
 }
 
 

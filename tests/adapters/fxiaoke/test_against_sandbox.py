@@ -12,9 +12,9 @@ import pytest
 
 from adapters.fxiaoke import FxiaokeAdapter
 from adapters.fxiaoke.auth import forget_all
+from adapters.fxiaoke.settings import FxiaokeSettings
 from connector.errors import AuthError, QuotaExhaustedError
 from connector.models import RecordChange, TaskAction, TaskPriority
-from connector.protocol import CrmSettings
 from sandboxes import RunningSandbox, start_fxiaoke
 
 
@@ -43,7 +43,7 @@ def fx() -> Iterator[RunningSandbox]:
         assert not running.server.errors, running.server.errors[0]
 
 
-def settings(sandbox: RunningSandbox, **overrides: Any) -> CrmSettings:
+def settings(sandbox: RunningSandbox, **overrides: Any) -> FxiaokeSettings:
     values: dict[str, Any] = {
         "name": "fx_test",
         "kind": "fxiaoke",
@@ -56,7 +56,7 @@ def settings(sandbox: RunningSandbox, **overrides: Any) -> CrmSettings:
         "max_retries": 3,
         **overrides,
     }
-    return CrmSettings(**values)
+    return FxiaokeSettings.model_validate(values)
 
 
 class Clock:
@@ -249,7 +249,7 @@ def test_follow_ups_carry_owner_marker_priority_and_open_status(fx: RunningSandb
         "triggerApprovalFlow": False,
         "triggerWorkFlow": False,
     }
-    state = adapter.find_tasks(["fx:3:past_due:1"])["fx:3:past_due:1"]
+    state = adapter.find_tasks({"fx:3:past_due:1": None})["fx:3:past_due:1"]
     assert state.priority == TaskPriority.HIGH and not state.is_closed
     assert state.owner_id == account["owner"][0]
 

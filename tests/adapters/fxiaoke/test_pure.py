@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,8 +14,9 @@ from pydantic import SecretStr
 
 from adapters.fxiaoke.errors import error_for
 from adapters.fxiaoke.paging import changed_pages
-from adapters.fxiaoke.settings import CLOUDS, resolve
+from adapters.fxiaoke.settings import CLOUDS, FxiaokeSettings, resolve
 from adapters.fxiaoke.values import field_description, field_info, read_value, write_value
+from connector.config import load_config
 from connector.errors import (
     AuthError,
     ConfigError,
@@ -21,7 +24,6 @@ from connector.errors import (
     QuotaExhaustedError,
     RetriableCrmError,
 )
-from connector.protocol import CrmSettings
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -71,7 +73,7 @@ def test_refused_credentials_name_the_setting_and_rate_codes_say_how_long_to_wai
     assert "Open API pack" in str(error_for(30003, "", ""))
 
 
-def _settings(**overrides: Any) -> CrmSettings:
+def _settings(**overrides: Any) -> FxiaokeSettings:
     values: dict[str, Any] = {
         "name": "acme_fx",
         "kind": "fxiaoke",
@@ -82,7 +84,7 @@ def _settings(**overrides: Any) -> CrmSettings:
         "username": "1000",
         **overrides,
     }
-    return CrmSettings(**values)
+    return FxiaokeSettings.model_validate(values)
 
 
 def test_cloud_names_pick_the_host_and_token_path_follows_the_style() -> None:
@@ -94,20 +96,44 @@ def test_cloud_names_pick_the_host_and_token_path_follows_the_style() -> None:
     assert legacy.token_url.endswith("/cgi/corpAccessToken/get/V2")
 
 
-def test_every_settings_problem_is_reported_at_once_with_its_key() -> None:
+def test_every_settings_problem_is_reported_at_once_with_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in list(os.environ):
+        if key.startswith("CRMRISK_"):
+            monkeypatch.delenv(key)
+    config = tmp_path / "crm-risk.toml"
+    config.write_text(
+        f'''
+[store]
+url = "{tmp_path / "s.db"}"
+[connections.acme_fx]
+kind = "fxiaoke"
+mapping = "fxiaoke.payment-plan"
+data_centre = "mars"
+auth = "password"
+client_id = "FSAID_1"
+username = "1000"
+options = {{ page_size = 500, time_zone = "Nowhere/City", task_staus_field = "x" }}
+'''
+    )
     with pytest.raises(ConfigError) as raised:
-        resolve(
-            _settings(
-                data_centre="mars",
-                auth="password",
-                refresh_token=None,
-                options={"page_size": 500, "time_zone": "Nowhere/City"},
-            )
-        )
+        load_config(config, require_secrets=False)
     text = str(raised.value)
-    for key in ("data_centre", "auth", "refresh_token", "options.page_size", "options.time_zone"):
+    for key in ("data_centre", "auth", "options.page_size", "options.time_zone"):
+        assert f"[connections.acme_fx] {key}" in text, key
+    assert "unknown Fxiaoke cloud 'mars'" in text
+    assert "options.task_staus_field: unknown key; did you mean task_status_field" in text
+
+
+def test_a_missing_credential_names_its_setting_and_never_shows_the_others() -> None:
+    with pytest.raises(ConfigError) as raised:
+        resolve(_settings(refresh_token=None, username=None))
+    text = str(raised.value)
+    for key in ("refresh_token", "username"):
         assert f"connections.acme_fx.{key}" in text, key
-    assert "p" * 10 not in text
+    assert "CRMRISK_CONNECTIONS__ACME_FX__REFRESH_TOKEN" in text
+    assert "s" * 10 not in text
 
 
 RATING = {
