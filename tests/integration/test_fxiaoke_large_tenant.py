@@ -45,14 +45,14 @@ def adapter_for(sandbox: RunningSandbox, waits: list[float]) -> FxiaokeAdapter:
 
     settings = FxiaokeSettings.model_validate(
         dict(
-        name="fx_large",
-        kind="fxiaoke",
-        base_url=sandbox.base_url,
-        auth="app_secret",
-        client_id=sandbox.client_id,
-        client_secret=sandbox.client_secret,
-        refresh_token=sandbox.refresh_token,
-        username=sandbox.emulator.username,
+            name="fx_large",
+            kind="fxiaoke",
+            base_url=sandbox.base_url,
+            auth="app_secret",
+            client_id=sandbox.client_id,
+            client_secret=sandbox.client_secret,
+            refresh_token=sandbox.refresh_token,
+            username=sandbox.emulator.username,
         )
     )
     return FxiaokeAdapter(settings, sleep=sleep)
