@@ -109,9 +109,10 @@ class FxiaokeAdapter:
         )
         self.capabilities = AdapterCapabilities(
             name="fxiaoke",
-            max_write_batch=MAX_WRITE_BATCH,
+            max_write_batch=min(MAX_WRITE_BATCH, options.write_batch),
             max_read_page=options.page_size,
             supports_tasks=True,
+            max_concurrency=options.max_concurrency,
         )
 
     # -- metadata ---------------------------------------------------------------------------

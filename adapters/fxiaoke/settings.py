@@ -53,6 +53,13 @@ class FxiaokeOptions(StrictModel):
     currency: str = "CNY"
     # Page size of queries (the API allows at most 100).
     page_size: int = Field(default=100, ge=1, le=100)
+    # Write batches the engine sends at once. One by default: updates are one record a call
+    # and the API allows 100 calls per 20 s per interface [P, rate.html], which one caller at
+    # ~200 ms a call already nears; more callers only meet 30004/14001 sooner.
+    max_concurrency: int = Field(default=1, ge=1)
+    # Records per write() (each its own /data/update call: the API has no batch update); the
+    # engine records the CRM's answers per batch.
+    write_batch: int = Field(default=50, ge=1, le=50)
 
     @field_validator("time_zone")
     @classmethod

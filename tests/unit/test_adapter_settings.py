@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from connector.cli.main import main
 from connector.config import load_config
@@ -16,9 +16,9 @@ from connector.errors import EXIT_CONFIG, ConfigError
 from connector.models import StrictModel
 from connector.protocol import ConnectionSettings, secret_paths
 from connector.redaction import redact
-from connector.registry import available_adapters, settings_model
+from connector.registry import available_adapters, create_adapter, settings_model
 from tests.fakes import FakeAdapter
-from tests.support import register_adapter
+from tests.support import adapter_settings, register_adapter
 
 PLANTED = "vault-signing-key-3f9a0c71e2"
 
@@ -206,3 +206,51 @@ def test_every_core_connection_key_stays_with_the_core(tmp_path: Path) -> None:
     connection = config.connection("acme_zoho")
     assert connection.rollout == "shadow" and connection.overlap_seconds == 60
     assert not hasattr(connection.settings, "rollout")
+
+
+# Where each built-in adapter is reached: enough for it to open without a call.
+_REACH: dict[str, dict[str, Any]] = {
+    "salesforce": {"login_url": "https://127.0.0.1:9"},
+    "zoho": {"base_url": "https://127.0.0.1:9", "token_url": "https://127.0.0.1:9/token"},
+    "fxiaoke": {
+        "base_url": "https://127.0.0.1:9",
+        "client_id": "FSAID_1",
+        "client_secret": "s",
+        "refresh_token": "p",
+        "username": "1000",
+    },
+}
+# (write batches in flight, records per batch) with no options: the README's defaults.
+_WRITE_DEFAULTS = {"salesforce": (4, 200), "zoho": (3, 100), "fxiaoke": (1, 50)}
+# The most records one write may carry: the CRM's (or, for Fxiaoke, our) batch limit.
+_WRITE_LIMITS = {"salesforce": 200, "zoho": 100, "fxiaoke": 50}
+
+
+@pytest.mark.parametrize("kind", sorted(_REACH))
+def test_every_adapter_takes_write_concurrency_and_batch_size_as_typed_options(kind: str) -> None:
+    # CHAOS_CONCURRENCY=4 runs every CRM with these two options: none may refuse them.
+    adapter = create_adapter(
+        adapter_settings(kind, **_REACH[kind], options={"max_concurrency": 4, "write_batch": 5})
+    )
+    try:
+        assert (adapter.capabilities.max_concurrency, adapter.capabilities.max_write_batch) == (
+            4,
+            5,
+        )
+    finally:
+        adapter.close()
+    adapter = create_adapter(adapter_settings(kind, **_REACH[kind]))
+    try:
+        capabilities = adapter.capabilities
+        assert (capabilities.max_concurrency, capabilities.max_write_batch) == _WRITE_DEFAULTS[kind]
+    finally:
+        adapter.close()
+
+
+@pytest.mark.parametrize("kind", sorted(_REACH))
+def test_a_write_batch_over_the_crms_limit_is_refused_at_load(kind: str) -> None:
+    too_big = _WRITE_LIMITS[kind] + 1
+    with pytest.raises(ValidationError, match=r"options\.write_batch"):
+        adapter_settings(kind, **_REACH[kind], options={"write_batch": too_big})
+    with pytest.raises(ValidationError, match=r"options\.max_concurrency"):
+        adapter_settings(kind, **_REACH[kind], options={"max_concurrency": 0})
