@@ -1050,7 +1050,7 @@ class FxiaokeEmulator:
                 )
         with self._lock:
             self._seq += 1
-            record_id = _hex_id(obj.api_name, "created", self._seq, secrets.token_hex(4))
+            record_id = _hex_id(obj.api_name, "created", self._seq)
             stamp = int(self.now() * 1000)
             owner = values.pop("owner", None) or [user["id"]]
             row = self._base_row(

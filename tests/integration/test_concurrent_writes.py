@@ -15,7 +15,7 @@ from connector.engine.prefetch import Prefetch
 from connector.protocol import find_task_marker
 from tests.chaos import _crm_state
 from tests.chaos._sandbox_sync import SandboxSync, write_config
-from tests.chaos.conftest import CRMS, start_sandbox
+from tests.chaos.conftest import CHAOS_CRMS, start_sandbox
 
 # Small batches, so the chaos suite's 24 accounts make several batches to send at once.
 BATCH = 5
@@ -121,7 +121,7 @@ def _two_syncs(crm: str, folder: Path, concurrency: int) -> dict[str, Any]:
         }
 
 
-@pytest.mark.parametrize("crm", CRMS)
+@pytest.mark.parametrize("crm", CHAOS_CRMS)
 def test_concurrency_4_ends_in_the_state_audit_and_report_of_a_sequential_run(
     crm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
