@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol, get_args, runtime_checkable
 
 from pydantic import BaseModel, SecretStr
@@ -338,6 +339,10 @@ class FieldCreator(Protocol):
         """Create the fields; one result per field, same order (crm_id = the new field's name)."""
         ...
 
+    def field_line(self, item: MissingField) -> str:
+        """One field `fields plan --apply` would create, in the CRM's words, before it asks."""
+        ...
+
 
 @dataclass(frozen=True)
 class MissingField:
@@ -381,6 +386,10 @@ class FieldPlanFiles(Protocol):
         Returns:
             Relative path -> file text (what `fields plan --format files` writes or prints).
         """
+        ...
+
+    def field_plan_written(self, files: Mapping[str, str], output: Path) -> str:
+        """What was written under `output` (each kind of file counted) and how to deploy it."""
         ...
 
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -160,6 +161,10 @@ class SalesforceAdapter:
     def field_plan_files(self, missing: Sequence[MissingField]) -> dict[str, str]:
         """CustomField XML and a permission set in source format (`sf project deploy start`)."""
         return metadata.field_plan_files(missing)
+
+    def field_plan_written(self, files: Mapping[str, str], output: Path) -> str:
+        """Fields and permission sets written, and how to deploy them from a Salesforce DX project."""
+        return metadata.files_written(files, output)
 
     def describe(self, crm_object: str) -> ObjectDescription:
         """Field metadata for one sObject (cached for the adapter's life).

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from connector.protocol import MissingField
@@ -80,3 +81,34 @@ def field_plan_files(missing: Iterable[MissingField]) -> dict[str, str]:
         _sub(root, "label", "CRM Risk Connector")
         files[f"permissionsets/{PERMISSION_SET}.permissionset-meta.xml"] = _xml(root)
     return files
+
+
+def files_written(files: Mapping[str, str], output: Path) -> str:
+    """What was written (fields and permission sets counted apart) and how to deploy it."""
+    fields = sum(1 for name in files if name.endswith(".field-meta.xml"))
+    sets = sum(1 for name in files if name.endswith(".permissionset-meta.xml"))
+    text = f"wrote {fields} field file{'s' if fields != 1 else ''}"
+    if sets:
+        text += f" and {sets} permission set{'s' if sets != 1 else ''}"
+    text += f" under {output}"
+    project = next(
+        (
+            folder
+            for folder in [output.resolve(), *output.resolve().parents]
+            if (folder / "sfdx-project.json").is_file()
+        ),
+        None,
+    )
+    if project is None:
+        return (
+            f"{text}. `sf project deploy start` needs a Salesforce DX project: run "
+            "`sf project generate --name crm-risk-fields` and give --output "
+            "crm-risk-fields/force-app/main/default, or add an sfdx-project.json whose "
+            "packageDirectories contain this folder; then `sf project deploy start --source-dir "
+            "force-app` there, and assign the permission set to the integration user"
+        )
+    return (
+        f"{text}; deploy from {project}: sf project deploy start --source-dir "
+        f"{output.resolve().relative_to(project)}, then assign the permission set to the "
+        "integration user"
+    )

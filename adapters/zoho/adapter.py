@@ -178,6 +178,10 @@ class ZohoAdapter:
         """The fields to create in Zoho CRM's setup screens, module by module."""
         return setup_steps.field_plan_text(missing)
 
+    def field_line(self, item: MissingField) -> str:
+        """One field `--apply` creates, in Zoho's words (no LongTextArea, no field-level security)."""
+        return setup_steps.field_line(item)
+
     def __init__(
         self,
         settings: ZohoSettings,

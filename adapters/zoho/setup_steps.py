@@ -49,11 +49,12 @@ def field_plan_text(missing: Iterable[MissingField]) -> str:
     ]
     for module, items in by_module.items():
         lines.append(module)
-        for item in items:
-            access = "written by the connector" if item.writable else "read by the connector"
-            lines.append(
-                f"  - {item.label}  (API name {item.field}): {_zoho_type(item)}; "
-                f"{access} ({item.canonical})"
-            )
+        lines.extend(f"  - {field_line(item)}" for item in items)
         lines.append("")
     return "\n".join(lines)
+
+
+def field_line(item: MissingField) -> str:
+    """One missing field in Zoho's words: label, API name, Zoho field type, what it is for."""
+    access = "written by the connector" if item.writable else "read by the connector"
+    return f"{item.label}  (API name {item.field}): {_zoho_type(item)}; {access} ({item.canonical})"

@@ -153,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "account",
         metavar="ACCOUNT",
-        help="the account's CRM id (Salesforce's 15-character form too), its name or a unique "
-        "part of it",
+        help="the account's CRM id (in any form the CRM's own screens show it), its name or a "
+        "unique part of it",
     )
     explain.add_argument("--json", action="store_true", help="print JSON")
     explain.set_defaults(handler=cmd_explain)
@@ -1314,12 +1314,14 @@ def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
                 "use --format text for setup steps"
             )
         files = adapter.field_plan_files(missing)
-        if args.output:
+        if not missing:
+            console.print("every mapped custom field exists: no metadata to write")
+        elif args.output:
             for relative, text in files.items():
                 target = Path(args.output) / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text)
-            console.print(_metadata_written(files, Path(args.output)), soft_wrap=True)
+            console.print(adapter.field_plan_written(files, Path(args.output)), soft_wrap=True)
         else:
             for relative, text in files.items():
                 sys.stdout.write(f"<!-- {relative} -->\n{text}\n")
@@ -1332,37 +1334,6 @@ def cmd_fields_plan(args: argparse.Namespace, console: Console) -> int:
             for item in missing:
                 console.print(str(item))
     return EXIT_OK
-
-
-def _metadata_written(files: dict[str, str], output: Path) -> str:
-    """What was written (fields and permission sets counted apart) and how to deploy it."""
-    fields = sum(1 for name in files if name.endswith(".field-meta.xml"))
-    sets = sum(1 for name in files if name.endswith(".permissionset-meta.xml"))
-    text = f"wrote {fields} field file{'s' if fields != 1 else ''}"
-    if sets:
-        text += f" and {sets} permission set{'s' if sets != 1 else ''}"
-    text += f" under {output}"
-    project = next(
-        (
-            folder
-            for folder in [output.resolve(), *output.resolve().parents]
-            if (folder / "sfdx-project.json").is_file()
-        ),
-        None,
-    )
-    if project is None:
-        return (
-            f"{text}. `sf project deploy start` needs a Salesforce DX project: run "
-            "`sf project generate --name crm-risk-fields` and give --output "
-            "crm-risk-fields/force-app/main/default, or add an sfdx-project.json whose "
-            "packageDirectories contain this folder; then `sf project deploy start --source-dir "
-            "force-app` there, and assign the permission set to the integration user"
-        )
-    return (
-        f"{text}; deploy from {project}: sf project deploy start --source-dir "
-        f"{output.resolve().relative_to(project)}, then assign the permission set to the "
-        "integration user"
-    )
 
 
 def _no_field_api(kind: str, adapter: object) -> ConfigProblem:
@@ -1380,17 +1351,32 @@ def _apply_fields(
     connection: Any, missing: list[Any], console: Console, *, assume_yes: bool, config: Any
 ) -> int:
     """Create the missing custom fields through the CRM's API, after a confirmation."""
-    from connector.protocol import FieldCreator, FieldSpec
+    from connector.protocol import FieldCreator
     from connector.registry import create_adapter
 
     if not missing:
         console.print("every mapped custom field exists; nothing to create")
         return EXIT_OK
-    from connector.mapping.check import zoho_field_line
+    store = _existing_store(config)
+    adapter = create_adapter(connection.crm_settings(), state=store)
+    try:
+        if not isinstance(adapter, FieldCreator):
+            raise ConfigError([_no_field_api(connection.kind, adapter)])
+        return _confirm_and_create(connection, adapter, missing, console, assume_yes=assume_yes)
+    finally:
+        adapter.close()
+        if store is not None:
+            store.close()
+
+
+def _confirm_and_create(
+    connection: Any, adapter: Any, missing: list[Any], console: Console, *, assume_yes: bool
+) -> int:
+    """List the fields in the CRM's words, ask, then create them object by object."""
+    from connector.protocol import FieldSpec
 
     for item in missing:
-        # In the CRM's own words: Zoho has no LongTextArea or field-level security.
-        console.print(f"  {zoho_field_line(item) if connection.kind == 'zoho' else item}")
+        console.print(f"  {adapter.field_line(item)}", markup=False)
     if not assume_yes:
         if not sys.stdin.isatty():
             raise ConfigError(
@@ -1405,49 +1391,39 @@ def _apply_fields(
         if answer.strip().lower() not in ("y", "yes"):
             console.print("nothing created")
             return EXIT_OK
-    store = _existing_store(config)
-    adapter = create_adapter(connection.crm_settings(), state=store)
-    try:
-        if not isinstance(adapter, FieldCreator):
-            raise ConfigError([_no_field_api(connection.kind, adapter)])
-        failures = 0
-        by_object: dict[str, list[Any]] = {}
-        for item in missing:
-            by_object.setdefault(item.crm_object, []).append(item)
-        for crm_object, items in by_object.items():
-            specs = [
-                FieldSpec(
-                    name=item.field,
-                    label=item.label,
-                    type=item.field_type,
-                    length=item.length,
-                    precision=item.precision,
-                    scale=item.scale,
-                    picklist_values=tuple(item.picklist_values),
-                    description=item.description,
+    failures = 0
+    by_object: dict[str, list[Any]] = {}
+    for item in missing:
+        by_object.setdefault(item.crm_object, []).append(item)
+    for crm_object, items in by_object.items():
+        specs = [
+            FieldSpec(
+                name=item.field,
+                label=item.label,
+                type=item.field_type,
+                length=item.length,
+                precision=item.precision,
+                scale=item.scale,
+                picklist_values=tuple(item.picklist_values),
+                description=item.description,
+            )
+            for item in items
+        ]
+        for spec, result in zip(specs, adapter.create_fields(crm_object, specs), strict=False):
+            if result.status == "ok":
+                console.print(
+                    Text.assemble(
+                        ("created", "green"), f" {crm_object}.{result.crm_id or spec.name}"
+                    )
                 )
-                for item in items
-            ]
-            for spec, result in zip(specs, adapter.create_fields(crm_object, specs), strict=False):
-                if result.status == "ok":
-                    console.print(
-                        Text.assemble(
-                            ("created", "green"), f" {crm_object}.{result.crm_id or spec.name}"
-                        )
+            else:
+                failures += 1
+                console.print(
+                    Text.assemble(
+                        ("failed", "red"),
+                        f" {crm_object}.{spec.name}: {result.error_code} {redact(result.message)}",
                     )
-                else:
-                    failures += 1
-                    console.print(
-                        Text.assemble(
-                            ("failed", "red"),
-                            f" {crm_object}.{spec.name}: {result.error_code} "
-                            f"{redact(result.message)}",
-                        )
-                    )
-    finally:
-        adapter.close()
-        if store is not None:
-            store.close()
+                )
     console.print("run `crm-risk check` to confirm the mapping now validates")
     return EXIT_OK if failures == 0 else 1
 

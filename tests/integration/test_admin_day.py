@@ -218,14 +218,12 @@ def test_point14_zoho_apply_speaks_zohos_types_and_counts_in_words(
 def test_point14_salesforce_metadata_counts_fields_and_permission_sets_and_says_how_to_deploy(
     org: Org, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run(capsys, "fields", "plan", "--format", "salesforce-metadata")
+    code, out, _ = run(capsys, "fields", "plan", "--format", "files")
     assert code == 0 and "every mapped custom field exists: no metadata to write" in out
 
     _map_a_new_field(org)
     output = org.folder / "metadata"
-    code, out, _ = run(
-        capsys, "fields", "plan", "--format", "salesforce-metadata", "--output", str(output)
-    )
+    code, out, _ = run(capsys, "fields", "plan", "--format", "files", "--output", str(output))
 
     assert code == 0
     assert f"wrote 1 field file and 1 permission set under {output}" in out
@@ -236,9 +234,7 @@ def test_point14_salesforce_metadata_counts_fields_and_permission_sets_and_says_
     (project / "force-app/main/default").mkdir(parents=True)
     (project / "sfdx-project.json").write_text('{"packageDirectories": [{"path": "force-app"}]}')
     target = project / "force-app/main/default"
-    code, out, _ = run(
-        capsys, "fields", "plan", "--format", "salesforce-metadata", "--output", str(target)
-    )
+    code, out, _ = run(capsys, "fields", "plan", "--format", "files", "--output", str(target))
     assert code == 0
     assert (
         f"deploy from {project}: sf project deploy start --source-dir force-app/main/default" in out
