@@ -122,8 +122,6 @@ def test_probability_late_is_written_to_a_mapped_percent_field(
 def test_probability_late_is_written_to_a_salesforce_percent_field_and_read_back_through_rest(
     precision: int, scale: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if "salesforce" not in available_sandboxes():
-        pytest.skip("salesforce sandbox not installed")
     from sandboxes.sf_schema import FieldDef
 
     with sandbox_starter("salesforce")(accounts=12, seed=3) as sandbox:
