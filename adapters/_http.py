@@ -427,6 +427,7 @@ class ApiClient:
         url: str | Callable[[], str],
         *,
         headers: Mapping[str, str] | None = None,
+        fresh: Callable[[object], Mapping[str, Any]] | None = None,
         **kwargs: Any,
     ) -> requests.Response:
         """Send one call signed with the current session; renew the session once on expiry.
@@ -437,6 +438,9 @@ class ApiClient:
             method: HTTP method.
             url: the absolute URL, or a function giving it (the host can change with the session).
             headers: extra headers (the auth headers are added).
+            fresh: the request arguments made again for each send with its session: those
+                that carry credentials in the body (Fxiaoke's legacy style) or must be new on
+                every call (a trace id).
             **kwargs: passed to RetryingClient.request (retry, params, json, data, sink, deadline).
 
         Returns:
@@ -449,9 +453,10 @@ class ApiClient:
         for attempt in (1, 2):
             session, signed = self.auth.credentials()
             target = url() if callable(url) else url
+            sent = {**kwargs, **(fresh(session) if fresh is not None else {})}
             try:
                 return self.http.request(
-                    method, target, headers={**(headers or {}), **signed}, **kwargs
+                    method, target, headers={**(headers or {}), **signed}, **sent
                 )
             except CrmError as exc:
                 if not self.auth.expired(exc):

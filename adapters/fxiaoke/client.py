@@ -13,12 +13,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import requests
 
-from adapters._http import RetryingClient, RetryPolicy, make_session
-from connector.errors import AuthError
+from adapters._http import ApiClient, RetryingClient, RetryPolicy, make_session
+from connector.errors import AuthError, CrmError
 from connector.protocol import KeyValueStore
 
 from .auth import Token, TokenProvider
@@ -79,6 +79,8 @@ class FxiaokeClient:
         )
         self.auth = TokenProvider(settings, token_http, state=state, clock=clock, sleep=sleep)
         self._token_http = token_http
+        self._hook = _TokenHook(self.auth, settings)
+        self.api = ApiClient(self.http, self._hook)
         self.trace_log: list[tuple[str, str]] = []  # (thirdTraceId, traceId) of recent calls
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -90,23 +92,8 @@ class FxiaokeClient:
         )
         return f"{prefix.rstrip('/')}/data/{action}"
 
-    def _prepare(self, token: Token, body: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
-        if self.settings.auth == "app_secret":
-            headers = {
-                "authorization": f"Bearer {token.value}",
-                "x-fs-ea": token.ea,
-                "x-fs-userid": self.settings.user_id,
-            }
-            return headers, body
-        identity = {
-            "corpAccessToken": token.value,
-            "corpId": token.corp_id,
-            "currentOpenUserId": self.settings.user_id,
-        }
-        return {}, {**identity, **body}
-
     def call(self, path: str, body: dict[str, Any], *, retry: bool = True) -> dict[str, Any]:
-        """POST one call and return its envelope; refresh the token once on 20005/20016.
+        """POST one call and return its envelope; renew the token once on 20005/20016.
 
         Args:
             path: the API path, e.g. `/cgi/crm/v2/data/query`.
@@ -119,32 +106,23 @@ class FxiaokeClient:
         Raises:
             CrmError: the classified error (errors.py).
         """
-        refreshed = False
-        while True:
-            token = self.auth.token()
-            headers, payload = self._prepare(token, body)
-            third = str(uuid.uuid4())
-            try:
-                response = self.http.request(
-                    "POST",
-                    self.settings.base_url + path,
-                    params={"thirdTraceId": third},
-                    json=payload,
-                    headers=headers,
-                    retry=retry,
-                )
-            except AuthError as exc:
-                if exc.code.isdigit() and int(exc.code) in TOKEN_CODES and not refreshed:
-                    log.info("Fxiaoke refused the token (%s); renewing it once", exc.code)
-                    self.auth.refused(token)
-                    refreshed = True
-                    continue
-                raise
-            answer = body_of(response) or {}
-            trace = str(answer.get("traceId") or "")
-            self.trace_log = [*self.trace_log[-99:], (third, trace)]
-            log.debug("Fxiaoke %s thirdTraceId=%s traceId=%s", path, third, trace)
-            return answer
+        thirds: list[str] = []
+
+        def fresh(token: object) -> dict[str, Any]:
+            # A new thirdTraceId for each send, the resend after a renewal included.
+            thirds.append(str(uuid.uuid4()))
+            return {
+                "params": {"thirdTraceId": thirds[-1]},
+                "json": self._hook.body(cast(Token, token), body),
+            }
+
+        response = self.api.send("POST", self.settings.base_url + path, fresh=fresh, retry=retry)
+        third = thirds[-1]
+        answer = body_of(response) or {}
+        trace = str(answer.get("traceId") or "")
+        self.trace_log = [*self.trace_log[-99:], (third, trace)]
+        log.debug("Fxiaoke %s thirdTraceId=%s traceId=%s", path, third, trace)
+        return answer
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -221,3 +199,45 @@ class FxiaokeClient:
         """Close the session when this client opened it."""
         if self._own_session:
             self.session.close()
+
+
+class _TokenHook:
+    """Fxiaoke's side of ApiClient: the token in headers (current style) or in the body (legacy),
+    errorCode 20005/20016 for a token the server no longer takes, and a renewal."""
+
+    def __init__(self, auth: TokenProvider, settings: FxiaokeConnection) -> None:
+        self.auth = auth
+        self.settings = settings
+
+    def credentials(self) -> tuple[object, dict[str, str]]:
+        token = self.auth.token()
+        if self.settings.auth != "app_secret":
+            return token, {}  # legacy: the credentials travel in the body (body() below)
+        return token, {
+            "authorization": f"Bearer {token.value}",
+            "x-fs-ea": token.ea,
+            "x-fs-userid": self.settings.user_id,
+        }
+
+    def body(self, token: Token, body: dict[str, Any]) -> dict[str, Any]:
+        """The request body, with corpAccessToken, corpId and currentOpenUserId in legacy style."""
+        if self.settings.auth == "app_secret":
+            return body
+        identity = {
+            "corpAccessToken": token.value,
+            "corpId": token.corp_id,
+            "currentOpenUserId": self.settings.user_id,
+        }
+        return {**identity, **body}
+
+    def expired(self, error: CrmError) -> bool:
+        return (
+            isinstance(error, AuthError) and error.code.isdigit() and int(error.code) in TOKEN_CODES
+        )
+
+    def renew(self, stale: object) -> None:
+        log.info("Fxiaoke refused the token; renewing it once")
+        self.auth.refused(cast(Token, stale))
+
+    def refused_again(self, error: CrmError) -> CrmError:
+        return error

@@ -135,6 +135,20 @@ def test_legacy_style_carries_the_credentials_in_the_body(fx: RunningSandbox) ->
     assert result[0].status == "ok"
 
 
+def test_legacy_style_renews_an_expired_token_and_resends_the_body_with_the_new_one(
+    fx: RunningSandbox,
+) -> None:
+    adapter = adapter_for(fx, settings={"auth": "legacy", "username": fx.emulator.open_user_id})
+    list(adapter.read_changed("AccountObj", ["name"], None))
+    fx.emulator.expire_tokens()
+    sent_before = len(fx.emulator.trace_ids)
+    assert len(list(adapter.read_changed("AccountObj", ["name"], None))) == 30
+    assert fx.emulator.token_calls == 2
+    # The refused call and its resend each carry their own thirdTraceId.
+    resent = [third for third, _ in fx.emulator.trace_ids[sent_before:]]
+    assert len(set(resent)) == len(resent) >= 2
+
+
 def test_every_call_carries_a_fresh_third_trace_id_paired_with_the_server_trace_id(
     fx: RunningSandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
