@@ -19,7 +19,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from connector.config import AppConfig
 from connector.service.health import Expectation, connection_health
 from connector.service.metrics import Metrics, MetricsServer, export_one_shot
-from connector.service.scheduler import RunResult, Service
 from connector.store import open_store
 
 DOCUMENTED = {
@@ -250,35 +249,6 @@ def add_run(config: AppConfig, started: datetime, status: str, message: str = ""
         store.finish_run(run_id, status, {"run_id": run_id, "status": status, "message": message})
     finally:
         store.close()
-
-
-def never_run(connection: Any, cancel: threading.Event) -> RunResult:
-    raise AssertionError("no run is due")
-
-
-def test_service_endpoint_reports_history_and_health(tmp_path: Path) -> None:
-    config = make_config(tmp_path, port=0)
-    add_run(config, datetime.now(UTC) - timedelta(minutes=5), "succeeded")
-    service = Service(config, runner=never_run)
-    service.start()
-    try:
-        server = service.metrics_server
-        assert server is not None
-        code, body = health_status(server.url + "/healthz")
-        assert code == 200
-        assert body["connections"]["acme"]["healthy"] is True
-        families = scrape(server.url + "/metrics")
-        # Seeded from the history at start-up, before any run of this process.
-        assert sample(families, "crm_risk_last_success_timestamp_seconds") is not None
-        assert sample(families, "crm_risk_sync_runs_total", status="failed") == 0
-
-        add_run(config, datetime.now(UTC), "failed", "quota spent")
-        code, body = health_status(server.url + "/healthz")
-        assert code == 503
-        assert "quota spent" in body["connections"]["acme"]["reason"]
-    finally:
-        service.request_stop()
-        service.shutdown()
 
 
 # -- one-shot exports ----------------------------------------------------------------------------------
