@@ -129,6 +129,8 @@ def test_the_health_probe_passes_on_200_and_fails_on_503(status: int, healthy: b
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=False)
     finally:
         server.shutdown()
+        server.server_close()  # the listening socket, which shutdown() leaves open
+        thread.join(5)
     assert (result.returncode == 0) is healthy
 
 

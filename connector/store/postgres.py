@@ -215,11 +215,16 @@ class PostgresStore(SqlStore):
         # In a snapshot, store transactions become savepoints inside the one open transaction.
         self._snapshot = snapshot
         self._savepoint_open = False
-        super().__init__(self._pg, clock=clock)
-        if snapshot:
-            self._pg.begin()
-        else:
-            self._migrate()
+        try:
+            super().__init__(self._pg, clock=clock)
+            if snapshot:
+                self._pg.begin()
+            else:
+                self._migrate()
+        except BaseException:
+            # As the SQLite store does: a refused store leaves no connection open.
+            self._pg.close()
+            raise
 
     @property
     def reconnects(self) -> int:

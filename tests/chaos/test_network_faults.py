@@ -124,7 +124,8 @@ def test_point5_sigterm_stops_a_sync_waiting_on_a_drip_fed_answer_within_seconds
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        stderr = proc.stderr.read().decode() if proc.stderr else ""
+        with proc.stderr or open(os.devnull, "rb") as pipe:
+            stderr = pipe.read().decode()
         assert stopped_after < 5, f"took {stopped_after:.1f}s to stop after SIGTERM\n{stderr}"
         assert code == 75, stderr
         # Stopped cleanly: the lease is given back and the history says why.

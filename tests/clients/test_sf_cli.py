@@ -139,7 +139,8 @@ def test_data_query_writes_csv_columns_from_column_metadata(
         "--target-org",
         ALIAS,
     )
-    rows = list(csv.reader(out.open(encoding="utf-8")))
+    with out.open(encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
     # The header comes from `columns=true`: parent fields flattened, the subquery as a column.
     assert rows[0][:3] == ["Id", "Name", "Owner.Name"]
     assert any(column.startswith("Invoices__r") for column in rows[0][3:])

@@ -317,7 +317,8 @@ def test_point11_status_shows_the_next_run_while_a_service_runs(
         assert "no run scheduled" not in out
     finally:
         service.send_signal(signal.SIGTERM)
-        service.wait(timeout=60)
+        # communicate() reads the pipe to its end and closes it (a bare wait() leaves it open).
+        service.communicate(timeout=60)
     status = run_json(capsys, "status")
     assert status["service_running"] is False
 
