@@ -16,6 +16,17 @@ def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
         yield items[start : start + size]
 
 
+def task_rejected(task: TaskAction, code: str, message: str) -> WriteResult:
+    """A task action the CRM refused (or that cannot be sent), for the task's own dedupe key."""
+    return WriteResult(
+        crm_id=task.crm_task_id,
+        status="rejected",
+        error_code=code,
+        message=message,
+        key=task.dedupe_key,
+    )
+
+
 class TaskCreateSteps(Protocol):
     """The two CRM-specific steps of creating tasks at most once per dedupe key."""
 

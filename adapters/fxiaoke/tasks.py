@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from adapters._tasks import create_once
+from adapters._tasks import create_once, task_rejected
 from connector.errors import CrmError, FatalCrmError, QuotaExhaustedError, RetriableCrmError
 from connector.models import TaskAction, TaskPriority, TaskState, WriteResult
 from connector.protocol import (
@@ -249,7 +249,7 @@ class FollowUps:
         results: list[WriteResult] = []
         for task in tasks:
             if not task.crm_task_id:
-                results.append(self._rejected(task, "MISSING_TASK_ID", "no CRM task id"))
+                results.append(task_rejected(task, "MISSING_TASK_ID", "no CRM task id"))
                 continue
             fields: dict[str, Any] = {}
             if task.action == "complete":
@@ -257,7 +257,7 @@ class FollowUps:
             elif task.action in ("escalate", "comment"):
                 current = self._current_text(task.crm_task_id)
                 if current is None:
-                    results.append(self._rejected(task, "NOT_FOUND", "follow-up not found"))
+                    results.append(task_rejected(task, "NOT_FOUND", "follow-up not found"))
                     continue
                 if task.action == "escalate":
                     fields[self.text] = _PRIORITY_LINE.sub(
@@ -270,7 +270,7 @@ class FollowUps:
                         current, task.description, task.dedupe_key
                     )
             else:
-                results.append(self._rejected(task, "UNSUPPORTED", task.action))
+                results.append(task_rejected(task, "UNSUPPORTED", task.action))
                 continue
             results.append(self._update_one(task, fields))
         return results
@@ -296,7 +296,7 @@ class FollowUps:
         try:
             self.client.call(self.client.path_for(self.obj, "update"), body)
         except FatalCrmError as exc:
-            return self._rejected(task, exc.code, str(exc))
+            return task_rejected(task, exc.code, str(exc))
         return WriteResult(crm_id=task.crm_task_id, status="ok", key=task.dedupe_key)
 
     def invalidate(self, record_ids: Sequence[str]) -> list[WriteResult]:
@@ -315,13 +315,3 @@ class FollowUps:
                 continue
             results.append(WriteResult(crm_id=record_id, status="ok"))
         return results
-
-    @staticmethod
-    def _rejected(task: TaskAction, code: str, message: str) -> WriteResult:
-        return WriteResult(
-            crm_id=task.crm_task_id,
-            status="rejected",
-            error_code=code,
-            message=message,
-            key=task.dedupe_key,
-        )

@@ -16,7 +16,7 @@ from typing import Any
 import requests
 
 from adapters._http import cancellable_sleep
-from adapters._tasks import chunks, create_once
+from adapters._tasks import chunks, create_once, task_rejected
 from connector.errors import CrmError, FatalCrmError, QuotaExhaustedError, RetriableCrmError
 from connector.models import (
     CrmRates,
@@ -641,7 +641,7 @@ class ZohoAdapter:
         for index, task in enumerate(tasks):
             task_id = task.crm_task_id
             if not task_id:
-                results[index] = self._task_rejected(task, "MISSING_TASK_ID", "no CRM task id")
+                results[index] = task_rejected(task, "MISSING_TASK_ID", "no CRM task id")
                 continue
             data: dict[str, Any] = {"id": task_id}
             if task.action == "complete":
@@ -652,7 +652,7 @@ class ZohoAdapter:
                     data["Owner"] = {"id": task.owner_id}
             elif task.action == "comment":
                 if task_id not in current:
-                    results[index] = self._task_rejected(task, "NOT_FOUND", "task not found")
+                    results[index] = task_rejected(task, "NOT_FOUND", "task not found")
                     continue
                 data["Description"] = append_task_comment(
                     str(current[task_id].get("Description") or ""),
@@ -660,7 +660,7 @@ class ZohoAdapter:
                     task.dedupe_key,
                 )
             else:
-                results[index] = self._task_rejected(task, "UNSUPPORTED", task.action)
+                results[index] = task_rejected(task, "UNSUPPORTED", task.action)
                 continue
             sendable.append((index, data))
         for batch in chunks(sendable, MAX_WRITE_BATCH):
@@ -687,16 +687,6 @@ class ZohoAdapter:
                 self._match(list(batch), elements if isinstance(elements, list) else None)
             )
         return results
-
-    @staticmethod
-    def _task_rejected(task: TaskAction, code: str, message: str) -> WriteResult:
-        return WriteResult(
-            crm_id=task.crm_task_id,
-            status="rejected",
-            error_code=code,
-            message=message,
-            key=task.dedupe_key,
-        )
 
     # -- field setup ------------------------------------------------------------------------
 
