@@ -242,6 +242,79 @@ BLNG_STATUSES = (
 )
 
 
+def _record_currency(label: str = "Currency") -> FieldDef:
+    """`CurrencyIsoCode` of a multi-currency org: each record's own currency, EUR unless set."""
+    return FieldDef(
+        "CurrencyIsoCode",
+        "picklist",
+        label,
+        length=3,
+        picklist=CURRENCIES,
+        restricted=True,
+        default="EUR",
+    )
+
+
+def _billing_head(name_label: str, *, name_updateable: bool = True) -> list[FieldDef]:
+    """The fields every Billing object starts with: system fields, Name and its currency."""
+    return [
+        *_system(),
+        FieldDef("Name", "string", name_label, length=80, updateable=name_updateable),
+        _record_currency(),
+    ]
+
+
+def _required_lookup(name: str, label: str, target: str) -> FieldDef:
+    """A custom master lookup `X__c` to `target`, traversed as `X__r` in SOQL."""
+    return FieldDef(
+        name,
+        "reference",
+        label,
+        length=18,
+        custom=True,
+        reference_to=(target,),
+        relationship_name=name.removesuffix("__c") + "__r",
+        nillable=False,
+    )
+
+
+def _formula(
+    name: str, type_: str, label: str, *, length: int = 0, precision: int = 0, scale: int = 0
+) -> FieldDef:
+    """A custom formula or roll-up field: the CRM computes it, so it is never written."""
+    return FieldDef(
+        name,
+        type_,
+        label,
+        length=length,
+        precision=precision,
+        scale=scale,
+        custom=True,
+        calculated=True,
+        updateable=False,
+        createable=False,
+    )
+
+
+def _custom_picklist(
+    name: str, label: str, values: tuple[str, ...], default: str | None = None
+) -> FieldDef:
+    """A custom restricted picklist: the CRM refuses a value outside `values`."""
+    return FieldDef(
+        name,
+        "picklist",
+        label,
+        length=255,
+        picklist=values,
+        restricted=True,
+        custom=True,
+        default=default,
+    )
+
+
+_BLNG_AMOUNT = FieldDef("blng__Amount__c", "currency", "Amount", precision=18, scale=2, custom=True)
+
+
 def build_schema() -> dict[str, SObject]:
     """All objects of the sandbox org, keyed by API name."""
     user = SObject(
@@ -278,15 +351,7 @@ def build_schema() -> dict[str, SObject]:
             FieldDef("BillingCountry", "string", "Billing Country", length=80),
             FieldDef("AnnualRevenue", "currency", "Annual Revenue", precision=18, scale=0),
             FieldDef("NumberOfEmployees", "int", "Employees", digits=8),
-            FieldDef(
-                "CurrencyIsoCode",
-                "picklist",
-                "Account Currency",
-                length=3,
-                picklist=CURRENCIES,
-                restricted=True,
-                default="EUR",
-            ),
+            _record_currency("Account Currency"),
             FieldDef("Payment_Terms_Days__c", "double", precision=3, scale=0, custom=True),
             FieldDef("Credit_Limit__c", "currency", precision=16, scale=2, custom=True),
             FieldDef("Recommended_Credit_Limit__c", "currency", precision=16, scale=2, custom=True),
@@ -323,82 +388,19 @@ def build_schema() -> dict[str, SObject]:
         "a1B",
         True,
         [
-            *_system(),
-            FieldDef("Name", "string", "Invoice Number", length=80, updateable=False),
-            FieldDef(
-                "CurrencyIsoCode",
-                "picklist",
-                "Currency",
-                length=3,
-                picklist=CURRENCIES,
-                restricted=True,
-                default="EUR",
-            ),
-            FieldDef(
-                "blng__Account__c",
-                "reference",
-                "Account",
-                length=18,
-                custom=True,
-                reference_to=("Account",),
-                relationship_name="blng__Account__r",
-                nillable=False,
-            ),
+            *_billing_head("Invoice Number", name_updateable=False),
+            _required_lookup("blng__Account__c", "Account", "Account"),
             FieldDef("blng__InvoiceDate__c", "date", "Invoice Date", custom=True),
             FieldDef("blng__DueDate__c", "date", "Due Date", custom=True),
             FieldDef("blng__InvoicePostedDate__c", "date", "Posted Date", custom=True),
-            FieldDef(
-                "blng__TotalAmount__c",
-                "currency",
-                "Total Amount (With Tax)",
-                precision=18,
-                scale=2,
-                custom=True,
-                calculated=True,
-                updateable=False,
-                createable=False,
+            _formula(
+                "blng__TotalAmount__c", "currency", "Total Amount (With Tax)", precision=18, scale=2
             ),
-            FieldDef(
-                "blng__Balance__c",
-                "currency",
-                "Balance",
-                precision=18,
-                scale=2,
-                custom=True,
-                calculated=True,
-                updateable=False,
-                createable=False,
-            ),
-            FieldDef(
-                "blng__InvoiceStatus__c",
-                "picklist",
-                "Status",
-                length=255,
-                picklist=BLNG_STATUSES,
-                restricted=True,
-                custom=True,
-                default="Draft",
-            ),
-            FieldDef(
-                "blng__PaymentStatus__c",
-                "string",
-                "Payment Status",
-                length=1300,
-                custom=True,
-                calculated=True,
-                updateable=False,
-                createable=False,
-            ),
-            FieldDef(
-                "blng__DaysOutstanding__c",
-                "double",
-                "Days Outstanding",
-                precision=18,
-                scale=0,
-                custom=True,
-                calculated=True,
-                updateable=False,
-                createable=False,
+            _formula("blng__Balance__c", "currency", "Balance", precision=18, scale=2),
+            _custom_picklist("blng__InvoiceStatus__c", "Status", BLNG_STATUSES, default="Draft"),
+            _formula("blng__PaymentStatus__c", "string", "Payment Status", length=1300),
+            _formula(
+                "blng__DaysOutstanding__c", "double", "Days Outstanding", precision=18, scale=0
             ),
             FieldDef(
                 "blng__UniqueId__c",
@@ -419,37 +421,14 @@ def build_schema() -> dict[str, SObject]:
         "a1C",
         True,
         [
-            *_system(),
-            FieldDef("Name", "string", "Payment Number", length=80, updateable=False),
-            FieldDef(
-                "CurrencyIsoCode",
-                "picklist",
-                "Currency",
-                length=3,
-                picklist=CURRENCIES,
-                restricted=True,
-                default="EUR",
-            ),
-            FieldDef(
-                "blng__Account__c",
-                "reference",
-                "Account",
-                length=18,
-                custom=True,
-                reference_to=("Account",),
-                relationship_name="blng__Account__r",
-                nillable=False,
-            ),
-            FieldDef("blng__Amount__c", "currency", "Amount", precision=18, scale=2, custom=True),
+            *_billing_head("Payment Number", name_updateable=False),
+            _required_lookup("blng__Account__c", "Account", "Account"),
+            _BLNG_AMOUNT,
             FieldDef("blng__PaymentDate__c", "date", "Payment Date", custom=True),
-            FieldDef(
+            _custom_picklist(
                 "blng__Status__c",
-                "picklist",
                 "Status",
-                length=255,
-                picklist=("Cancelled", "Draft", "Processed", "Failed"),
-                restricted=True,
-                custom=True,
+                ("Cancelled", "Draft", "Processed", "Failed"),
                 default="Draft",
             ),
         ],
@@ -460,47 +439,11 @@ def build_schema() -> dict[str, SObject]:
         "a1D",
         True,
         [
-            *_system(),
-            FieldDef("Name", "string", "Payment Allocation Invoice Name", length=80),
-            FieldDef(
-                "CurrencyIsoCode",
-                "picklist",
-                "Currency",
-                length=3,
-                picklist=CURRENCIES,
-                restricted=True,
-                default="EUR",
-            ),
-            FieldDef("blng__Amount__c", "currency", "Amount", precision=18, scale=2, custom=True),
-            FieldDef(
-                "blng__Invoice__c",
-                "reference",
-                "Invoice",
-                length=18,
-                custom=True,
-                reference_to=("blng__Invoice__c",),
-                relationship_name="blng__Invoice__r",
-                nillable=False,
-            ),
-            FieldDef(
-                "blng__Payment__c",
-                "reference",
-                "Payment",
-                length=18,
-                custom=True,
-                reference_to=("blng__Payment__c",),
-                relationship_name="blng__Payment__r",
-                nillable=False,
-            ),
-            FieldDef(
-                "blng__Type__c",
-                "picklist",
-                "Type",
-                length=255,
-                picklist=("Allocation", "Unallocation"),
-                restricted=True,
-                custom=True,
-            ),
+            *_billing_head("Payment Allocation Invoice Name"),
+            _BLNG_AMOUNT,
+            _required_lookup("blng__Invoice__c", "Invoice", "blng__Invoice__c"),
+            _required_lookup("blng__Payment__c", "Payment", "blng__Payment__c"),
+            _custom_picklist("blng__Type__c", "Type", ("Allocation", "Unallocation")),
             FieldDef(
                 "blng__Unallocated__c",
                 "boolean",
@@ -519,25 +462,8 @@ def build_schema() -> dict[str, SObject]:
         [
             *_system(),
             FieldDef("Name", "string", "Invoice Number", length=80),
-            FieldDef(
-                "CurrencyIsoCode",
-                "picklist",
-                "Currency",
-                length=3,
-                picklist=CURRENCIES,
-                restricted=True,
-                default="EUR",
-            ),
-            FieldDef(
-                "Account__c",
-                "reference",
-                "Account",
-                length=18,
-                custom=True,
-                reference_to=("Account",),
-                relationship_name="Account__r",
-                nillable=False,
-            ),
+            _record_currency(),
+            _required_lookup("Account__c", "Account", "Account"),
             FieldDef("Invoice_Date__c", "date", custom=True),
             FieldDef("Due_Date__c", "date", custom=True),
             FieldDef("Amount__c", "currency", precision=16, scale=2, custom=True),

@@ -99,6 +99,12 @@ _PAYMENT_READ: dict[str, str] = {
     "crm_id": "id", "invoice_id": "id", "payment_id": "id", "amount": "money",
     "paid_on": "date", "entry_type": "string", "reversed": "boolean", "modified_at": "datetime",
 }  # fmt: skip
+# What an invoice or payment mapping must map, when it maps the object at all: without these
+# the record cannot be scored (crm_id falls back to the record id the adapter reports).
+_REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "invoice": ("account_id", "issue_date", "due_date", "amount"),
+    "payment": ("invoice_id", "payment_id", "amount", "paid_on"),
+}
 # Task fields a mapping may override; the adapters own everything else about tasks.
 _TASK_FIELDS: dict[str, str] = {
     "subject": "string", "description": "text", "priority": "label", "status": "label",
@@ -884,33 +890,20 @@ class FieldMapping:
                     paths.append(path)
             self._filters[kind] = filters
             self._filter_paths[kind] = paths
-        # crm_id falls back to the record id the adapter reports, so only these are required.
-        invoice_spec = self._objects.get("invoice")
-        for name in ("account_id", "issue_date", "due_date", "amount"):
-            if invoice_spec is None:
-                break
-            declared = invoice_spec.fields.get(name)
-            if declared is None or not declared.enabled:
-                errors.append(
-                    MappingError(
-                        f"{name} must be mapped",
-                        mapping_file=source,
-                        key=f"objects.invoice.fields.{name}",
+        for kind, required in _REQUIRED_FIELDS.items():
+            mapped = self._objects.get(kind)
+            if mapped is None:
+                continue
+            for name in required:
+                declared = mapped.fields.get(name)
+                if declared is None or not declared.enabled:
+                    errors.append(
+                        MappingError(
+                            f"{name} must be mapped",
+                            mapping_file=source,
+                            key=f"objects.{kind}.fields.{name}",
+                        )
                     )
-                )
-        payment_spec = self._objects.get("payment")
-        for name in ("invoice_id", "payment_id", "amount", "paid_on"):
-            if payment_spec is None:
-                break
-            declared = payment_spec.fields.get(name)
-            if declared is None or not declared.enabled:
-                errors.append(
-                    MappingError(
-                        f"{name} must be mapped",
-                        mapping_file=source,
-                        key=f"objects.payment.fields.{name}",
-                    )
-                )
         if errors:
             raise MappingErrors(errors)
         self._account_readers = [

@@ -188,28 +188,10 @@ def read_snapshots(store: SqlStore, connection: str, as_of: date, days: int) -> 
         if snapshot.run_id in needed:
             accounts = store.snapshot_accounts(connection, snapshot.run_id)
             bands = {account_id: band for account_id, (band, _, _) in accounts.items()}
-            out.append(
-                Snapshot(
-                    snapshot.run_id,
-                    snapshot.as_of,
-                    snapshot.taken_at,
-                    snapshot.count_by_band,
-                    snapshot.exposure_by_band,
-                    bands,
-                )
-            )
+            out.append(replace(snapshot, bands=bands))
         elif snapshot.bands is not None:
             # Kept in the store but not needed: treated as totals only.
-            out.append(
-                Snapshot(
-                    snapshot.run_id,
-                    snapshot.as_of,
-                    snapshot.taken_at,
-                    snapshot.count_by_band,
-                    snapshot.exposure_by_band,
-                    None,
-                )
-            )
+            out.append(replace(snapshot, bands=None))
         else:
             out.append(snapshot)
     return out

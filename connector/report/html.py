@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from html import escape
-from typing import Any
+from typing import Any, get_args
 
+from connector.planning.task_rules import RuleKind
 from connector.report.labels import label
 from connector.report.svg import (
     Chart,
+    Formatter,
     RefLine,
     Series,
     bar_chart,
+    compact,
     hbar_chart,
     line_chart,
     matrix_chart,
@@ -127,6 +130,45 @@ def _desc(pairs: Sequence[tuple[str, str]]) -> str:
     return "; ".join(f"{name}: {value}" for name, value in pairs)
 
 
+def _bars(
+    chart_id: str,
+    title: str,
+    axes: tuple[str, str],
+    points: Sequence[tuple[str, str]],
+    series: Sequence[Series],
+    *,
+    fmt: Formatter = compact,
+    stacked: bool = False,
+) -> str:
+    """A bar chart with one bar group a point: (category, its value as the text alternative reads).
+
+    The categories on the axis and in the text alternative come from the same points, so a
+    screen reader hears the bars that are drawn.
+    """
+    x_title, y_title = axes
+    return bar_chart(
+        Chart(chart_id, title, _desc(points), x_title, y_title, fmt=fmt),
+        [category for category, _ in points],
+        series,
+        stacked=stacked,
+    )
+
+
+def _by_band(
+    bands: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    band_of: Callable[[dict[str, Any]], str],
+    value: Callable[[dict[str, Any]], float],
+) -> list[Series]:
+    """One series a band, so each row's bar (stacked) takes the colour of the band it falls in."""
+    return [
+        Series(
+            band, [value(row) if band_of(row) == band else 0.0 for row in rows], BAND_COLORS[band]
+        )
+        for band in bands
+    ]
+
+
 # -- sections -------------------------------------------------------------------------------------
 
 
@@ -141,34 +183,19 @@ def _book(p: _Page) -> str:
         f'<div class="kpi">{p.t("overdue")}<b>{escape(p.amount(book["overdue"]))}</b></div>'
         "</div>",
         '<div class="charts">',
-        bar_chart(
-            Chart(
-                "chart-accounts-by-band",
-                label("accounts_by_band", p.lang),
-                _desc([(b["band"], str(b["accounts"])) for b in by_band]),
-                label("band", p.lang),
-                label("accounts", p.lang),
-            ),
-            bands,
+        _bars(
+            "chart-accounts-by-band",
+            label("accounts_by_band", p.lang),
+            (label("band", p.lang), label("accounts", p.lang)),
+            [(b["band"], str(b["accounts"])) for b in by_band],
             [Series(label("accounts", p.lang), [float(b["accounts"]) for b in by_band], ACCENT)],
         ),
-        bar_chart(
-            Chart(
-                "chart-exposure-by-band",
-                label("exposure_by_band", p.lang),
-                _desc([(b["band"], p.amount(b["exposure"])) for b in by_band]),
-                label("band", p.lang),
-                p.money_axis("exposure"),
-            ),
-            bands,
-            [
-                Series(
-                    band,
-                    [_f(b["exposure"]) if b["band"] == band else 0.0 for b in by_band],
-                    BAND_COLORS[band],
-                )
-                for band in bands
-            ],
+        _bars(
+            "chart-exposure-by-band",
+            label("exposure_by_band", p.lang),
+            (label("band", p.lang), p.money_axis("exposure")),
+            [(b["band"], p.amount(b["exposure"])) for b in by_band],
+            _by_band(bands, by_band, lambda b: b["band"], lambda b: _f(b["exposure"])),
             stacked=True,
         ),
     ]
@@ -179,42 +206,22 @@ def _book(p: _Page) -> str:
         return BANDS[sum(1 for c in cutoffs if low + 5 >= c)]
 
     parts.append(
-        bar_chart(
-            Chart(
-                "chart-score-distribution",
-                label("score_distribution", p.lang),
-                _desc([(f"{s['from']}–{s['to']}", str(s["accounts"])) for s in scores]),
-                label("score_axis", p.lang),
-                label("accounts", p.lang),
-            ),
-            [f"{s['from']}–{s['to']}" for s in scores],
-            [
-                Series(
-                    band,
-                    [float(s["accounts"]) if band_of(s["from"]) == band else 0.0 for s in scores],
-                    BAND_COLORS[band],
-                )
-                for band in BANDS
-            ],
+        _bars(
+            "chart-score-distribution",
+            label("score_distribution", p.lang),
+            (label("score_axis", p.lang), label("accounts", p.lang)),
+            [(f"{s['from']}–{s['to']}", str(s["accounts"])) for s in scores],
+            _by_band(BANDS, scores, lambda s: band_of(s["from"]), lambda s: float(s["accounts"])),
             stacked=True,
         )
     )
     aging = book["aging"]
     parts.append(
-        bar_chart(
-            Chart(
-                "chart-aging",
-                label("aging", p.lang),
-                _desc(
-                    [
-                        (label(f"bucket_{a['bucket']}", p.lang), p.amount(a["exposure"]))
-                        for a in aging
-                    ]
-                ),
-                label("bucket", p.lang),
-                p.money_axis("exposure"),
-            ),
-            [label(f"bucket_{a['bucket']}", p.lang) for a in aging],
+        _bars(
+            "chart-aging",
+            label("aging", p.lang),
+            (label("bucket", p.lang), p.money_axis("exposure")),
+            [(label(f"bucket_{a['bucket']}", p.lang), p.amount(a["exposure"])) for a in aging],
             [Series(label("exposure", p.lang), [_f(a["exposure"]) for a in aging], ACCENT)],
         )
     )
@@ -539,21 +546,8 @@ def _owners(p: _Page) -> str:
     return "".join(parts)
 
 
-_RULE_KEYS = {
-    f"rule_{r}"
-    for r in (
-        "band_downgrade",
-        "past_due",
-        "over_limit",
-        "limit_approval",
-        "review_due",
-        "external_signal",
-        "dispute",
-        "insurance",
-        "concentration",
-        "manual_conflict",
-    )
-}
+# The built-in rule kinds have a label; a rule a policy names otherwise is shown as written.
+_RULE_KEYS = {f"rule_{kind}" for kind in get_args(RuleKind)}
 
 
 def _limits(p: _Page) -> str:
@@ -561,22 +555,19 @@ def _limits(p: _Page) -> str:
     by_band = data["by_band"]
     parts = ['<div class="charts">']
     parts.append(
-        bar_chart(
-            Chart(
-                "chart-limits",
-                label("limits_by_band", p.lang),
-                _desc(
-                    [
-                        (b["band"], f"{p.amount(b['current'])} → {p.amount(b['recommended'])}")
-                        for b in by_band
-                    ]
-                ),
+        _bars(
+            "chart-limits",
+            label("limits_by_band", p.lang),
+            (
                 label("band", p.lang),
                 p.money_axis("current_limit").replace(
                     label("current_limit", p.lang), label("limits", p.lang)
                 ),
             ),
-            [b["band"] for b in by_band],
+            [
+                (b["band"], f"{p.amount(b['current'])} → {p.amount(b['recommended'])}")
+                for b in by_band
+            ],
             [
                 Series(label("current_limit", p.lang), [_f(b["current"]) for b in by_band], SECOND),
                 Series(
@@ -589,31 +580,21 @@ def _limits(p: _Page) -> str:
     )
     util = data["utilisation"]
     parts.append(
-        bar_chart(
-            Chart(
-                "chart-utilisation",
-                label("utilisation", p.lang),
-                _desc([(label(f"util_{u['class']}", p.lang), str(u["accounts"])) for u in util]),
-                label("utilisation_axis", p.lang),
-                label("accounts", p.lang),
-            ),
-            [label(f"util_{u['class']}", p.lang) for u in util],
+        _bars(
+            "chart-utilisation",
+            label("utilisation", p.lang),
+            (label("utilisation_axis", p.lang), label("accounts", p.lang)),
+            [(label(f"util_{u['class']}", p.lang), str(u["accounts"])) for u in util],
             [Series(label("accounts", p.lang), [float(u["accounts"]) for u in util], ACCENT)],
         )
     )
     held = data["held"]
     parts.append(
-        bar_chart(
-            Chart(
-                "chart-held-age",
-                f"{label('held_age', p.lang)} ({held['count']})",
-                _desc(
-                    [(label(f"age_{a['class']}", p.lang), str(a["count"])) for a in held["ages"]]
-                ),
-                label("age_axis", p.lang),
-                label("count", p.lang),
-            ),
-            [label(f"age_{a['class']}", p.lang) for a in held["ages"]],
+        _bars(
+            "chart-held-age",
+            f"{label('held_age', p.lang)} ({held['count']})",
+            (label("age_axis", p.lang), label("count", p.lang)),
+            [(label(f"age_{a['class']}", p.lang), str(a["count"])) for a in held["ages"]],
             [Series(label("count", p.lang), [float(a["count"]) for a in held["ages"]], "#e08214")],
         )
     )
@@ -755,26 +736,18 @@ def _health(p: _Page) -> str:
     if backtest and backtest.get("enough"):
         bands = backtest["bands"]
         parts.append(
-            bar_chart(
-                Chart(
-                    "chart-late-by-band",
-                    label("late_by_band", p.lang),
-                    _desc(
-                        [(b["band"], f"{percent(b['late_share'])} ({b['count']})") for b in bands]
-                    ),
-                    label("band", p.lang),
-                    label("late_share", p.lang),
-                    fmt=percent,
+            _bars(
+                "chart-late-by-band",
+                label("late_by_band", p.lang),
+                (label("band", p.lang), label("late_share", p.lang)),
+                [(b["band"], f"{percent(b['late_share'])} ({b['count']})") for b in bands],
+                _by_band(
+                    [b["band"] for b in bands],
+                    bands,
+                    lambda b: b["band"],
+                    lambda b: float(b["late_share"]),
                 ),
-                [b["band"] for b in bands],
-                [
-                    Series(
-                        band,
-                        [float(b["late_share"]) if b["band"] == band else 0.0 for b in bands],
-                        BAND_COLORS[band],
-                    )
-                    for band in [b["band"] for b in bands]
-                ],
+                fmt=percent,
                 stacked=True,
             )
         )
@@ -803,23 +776,12 @@ def _health(p: _Page) -> str:
         table = f'<p class="note">{p.t("not_enough", invoices=decided, late=late, min=(backtest or {}).get("min_class", 30))}</p>'
     dist = conf["distribution"]
     parts.append(
-        bar_chart(
-            Chart(
-                "chart-confidence",
-                label("confidence", p.lang),
-                _desc([(f"{d['from']:.1f}–{d['to']:.1f}", str(d["accounts"])) for d in dist]),
-                label("confidence_axis", p.lang),
-                label("accounts", p.lang),
-                refs=(),
-            ),
-            [f"{d['from']:.1f}–{d['to']:.1f}" for d in dist],
-            [
-                Series(
-                    label("accounts", p.lang),
-                    [float(d["accounts"]) for d in dist],
-                    ACCENT,
-                )
-            ],
+        _bars(
+            "chart-confidence",
+            label("confidence", p.lang),
+            (label("confidence_axis", p.lang), label("accounts", p.lang)),
+            [(f"{d['from']:.1f}–{d['to']:.1f}", str(d["accounts"])) for d in dist],
+            [Series(label("accounts", p.lang), [float(d["accounts"]) for d in dist], ACCENT)],
         )
     )
     parts.append("</div>")

@@ -150,6 +150,43 @@ def _axis_titles(chart: Chart, width: int, height: int) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class _Plot:
+    """The plotting area of a chart with a vertical value axis, and its value scale."""
+
+    x0: int
+    x1: int
+    y0: int
+    y1: int
+    scale: float
+
+
+def _open_plot(chart: Chart, peak: float, width: int, height: int) -> tuple[_Plot, list[str]]:
+    """The plotting area for values up to `peak`, and the chart's opening with its value axis."""
+    left, top, right, bottom = MARGIN
+    x0, x1, y0, y1 = left, width - right, height - bottom, top
+    axis_top = nice_ceiling(peak)
+    parts = _open(chart, width, height)
+    parts += _value_axis(axis_top, chart.fmt, x0, x1, y0, y1)
+    return _Plot(x0, x1, y0, y1, (y0 - y1) / axis_top), parts
+
+
+def _close_plot(
+    chart: Chart, plot: _Plot, legend: Sequence[Series], width: int, height: int
+) -> list[str]:
+    """The axis lines, the legend (when one is wanted), the axis titles and the closing tags."""
+    x0, x1, y0, y1 = plot.x0, plot.x1, plot.y0, plot.y1
+    parts = [
+        f'<line x1="{x0}" x2="{x1}" y1="{y0}" y2="{y0}" stroke="{INK}"/>'
+        f'<line x1="{x0}" x2="{x0}" y1="{y0}" y2="{y1}" stroke="{INK}"/>'
+    ]
+    if legend:
+        parts += _legend(legend, x0, 14)
+    parts += _axis_titles(chart, width, height)
+    parts.append(_CLOSE)
+    return parts
+
+
 def bar_chart(
     chart: Chart,
     categories: Sequence[str],
@@ -172,18 +209,13 @@ def bar_chart(
     Returns:
         One `<svg>` element.
     """
-    left, top, right, bottom = MARGIN
-    x0, x1, y0, y1 = left, width - right, height - bottom, top
     count = max(1, len(categories))
     if stacked:
         peak = max((sum(s.values[i] for s in series) for i in range(len(categories))), default=0.0)
     else:
         peak = max((v for s in series for v in s.values), default=0.0)
-    peak = max([peak, *(ref.value for ref in chart.refs)])
-    axis_top = nice_ceiling(peak)
-    scale = (y0 - y1) / axis_top
-    parts = _open(chart, width, height)
-    parts += _value_axis(axis_top, chart.fmt, x0, x1, y0, y1)
+    plot, parts = _open_plot(chart, max([peak, *(ref.value for ref in chart.refs)]), width, height)
+    x0, x1, y0, scale = plot.x0, plot.x1, plot.y0, plot.scale
     slot = (x1 - x0) / count
     group = slot * 0.72
     bar = group if stacked else group / max(1, len(series))
@@ -214,14 +246,8 @@ def bar_chart(
             f'stroke-dasharray="5 3" stroke-width="1.5"/><text x="{x1:.1f}" y="{y - 4:.1f}" '
             f'text-anchor="end" fill="{ref.color}">{escape(ref.label)}</text>'
         )
-    parts.append(
-        f'<line x1="{x0}" x2="{x1}" y1="{y0}" y2="{y0}" stroke="{INK}"/>'
-        f'<line x1="{x0}" x2="{x0}" y1="{y0}" y2="{y1}" stroke="{INK}"/>'
-    )
-    if len(series) > 1:
-        parts += _legend(series, x0, 14)
-    parts += _axis_titles(chart, width, height)
-    parts.append(_CLOSE)
+    # One series needs no legend: the chart's title names it.
+    parts += _close_plot(chart, plot, series if len(series) > 1 else (), width, height)
     return "".join(parts)
 
 
@@ -368,14 +394,10 @@ def line_chart(
     Returns:
         One `<svg>` element.
     """
-    left, top, right, bottom = MARGIN
-    x0, x1, y0, y1 = left, width - right, height - bottom, top
     count = len(x_labels)
     peak = max((v for s in series for v in s.values), default=0.0)
-    axis_top = nice_ceiling(peak)
-    scale = (y0 - y1) / axis_top
-    parts = _open(chart, width, height)
-    parts += _value_axis(axis_top, chart.fmt, x0, x1, y0, y1)
+    plot, parts = _open_plot(chart, peak, width, height)
+    x0, x1, y0, scale = plot.x0, plot.x1, plot.y0, plot.scale
 
     def x_at(i: int) -> float:
         return x0 + (x1 - x0) * (0.5 if count == 1 else i / (count - 1))
@@ -399,13 +421,7 @@ def line_chart(
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{item.color}"><title>'
                 f"{escape(item.name)} {escape(label)}: {escape(chart.fmt(value))}</title></circle>"
             )
-    parts.append(
-        f'<line x1="{x0}" x2="{x1}" y1="{y0}" y2="{y0}" stroke="{INK}"/>'
-        f'<line x1="{x0}" x2="{x0}" y1="{y0}" y2="{y1}" stroke="{INK}"/>'
-    )
-    parts += _legend(series, x0, 14)
-    parts += _axis_titles(chart, width, height)
-    parts.append(_CLOSE)
+    parts += _close_plot(chart, plot, series, width, height)
     return "".join(parts)
 
 

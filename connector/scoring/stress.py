@@ -172,26 +172,21 @@ def stress_all(
             shifted, _ = recommend_limit(account, f, band, portfolio, policy)
             after = (band, rating.score, shifted, bool(rating.hard_rules), f.exposure)
         else:
-            after = _shocked(account, invoices, portfolio, policy, as_of, scenario)
+            shocked, shifted_invoices = _shock(account, invoices, as_of, scenario)
+            after = _rated(shocked, shifted_invoices, portfolio, policy, as_of, scenario.bands_down)
         outcomes.append(_outcome(before, after, scenario))
     return outcomes
 
 
-def _shocked(
-    account: Account,
-    invoices: Sequence[Invoice],
-    portfolio: PortfolioContext,
-    policy: ScoringPolicy,
-    as_of: date,
-    scenario: Scenario,
-) -> tuple[str, float, Decimal | None, bool, float]:
-    shocked_account = account
-    shocked_invoices: Sequence[Invoice] = invoices
+def _shock(
+    account: Account, invoices: Sequence[Invoice], as_of: date, scenario: Scenario
+) -> tuple[Account, Sequence[Invoice]]:
+    """The inputs as the scenario's shocks change them (`bands_down` changes none: see `_rated`)."""
     if scenario.default_rate is not None:
-        shocked_account = account.model_copy(update={"insolvency_flag": True})
+        account = account.model_copy(update={"insolvency_flag": True})
     if scenario.days_late:
-        shocked_invoices = _shift_open(invoices, scenario.days_late, as_of)
-    return _rated(shocked_account, shocked_invoices, portfolio, policy, as_of, scenario.bands_down)
+        invoices = _shift_open(invoices, scenario.days_late, as_of)
+    return account, invoices
 
 
 def _outcome(
@@ -236,7 +231,8 @@ def stress(
         The outcome before and after.
     """
     before = _rated(account, invoices, portfolio, policy, as_of, 0)
-    after = _shocked(account, invoices, portfolio, policy, as_of, scenario)
+    shocked, shifted_invoices = _shock(account, invoices, as_of, scenario)
+    after = _rated(shocked, shifted_invoices, portfolio, policy, as_of, scenario.bands_down)
     return _outcome(before, after, scenario)
 
 
