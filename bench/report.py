@@ -53,22 +53,13 @@ from bench._harness import EngineRunner, Sandbox, peak_rss_mb
 from connector.report import build_figures, render_html
 from connector.report.output import write_atomically
 from connector.scoring.stress import Scenario
+from tests.report_scenarios import SECTOR_AND_COUNTRY as SCENARIOS
 
 T = TypeVar("T")
 
 SIZE_GOAL_BYTES = 2 * 1024 * 1024
 TIME_GOAL_SECONDS = 10.0
 RUN_DATES = (date(2026, 11, 1), date(2026, 12, 1), date(2027, 1, 4))
-SCENARIOS = """
-[report.scenarios.electronics_down]
-industry = "Electronics"
-bands_down = 1
-
-[report.scenarios.germany_defaults]
-label = "Germany defaults at 40 %"
-country = "DE"
-default_rate = 0.4
-"""
 WHOLE_BOOK = Scenario(label="every open item 60 days later", days_late=60)
 
 

@@ -19,9 +19,10 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import Any, Self
+from types import FrameType
+from typing import Any
 
+from sandboxes.lifecycle import StopsOnExit
 from sandboxes.seed import Portfolio, PortfolioStream, generate, stream
 from sandboxes.server import Faults, SandboxServer
 
@@ -89,7 +90,7 @@ def _toml_str(value: str) -> str:
 
 
 @dataclass
-class RunningSandbox:
+class RunningSandbox(StopsOnExit):
     """A started sandbox: its URLs, demo credentials, server and emulator."""
 
     crm: str
@@ -183,17 +184,6 @@ class RunningSandbox:
         self.server.stop()
         if self.state_file and hasattr(self.emulator, "save_state"):
             self.emulator.save_state(self.state_file)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start(

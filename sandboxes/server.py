@@ -34,7 +34,6 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from http import HTTPStatus
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol, Self
 from urllib.parse import parse_qs, urlsplit
 
@@ -42,6 +41,8 @@ import cheroot.errors
 import cheroot.server
 import cheroot.ssl.builtin
 import cheroot.wsgi
+
+from sandboxes.lifecycle import StopsOnExit
 
 FAULT_KINDS = ("429", "503", "500")
 # Requests in progress at once; idle keep-alive connections hold no thread in cheroot.
@@ -318,7 +319,7 @@ class _CherootServer(cheroot.wsgi.Server):
             self.owner.errors.append(f"{msg}\n{detail}")
 
 
-class SandboxServer:
+class SandboxServer(StopsOnExit):
     """A loopback HTTP(S) server in background threads that hosts one emulator.
 
     The HTTP/1.1 work is cheroot's (CherryPy's WSGI server): persistent connections, chunked
@@ -435,14 +436,6 @@ class SandboxServer:
     def __enter__(self) -> Self:
         self.start()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def reset_calls(self) -> None:
         """Forget the call counts (tests measure one phase at a time)."""

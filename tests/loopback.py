@@ -12,11 +12,12 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Self
 
+from sandboxes.lifecycle import StopsOnExit
 
-class LoopbackServer:
+
+class LoopbackServer(StopsOnExit):
     """Accepts connections on 127.0.0.1 until stopped; each is served on its own thread."""
 
     def __init__(self, name: str) -> None:
@@ -30,12 +31,8 @@ class LoopbackServer:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
+        """Stop accepting, close the listener, and release what a subclass holds."""
         self._stop.set()
         self._thread.join(timeout=5)
         self._listener.close()

@@ -277,6 +277,18 @@ def _group_invoices(invoices: Iterable[Invoice]) -> Iterator[tuple[str, list[Inv
         yield current, batch
 
 
+def _with_invoices(
+    account_ids: Iterable[str], groups: Iterable[tuple[str, list[Invoice]]]
+) -> Iterator[tuple[str, list[Invoice]]]:
+    """Each account of `groups` with its invoices, then the other `account_ids` with none."""
+    without = set(account_ids)
+    for account_id, invoices in groups:
+        without.discard(account_id)
+        yield account_id, invoices
+    for account_id in sorted(without):
+        yield account_id, []
+
+
 def stress_figures(
     store: SqlStore,
     connection: ConnectionConfig,
@@ -311,25 +323,12 @@ def stress_figures(
     # Scored in the home currency, as the run scored them (engine.money.to_home).
     score_policy = policy.model_copy(update={"home_currency": rates.home})
     unrated: set[str] = set()
-    for account_id, invoices in _group_invoices(store.iter_invoices(connection.name, wanted)):
-        wanted.discard(account_id)
+    read = store.iter_invoices(connection.name, wanted)
+    for account_id, invoices in _with_invoices(wanted, _group_invoices(read)):
         _stress_one(
             book,
             account_id,
             invoices,
-            rates,
-            score_policy,
-            context,
-            scenarios,
-            selected,
-            outcomes,
-            unrated,
-        )
-    for account_id in sorted(wanted):  # accounts without invoices
-        _stress_one(
-            book,
-            account_id,
-            [],
             rates,
             score_policy,
             context,

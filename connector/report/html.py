@@ -227,47 +227,15 @@ def _book(p: _Page) -> str:
     )
     parts.append("</div>")
     parts.append(
-        _table(
-            p.t("exposure_by_band"),
-            [
-                (p.t("band"), False),
-                (p.t("accounts"), True),
-                (p.t("exposure"), True),
-                (p.t("share"), True),
-            ],
-            [
-                [
-                    _band(b["band"]),
-                    f"{b['accounts']:,}",
-                    escape(p.amount(b["exposure"])),
-                    p.share(b["share"]),
-                ]
-                for b in by_band
-            ]
-            + [
-                [p.t("total"), f"{book['accounts']:,}", escape(p.amount(book["exposure"])), "100 %"]
-            ],
+        _share_table(
+            p,
+            "exposure_by_band",
+            "band",
+            [(_band(b["band"]), b) for b in by_band] + [(p.t("total"), {**book, "share": 1})],
         )
     )
     parts.append(
-        _table(
-            p.t("aging"),
-            [
-                (p.t("bucket"), False),
-                (p.t("accounts"), True),
-                (p.t("exposure"), True),
-                (p.t("share"), True),
-            ],
-            [
-                [
-                    p.t(f"bucket_{a['bucket']}"),
-                    f"{a['accounts']:,}",
-                    escape(p.amount(a["exposure"])),
-                    p.share(a["share"]),
-                ]
-                for a in aging
-            ],
-        )
+        _share_table(p, "aging", "bucket", [(p.t(f"bucket_{a['bucket']}"), a) for a in aging])
     )
     parts.append(
         _table(
@@ -277,6 +245,25 @@ def _book(p: _Page) -> str:
         )
     )
     return "".join(parts)
+
+
+def _share_table(
+    p: _Page, caption_key: str, group_key: str, groups: Sequence[tuple[str, dict[str, Any]]]
+) -> str:
+    """Accounts, exposure and share of the book per group: (its escaped label, its figures)."""
+    return _table(
+        p.t(caption_key),
+        [
+            (p.t(group_key), False),
+            (p.t("accounts"), True),
+            (p.t("exposure"), True),
+            (p.t("share"), True),
+        ],
+        [
+            [name, f"{g['accounts']:,}", escape(p.amount(g["exposure"])), p.share(g["share"])]
+            for name, g in groups
+        ],
+    )
 
 
 def _matrix(p: _Page, key: str, data: dict[str, Any], title_key: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from connector.config import AppConfig, load_config
 from connector.engine.report import RunReport
-from connector.engine.sync import SyncOptions, run_sync
+from connector.engine.sync import SyncOptions, classify_exit, run_sync
 from connector.mapping import load_mapping
 from connector.store import SqliteStore, open_store
 from tests.fakes import FakeAdapter, FakeCrm
@@ -123,6 +123,45 @@ class Env:
         finally:
             store.close()
         return crm_state(crm)
+
+
+def with_bad_text(
+    env: Env, name: str, number: str, written: str
+) -> tuple[FakeCrm, dict[str, dict[str, Any]]]:
+    """The seeded CRM with bad text in three places, and what a clean run writes on each account.
+
+    The bad text goes into account A002's name, invoice A003-X's number, and account A004's risk
+    reasons: a field the connector writes, so it is overwritten there, not fatal.
+    """
+    reference = FakeCrm()
+    seed(reference)
+    expected, _ = env.reference(reference)
+    crm = FakeCrm()
+    seed(crm)
+    crm.put("Account", "A002", Name=name)
+    crm.put("Invoice", "A003-X", **valid_invoice("A003", 41, Number=number))
+    crm.put("Account", "A004", RiskReasons=written)
+    return crm, expected
+
+
+def assert_bad_text_held(
+    report: RunReport, crm: FakeCrm, expected: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The run of `with_bad_text`'s CRM: A002 and A003-X quarantined as INVALID_TEXT and their
+    accounts held; every other account scored and written as in a clean run (A004 mended).
+
+    Returns:
+        The quarantine entries by record id, for the checks of each kind of bad text.
+    """
+    assert report.status == "succeeded_with_rejections" and classify_exit(report) == 1
+    found = {q["record_id"]: q for q in report.quarantined}
+    assert set(found) == {"A002", "A003-X"}
+    assert {q["rule"] for q in found.values()} == {"INVALID_TEXT"}
+    accounts, _ = crm_state(crm)
+    for account_id in ("A000", "A001", "A004"):
+        assert accounts[account_id] == expected[account_id], account_id
+    assert {item["account_id"] for item in report.held} == {"A002", "A003"}
+    return found
 
 
 @pytest.fixture

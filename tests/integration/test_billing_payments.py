@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from connector.cli.main import main
+from connector.models import Account, RiskAssessment
 from connector.registry import sandbox_starter
 from connector.store import open_store
 from tests.crm_user import SalesforceUser, crm_user
@@ -33,21 +34,29 @@ def _org(sandbox: Any, folder: Path, mapping: str) -> Org:
     return Org("salesforce", sandbox, folder, write_org_config(sandbox, folder))
 
 
-def _features(org: Org) -> dict[str, dict[str, Any]]:
-    """Per account name, the payment-behaviour features the run stored."""
+def _assessed(org: Org) -> list[tuple[Account, RiskAssessment]]:
+    """Every stored account with the assessment the run stored for it."""
     store = open_store(str(org.store), create=False)
     try:
-        out = {}
+        out = []
         for stored in store.iter_accounts(org.sandbox.connection_name):
             assessment = store.get_assessment(org.sandbox.connection_name, stored.account.crm_id)
             assert assessment is not None
-            out[stored.account.name] = {
-                **{name: assessment.features.get(name) for name in PAYMENT_FEATURES},
-                "reasons": [reason.code for reason in assessment.reasons],
-            }
+            out.append((stored.account, assessment))
         return out
     finally:
         store.close()
+
+
+def _features(org: Org) -> dict[str, dict[str, Any]]:
+    """Per account name, the payment-behaviour features the run stored."""
+    return {
+        account.name: {
+            **{name: assessment.features.get(name) for name in PAYMENT_FEATURES},
+            "reasons": [reason.code for reason in assessment.reasons],
+        }
+        for account, assessment in _assessed(org)
+    }
 
 
 def _check(org: Org, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -170,13 +179,4 @@ def test_a_payment_recorded_in_billing_dates_its_invoice_on_the_next_run(
 
 
 def _features_by_id(org: Org) -> dict[str, dict[str, Any]]:
-    store = open_store(str(org.store), create=False)
-    try:
-        out = {}
-        for stored in store.iter_accounts(org.sandbox.connection_name):
-            assessment = store.get_assessment(org.sandbox.connection_name, stored.account.crm_id)
-            assert assessment is not None
-            out[stored.account.crm_id] = dict(assessment.features)
-        return out
-    finally:
-        store.close()
+    return {account.crm_id: dict(assessment.features) for account, assessment in _assessed(org)}

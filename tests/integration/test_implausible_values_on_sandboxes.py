@@ -1,7 +1,8 @@
-"""Review point 2 (issue 22) on both sandboxes: implausible values a user sets through the CRM's
-REST API (an invoice dated 1900, payment terms of -300 days, paid before issue, issued years
-ahead) quarantine the record; its account is held, nothing is written onto it (checked through the
-CRM's API), no task is opened, and the message names the record, the field and the setting."""
+"""Review points 2 and 6 (issue 22) on both sandboxes: implausible values a user sets through the
+CRM's REST API (an invoice dated 1900, payment terms of -300 days, paid before issue, issued years
+ahead, due centuries ahead) quarantine the record; its account is held, nothing is written onto it
+(checked through the CRM's API), no task is opened, and the message names the record, the field
+and the setting."""
 
 from __future__ import annotations
 
@@ -46,6 +47,14 @@ CASES: dict[str, tuple[str, dict[str, Any], str, str, tuple[str, ...]]] = {
         "DATE_IN_FUTURE",
         "issue_date",
         ("2031-01-01", "[validation] max_days_ahead"),
+    ),
+    # Point 6. 3999: within what Salesforce stores (to 4000-12-31), far beyond any due date.
+    "due_centuries_ahead": (
+        "invoice",
+        {"due_date": "3999-12-31"},
+        "DUE_DATE_TOO_FAR",
+        "due_date",
+        ("3999-12-31", "[validation] max_due_days"),
     ),
 }
 

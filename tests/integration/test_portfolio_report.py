@@ -17,22 +17,11 @@ from connector.cli.demo import run_demo
 from connector.cli.main import main
 from connector.scoring.policy import BANDS
 from tests.integration.conftest import Org, write_org_config
+from tests.report_scenarios import EVERYONE_LATE, SECTOR_AND_COUNTRY
 
 LATER = "2026-12-16"
 REPORT_DATE = "2027-01-15"
-SCENARIOS = """
-[report.scenarios.electronics_down]
-industry = "Electronics"
-bands_down = 1
-
-[report.scenarios.germany_defaults]
-label = "Germany defaults at 40 %"
-country = "DE"
-default_rate = 0.4
-
-[report.scenarios.everyone_60_days_late]
-days_late = 60
-"""
+SCENARIOS = SECTOR_AND_COUNTRY + EVERYONE_LATE
 
 
 def store_rows(path: Path) -> list[dict[str, Any]]:

@@ -97,9 +97,7 @@ def test_the_migrated_postgresql_store_carries_on_where_sqlite_stopped(
     tmp_path: Path, pg_url: str
 ) -> None:
     sqlite_path = tmp_path / "state.db"
-    source = open_store(str(sqlite_path), clock=lambda: T0)
-    fill(source, accounts=5)
-    source.close()
+    filled(str(sqlite_path), accounts=5)
     source, target = open_store(str(sqlite_path)), open_store(pg_url, clock=lambda: T0)
     try:
         copy_store(source, target)
@@ -121,9 +119,7 @@ def test_a_non_empty_target_is_refused_without_force_and_replaced_with_it(
 ) -> None:
     first, second = tmp_path / "first.db", tmp_path / "second.db"
     for path, accounts in ((first, 3), (second, 7)):
-        store = open_store(str(path), clock=lambda: T0)
-        fill(store, accounts=accounts)
-        store.close()
+        filled(str(path), accounts=accounts)
     assert run_migrate(capsys, str(first), pg_url)[0] == 0
     code, _, err = run_migrate(capsys, str(second), pg_url)
     assert code == EXIT_CONFIG
@@ -201,9 +197,7 @@ def test_the_same_sqlite_file_under_other_spellings_is_refused_and_left_alone(
     folder = tmp_path / "state"
     folder.mkdir()
     path = folder / "state.db"
-    store = open_store(str(path), clock=lambda: T0)
-    fill(store, accounts=4)
-    store.close()
+    filled(str(path), accounts=4)
     before = sqlite_rows(path)
     (tmp_path / "link.db").symlink_to(path)
     (tmp_path / "alias").symlink_to(folder)
@@ -228,12 +222,8 @@ def test_one_database_reached_by_two_urls_is_found_by_content_and_left_alone(
     # copy_store sees two open handles, not their URLs: the check is by content. Here two
     # spellings of one SQLite file, and of one PostgreSQL database.
     path = tmp_path / "state.db"
-    store = open_store(str(path), clock=lambda: T0)
-    fill(store, accounts=3)
-    store.close()
-    pg = open_store(pg_url, clock=lambda: T0)
-    fill(pg, accounts=3)
-    pg.close()
+    filled(str(path), accounts=3)
+    filled(pg_url, accounts=3)
     other_spelling = pg_url + ("&" if "?" in pg_url else "?") + "application_name=migrate"
     for first, second in (
         (str(path), f"sqlite:///{tmp_path}/./state.db"),
@@ -272,9 +262,7 @@ def test_no_run_can_start_on_the_source_while_it_is_copied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "state.db"
-    source = open_store(str(path), clock=lambda: T0)
-    fill(source, accounts=3)
-    source.close()
+    filled(str(path), accounts=3)
     source = open_store(str(path))
     target = open_store(str(tmp_path / "target.db"))
     attempts: list[str] = []
@@ -380,6 +368,15 @@ def test_a_ten_thousand_account_state_round_trips_with_identical_checksums(
 
 
 # -- a state with something in every table ------------------------------------------------------
+
+
+def filled(url: str, *, accounts: int) -> None:
+    """Create the store at `url` holding `fill`'s rows for `accounts` accounts, and close it."""
+    store = open_store(url, clock=lambda: T0)
+    try:
+        fill(store, accounts=accounts)
+    finally:
+        store.close()
 
 
 def fill(store: Any, *, accounts: int) -> None:

@@ -108,6 +108,22 @@ def test_movement_with_one_run_has_nothing_to_compare() -> None:
     assert len(figures["trend"]) == 1
 
 
+def ago(days: int) -> datetime:
+    return NOW - timedelta(days=days)
+
+
+def episode(
+    account_id: str,
+    rule: str,
+    assignee: str,
+    opened: datetime,
+    closed: datetime | None,
+    due: date,
+) -> FollowUp:
+    """A follow-up episode of a built-in rule (the rule's id is its kind)."""
+    return FollowUp(account_id, rule, rule, assignee, opened, closed, due)
+
+
 def test_owner_figures_count_follow_ups_for_their_assignee_and_on_time_closes_in_the_window() -> (
     None
 ):
@@ -116,42 +132,14 @@ def test_owner_figures_count_follow_ups_for_their_assignee_and_on_time_closes_in
         row("a2", "E", "50", overdue=Decimal(30)),
         row("b1", "C", "70", owner="u2"),
     ]
-    opened = NOW - timedelta(days=10)
+    opened = ago(10)
     followups = [
-        FollowUp(
-            "a2", "past_due", "past_due", "u1", opened, None, opened.date() + timedelta(days=2)
-        ),
-        FollowUp(
-            "a2", "limit_approval", "limit_approval", "cm", NOW - timedelta(days=40), None, AS_OF
-        ),
+        episode("a2", "past_due", "u1", opened, None, opened.date() + timedelta(days=2)),
+        episode("a2", "limit_approval", "cm", ago(40), None, AS_OF),
         # closed on its due date: on time; closed late; closed before the window: not counted
-        FollowUp(
-            "a1",
-            "past_due",
-            "past_due",
-            "u1",
-            NOW - timedelta(days=20),
-            NOW - timedelta(days=18),
-            (NOW - timedelta(days=18)).date(),
-        ),
-        FollowUp(
-            "a1",
-            "dispute",
-            "dispute",
-            "u1",
-            NOW - timedelta(days=30),
-            NOW - timedelta(days=5),
-            (NOW - timedelta(days=20)).date(),
-        ),
-        FollowUp(
-            "b1",
-            "past_due",
-            "past_due",
-            "u2",
-            NOW - timedelta(days=200),
-            NOW - timedelta(days=120),
-            AS_OF,
-        ),
+        episode("a1", "past_due", "u1", ago(20), ago(18), ago(18).date()),
+        episode("a1", "dispute", "u1", ago(30), ago(5), ago(20).date()),
+        episode("b1", "past_due", "u2", ago(200), ago(120), AS_OF),
     ]
     figures = owner_figures(rows, followups, NOW, SETTINGS)
     owners = {o["owner_id"]: o for o in figures["owners"]}
@@ -174,12 +162,8 @@ def test_limit_figures_sort_utilisation_and_age_the_held_approvals() -> None:
         row("d", "D", "5"),
     ]
     held = [
-        FollowUp(
-            "a", "limit_approval", "limit_approval", "cm", NOW - timedelta(days=45), None, AS_OF
-        ),
-        FollowUp(
-            "b", "limit_approval", "limit_approval", "cm", NOW - timedelta(days=2), None, AS_OF
-        ),
+        episode("a", "limit_approval", "cm", ago(45), None, AS_OF),
+        episode("b", "limit_approval", "cm", ago(2), None, AS_OF),
     ]
     figures = limit_figures(rows, held, NOW, SETTINGS)
     util = {u["class"]: u["accounts"] for u in figures["utilisation"]}
