@@ -243,6 +243,16 @@ class AuthError(CrmError):
         super().__init__(message, code=code, status=status)
 
 
+class PermissionRefused(AuthError):
+    """The credentials work, but the integration user may not make this call (an OAuth scope or a
+    profile permission is missing).
+
+    Kept apart from other AuthErrors because a run may go on without an optional read (the CRM's
+    exchange rates) when the user may not make it, but never when the credentials themselves fail:
+    a token refused mid-run says nothing about what the user may read.
+    """
+
+
 class RecordError(CrmError):
     """One record was rejected or is invalid: log it, keep it for retry, and go on with the others."""
 

@@ -14,6 +14,7 @@ from connector.errors import (
     CrmError,
     CrmSetupError,
     FatalCrmError,
+    PermissionRefused,
     QuotaExhaustedError,
     RetriableCrmError,
 )
@@ -110,7 +111,8 @@ ERROR_TABLE: dict[tuple[int, str | None], type[CrmError]] = {
     (403, "REQUEST_LIMIT_EXCEEDED"): QuotaExhaustedError,
     # Too many concurrent long-running requests: transient, so back off and retry.
     (403, "REQUEST_LIMIT_EXCEEDED/concurrent"): RetriableCrmError,
-    (403, None): AuthError,
+    # Authenticated but not allowed (API disabled for the profile, missing object access).
+    (403, None): PermissionRefused,
     (400, "INVALID_QUERY_LOCATOR"): QueryLocatorExpiredError,
     (400, "QUERY_TIMEOUT"): RetriableCrmError,
     (400, "UNABLE_TO_LOCK_ROW"): RetriableCrmError,

@@ -7,7 +7,14 @@ from typing import Any
 
 import requests
 
-from connector.errors import AuthError, CrmError, CrmSetupError, FatalCrmError, RetriableCrmError
+from connector.errors import (
+    AuthError,
+    CrmError,
+    CrmSetupError,
+    FatalCrmError,
+    PermissionRefused,
+    RetriableCrmError,
+)
 from connector.models import WriteReason
 from connector.redaction import redact, redact_url, register_secret_pattern
 
@@ -21,8 +28,8 @@ register_secret_pattern(r"\b1000\.[0-9a-f]{16,}\.[0-9a-f]{16,}\b")
 ERROR_TABLE: dict[str, tuple[type[CrmError], str]] = {
     "INVALID_TOKEN": (AuthError, "access token refused (expired, evicted or from another DC)"),
     "AUTHENTICATION_FAILURE": (AuthError, "no usable Authorization header"),
-    "OAUTH_SCOPE_MISMATCH": (AuthError, "the token lacks the OAuth scope for this call"),
-    "NO_PERMISSION": (AuthError, "the Zoho profile of the API user forbids this action"),
+    "OAUTH_SCOPE_MISMATCH": (PermissionRefused, "the token lacks the OAuth scope for this call"),
+    "NO_PERMISSION": (PermissionRefused, "the Zoho profile of the API user forbids this action"),
     "TOO_MANY_REQUESTS": (RetriableCrmError, "API credits or concurrency limit exceeded"),
     "INTERNAL_ERROR": (RetriableCrmError, "Zoho internal error"),
     "INVALID_MODULE": (FatalCrmError, "unknown module"),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from connector.errors import AuthError
+from connector.errors import PermissionRefused
 from connector.models import Account, CrmRates, Invoice
 from connector.protocol import CrmAdapter, CurrencySource
 from connector.redaction import redact
@@ -37,13 +37,18 @@ def read_rates(adapter: CrmAdapter, policy: ScoringPolicy) -> CurrencyBook:
     """The CRM's currencies (one call per run) rebased on the home currency, with the fallback.
 
     A CRM that will not show its currencies to the integration user (a missing OAuth scope or
-    permission) leaves the configured `[policy] rates` alone; a warning says so.
+    permission) leaves the configured `[policy] rates` alone; a warning says so. Any other failure,
+    a token refused included, ends the run: going on would convert this run's amounts at other
+    rates than the next run's, and its task texts and limits would differ from a healthy run's.
+
+    Raises:
+        CrmError: when the currencies cannot be read for any reason but a refused permission.
     """
     crm: CrmRates | None = None
     if isinstance(adapter, CurrencySource):
         try:
             crm = adapter.currencies()
-        except AuthError as exc:
+        except PermissionRefused as exc:
             log.warning(
                 "the CRM's currencies are not readable; only [policy] rates convert amounts",
                 extra={"detail": redact(str(exc))},

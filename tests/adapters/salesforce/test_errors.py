@@ -18,6 +18,7 @@ from adapters.salesforce.errors import (
 from connector.errors import (
     AuthError,
     FatalCrmError,
+    PermissionRefused,
     QuotaExhaustedError,
     RetriableCrmError,
 )
@@ -68,7 +69,9 @@ def test_the_daily_limit_is_quota_not_a_permission_error() -> None:
 
 def test_other_403_is_a_permission_problem() -> None:
     body = [{"message": "API is disabled", "errorCode": "API_DISABLED_FOR_ORG"}]
-    assert type(classify(response(403, body))) is AuthError
+    error = classify(response(403, body))
+    assert type(error) is PermissionRefused
+    assert isinstance(error, AuthError), "exit 77 like every refusal of the credentials"
 
 
 def test_field_names_travel_with_the_error() -> None:

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from adapters.zoho.errors import classify, classify_token, record_outcome
-from connector.errors import AuthError, FatalCrmError, RetriableCrmError
+from connector.errors import AuthError, FatalCrmError, PermissionRefused, RetriableCrmError
 
 from ._support import load
 
@@ -25,8 +25,9 @@ def response(status: int, body: object | None) -> requests.Response:
     [
         ("api__invalid_token", 401, AuthError),
         ("api__authentication_failure", 401, AuthError),
-        ("api__oauth_scope_mismatch", 401, AuthError),
-        ("api__no_permission", 403, AuthError),
+        # Refused permissions are a kind of AuthError the run may carry on past for optional reads.
+        ("api__oauth_scope_mismatch", 401, PermissionRefused),
+        ("api__no_permission", 403, PermissionRefused),
         ("api__too_many_requests", 429, RetriableCrmError),
         ("api__internal_error", 500, RetriableCrmError),
         ("api__invalid_module", 400, FatalCrmError),
