@@ -44,7 +44,7 @@ def lossy_session(
 
 
 def is_task_create(request: requests.PreparedRequest) -> bool:
-    """A call that creates tasks on Salesforce (sObject or collection) or Zoho."""
+    """A call that creates tasks on Salesforce (sObject or collection), Zoho or Fxiaoke (a sales record)."""
     url = request.url or ""
     body = request.body or b""
     text = body.decode() if isinstance(body, bytes) else str(body)
@@ -52,4 +52,6 @@ def is_task_create(request: requests.PreparedRequest) -> bool:
         return False
     if url.split("?")[0].endswith(("/sobjects/Task/", "/sobjects/Task", "/crm/v8/Tasks")):
         return True
+    if url.split("?")[0].endswith("/cgi/crm/v2/data/create"):
+        return "ActiveRecordObj" in text
     return url.split("?")[0].endswith("/composite/sobjects") and '"type": "Task"' in text

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -251,6 +251,44 @@ class FxiaokeEmulator:
             row[field] = value
             self._touch(row, SYSTEM_USER)
 
+    def edit_field(
+        self,
+        obj: str,
+        field: str,
+        *,
+        picklist: tuple[str, ...] | None = None,
+        read_only: bool | None = None,
+        delete: bool = False,
+    ) -> None:
+        """Change a field as an admin would in 对象管理: its options (by label), edit access, or delete it.
+
+        A kept label keeps its option value; a new label gets a generated one, as the admin
+        console makes them. Read-only is the field permission 只读 for every role: an update
+        naming the field is refused [A: describe is not known to show field permissions, so
+        it does not change here; a client meets the change in the write's answer]. A deleted
+        field leaves describe and every record.
+        """
+        with self._lock:
+            found = self._object(obj)
+            definition = found.fields.get(field)
+            if definition is None:
+                raise KeyError(field)
+            if delete:
+                del found.fields[field]
+                for row in self.rows[found.api_name].values():
+                    row.pop(field, None)
+                return
+            changes: dict[str, Any] = {}
+            if picklist is not None:
+                values = dict(definition.options)
+                changes["options"] = tuple(
+                    (label, values.get(label) or _hex_id("option", obj, field, label)[:9])
+                    for label in picklist
+                )
+            if read_only is not None:
+                changes["read_only"] = read_only
+            found.fields[field] = replace(definition, **changes)
+
     def invalidate(self, obj: str, record_id: str) -> None:
         """Invalidate (作废) a record as a user would."""
         with self._lock:
@@ -395,6 +433,7 @@ class FxiaokeEmulator:
                 "field_Rr04d__c": None,
                 "field_Lv05e__c": None,
                 "field_Rv06f__c": None,
+                "field_Cb10j__c": None,
             }
         )
         self.rows["AccountObj"][record_id] = row

@@ -61,11 +61,12 @@ class FxField:
     target_api_name: str | None = None
     decimal_places: int | None = None
     length: int | None = None
+    read_only: bool = False  # field permission 只读 set by an admin (edit_field)
 
     @property
     def writable(self) -> bool:
-        """Clients may set it (system fields and computed types are read-only)."""
-        return self.define_type != "system" and self.type in WRITABLE_TYPES
+        """Clients may set it (system fields, computed types and read-only fields may not)."""
+        return self.define_type != "system" and self.type in WRITABLE_TYPES and not self.read_only
 
     def describe(self) -> dict[str, Any]:
         """The describe payload of this field."""
@@ -186,6 +187,9 @@ def build_objects() -> dict[str, FxObject]:
             FxField("field_Rr04d__c", "风险原因", "long_text", "custom", length=2000),
             FxField("field_Lv05e__c", "风险等级", "select_one", "custom", options=LEVEL_OPTIONS),
             FxField("field_Rv06f__c", "风险评估时间", "date_time", "custom"),
+            # The limit a review started from, written next to the limit: after a lost state
+            # store it tells our own limit from a person's (issue 13).
+            _money("field_Cb10j__c", "信用额度基准", "custom"),
         ],
     )
     plan = _object(

@@ -9,10 +9,21 @@ import pytest
 
 from connector.registry import sandbox_starter
 
-CRMS = ["salesforce", "zoho"]
-# The fault seeds run on every sandbox; CRMS (also used by the field-drift and CLI suites, which
-# need a CRM user's editing hooks the Fxiaoke sandbox does not have yet) stays at the first two.
-CHAOS_CRMS = [*CRMS, "fxiaoke"]
+CRMS = ["salesforce", "zoho", "fxiaoke"]
+CHAOS_CRMS = CRMS
+
+
+def crms_with_gap(crm: str, reason: str) -> list[Any]:
+    """CRMS for a test `crm` does not pass yet: expected to fail there (strictly, so the mark
+    must go once the gap is mended), with the reason in the report."""
+    return [
+        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason))
+        if name == crm
+        else name
+        for name in CRMS
+    ]
+
+
 SEEDS = int(os.environ.get("CHAOS_SEEDS", "20"))
 DATA_SEED = 7
 ACCOUNTS = 24

@@ -17,29 +17,60 @@ import pytest
 from connector.cli.main import main
 from connector.engine.sync import classify_exit
 from tests.chaos._sandbox_sync import SandboxSync, write_config
-from tests.chaos.conftest import CRMS, start_sandbox
+from tests.chaos.conftest import crms_with_gap, start_sandbox
 from tests.crm_user import crm_user
 from tests.lossy import lossy_session
 
-RATING = {"salesforce": ("Account", "Risk_Rating__c"), "zoho": ("Accounts", "Risk_Rating")}
-REASONS = {"salesforce": ("Account", "Risk_Reasons__c"), "zoho": ("Accounts", "Risk_Reasons")}
-SCORE = {"salesforce": ("Account", "Risk_Score__c"), "zoho": ("Accounts", "Risk_Score")}
+RATING = {
+    "salesforce": ("Account", "Risk_Rating__c"),
+    "zoho": ("Accounts", "Risk_Rating"),
+    "fxiaoke": ("AccountObj", "field_Rk01a__c"),
+}
+REASONS = {
+    "salesforce": ("Account", "Risk_Reasons__c"),
+    "zoho": ("Accounts", "Risk_Reasons"),
+    "fxiaoke": ("AccountObj", "field_Rr04d__c"),
+}
+SCORE = {
+    "salesforce": ("Account", "Risk_Score__c"),
+    "zoho": ("Accounts", "Risk_Score"),
+    "fxiaoke": ("AccountObj", "field_Rk02b__c"),
+}
 
 
 def _recorder(sandbox: Any) -> tuple[Any, Any]:
     return lossy_session(sandbox.ca_bundle, lambda request: False)
 
 
-def _rating_writes(sent: list[tuple[str, str, str]], crm: str, band: str) -> int:
-    field = RATING[crm][1]
+# Issue 16: the Fxiaoke adapter does not yet name the refused field in a write's result.
+FIELD_REFUSALS = crms_with_gap(
+    "fxiaoke", "issue 16: the Fxiaoke adapter reports no refused field for a write"
+)
+
+
+def _rating_values(sandbox: Any, band: str) -> set[str]:
+    """How the rating `band` travels: as itself, or (Fxiaoke) as its option value, old or new."""
+    if sandbox.crm != "fxiaoke":
+        return {band}
+    from sandboxes.fxiaoke.schema import RATING_OPTIONS
+
+    obj, field = RATING["fxiaoke"]
+    current = sandbox.emulator.objects[obj].fields[field].options
+    return {band} | {value for label, value in (*RATING_OPTIONS, *current) if label == band}
+
+
+def _rating_writes(sent: list[tuple[str, str, str]], sandbox: Any, band: str) -> int:
+    field = RATING[sandbox.crm][1]
+    values = _rating_values(sandbox, band)
     return sum(
         1
-        for method, _url, body in sent
-        if method in ("PATCH", "PUT") and f'"{field}": "{band}"' in body.replace('":"', '": "')
+        for method, url, body in sent
+        if (method in ("PATCH", "PUT") or url.split("?")[0].endswith("/data/update"))
+        and any(f'"{field}": "{value}"' in body.replace('":"', '": "') for value in values)
     )
 
 
-@pytest.mark.parametrize("crm", CRMS)
+@pytest.mark.parametrize("crm", FIELD_REFUSALS)
 def test_point6_a_picklist_value_removed_after_check_refuses_only_that_field(
     crm: str, tmp_path: Path
 ) -> None:
@@ -73,7 +104,7 @@ def test_point6_a_picklist_value_removed_after_check_refuses_only_that_field(
             # A full rescore plans every band-D account again: the refused value stays unsent.
             session, spy = _recorder(sandbox)
             second = sync.run(store, full=True, adapter_options={"session": session})
-            assert _rating_writes(spy.sent, crm, "D") == 0, "the refused value is not resent"
+            assert _rating_writes(spy.sent, sandbox, "D") == 0, "the refused value is not resent"
             assert second.writes["account"]["fields_held_back"] == len(band_d)
             assert second.writes["account"]["fields_refused"] == 0
             assert classify_exit(second) == 0
@@ -83,7 +114,7 @@ def test_point6_a_picklist_value_removed_after_check_refuses_only_that_field(
             sandbox.emulator.edit_field(obj, field, picklist=("A", "B", "C", "D", "E"))
             session, spy = _recorder(sandbox)
             third = sync.run(store, adapter_options={"session": session})
-            assert _rating_writes(spy.sent, crm, "D") >= 1
+            assert _rating_writes(spy.sent, sandbox, "D") >= 1
             assert third.writes["account"]["fields_refused"] == 0
             assert third.writes["account"]["fields_held_back"] == 0
             assert {user.get("account", a)["risk_band"] for a in band_d} == {"D"}
@@ -103,21 +134,23 @@ def _make_an_invoice_overdue(sandbox: Any) -> None:
     """A person edits an invoice so its account's score changes (the next run writes it)."""
     user = crm_user(sandbox)
     as_of = getattr(sandbox.emulator, "as_of", None) or date.today()
-    invoice = user.invoices()[0]
-    user.update(
-        "invoice",
-        invoice["id"],
-        {
-            "issue_date": (as_of - timedelta(days=150)).isoformat(),
-            "due_date": (as_of - timedelta(days=120)).isoformat(),
-            "balance": invoice["amount"],
-            "paid_date": None,
-            "status": user.name("open_status"),
-        },
-    )
+    issued = as_of - timedelta(days=150)
+    values = {
+        "issue_date": issued.isoformat(),
+        "due_date": (as_of - timedelta(days=120)).isoformat(),
+        "paid_date": None,
+        "status": user.name("open_status"),
+    }
+    if user.crm == "fxiaoke":
+        # Fxiaoke sets a plan's create_time (its issue date) itself: take a plan made by then.
+        del values["issue_date"]
+        invoice = next(i for i in user.invoices() if i["issue_date"][:10] <= issued.isoformat())
+    else:
+        invoice = user.invoices()[0]
+    user.update("invoice", invoice["id"], {**values, "balance": invoice["amount"]})
 
 
-@pytest.mark.parametrize("crm", CRMS)
+@pytest.mark.parametrize("crm", FIELD_REFUSALS)
 @pytest.mark.parametrize("change", ["deleted", "read_only"])
 def test_point6_a_field_deleted_or_made_read_only_after_check_stops_with_78(
     crm: str,

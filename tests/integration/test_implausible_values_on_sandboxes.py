@@ -59,6 +59,30 @@ CASES: dict[str, tuple[str, dict[str, Any], str, str, tuple[str, ...]]] = {
 }
 
 
+# Fxiaoke sets a payment plan's create_time (the preset's issue date) itself, and no API call
+# edits it, so a plan dated 1900 or years ahead has no Fxiaoke form. Paid before issue does: a
+# person dates the payment booked against a settled plan (回款明细) before the plan was made.
+PARAMS = [
+    (crm, case)
+    for crm in CRMS
+    for case in sorted(CASES)
+    if crm != "fxiaoke" or case not in ("invoice_dated_1900", "issued_years_ahead")
+]
+
+
+def _edited_invoice(user: CrmUser, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The invoice the case edits, and the values to set on it."""
+    if user.crm != "fxiaoke":
+        return user.invoices()[0], values
+    paid = values["paid_date"]
+    settled = next(
+        invoice
+        for invoice in user.invoices()
+        if invoice["status"] == "completed" and invoice["issue_date"][:10] > paid
+    )
+    return settled, {"paid_date": paid}
+
+
 def _risk(user: CrmUser, account_id: str) -> dict[str, Any]:
     record = user.get("account", account_id)
     return {name: record.get(name) for name in RISK}
@@ -72,8 +96,7 @@ def _tasks_on(user: CrmUser, account_id: str) -> list[tuple[str, str]]:
     )
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize("crm", CRMS)
+@pytest.mark.parametrize(("crm", "case"), PARAMS)
 def test_point2_an_implausible_value_holds_its_account_and_writes_nothing(
     crm: str, case: str, tmp_path: Path
 ) -> None:
@@ -83,7 +106,9 @@ def test_point2_an_implausible_value_holds_its_account_and_writes_nothing(
         user = crm_user(sandbox)
         with sync.store() as store:
             sync.run(store)
-            invoice = user.invoices()[0]
+            invoice, values = (
+                _edited_invoice(user, values) if kind == "invoice" else (user.invoices()[0], values)
+            )
             account_id = invoice["account_id"]
             record_id = invoice["id"] if kind == "invoice" else account_id
             before = _risk(user, account_id)

@@ -22,6 +22,12 @@ STATUS_PICKLISTS = {
 }
 
 
+# Fxiaoke's plan status (回款状态 incomplete/completed/overdue) is a package field the CRM sets
+# from the amounts and dates; a tenant cannot add a status such as "Refunded" to it, so an
+# unknown status has no Fxiaoke form [A]. Its other holds run in the implausible-value suites.
+STATUS_CRMS = [crm for crm in CRMS if crm != "fxiaoke"]
+
+
 def _risk(user: CrmUser, account_id: str) -> dict[str, Any]:
     record = user.get("account", account_id)
     return {name: record.get(name) for name in (*RISK, "credit_limit")}
@@ -44,7 +50,7 @@ def _add_status_value(sandbox: Any, value: str) -> None:
     sandbox.emulator.edit_field(obj, field, picklist=(*current, value))
 
 
-@pytest.mark.parametrize("crm", CRMS)
+@pytest.mark.parametrize("crm", STATUS_CRMS)
 def test_point1_a_record_edited_into_an_invalid_state_holds_its_account(
     crm: str, tmp_path: Path
 ) -> None:
@@ -143,7 +149,7 @@ def test_point1_a_record_edited_into_an_invalid_state_holds_its_account(
             assert not [t for t in _open_tasks(user, y) if "past due" in t[1]]
 
 
-@pytest.mark.parametrize("crm", CRMS)
+@pytest.mark.parametrize("crm", STATUS_CRMS)
 def test_point1_mapping_the_new_status_releases_the_held_account_without_an_edit(
     crm: str, tmp_path: Path
 ) -> None:
