@@ -7,6 +7,7 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from rich.cells import cell_len, set_cell_size
 from rich.console import Group, RenderableType
 from rich.text import Text
 
@@ -171,7 +172,7 @@ def render_audit(
             # Task subjects start with the account's name, already in its column or the title.
             values = values.replace(f": {account}: ", ": ", 1)
         fitted = [
-            _fit(cell, size).ljust(size) for cell, (_, size) in zip(cells, columns, strict=True)
+            _pad(_fit(cell, size), size) for cell, (_, size) in zip(cells, columns, strict=True)
         ]
         happened = f"{what} {values}" if what else values
         lines.append(Text("  ".join([*fitted, _fit(happened, rest)]).rstrip()))
@@ -188,7 +189,13 @@ def render_audit(
 
 
 def _fit(text: str, size: int) -> str:
-    return text if len(text) <= size else text[: size - 1] + "…"
+    # Sizes are terminal cells: a Chinese character takes two, so counting characters would
+    # overflow the line and the terminal would wrap one entry onto two lines.
+    return text if cell_len(text) <= size else set_cell_size(text, size - 1).rstrip() + "…"
+
+
+def _pad(text: str, size: int) -> str:
+    return text + " " * max(0, size - cell_len(text))
 
 
 def _when(at: str) -> str:

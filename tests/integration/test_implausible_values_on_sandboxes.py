@@ -72,7 +72,7 @@ PARAMS = [
 
 def _edited_invoice(user: CrmUser, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The invoice the case edits, and the values to set on it."""
-    if user.crm != "fxiaoke":
+    if user.crm != "fxiaoke" or "paid_date" not in values:
         return user.invoices()[0], values
     paid = values["paid_date"]
     settled = next(

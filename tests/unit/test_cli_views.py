@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from adapters.salesforce.ids import normalise_record_id
-from connector.cli.audit_view import describe_entry, parse_since
+from connector.cli.audit_view import describe_entry, parse_since, render_audit
 from connector.cli.status_view import readable_time
 from connector.errors import UsageError
 
@@ -82,3 +83,28 @@ def test_a_run_time_reads_as_utc_and_its_distance_from_now() -> None:
     assert readable_time("2026-12-02T04:07:00+00:00", now) == "2026-12-02 04:07 UTC (5 min ago)"
     assert readable_time("2026-12-02T07:10:00+01:00", now) == "2026-12-02 06:10 UTC (in 2 h)"
     assert readable_time(None, now) == "-"
+
+
+def test_an_audit_entry_in_chinese_stays_on_one_line_within_the_width() -> None:
+    from rich.cells import cell_len
+    from rich.console import Console
+
+    row = {
+        "at": "2026-12-02T08:45:28+00:00",
+        "connection": "fx",
+        "record_id": "a1",
+        "action": "task_create",
+        "field": "limit_approval",
+        "new_value": {"subject": "客户 华东精密制造有限公司：3 项信用额度变更待您审批" * 3},
+        "crm_response": "ok",
+    }
+    names = {("fx", "a1"): "华东精密制造有限公司（上海）分公司"}
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(
+        render_audit([row], names, total=1, several_connections=False, title="t", width=100)
+    )
+    lines = console.export_text().splitlines()
+    entry = [line for line in lines if line.startswith("2026-12-02")]
+    assert len(entry) == 1 and len(lines) == 4, lines  # title, header, the entry, the hint
+    assert cell_len(entry[0]) <= 100
+    assert "华东精密制造" in entry[0] and entry[0].rstrip().endswith("…")
