@@ -371,14 +371,22 @@ class FxiaokeUser(CrmUser):
         assert answer.status_code == 200 and payload.get("errorCode") == 0, payload
         return payload
 
-    def fields(self, obj: str) -> dict[str, dict[str, Any]]:
-        """describe's field entries of one object (cached)."""
-        if obj not in self._described:
+    def fields(self, obj: str, *, fresh: bool = False) -> dict[str, dict[str, Any]]:
+        """describe's field entries of one object (cached until `fresh` or an unknown option)."""
+        if fresh or obj not in self._described:
             answer = self._post(
                 "/cgi/crm/v2/object/describe", {"data": {"apiName": obj, "includeDetail": False}}
             )
             self._described[obj] = answer["data"]["describe"]["fields"]
         return self._described[obj]
+
+    def _options(self, obj: str, field: str, value: Any) -> list[dict[str, Any]]:
+        """A select field's options; describe is read again when `value` is none of them (an
+        admin changed the options since)."""
+        options = list(self.fields(obj).get(field, {}).get("options") or [])
+        if not any(value in (o["label"], o["value"]) for o in options):
+            options = list(self.fields(obj, fresh=True).get(field, {}).get("options") or [])
+        return options
 
     def _to_wire(self, obj: str, field: str, value: Any) -> Any:
         spec = self.fields(obj).get(field) or {}
@@ -386,7 +394,7 @@ class FxiaokeUser(CrmUser):
         if value is None:
             return None
         if kind in ("select_one", "select_many"):
-            for option in spec.get("options") or []:
+            for option in self._options(obj, field, value):
                 if value in (option["label"], option["value"]):
                     return option["value"]
             return value  # not an option: let the CRM refuse it
@@ -409,7 +417,7 @@ class FxiaokeUser(CrmUser):
         if kind == "date_time":
             return datetime.fromtimestamp(int(value) / 1000, CHINA).isoformat()
         if kind == "select_one" and spec.get("define_type") == "custom":
-            labels = {o["value"]: o["label"] for o in spec.get("options") or []}
+            labels = {o["value"]: o["label"] for o in self._options(obj, field, value)}
             return labels.get(value, value)
         return value
 

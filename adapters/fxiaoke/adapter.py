@@ -45,7 +45,15 @@ from .fields import instructions
 from .paging import TIME, changed_pages
 from .settings import FxiaokeSettings, resolve
 from .tasks import FollowUps
-from .values import FxFieldInfo, field_description, field_info, from_ms, read_value, write_value
+from .values import (
+    FxFieldInfo,
+    field_description,
+    field_info,
+    from_ms,
+    read_value,
+    refused_fields,
+    write_value,
+)
 
 log = logging.getLogger("crm_risk.fxiaoke")
 
@@ -197,6 +205,17 @@ class FxiaokeAdapter:
                         wanted.append(extra)
             if head and head not in wanted:
                 wanted.append(head)
+        gone = [name for name in wanted if name not in self._infos(crm_object)]
+        if gone:
+            # [A] Whether a query names an unknown projected field is not documented (the
+            # sandbox leaves it out silently); describe says it plainly, so the read stops here
+            # and the engine matches the field to the mapping (exit 78), rather than reading
+            # every record without it.
+            raise FatalCrmError(
+                f"Fxiaoke {crm_object} has no field {', '.join(gone)} any more (describe); "
+                "it was deleted or renamed since the mapping was checked",
+                code="FIELD_GONE",
+            )
         return wanted
 
     def _record(
@@ -340,6 +359,7 @@ class FxiaokeAdapter:
         """
         infos = self._infos(crm_object)
         results = []
+        fresh: dict[str, FxFieldInfo] | None = None  # describe read again after a refusal
         for change in changes:
             try:
                 values = {
@@ -368,21 +388,26 @@ class FxiaokeAdapter:
             except FatalCrmError as exc:
                 if exc.code in _CALL_CODES:
                     raise
-                results.append(self._rejected(change, exc))
+                if fresh is None:
+                    self.describe(crm_object)  # drops the cached describe and reads it again
+                    fresh = self._infos(crm_object)
+                results.append(self._rejected(change, exc, refused_fields(values, fresh)))
                 continue
             results.append(WriteResult(crm_id=change.crm_id, status="ok"))
         return results
 
     @staticmethod
-    def _rejected(change: RecordChange, error: CrmError) -> WriteResult:
-        # No field is named: the API says which field only in message text, which the manual
-        # says not to parse. The whole record is retried next run (a lock, a validation rule).
+    def _rejected(change: RecordChange, error: CrmError, fields: tuple[str, ...]) -> WriteResult:
+        # The API names a field only in message text, which the manual says not to parse; the
+        # fields named here are those the object's describe, read again, no longer takes. With
+        # none, the whole record is retried next run (a lock, a validation rule).
         return WriteResult(
             crm_id=change.crm_id,
             status="rejected",
             error_code=error.code or "REJECTED",
             message=str(error),
-            retriable=True,
+            fields=fields,
+            retriable=not fields,
         )
 
     # -- tasks ------------------------------------------------------------------------------

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from adapters._http import RetryingClient
+from adapters._http import RetryingClient, gave_up
 from adapters._tokens import SealedTokenCache, fingerprint
-from connector.errors import AuthError, CrmError, RetriableCrmError
+from connector.errors import AuthError, CrmError, CrmSetupError, RetriableCrmError
 from connector.protocol import KeyValueStore
 from connector.redaction import register_secret
 
@@ -35,6 +35,8 @@ RENEW_AFTER = 6650.0
 # The endpoint's limit: 10 calls a minute; a refused call waits this long before the next.
 TOKEN_RETRY_WAIT = 6.0
 TOKEN_ATTEMPTS = 4
+# The token endpoint's own refusals of too many or concurrent calls (waited out, not backed off).
+RATE_CODES = frozenset({"14001", "30004"})
 
 
 @dataclass
@@ -83,11 +85,13 @@ class TokenProvider:
         state: KeyValueStore | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        max_retries: int = 4,
     ) -> None:
         self.settings = settings
         self.http = http
         self.clock = clock
         self.sleep = sleep
+        self.max_retries = max_retries
         secrets = (
             settings.app_secret.get_secret_value(),
             settings.permanent_code.get_secret_value(),
@@ -152,7 +156,8 @@ class TokenProvider:
         }
         if self.settings.auth == "app_secret":
             body["grantType"] = "app_secret"
-        attempt = 0
+        attempt = transient = 0
+        started = time.monotonic()
         while True:
             attempt += 1
             third = str(uuid.uuid4())
@@ -162,6 +167,15 @@ class TokenProvider:
                     "POST", self.settings.token_url, params={"thirdTraceId": third}, json=body
                 )
             except RetriableCrmError as exc:
+                if exc.code not in RATE_CODES:
+                    # No answer, or a gateway's 5xx: back off as every other call does, and
+                    # say how often and how long it was tried, naming token_url.
+                    transient += 1
+                    if transient > self.max_retries:
+                        elapsed = time.monotonic() - started
+                        raise gave_up(exc, transient, elapsed, "token_url") from None
+                    self.sleep(min(TOKEN_RETRY_WAIT, 2.0**transient))
+                    continue
                 # 14001: over 10 calls a minute, or a concurrent call from another process.
                 if attempt >= TOKEN_ATTEMPTS:
                     raise
@@ -170,8 +184,27 @@ class TokenProvider:
                 continue
             except AuthError:
                 raise
-            except CrmError:
-                raise
+            except CrmSetupError as exc:
+                if exc.setting != "base_url":  # a TLS trust problem names ca_bundle
+                    raise
+                raise CrmSetupError(
+                    f"token_url ({self.settings.token_url}) answered without an Fxiaoke Open API "
+                    "envelope (no errorCode), not as a token endpoint: check token_url",
+                    setting="token_url",
+                    code=exc.code,
+                    status=exc.status,
+                ) from None
+            except CrmError as exc:
+                # An Open API envelope, but an error no token endpoint gives (a path that wants
+                # a token, an unknown path): token_url points at some other Open API call.
+                raise CrmSetupError(
+                    f"token_url ({self.settings.token_url}) answered {exc.message}, not as a "
+                    "token endpoint: check token_url (…/oauth2.0/token, or "
+                    '…/cgi/corpAccessToken/get/V2 for auth = "legacy")',
+                    setting="token_url",
+                    code=exc.code,
+                    status=exc.status,
+                ) from None
             payload = body_of(response) or {}
             return self._token_from(payload, third)
 

@@ -77,7 +77,9 @@ class FxiaokeClient:
             cancel=cancel,
             url_setting="token_url",
         )
-        self.auth = TokenProvider(settings, token_http, state=state, clock=clock, sleep=sleep)
+        self.auth = TokenProvider(
+            settings, token_http, state=state, clock=clock, sleep=sleep, max_retries=max_retries
+        )
         self._token_http = token_http
         self._hook = _TokenHook(self.auth, settings)
         self.api = ApiClient(self.http, self._hook)

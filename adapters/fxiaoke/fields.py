@@ -21,6 +21,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "risk_reasons": ("风险原因", "Risk reasons"),
     "recommended_credit_limit": ("建议信用额度", "Recommended credit limit"),
     "current_credit_limit": ("信用额度", "Credit limit"),
+    "credit_limit_basis": ("信用额度基准", "Credit limit basis"),
     "risk_reviewed_at": ("风险评估时间", "Risk reviewed at"),
     "probability_late": ("逾期概率", "Probability of late payment"),
     "external_score": ("外部信用评分", "External credit score"),

@@ -10,6 +10,7 @@ mapping reads and writes "A".."E" whatever codes the tenant's options were given
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal, InvalidOperation
@@ -60,6 +61,7 @@ class FxFieldInfo:
     type: str
     define_type: str
     options: tuple[tuple[str, str], ...] = ()  # (label, value)
+    writable: bool = True
 
     @property
     def labelled(self) -> bool:
@@ -88,11 +90,20 @@ def field_info(raw: dict[str, Any]) -> FxFieldInfo:
         for o in raw.get("options") or []
         if isinstance(o, dict)
     )
+    name = str(raw.get("api_name"))
+    kind = str(raw.get("type") or "")
+    define_type = str(raw.get("define_type") or "")
     return FxFieldInfo(
-        name=str(raw.get("api_name")),
-        type=str(raw.get("type") or ""),
-        define_type=str(raw.get("define_type") or ""),
+        name=name,
+        type=kind,
+        define_type=define_type,
         options=options,
+        writable=(
+            name != "_id"
+            and define_type != "system"
+            and kind in WRITABLE_TYPES
+            and raw.get("is_active", True) is not False
+        ),
     )
 
 
@@ -101,12 +112,7 @@ def field_description(raw: dict[str, Any]) -> FieldDescription:
     info = field_info(raw)
     name = info.name
     family = "id" if name == "_id" else FAMILIES.get(info.type, "other")
-    writable = (
-        name != "_id"
-        and info.define_type != "system"
-        and info.type in WRITABLE_TYPES
-        and raw.get("is_active", True) is not False
-    )
+    writable = info.writable
     picklist = tuple(label if info.labelled else value for label, value in info.options)
     length = raw.get("max_length", raw.get("length"))
     places = raw.get("decimal_places")
@@ -202,3 +208,24 @@ def write_value(info: FxFieldInfo | None, value: Any, zone: tzinfo) -> Any:
     if isinstance(value, date):
         return date_to_ms(value, zone)
     return value
+
+
+def refused_fields(sent: Mapping[str, Any], infos: Mapping[str, FxFieldInfo]) -> tuple[str, ...]:
+    """The fields of a refused update that the object's current describe explains: gone, no
+    longer writable, or (a select) holding a value that is no option of it.
+
+    Args:
+        sent: the update's fields as sent (wire values).
+        infos: the object's fields from a describe read after the refusal.
+    """
+    named = []
+    for name, value in sent.items():
+        info = infos.get(name)
+        if info is None or not info.writable:
+            named.append(name)
+        elif info.type in ("select_one", "select_many") and value not in (None, ""):
+            values = value if isinstance(value, list) else [value]
+            options = {option for _, option in info.options}
+            if any(str(item) not in options for item in values):
+                named.append(name)
+    return tuple(named)

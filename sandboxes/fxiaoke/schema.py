@@ -160,6 +160,25 @@ def _money(api_name: str, label: str, define_type: str = "package") -> FxField:
     return FxField(api_name, label, "currency", define_type, decimal_places=2, length=14)
 
 
+def _customer(required: bool = False) -> FxField:
+    return FxField(
+        "account_id",
+        "客户名称",
+        "object_reference",
+        is_required=required,
+        target_api_name="AccountObj",
+    )
+
+
+def _order() -> FxField:
+    return FxField("order_id", "销售订单", "object_reference", target_api_name="SalesOrderObj")
+
+
+def _cny() -> FxField:
+    """The currency of a single-currency (CNY) tenant's money records."""
+    return FxField("mc_currency", "币种", "select_one", options=(("人民币", "CNY"),))
+
+
 def build_objects() -> dict[str, FxObject]:
     """The objects the sandbox tenant has enabled, by api name."""
     account = _object(
@@ -171,7 +190,7 @@ def build_objects() -> dict[str, FxObject]:
             FxField("industry_level1", "行业", "text", length=100),
             FxField("country", "国家", "country"),
             FxField("tel", "电话", "phone_number"),
-            FxField("mc_currency", "币种", "select_one", options=(("人民币", "CNY"),)),
+            _cny(),
             # Credit data lives in tenant custom fields (reference §9).
             _money("field_AnRv1__c", "年营业额", "custom"),
             FxField("field_Emp2a__c", "员工人数", "number", "custom", decimal_places=0),
@@ -196,14 +215,8 @@ def build_objects() -> dict[str, FxObject]:
         "PaymentPlanObj",
         "回款计划",
         [
-            FxField(
-                "account_id",
-                "客户名称",
-                "object_reference",
-                is_required=True,
-                target_api_name="AccountObj",
-            ),
-            FxField("order_id", "销售订单", "object_reference", target_api_name="SalesOrderObj"),
+            _customer(required=True),
+            _order(),
             _money("plan_payment_amount", "计划回款金额"),
             FxField("plan_payment_time", "计划回款日期", "date"),
             _money("actual_payment_amount", "实际回款金额"),
@@ -214,27 +227,21 @@ def build_objects() -> dict[str, FxObject]:
                 options=(("未完成", "incomplete"), ("已完成", "completed"), ("已逾期", "overdue")),
             ),
             FxField("remind_time", "提前提醒天数", "number", decimal_places=0),
-            FxField("mc_currency", "币种", "select_one", options=(("人民币", "CNY"),)),
+            _cny(),
         ],
     )
     payment = _object(
         "PaymentObj",
         "回款",
         [
-            FxField(
-                "account_id",
-                "客户名称",
-                "object_reference",
-                is_required=True,
-                target_api_name="AccountObj",
-            ),
-            FxField("order_id", "销售订单", "object_reference", target_api_name="SalesOrderObj"),
+            _customer(required=True),
+            _order(),
             _money("payment_amount", "回款金额"),
             FxField("payment_time", "回款日期", "date"),
             FxField(
                 "payment_term", "回款方式", "select_one", options=(("银行转账", "1"), ("现金", "2"))
             ),
-            FxField("mc_currency", "币种", "select_one", options=(("人民币", "CNY"),)),
+            _cny(),
         ],
     )
     order_payment = _object(
@@ -248,11 +255,11 @@ def build_objects() -> dict[str, FxObject]:
                 is_required=True,
                 target_api_name="PaymentObj",
             ),
-            FxField("order_id", "销售订单", "object_reference", target_api_name="SalesOrderObj"),
+            _order(),
             FxField(
                 "payment_plan_id", "回款计划", "object_reference", target_api_name="PaymentPlanObj"
             ),
-            FxField("account_id", "客户名称", "object_reference", target_api_name="AccountObj"),
+            _customer(),
             _money("payment_amount", "本次回款金额"),
             FxField("payment_time", "回款日期", "date"),
         ],
@@ -272,7 +279,7 @@ def build_objects() -> dict[str, FxObject]:
             ),
             # [A] Whether a related record is required is each tenant's layout rule.
             FxField("related_object_data", "关联对象", "embedded_object_list"),
-            FxField("account_id", "客户名称", "object_reference", target_api_name="AccountObj"),
+            _customer(),
             # The connector's follow-up state: open until the cause is gone (fields plan creates it).
             FxField(
                 "field_Fs08h__c",

@@ -13,17 +13,6 @@ CRMS = ["salesforce", "zoho", "fxiaoke"]
 CHAOS_CRMS = CRMS
 
 
-def crms_with_gap(crm: str, reason: str) -> list[Any]:
-    """CRMS for a test `crm` does not pass yet: expected to fail there (strictly, so the mark
-    must go once the gap is mended), with the reason in the report."""
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason))
-        if name == crm
-        else name
-        for name in CRMS
-    ]
-
-
 SEEDS = int(os.environ.get("CHAOS_SEEDS", "20"))
 DATA_SEED = 7
 ACCOUNTS = 24

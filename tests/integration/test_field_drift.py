@@ -17,7 +17,7 @@ import pytest
 from connector.cli.main import main
 from connector.engine.sync import classify_exit
 from tests.chaos._sandbox_sync import SandboxSync, write_config
-from tests.chaos.conftest import crms_with_gap, start_sandbox
+from tests.chaos.conftest import CRMS, start_sandbox
 from tests.crm_user import crm_user
 from tests.lossy import lossy_session
 
@@ -42,10 +42,19 @@ def _recorder(sandbox: Any) -> tuple[Any, Any]:
     return lossy_session(sandbox.ca_bundle, lambda request: False)
 
 
-# Issue 16: the Fxiaoke adapter does not yet name the refused field in a write's result.
-FIELD_REFUSALS = crms_with_gap(
-    "fxiaoke", "issue 16: the Fxiaoke adapter reports no refused field for a write"
+# Fxiaoke's describe is not known to show a field permission (只读) [A], so nothing in the
+# CRM's metadata explains a write refused for it: the record is retried next run (exit 1),
+# not stopped with 78. Deleted fields and removed options are explained and run as elsewhere.
+READ_ONLY_GAP = pytest.mark.xfail(
+    strict=True, reason="issue 16: Fxiaoke's describe does not show a read-only field"
 )
+DRIFTS = [
+    pytest.param(crm, change, marks=READ_ONLY_GAP)
+    if (crm, change) == ("fxiaoke", "read_only")
+    else (crm, change)
+    for crm in CRMS
+    for change in ("deleted", "read_only")
+]
 
 
 def _rating_values(sandbox: Any, band: str) -> set[str]:
@@ -70,7 +79,7 @@ def _rating_writes(sent: list[tuple[str, str, str]], sandbox: Any, band: str) ->
     )
 
 
-@pytest.mark.parametrize("crm", FIELD_REFUSALS)
+@pytest.mark.parametrize("crm", CRMS)
 def test_point6_a_picklist_value_removed_after_check_refuses_only_that_field(
     crm: str, tmp_path: Path
 ) -> None:
@@ -150,8 +159,7 @@ def _make_an_invoice_overdue(sandbox: Any) -> None:
     user.update("invoice", invoice["id"], {**values, "balance": invoice["amount"]})
 
 
-@pytest.mark.parametrize("crm", FIELD_REFUSALS)
-@pytest.mark.parametrize("change", ["deleted", "read_only"])
+@pytest.mark.parametrize(("crm", "change"), DRIFTS)
 def test_point6_a_field_deleted_or_made_read_only_after_check_stops_with_78(
     crm: str,
     change: str,

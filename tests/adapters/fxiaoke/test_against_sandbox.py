@@ -344,6 +344,7 @@ def test_fields_plan_lists_missing_fields_in_chinese_and_english(
         "[objects.account.fields]\n"
         'risk_score = { crm = "field_Zz99z__c" }\n'
         'risk_band = { crm = "field_Yy88y__c" }\n'
+        'credit_limit_basis = { crm = "field_Xx77x__c" }\n'
     )
     config = tmp_path / "crm-risk.toml"
     config.write_text(fx.config_snippet().replace('"fxiaoke.payment-plan"', f'"{mapping}"'))
@@ -354,6 +355,7 @@ def test_fields_plan_lists_missing_fields_in_chinese_and_english(
     assert "风险评分 / Risk score: 数字 (number)" in out
     assert "风险评级 / Risk rating: 单选 (select_one); 选项 options: A, B, C, D, E" in out
     assert "objects.account.fields.risk_score" in out
+    assert "信用额度基准 / Credit limit basis: 金额 (currency)" in out
     assert "跟进状态" not in out  # the follow-up status field exists in the sandbox tenant
     # The preset itself: nothing to create.
     config.write_text(fx.config_snippet())

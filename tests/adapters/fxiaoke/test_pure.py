@@ -15,7 +15,13 @@ from pydantic import SecretStr
 from adapters.fxiaoke.errors import error_for
 from adapters.fxiaoke.paging import changed_pages
 from adapters.fxiaoke.settings import CLOUDS, FxiaokeSettings, resolve
-from adapters.fxiaoke.values import field_description, field_info, read_value, write_value
+from adapters.fxiaoke.values import (
+    field_description,
+    field_info,
+    read_value,
+    refused_fields,
+    write_value,
+)
 from connector.config import load_config
 from connector.errors import (
     AuthError,
@@ -214,3 +220,41 @@ def test_key_paging_yields_each_row_once_in_time_then_id_order_across_a_giant_ti
         f.get("operator") != "EQ" or f["field_name"] != "last_modified_time" for f in query.calls[0]
     )
     assert any(f["operator"] == "EQ" for call in query.calls for f in call)  # the tie walk ran
+
+
+def test_a_refused_update_names_the_fields_describe_no_longer_takes_and_only_those() -> None:
+    rating = {
+        "api_name": "field_Rk01a__c",
+        "type": "select_one",
+        "define_type": "custom",
+        "options": [{"label": "A", "value": "7e8T541Va"}, {"label": "C", "value": "9cWm3Hs1C"}],
+    }
+    infos = {
+        "field_Rk01a__c": field_info(rating),
+        "field_Rk02b__c": field_info(
+            {"api_name": "field_Rk02b__c", "type": "number", "define_type": "custom"}
+        ),
+        "field_Off__c": field_info(
+            {"api_name": "field_Off__c", "type": "text", "is_active": False}
+        ),
+        "create_time": field_info(
+            {"api_name": "create_time", "type": "date_time", "define_type": "system"}
+        ),
+    }
+    # A value that is no option, a field gone, one switched off, one the system owns.
+    sent = {
+        "field_Rk01a__c": "D",
+        "field_Rr04d__c": "text",
+        "field_Off__c": "x",
+        "create_time": 1,
+        "field_Rk02b__c": "42",
+    }
+    assert refused_fields(sent, infos) == (
+        "field_Rk01a__c",
+        "field_Rr04d__c",
+        "field_Off__c",
+        "create_time",
+    )
+    # Nothing in describe explains a refusal of valid values (a lock, a validation rule).
+    assert refused_fields({"field_Rk01a__c": "9cWm3Hs1C", "field_Rk02b__c": "1"}, infos) == ()
+    assert refused_fields({"field_Rk01a__c": None}, infos) == ()
