@@ -135,6 +135,9 @@ class SalesforceClient:
         self.sf: Salesforce | None = None
         self.token: Token | None = None
         self._login_lock = threading.Lock()
+        # Guards the budget check together with the count of calls in flight.
+        self._budget_lock = threading.Lock()
+        self._in_flight = 0
         self.limit: int | None = None
         self.remaining: int | None = None
         self.start_remaining: int | None = None
@@ -177,11 +180,13 @@ class SalesforceClient:
         if usage is None:
             return
         self.limit = int(usage.total)
-        self.remaining = int(usage.total) - int(usage.used)
+        remaining = int(usage.total) - int(usage.used)
+        # Answers to concurrent calls arrive in any order: the lowest count is the latest.
+        self.remaining = remaining if self.remaining is None else min(self.remaining, remaining)
         if self.start_remaining is None:
             self.start_remaining = self.remaining
 
-    def check_budget(self) -> None:
+    def check_budget(self, *, in_flight: int = 0) -> None:
         """Stop before the next call once this run spent its share of the quota left at start.
 
         Raises:
@@ -201,7 +206,7 @@ class SalesforceClient:
                     code="ORG_API_SHARE",
                 )
         floor = (1.0 - self.settings.api_budget_share) * self.start_remaining
-        if self.remaining < floor:
+        if self.remaining - in_flight < floor:
             used = self.start_remaining - self.remaining
             raise QuotaExhaustedError(
                 f"Salesforce API budget for this run spent: {used} calls of "
@@ -252,9 +257,19 @@ class SalesforceClient:
             QuotaExhaustedError: the run's API budget is spent (checked before sending).
             CrmError: any other classified error.
         """
-        self.check_budget()
-        # The URL follows the session: a new login may name another instance.
-        return self.api.send(method, lambda: self.url(path), retry=retry, headers=headers, **kwargs)
+        with self._budget_lock:
+            # Calls in flight count as spent: with several threads, all would otherwise pass
+            # the check on the same stale `remaining` and overshoot the budget together.
+            self.check_budget(in_flight=self._in_flight)
+            self._in_flight += 1
+        try:
+            # The URL follows the session: a new login may name another instance.
+            return self.api.send(
+                method, lambda: self.url(path), retry=retry, headers=headers, **kwargs
+            )
+        finally:
+            with self._budget_lock:
+                self._in_flight -= 1
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send a call and return its parsed JSON body (None for 204 / empty)."""

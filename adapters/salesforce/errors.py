@@ -11,6 +11,7 @@ import requests
 from adapters._http import parse_retry_after
 from connector.errors import (
     AuthError,
+    ConcurrencyLimitError,
     CrmError,
     CrmSetupError,
     FatalCrmError,
@@ -109,8 +110,10 @@ ERROR_TABLE: dict[tuple[int, str | None], type[CrmError]] = {
     (401, None): SessionExpiredError,
     # Daily allocation spent ("TotalRequests Limit exceeded."): stop cleanly, resume next run.
     (403, "REQUEST_LIMIT_EXCEEDED"): QuotaExhaustedError,
-    # Too many concurrent long-running requests: transient, so back off and retry.
-    (403, "REQUEST_LIMIT_EXCEEDED/concurrent"): RetriableCrmError,
+    # Too many concurrent long-running requests ("ConcurrentPerOrgLongTxn Limit exceeded.",
+    # "ConcurrentRequests (Concurrent API Requests) Limit exceeded."): transient; the engine
+    # sends fewer calls at once (connector/engine/window.py).
+    (403, "REQUEST_LIMIT_EXCEEDED/concurrent"): ConcurrencyLimitError,
     # Authenticated but not allowed (API disabled for the profile, missing object access).
     (403, None): PermissionRefused,
     (400, "INVALID_QUERY_LOCATOR"): QueryLocatorExpiredError,

@@ -9,6 +9,7 @@ import requests
 
 from connector.errors import (
     AuthError,
+    ConcurrencyLimitError,
     CrmError,
     CrmSetupError,
     FatalCrmError,
@@ -30,7 +31,7 @@ ERROR_TABLE: dict[str, tuple[type[CrmError], str]] = {
     "AUTHENTICATION_FAILURE": (AuthError, "no usable Authorization header"),
     "OAUTH_SCOPE_MISMATCH": (PermissionRefused, "the token lacks the OAuth scope for this call"),
     "NO_PERMISSION": (PermissionRefused, "the Zoho profile of the API user forbids this action"),
-    "TOO_MANY_REQUESTS": (RetriableCrmError, "API credits or concurrency limit exceeded"),
+    "TOO_MANY_REQUESTS": (ConcurrencyLimitError, "API credits or concurrency limit exceeded"),
     "INTERNAL_ERROR": (RetriableCrmError, "Zoho internal error"),
     "INVALID_MODULE": (FatalCrmError, "unknown module"),
     "DISCRETE_PAGINATION_LIMIT_EXCEEDED": (
@@ -93,7 +94,11 @@ def _json(response: requests.Response) -> Any:
 def _error_from(code: str, status: int, zoho_message: str, details: Any) -> CrmError:
     known = ERROR_TABLE.get(code)
     if status == 429 or status >= 500:
-        cls: type[CrmError] = RetriableCrmError
+        # TOO_MANY_REQUESTS (the org's concurrency limit, or its daily credits): the engine
+        # narrows its window; anything else is transient.
+        cls: type[CrmError] = (
+            known[0] if code == "TOO_MANY_REQUESTS" and known else RetriableCrmError
+        )
         text = known[1] if known else "Zoho is unavailable"
     elif known is not None:
         cls, text = known

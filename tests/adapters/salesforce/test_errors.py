@@ -17,6 +17,7 @@ from adapters.salesforce.errors import (
 )
 from connector.errors import (
     AuthError,
+    ConcurrencyLimitError,
     FatalCrmError,
     PermissionRefused,
     QuotaExhaustedError,
@@ -39,7 +40,7 @@ def response(
 CASES = [
     (401, "error__invalid_session_id", SessionExpiredError, "INVALID_SESSION_ID"),
     (403, "error__request_limit_exceeded", QuotaExhaustedError, "REQUEST_LIMIT_EXCEEDED"),
-    (403, "error__concurrent_limit_exceeded", RetriableCrmError, "REQUEST_LIMIT_EXCEEDED"),
+    (403, "error__concurrent_limit_exceeded", ConcurrencyLimitError, "REQUEST_LIMIT_EXCEEDED"),
     (400, "error__invalid_field_query", SalesforceRequestError, "INVALID_FIELD"),
     (400, "error__invalid_field_patch", SalesforceRequestError, "INVALID_FIELD"),
     (400, "error__field_not_writable", SalesforceRequestError, "INVALID_FIELD_FOR_INSERT_UPDATE"),

@@ -8,7 +8,13 @@ import pytest
 import requests
 
 from adapters.zoho.errors import classify, classify_token, record_outcome
-from connector.errors import AuthError, FatalCrmError, PermissionRefused, RetriableCrmError
+from connector.errors import (
+    AuthError,
+    ConcurrencyLimitError,
+    FatalCrmError,
+    PermissionRefused,
+    RetriableCrmError,
+)
 
 from ._support import load
 
@@ -28,7 +34,7 @@ def response(status: int, body: object | None) -> requests.Response:
         # Refused permissions are a kind of AuthError the run may carry on past for optional reads.
         ("api__oauth_scope_mismatch", 401, PermissionRefused),
         ("api__no_permission", 403, PermissionRefused),
-        ("api__too_many_requests", 429, RetriableCrmError),
+        ("api__too_many_requests", 429, ConcurrencyLimitError),
         ("api__internal_error", 500, RetriableCrmError),
         ("api__invalid_module", 400, FatalCrmError),
         ("api__discrete_pagination_limit", 400, FatalCrmError),
