@@ -1,4 +1,4 @@
-"""Markers by folder, so `pytest -m unit` picks the cheap tests (as singer-sdk does)."""
+"""Markers by folder, so `pytest -m unit` picks the cheap tests (as singer-sdk does); fixtures every tier shares."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.pg_cluster import PgCluster, throwaway_cluster, unique_name
-from tests.support import register_adapter
+from tests.support import STORES, register_adapter
 
 TESTS = Path(__file__).parent
 MARKERS = {
@@ -62,3 +62,19 @@ def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
     url = pg_cluster.create_database(name)
     yield url
     pg_cluster.drop_database(name)
+
+
+@pytest.fixture(params=sorted(STORES))
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every engine test runs once per store the connector ships: `[postgres]` and `[sqlite]`."""
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def store_url(store_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store: a SQLite file in `tmp_path`, or an empty database on the session's PostgreSQL cluster."""
+    if store_kind == "postgres":
+        url: str = request.getfixturevalue("pg_url")
+        return url
+    return str(tmp_path / "state.db")

@@ -1,9 +1,10 @@
-"""One complete run on a real SQLite file against the in-memory fake CRM: idempotence, retries, crashes."""
+"""One complete run on each store (a real SQLite file, a real PostgreSQL cluster) against the in-memory fake CRM: idempotence, retries, crashes."""
 
 from __future__ import annotations
 
 import copy
 import textwrap
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from connector.config import AppConfig, load_config
 from connector.engine.sync import SyncOptions, run_sync
 from connector.errors import LockHeldError
 from connector.mapping import load_mapping
-from connector.store import open_store
+from connector.store import SqlStore, open_store
 from tests.fakes import FakeAdapter, FakeCrm
+from tests.support import STORES
 
 AS_OF = date(2026, 11, 1)
 MAPPING = Path(__file__).resolve().parents[1] / "fixtures" / "mappings" / "fake.toml"
@@ -66,7 +68,9 @@ def seed(crm: FakeCrm, accounts: int = 7) -> None:
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_kind: str, store_url: str
+) -> Iterator[tuple[AppConfig, SqlStore]]:
     monkeypatch.setenv("CRMRISK_CONNECTIONS__FAKE__CLIENT_SECRET", "fake-secret")
     monkeypatch.setenv("CRMRISK_CONNECTIONS__FAKE__REFRESH_TOKEN", "fake-refresh")
     config_path = tmp_path / "crm-risk.toml"
@@ -74,7 +78,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         textwrap.dedent(
             f"""
             [store]
-            url = "{tmp_path / "state.db"}"
+            url = "{store_url}"
             [connections.fake]
             kind = "fake"
             mapping = "{MAPPING}"
@@ -84,6 +88,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     )
     config = load_config(config_path)
     store = open_store(config.store.url)
+    assert isinstance(store, STORES[store_kind])
     yield config, store
     store.close()
 
@@ -139,6 +144,7 @@ def test_first_run_writes_every_account_second_run_nothing(env) -> None:
     assert second.tasks["create"] == 0
     assert len(adapter.write_requests) == writes_before
     assert crm.tasks == tasks_before
+    assert [run["status"] for run in store.recent_runs("fake")] == ["succeeded", "succeeded"]
 
 
 def test_changing_one_invoice_rewrites_only_that_account(env) -> None:
@@ -303,20 +309,26 @@ def test_task_closed_by_a_person_is_not_reopened(env) -> None:
     )
 
 
-def test_dry_run_writes_nothing_and_keeps_watermarks(env) -> None:
+def test_dry_run_leaves_the_database_and_the_crm_untouched(env) -> None:
     config, store = env
     crm = FakeCrm()
     seed(crm)
     adapter = FakeAdapter(crm)
     report = sync(config, store, adapter, dry_run=True)
+    assert report.status == "succeeded"
+    assert report.scored == 7, "the dry run scores on its private copy"
     assert adapter.write_requests == []
     assert crm.tasks == {}
+    assert store.count_accounts("fake") == 0
     assert store.watermarks("fake") == {}
     assert store.recent_runs("fake") == []
+    assert store.lease("fake") is None
     fields = [item for item in report.planned if "fields" in item]
     tasks = [item for item in report.planned if "task" in item]
     assert len(fields) == 7 and fields[0]["fields"]["risk_band"]["old"] is None
     assert any(item["task"] == "create" and item["account_id"] == "A001" for item in tasks)
+    real = sync(config, store, adapter)
+    assert real.writes["account"]["written"] == 7
 
 
 def test_deleted_invoice_leaves_scoring(env) -> None:

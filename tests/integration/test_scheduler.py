@@ -19,7 +19,6 @@ from connector.config import AppConfig
 from connector.errors import ConfigError, LockHeldError
 from connector.service import scheduler as scheduler_module
 from connector.service.scheduler import (
-    RunResult,
     Service,
     expected_interval,
     first_run_time,
@@ -27,22 +26,9 @@ from connector.service.scheduler import (
     serve,
 )
 from connector.store import open_store
+from tests.support import FakeRunner, scheduled_config
 
 NOW = datetime(2024, 6, 5, 12, 0, tzinfo=UTC)
-
-
-def make_config(tmp_path: Path, connections: dict[str, dict[str, Any]] | None = None) -> AppConfig:
-    connections = connections or {"acme": {"schedule": {"interval_seconds": 3600}}}
-    return AppConfig.model_validate(
-        {
-            "store": {"url": str(tmp_path / "state.db"), "lease_seconds": 5},
-            "connections": {
-                name: {"kind": "zoho", "mapping": "zoho.default.toml", **settings}
-                for name, settings in connections.items()
-            },
-            "source": str(tmp_path / "crm-risk.toml"),
-        }
-    )
 
 
 def add_run(config: AppConfig, name: str, started: datetime, status: str = "succeeded") -> None:
@@ -67,40 +53,6 @@ def runs_of(config: AppConfig, name: str) -> list[dict[str, Any]]:
         store.close()
 
 
-class FakeRunner:
-    """Stands in for run_sync: counts calls, can block until released or cancelled."""
-
-    def __init__(self, *, block: bool = False, raises: Exception | None = None) -> None:
-        self.calls: list[str] = []
-        self.block = block
-        self.raises = raises
-        self.started = threading.Event()
-        self.release = threading.Event()
-        self.saw_cancel = False
-
-    def __call__(self, connection: Any, cancel: threading.Event) -> RunResult:
-        self.calls.append(connection.name)
-        self.started.set()
-        if self.raises is not None:
-            raise self.raises
-        if self.block:
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and not self.release.is_set():
-                if cancel.wait(0.01):
-                    self.saw_cancel = True
-                    return RunResult({"connection": connection.name, "status": "cancelled"})
-        now = datetime.now(UTC).isoformat()
-        report = {
-            "run_id": f"fake-{len(self.calls)}",
-            "connection": connection.name,
-            "crm": connection.kind,
-            "status": "succeeded",
-            "started_at": now,
-            "ended_at": now,
-        }
-        return RunResult(report, 0)
-
-
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -123,7 +75,7 @@ def started_services() -> Iterator[list[Service]]:
 
 
 def test_service_without_enabled_connections_refuses_to_start(tmp_path: Path) -> None:
-    config = make_config(tmp_path, {"acme": {"enabled": False}})
+    config = scheduled_config(tmp_path, {"acme": {"enabled": False}})
     with pytest.raises(ConfigError, match="no enabled connection"):
         Service(config, runner=FakeRunner())
 
@@ -134,7 +86,7 @@ def test_service_without_enabled_connections_refuses_to_start(tmp_path: Path) ->
 def test_one_job_per_enabled_connection_with_fixed_id_and_overlap_settings(
     tmp_path: Path, started_services: list[Service]
 ) -> None:
-    config = make_config(
+    config = scheduled_config(
         tmp_path,
         {
             "acme": {"schedule": {"interval_seconds": 900, "misfire_grace_seconds": 120}},
@@ -164,7 +116,7 @@ def test_one_job_per_enabled_connection_with_fixed_id_and_overlap_settings(
 def test_registering_again_replaces_jobs_instead_of_adding(
     tmp_path: Path, started_services: list[Service]
 ) -> None:
-    config = make_config(tmp_path)
+    config = scheduled_config(tmp_path)
     service = Service(config, runner=FakeRunner())
     started_services.append(service)
     service.scheduler.start(paused=True)
@@ -176,7 +128,7 @@ def test_registering_again_replaces_jobs_instead_of_adding(
 def test_restarting_the_service_registers_one_job_again(
     tmp_path: Path, started_services: list[Service]
 ) -> None:
-    config = make_config(tmp_path)
+    config = scheduled_config(tmp_path)
     add_run(config, "acme", datetime.now(UTC))
     first = Service(config, runner=FakeRunner())
     first.start()
@@ -193,7 +145,7 @@ def test_restarting_the_service_registers_one_job_again(
 
 
 def test_first_run_is_now_when_never_run(tmp_path: Path) -> None:
-    connection = make_config(tmp_path).connections["acme"]
+    connection = scheduled_config(tmp_path).connections["acme"]
     assert first_run_time(connection, None, NOW) == NOW
 
 
@@ -208,7 +160,7 @@ def test_first_run_is_now_when_never_run(tmp_path: Path) -> None:
 def test_first_run_from_history_for_interval(
     tmp_path: Path, last_started: datetime, expected: datetime
 ) -> None:
-    connection = make_config(tmp_path).connections["acme"]
+    connection = scheduled_config(tmp_path).connections["acme"]
     assert first_run_time(connection, last_started, NOW) == expected
 
 
@@ -221,15 +173,15 @@ def test_first_run_from_history_for_interval(
     ids=["missed_todays_slot", "before_todays_slot"],
 )
 def test_first_run_from_history_for_cron(tmp_path: Path, now: datetime, expected: datetime) -> None:
-    connection = make_config(tmp_path, {"acme": {"schedule": {"cron": "0 6 * * *"}}}).connections[
-        "acme"
-    ]
+    connection = scheduled_config(
+        tmp_path, {"acme": {"schedule": {"cron": "0 6 * * *"}}}
+    ).connections["acme"]
     yesterday_run = datetime(2024, 6, 4, 6, 0, 2, tzinfo=UTC)
     assert first_run_time(connection, yesterday_run, now) == expected
 
 
 def test_missed_run_runs_once_at_start_up(tmp_path: Path, started_services: list[Service]) -> None:
-    config = make_config(tmp_path)
+    config = scheduled_config(tmp_path)
     # Five hourly runs were missed while the service was down; a skipped row is not a run.
     add_run(config, "acme", datetime.now(UTC) - timedelta(hours=5))
     add_run(config, "acme", datetime.now(UTC) - timedelta(minutes=1), status="skipped")
@@ -247,7 +199,7 @@ def test_missed_run_runs_once_at_start_up(tmp_path: Path, started_services: list
 def test_recent_run_means_no_run_at_start_up(
     tmp_path: Path, started_services: list[Service]
 ) -> None:
-    config = make_config(tmp_path)
+    config = scheduled_config(tmp_path)
     last = datetime.now(UTC) - timedelta(minutes=10)
     add_run(config, "acme", last)
     runner = FakeRunner()
@@ -266,7 +218,7 @@ def test_recent_run_means_no_run_at_start_up(
 def test_overlapping_run_is_skipped_and_recorded(
     tmp_path: Path, started_services: list[Service]
 ) -> None:
-    config = make_config(tmp_path)
+    config = scheduled_config(tmp_path)
     runner = FakeRunner(block=True)
     service = Service(config, interval_seconds=0.2, runner=runner)
     started_services.append(service)
@@ -291,7 +243,7 @@ def test_overlapping_run_is_skipped_and_recorded(
 def test_lease_held_by_another_process_is_recorded_as_skipped(
     tmp_path: Path, started_services: list[Service]
 ) -> None:
-    config = make_config(tmp_path)
+    config = scheduled_config(tmp_path)
     runner = FakeRunner(raises=LockHeldError("acme", "other-host:42:abcd", "2024-06-05T12:05:00"))
     service = Service(config, max_runs=1, runner=runner)
     started_services.append(service)
@@ -304,7 +256,7 @@ def test_lease_held_by_another_process_is_recorded_as_skipped(
 
 
 def test_max_runs_stops_the_service_with_exit_code_zero(tmp_path: Path) -> None:
-    config = make_config(tmp_path)
+    config = scheduled_config(tmp_path)
     runner = FakeRunner()
     service = Service(config, interval_seconds=0.1, max_runs=3, runner=runner)
     started = time.monotonic()
@@ -316,7 +268,7 @@ def test_max_runs_stops_the_service_with_exit_code_zero(tmp_path: Path) -> None:
 
 
 def test_stop_cancels_the_running_run_and_waits_for_it(tmp_path: Path) -> None:
-    config = make_config(tmp_path)
+    config = scheduled_config(tmp_path)
     runner = FakeRunner(block=True)
     service = Service(config, runner=runner)
     codes: list[int] = []
@@ -332,7 +284,7 @@ def test_stop_cancels_the_running_run_and_waits_for_it(tmp_path: Path) -> None:
 
 
 def test_serve_stops_on_sigterm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = make_config(tmp_path)
+    config = scheduled_config(tmp_path)
     runner = FakeRunner(block=True)
     monkeypatch.setattr(scheduler_module, "ConnectionRunner", lambda config: runner)
     previous = signal.getsignal(signal.SIGTERM)
@@ -354,7 +306,7 @@ def test_serve_stops_on_sigterm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_next_run_times_from_schedule_and_history(tmp_path: Path) -> None:
-    config = make_config(
+    config = scheduled_config(
         tmp_path,
         {
             "acme": {"schedule": {"interval_seconds": 3600}},
@@ -374,7 +326,7 @@ def test_next_run_times_from_schedule_and_history(tmp_path: Path) -> None:
 
 
 def test_expected_interval_of_a_cron_is_the_gap_between_fires(tmp_path: Path) -> None:
-    config = make_config(
+    config = scheduled_config(
         tmp_path,
         {
             "daily": {"schedule": {"cron": "0 6 * * *"}},
@@ -393,7 +345,7 @@ def test_busy_metrics_port_is_a_config_error(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        config = make_config(tmp_path).model_copy(
+        config = scheduled_config(tmp_path).model_copy(
             update={"metrics": AppConfig().metrics.model_copy(update={"port": port})}
         )
         service = Service(config, runner=FakeRunner())
