@@ -200,6 +200,23 @@ def render_explanation(
     Returns:
         A rich renderable (print it with a Console).
     """
+    parts: list[RenderableType] = [
+        Panel(_headline(account, assessment), title="Credit risk", expand=False)
+    ]
+    if kept:
+        parts.append(
+            Text("Kept as the CRM has it (the next run does not write these):", style="bold")
+        )
+        parts.extend(Text(f"  {value.sentence}") for value in kept)
+    parts += [_reasons_table(assessment), _factors_table(assessment)]
+    if assessment.hard_rules:
+        parts.append(Text("Hard rules: " + ", ".join(assessment.hard_rules), style="red"))
+    parts += [_derivation_table(assessment), _features_table(assessment)]
+    return Group(*parts)
+
+
+def _headline(account: Account, assessment: RiskAssessment) -> Text:
+    """Name and id, band and score, the limits, the model and the probability of paying late."""
     style = _BAND_STYLE.get(assessment.band, "")
     limit = assessment.recommended_credit_limit
     view = _limit_view(account, assessment)
@@ -223,7 +240,15 @@ def render_explanation(
         headline.append(f"\nprobability of paying late {assessment.probability_late:.0%}")
         if assessment.features.get("probability_table") == "thin_file":
             headline.append(" (thin-file table: too few settled invoices for the main one)")
+    if account.manual_credit_limit is not None:
+        headline.append(
+            f"\nmanual credit limit {account.manual_credit_limit:,.0f} "
+            f"{view['current_currency'] or ''}: never exceeded".replace("  ", " ")
+        )
+    return headline
 
+
+def _reasons_table(assessment: RiskAssessment) -> PlainTable:
     reasons = PlainTable(title="Reasons", header_style="bold", expand=False)
     reasons.add_column("#", justify="right")
     reasons.add_column("code")
@@ -231,7 +256,10 @@ def render_explanation(
     reasons.add_column("why", overflow="fold")
     for i, reason in enumerate(assessment.reasons, start=1):
         reasons.add_row(str(i), reason.code, f"{reason.points:.1f}", reason.text)
+    return reasons
 
+
+def _factors_table(assessment: RiskAssessment) -> PlainTable:
     factors = PlainTable(
         title="Factors (score = Σ weight × points / Σ weight of available factors)",
         header_style="bold",
@@ -248,31 +276,22 @@ def render_explanation(
             f.detail if f.available else (f.detail or "no data: re-weighted, lowers confidence"),
             style=None if f.available else "dim",
         )
+    return factors
 
-    if account.manual_credit_limit is not None:
-        headline.append(
-            f"\nmanual credit limit {account.manual_credit_limit:,.0f} "
-            f"{view['current_currency'] or ''}: never exceeded".replace("  ", " ")
-        )
-    parts: list[RenderableType] = [Panel(headline, title="Credit risk", expand=False)]
-    if kept:
-        parts.append(
-            Text("Kept as the CRM has it (the next run does not write these):", style="bold")
-        )
-        parts.extend(Text(f"  {value.sentence}") for value in kept)
-    parts += [reasons, factors]
-    if assessment.hard_rules:
-        parts.append(Text("Hard rules: " + ", ".join(assessment.hard_rules), style="red"))
+
+def _derivation_table(assessment: RiskAssessment) -> PlainTable:
     derivation = PlainTable(title="Credit limit derivation", header_style="bold", show_header=False)
     derivation.add_column("step", justify="right")
     derivation.add_column("detail", overflow="fold")
     for i, line in enumerate(assessment.limit_derivation, start=1):
         derivation.add_row(str(i), line)
-    parts.append(derivation)
+    return derivation
+
+
+def _features_table(assessment: RiskAssessment) -> PlainTable:
     features = PlainTable(title="Features", header_style="bold")
     features.add_column("feature")
     features.add_column("value", justify="right")
     for key, value in sorted(assessment.features.items()):
         features.add_row(key, "-" if value is None else str(value))
-    parts.append(features)
-    return Group(*parts)
+    return features
