@@ -7,9 +7,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from connector.errors import StoreMissingError
+from connector.store._db import dumps, loads
 from connector.store.base import SqlStore
 from connector.store.postgres import PostgresStore
-from connector.store.sqlite import SqliteStore, StoredAccount, TaskLedgerEntry, dumps, loads
+from connector.store.records import StoredAccount
+from connector.store.sqlite import SqliteStore
+from connector.store.tasks import TaskLedgerEntry
 
 __all__ = [
     "PostgresStore",

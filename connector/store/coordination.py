@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from connector.store.base import SqlStore, _iso, dumps
+from connector.store._db import _iso, dumps
+from connector.store.base import SqlStore
 
 # Rows of workers that stopped heartbeating are kept this long, so `status` can show who died.
 FORGET_DEAD_WORKERS = timedelta(days=1)

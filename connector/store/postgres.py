@@ -12,7 +12,9 @@ from typing import Any
 
 from connector.errors import ConfigError, ConfigProblem, StoreError, StoreUnavailableError
 from connector.redaction import redact, redact_url
-from connector.store.base import MIGRATIONS, SCHEMA_VERSION, Cursor, SqlStore
+from connector.store._db import Cursor
+from connector.store.base import SqlStore
+from connector.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 # Serialises concurrent first starts: two processes must not both create the schema.
 _MIGRATION_LOCK_KEY = 0x43524D52  # "CRMR"

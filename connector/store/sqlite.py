@@ -19,25 +19,10 @@ from connector.errors import (
     StoreFullError,
     StoreUnavailableError,
 )
-from connector.store.base import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    SqlStore,
-    StoredAccount,
-    TaskLedgerEntry,
-    dumps,
-    loads,
-)
+from connector.store.base import SqlStore
+from connector.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "SqliteStore",
-    "StoredAccount",
-    "TaskLedgerEntry",
-    "dumps",
-    "integrity_problems",
-    "loads",
-]
+__all__ = ["SqliteStore", "integrity_problems"]
 
 log = logging.getLogger("crm_risk.store")
 

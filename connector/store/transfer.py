@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector.errors import EXIT_CONFIG, LockHeldError, StoreError
-from connector.store.base import SqlStore, _iso
+from connector.store._db import _iso
+from connector.store.base import SqlStore
 from connector.store.holders import holder_id
 
 # Tables that are not copied, and why (shown by `store migrate`).

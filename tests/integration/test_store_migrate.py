@@ -17,7 +17,7 @@ from connector.errors import EXIT_CONFIG, LockHeldError, StoreError
 from connector.models import Account, Invoice
 from connector.store import open_store
 from connector.store import transfer as transfer_module
-from connector.store.base import TaskLedgerEntry
+from connector.store.tasks import TaskLedgerEntry
 from connector.store.transfer import LEFT_BEHIND, TransferRefused, copy_store, digest_store
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from connector.store import open_store
-from connector.store.base import SCHEMA_VERSION
 from connector.store.coordination import WorkQueue
+from connector.store.migrations import SCHEMA_VERSION
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "store"
 V1_RUN = (
