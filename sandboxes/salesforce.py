@@ -25,6 +25,7 @@ from sandboxes.seed import (
 )
 from sandboxes.server import Request, Response
 from sandboxes.sf_bulk import BulkJobs
+from sandboxes.sf_catalog import build_schema
 from sandboxes.sf_common import (
     INTEGRATION_USER,
     LATEST_VERSION,
@@ -39,7 +40,6 @@ from sandboxes.sf_oauth import OAuthServer
 from sandboxes.sf_query import SoqlQueries
 from sandboxes.sf_schema import (
     SObject,
-    build_schema,
     to_id18,
 )
 from sandboxes.sf_seed import OrgSeed

@@ -159,7 +159,7 @@ _COUNTRIES: tuple[tuple[str, str, int, tuple[str, ...], int], ...] = (
     ("AU", "AUD", 2, ("Pty Ltd",), 2),
 )
 
-_INDUSTRIES = (
+INDUSTRIES = (
     "Manufacturing",
     "Wholesale",
     "Retail",
@@ -289,7 +289,7 @@ def _account(
         _COUNTRIES, weights=[c[4] for c in _COUNTRIES]
     )[0]
     name = f"{rng.choice(_FIRST)} {rng.choice(_SECOND)} {rng.choice(suffixes)}"
-    industry = rng.choice(_INDUSTRIES)
+    industry = rng.choice(INDUSTRIES)
     # The inactive owner (someone who left) still holds a few healthy accounts nobody reassigned;
     # risky accounts have active owners so their follow-up tasks can go to them.
     active = [user for user in owners if user.active]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandboxes.seed import HOME_CURRENCY as SEED_HOME_CURRENCY
+from sandboxes.seed import INDUSTRIES as SEED_INDUSTRIES
 from sandboxes.seed import RATES_PER_EUR
 
 # Zoho ids are 64-bit integers written as strings; this org's ids share one 10-digit prefix.
@@ -25,23 +26,7 @@ EXCHANGE_RATES: dict[str, float] = {code: float(rate) for code, rate in RATES_PE
 
 NONE_VALUE = "-None-"  # every Zoho picklist starts with it; writing it clears the field
 
-INDUSTRIES = (
-    "Agriculture",
-    "Automotive",
-    "Chemicals",
-    "Construction",
-    "Consulting",
-    "Electronics",
-    "Energy",
-    "Food & Beverage",
-    "Healthcare",
-    "Manufacturing",
-    "Retail",
-    "Technology",
-    "Telecommunications",
-    "Transportation",
-    "Wholesale",
-)
+INDUSTRIES = tuple(sorted(SEED_INDUSTRIES))  # the seed's, by name
 # A customised Invoices Status list, as real orgs have (reference §4).
 INVOICE_STATUSES = (
     "Draft",
