@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sandboxes.server import Request, Response
@@ -16,22 +15,23 @@ from sandboxes.sf_common import (
     _error,
     _not_found,
     _typed_record,
-    sf_datetime,
 )
 from sandboxes.sf_schema import (
     CLOSED_TASK_STATUSES,
-    NUMBER_TYPES,
     FieldDef,
     SObject,
     to_id18,
 )
-from sandboxes.sf_soql import (
-    FieldRef,
-    parse_datetime_literal,
-)
+from sandboxes.sf_soql import FieldRef
+from sandboxes.sf_values import coerce
 
 if TYPE_CHECKING:
     from sandboxes.salesforce import SalesforceEmulator
+
+# A record ready to apply: its object, the id to update (None: create) and its coerced fields.
+_Staged = tuple[SObject, str | None, dict[str, Any]]
+# An upsert's match: the id to update (None: create) and the fields to write.
+_Plan = tuple[str | None, dict[str, Any]]
 
 
 class CollectionWrites:
@@ -47,99 +47,124 @@ class CollectionWrites:
         if method == "PATCH" and len(parts) == 2:
             return self._collections_upsert(request, parts[0], parts[1])
         if method == "DELETE":
-            ids = [i for i in (request.param("ids") or "").split(",") if i]
-            deleted: list[dict[str, Any]] = []
-            with self.emulator._lock:
-                for raw in ids[:COLLECTION_LIMIT]:
-                    rid = to_id18(raw) or raw
-                    row = next((t[rid] for t in self.emulator.rows.values() if rid in t), None)
-                    if row is None or row["IsDeleted"]:
-                        deleted.append(
-                            {
-                                "success": False,
-                                "errors": [
-                                    {
-                                        "statusCode": "ENTITY_IS_DELETED",
-                                        "message": "entity is deleted",
-                                        "fields": [],
-                                    }
-                                ],
-                            }
-                        )
-                        continue
-                    row["IsDeleted"] = True
-                    self.emulator._touch(row, self.emulator._stamp())
-                    deleted.append({"id": rid, "success": True, "errors": []})
-            return Response.json(200, deleted)
+            return self._collections_delete(request)
         if method not in ("POST", "PATCH") or parts:
             return _not_found()
+        return self._collections_save(request, creating=method == "POST")
+
+    def _collections_delete(self, request: Request) -> Response:
+        ids = [i for i in (request.param("ids") or "").split(",") if i]
+        deleted: list[dict[str, Any]] = []
+        with self.emulator._lock:
+            for raw in ids[:COLLECTION_LIMIT]:
+                rid = to_id18(raw) or raw
+                row = next((t[rid] for t in self.emulator.rows.values() if rid in t), None)
+                if row is None or row["IsDeleted"]:
+                    deleted.append(
+                        {
+                            "success": False,
+                            "errors": [
+                                {
+                                    "statusCode": "ENTITY_IS_DELETED",
+                                    "message": "entity is deleted",
+                                    "fields": [],
+                                }
+                            ],
+                        }
+                    )
+                    continue
+                row["IsDeleted"] = True
+                self.emulator._touch(row, self.emulator._stamp())
+                deleted.append({"id": rid, "success": True, "errors": []})
+        return Response.json(200, deleted)
+
+    def _collections_save(self, request: Request, *, creating: bool) -> Response:
+        """POST (create) or PATCH (update) composite/sobjects: up to 200 records of any types."""
         parsed = _collection_records(request)
         if isinstance(parsed, Response):
             return parsed
         records, all_or_none = parsed
-        creating = method == "POST"
-        results: list[dict[str, Any]] = []
         # Salesforce processes each run of same-type records as one chunk; keep order.
         with self.emulator._lock:
-            prepared: list[
-                tuple[SObject | None, str | None, dict[str, Any], RecordError | None]
-            ] = []
-            for raw in records:
-                typed = _typed_record(raw)
-                if isinstance(typed, Response):
-                    return typed
-                data, type_name = typed
-                obj = self.emulator._find_object(type_name)
-                if obj is None:
-                    return _error(
-                        400, "INVALID_TYPE", f"sObject type '{type_name}' is not supported."
-                    )
-                record_id: str | None = None
-                problem: RecordError | None = None
-                if creating:
-                    if "id" in data or "Id" in data:
-                        problem = RecordError(
-                            "INVALID_FIELD", "cannot specify Id in an insert call", ["Id"]
-                        )
-                else:
-                    raw_id = data.pop("id", None) or data.pop("Id", None)
-                    if not raw_id:
-                        return _error(400, "MISSING_ARGUMENT", "Id not specified in an update call")
-                    record_id = to_id18(str(raw_id))
-                    if record_id is None:
-                        problem = RecordError("MALFORMED_ID", f"malformed id {raw_id}", ["Id"])
-                prepared.append(
-                    (obj, record_id or (None if creating else str(raw_id)), data, problem)
-                )
-            outcomes: list[dict[str, Any] | RecordError] = []
-            staged: list[tuple[SObject, str | None, dict[str, Any]]] = []
+            prepared = self._prepare_saves(records, creating)
+            if isinstance(prepared, Response):
+                return prepared
+            outcomes: list[_Staged | RecordError] = []
             for obj, record_id, data, problem in prepared:
-                assert obj is not None
                 if problem is None:
                     try:
                         clean = self._validate(obj, record_id, data, creating, request)
-                        staged.append((obj, record_id, clean))
-                        outcomes.append({"pending": True})
+                        outcomes.append((obj, record_id, clean))
                         continue
                     except RecordError as exc:
                         problem = exc
                 outcomes.append(problem)
-            failed = any(isinstance(o, RecordError) for o in outcomes)
-            staged_iter = iter(staged)
-            for (_, record_id, _, _), outcome in zip(prepared, outcomes, strict=True):
-                if isinstance(outcome, RecordError):
-                    result: dict[str, Any] = {"success": False, "errors": [outcome.as_result()]}
-                    if record_id and not creating:
-                        result = {"id": record_id} | result
-                    results.append(result)
-                    continue
-                sobj, staged_id, clean = next(staged_iter)
-                if failed and all_or_none:
-                    results.append({"success": False, "errors": [_ROLLED_BACK]})
-                    continue
-                new_id = self._apply(sobj, staged_id, clean, self.emulator._stamp())
-                results.append({"id": new_id, "success": True, "errors": []})
+            # A refused update names the id it was given; a refused create has none.
+            error_ids = [None if creating else record_id for _, record_id, _, _ in prepared]
+            results = self._commit(outcomes, all_or_none, error_ids=error_ids)
         return Response.json(200, results)
+
+    def _prepare_saves(
+        self, records: list[Any], creating: bool
+    ) -> list[tuple[SObject, str | None, dict[str, Any], RecordError | None]] | Response:
+        """Each record's object, id and fields, and what refuses it before validation; or the
+        error that refuses the whole request (no type, an unknown type, an update without id)."""
+        prepared: list[tuple[SObject, str | None, dict[str, Any], RecordError | None]] = []
+        for raw in records:
+            typed = _typed_record(raw)
+            if isinstance(typed, Response):
+                return typed
+            data, type_name = typed
+            obj = self.emulator._find_object(type_name)
+            if obj is None:
+                return _error(400, "INVALID_TYPE", f"sObject type '{type_name}' is not supported.")
+            record_id: str | None = None
+            problem: RecordError | None = None
+            if creating:
+                if "id" in data or "Id" in data:
+                    problem = RecordError(
+                        "INVALID_FIELD", "cannot specify Id in an insert call", ["Id"]
+                    )
+            else:
+                raw_id = data.pop("id", None) or data.pop("Id", None)
+                if not raw_id:
+                    return _error(400, "MISSING_ARGUMENT", "Id not specified in an update call")
+                record_id = to_id18(str(raw_id))
+                if record_id is None:
+                    problem = RecordError("MALFORMED_ID", f"malformed id {raw_id}", ["Id"])
+            prepared.append((obj, record_id or (None if creating else str(raw_id)), data, problem))
+        return prepared
+
+    def _commit(
+        self,
+        outcomes: list[_Staged | RecordError],
+        all_or_none: bool,
+        *,
+        error_ids: list[str | None] | None = None,
+        upsert: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Apply the validated records in order and answer one result each; with allOrNone,
+        one refused record rolls every other back."""
+        failed = any(isinstance(o, RecordError) for o in outcomes)
+        results: list[dict[str, Any]] = []
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, RecordError):
+                result: dict[str, Any] = {"success": False, "errors": [outcome.as_result()]}
+                error_id = error_ids[index] if error_ids else None
+                if error_id:
+                    result = {"id": error_id} | result
+                results.append(result)
+                continue
+            if failed and all_or_none:
+                results.append({"success": False, "errors": [_ROLLED_BACK]})
+                continue
+            obj, record_id, clean = outcome
+            new_id = self._apply(obj, record_id, clean, self.emulator._stamp())
+            result = {"id": new_id, "success": True, "errors": []}
+            if upsert:
+                result["created"] = record_id is None
+            results.append(result)
+        return results
 
     def _collections_retrieve(self, request: Request, version: str, object_name: str) -> Response:
         # sObject Collections retrieve: GET ?ids=&fields= (up to 800 ids in the URL) or POST
@@ -218,51 +243,11 @@ class CollectionWrites:
             return parsed
         records, all_or_none = parsed
         with self.emulator._lock:
-            plans: list[tuple[str | None, dict[str, Any]] | RecordError] = []
-            seen: Counter[str] = Counter()
-            for raw in records:
-                typed = _typed_record(raw)
-                if isinstance(typed, Response):
-                    return typed
-                data, type_name = typed
-                if type_name.lower() != obj.name.lower():
-                    return _error(
-                        400, "INVALID_TYPE", f"Record type {type_name} does not match {obj.name}"
-                    )
-                value = next((v for k, v in data.items() if k.lower() == key.name.lower()), None)
-                if value in (None, ""):
-                    plans.append(
-                        RecordError(
-                            "MISSING_ARGUMENT", f"{key.name} not specified in an upsert call"
-                        )
-                    )
-                    continue
-                seen[str(value)] += 1
-                found = [
-                    row["Id"]
-                    for row in self.emulator.rows[obj.name].values()
-                    if not row["IsDeleted"] and str(row.get(key.name)) == str(value)
-                ]
-                if len(found) > 1:
-                    plans.append(
-                        RecordError(
-                            "DUPLICATE_EXTERNAL_ID",
-                            f"{key.name}: more than one record found for external id field: "
-                            f"{found}",
-                            [key.name],
-                        )
-                    )
-                    continue
-                if not found and key.name == "Id":
-                    plans.append(
-                        RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
-                    )
-                    continue
-                if found:  # matched on it; the key itself is not rewritten
-                    data = {k: v for k, v in data.items() if k.lower() != key.name.lower()}
-                plans.append((found[0] if found else None, data))
-            outcomes: list[dict[str, Any] | RecordError] = []
-            staged: list[tuple[str | None, dict[str, Any]]] = []
+            matched = self._upsert_plans(obj, key, records)
+            if isinstance(matched, Response):
+                return matched
+            plans, seen = matched
+            outcomes: list[_Staged | RecordError] = []
             for index, plan in enumerate(plans):
                 if isinstance(plan, RecordError):
                     outcomes.append(plan)
@@ -285,24 +270,55 @@ class CollectionWrites:
                 except RecordError as exc:
                     outcomes.append(exc)
                     continue
-                staged.append((record_id, clean))
-                outcomes.append({"pending": True})
-            failed = any(isinstance(o, RecordError) for o in outcomes)
-            staged_iter = iter(staged)
-            results: list[dict[str, Any]] = []
-            for outcome in outcomes:
-                if isinstance(outcome, RecordError):
-                    results.append({"success": False, "errors": [outcome.as_result()]})
-                    continue
-                record_id, clean = next(staged_iter)
-                if failed and all_or_none:
-                    results.append({"success": False, "errors": [_ROLLED_BACK]})
-                    continue
-                new_id = self._apply(obj, record_id, clean, self.emulator._stamp())
-                results.append(
-                    {"id": new_id, "success": True, "errors": [], "created": record_id is None}
-                )
+                outcomes.append((obj, record_id, clean))
+            results = self._commit(outcomes, all_or_none, upsert=True)
         return Response.json(200, results)
+
+    def _upsert_plans(
+        self, obj: SObject, key: FieldDef, records: list[Any]
+    ) -> tuple[list[_Plan | RecordError], Counter[str]] | Response:
+        """Each record's match on `key` (the id to update, None to create) or what refuses it,
+        with how often each key value occurs; or the error that refuses the whole request."""
+        plans: list[_Plan | RecordError] = []
+        seen: Counter[str] = Counter()
+        for raw in records:
+            typed = _typed_record(raw)
+            if isinstance(typed, Response):
+                return typed
+            data, type_name = typed
+            if type_name.lower() != obj.name.lower():
+                return _error(
+                    400, "INVALID_TYPE", f"Record type {type_name} does not match {obj.name}"
+                )
+            value = next((v for k, v in data.items() if k.lower() == key.name.lower()), None)
+            if value in (None, ""):
+                plans.append(
+                    RecordError("MISSING_ARGUMENT", f"{key.name} not specified in an upsert call")
+                )
+                continue
+            seen[str(value)] += 1
+            plans.append(self._upsert_match(obj, key, value, data))
+        return plans, seen
+
+    def _upsert_match(
+        self, obj: SObject, key: FieldDef, value: Any, data: dict[str, Any]
+    ) -> _Plan | RecordError:
+        found = [
+            row["Id"]
+            for row in self.emulator.rows[obj.name].values()
+            if not row["IsDeleted"] and str(row.get(key.name)) == str(value)
+        ]
+        if len(found) > 1:
+            return RecordError(
+                "DUPLICATE_EXTERNAL_ID",
+                f"{key.name}: more than one record found for external id field: {found}",
+                [key.name],
+            )
+        if not found and key.name == "Id":
+            return RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
+        if found:  # matched on it; the key itself is not rewritten
+            data = {k: v for k, v in data.items() if k.lower() != key.name.lower()}
+        return (found[0] if found else None, data)
 
     def _write(
         self,
@@ -325,6 +341,7 @@ class CollectionWrites:
         creating: bool,
         request: Request | None,
     ) -> dict[str, Any]:
+        """The record's fields coerced for writing; raises the RecordError Salesforce answers."""
         if not creating:
             if record_id is None or record_id not in self.emulator.rows[obj.name]:
                 raise RecordError(
@@ -334,6 +351,20 @@ class CollectionWrites:
                 )
             if self.emulator.rows[obj.name][record_id]["IsDeleted"]:
                 raise RecordError("ENTITY_IS_DELETED", "entity is deleted", [])
+        clean = self._writable_fields(obj, data, creating)
+        _check_required(obj, clean, creating)
+        if obj.name == "Task":
+            owner = clean.get("OwnerId")
+            if owner is not None and not self.emulator.rows["User"][owner]["IsActive"]:
+                raise RecordError(
+                    "INACTIVE_OWNER_OR_USER", "operation performed with inactive user", ["OwnerId"]
+                )
+        self._check_org_refusals(obj, record_id, clean, request)
+        return clean
+
+    def _writable_fields(
+        self, obj: SObject, data: dict[str, Any], creating: bool
+    ) -> dict[str, Any]:
         clean: dict[str, Any] = {}
         not_writable: list[str] = []
         for key, value in data.items():
@@ -345,7 +376,7 @@ class CollectionWrites:
             if not (fdef.createable if creating else fdef.updateable):
                 not_writable.append(fdef.name)
                 continue
-            clean[fdef.name] = self._coerce(obj, fdef, value)
+            clean[fdef.name] = coerce(self.emulator, fdef, value)
         if not_writable:
             names = ", ".join(not_writable)
             raise RecordError(
@@ -354,28 +385,16 @@ class CollectionWrites:
                 "this field and verify that it is read/write for your profile or permission set.",
                 not_writable,
             )
-        if creating:
-            for fdef in obj.fields:
-                # OwnerId defaults to the calling user, as in Salesforce.
-                required = not fdef.nillable and fdef.createable and fdef.default is None
-                if required and fdef.name != "OwnerId" and clean.get(fdef.name) is None:
-                    raise RecordError(
-                        "REQUIRED_FIELD_MISSING",
-                        f"Required fields are missing: [{fdef.name}]",
-                        [fdef.name],
-                    )
-        else:
-            for name, value in clean.items():
-                if value is None and not obj.by_lower[name.lower()].nillable:
-                    raise RecordError(
-                        "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{name}]", [name]
-                    )
-        if obj.name == "Task":
-            owner = clean.get("OwnerId")
-            if owner is not None and not self.emulator.rows["User"][owner]["IsActive"]:
-                raise RecordError(
-                    "INACTIVE_OWNER_OR_USER", "operation performed with inactive user", ["OwnerId"]
-                )
+        return clean
+
+    def _check_org_refusals(
+        self,
+        obj: SObject,
+        record_id: str | None,
+        clean: dict[str, Any],
+        request: Request | None,
+    ) -> None:
+        """A locked row, an injected fault or a validation rule the org's admin added."""
         if record_id is not None and self.emulator._locks.get(record_id, 0) > 0:
             self.emulator._locks[record_id] -= 1
             raise RecordError(
@@ -400,95 +419,6 @@ class CollectionWrites:
                 message = rule(obj.name, merged)
                 if message:
                     raise RecordError("FIELD_CUSTOM_VALIDATION_EXCEPTION", message, [])
-        return clean
-
-    def _coerce(self, obj: SObject, fdef: FieldDef, value: Any) -> Any:
-        # Salesforce names the field by its label in these messages ("Account Name: data value
-        # too large: ..."), while `fields` carries the API name.
-        label = fdef.label or fdef.name.replace("__c", "").replace("_", " ")
-
-        def wrong() -> RecordError:
-            return RecordError(
-                "INVALID_TYPE_ON_FIELD_IN_RECORD",
-                f"{label}: value not of required type: {value}",
-                [fdef.name],
-            )
-
-        if value is None:
-            return None
-        kind = fdef.type
-        if kind in NUMBER_TYPES:
-            if isinstance(value, bool):
-                raise wrong()
-            try:
-                number = Decimal(str(value))
-            except InvalidOperation:
-                raise wrong() from None
-            if not number.is_finite():
-                raise wrong()
-            digits = fdef.digits if kind == "int" else fdef.precision
-            scale = 0 if kind == "int" else fdef.scale
-            rounded = round(number, scale)
-            if digits and abs(rounded) >= Decimal(10) ** (digits - scale):
-                raise RecordError(
-                    "NUMBER_OUTSIDE_VALID_RANGE",
-                    f"{label}: value outside of valid range on numeric field: {value}",
-                    [fdef.name],
-                )
-            if kind == "int":
-                if number != number.to_integral_value():
-                    raise wrong()
-                return int(number)
-            return float(rounded)
-        if kind == "boolean":
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false"):
-                return value.lower() == "true"
-            raise wrong()
-        if kind == "date":
-            try:
-                return date.fromisoformat(str(value)).isoformat()
-            except ValueError:
-                raise wrong() from None
-        if kind == "datetime":
-            try:
-                return sf_datetime(parse_datetime_literal(str(value)))
-            except ValueError:
-                raise wrong() from None
-        if isinstance(value, bool | dict | list):
-            raise wrong()
-        text = str(value)
-        if kind == "reference":
-            ref = to_id18(text)
-            if ref is None:
-                raise RecordError(
-                    "MALFORMED_ID", f"{label}: id value of incorrect type: {text}", [fdef.name]
-                )
-            targets = [self.emulator.schema[t].name for t in fdef.reference_to]
-            if not any(
-                ref in self.emulator.rows[t] and not self.emulator.rows[t][ref]["IsDeleted"]
-                for t in targets
-            ):
-                raise RecordError(
-                    "INVALID_CROSS_REFERENCE_KEY",
-                    "invalid cross reference id",
-                    [fdef.name],
-                )
-            return ref
-        if kind == "picklist" and fdef.restricted and text not in fdef.picklist:
-            raise RecordError(
-                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                f"{label}: bad value for restricted picklist field: {text}",
-                [fdef.name],
-            )
-        if fdef.length and len(text) > fdef.length:
-            raise RecordError(
-                "STRING_TOO_LONG",
-                f"{label}: data value too large: {text[:40]}... (max length={fdef.length})",
-                [fdef.name],
-            )
-        return text
 
     def _apply(self, obj: SObject, record_id: str | None, clean: dict[str, Any], stamp: str) -> str:
         table = self.emulator.rows[obj.name]
@@ -538,3 +468,23 @@ class CollectionWrites:
             "Paid" if balance <= 0 else "Partially Paid" if balance < total else "Unpaid"
         )
         self.emulator._touch(invoice, stamp)
+
+
+def _check_required(obj: SObject, clean: dict[str, Any], creating: bool) -> None:
+    """A create must fill every required field; an update must not empty one."""
+    if creating:
+        for fdef in obj.fields:
+            # OwnerId defaults to the calling user, as in Salesforce.
+            required = not fdef.nillable and fdef.createable and fdef.default is None
+            if required and fdef.name != "OwnerId" and clean.get(fdef.name) is None:
+                raise RecordError(
+                    "REQUIRED_FIELD_MISSING",
+                    f"Required fields are missing: [{fdef.name}]",
+                    [fdef.name],
+                )
+    else:
+        for name, value in clean.items():
+            if value is None and not obj.by_lower[name.lower()].nillable:
+                raise RecordError(
+                    "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{name}]", [name]
+                )
