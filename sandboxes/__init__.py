@@ -225,13 +225,7 @@ def start(
     spec = _KINDS.get(kind)
     if spec is None:
         raise ValueError(f"unknown sandbox kind {kind!r}; choose one of {', '.join(_KINDS)}")
-    try:
-        module = importlib.import_module(spec.module)
-    except ModuleNotFoundError as exc:
-        if exc.name == spec.module:
-            raise NotImplementedError(f"the {kind} sandbox is not implemented yet") from exc
-        raise
-    emulator_cls = getattr(module, spec.cls)
+    emulator_cls = _emulator_class(kind, spec)
     portfolio: Portfolio | PortfolioStream
     if accounts > STREAM_ABOVE and getattr(emulator_cls, "accepts_stream", False):
         # Never hold the seed and the emulator's copy at once for benchmark-sized orgs.
@@ -254,6 +248,24 @@ def start(
     if hasattr(emulator, "call_counts"):
         emulator.call_counts = server.calls
     server.start()
+    return _running(kind, spec, server, emulator, state_file)
+
+
+def _emulator_class(kind: str, spec: _Kind) -> Any:
+    """The emulator class of a kind, imported on first use."""
+    try:
+        module = importlib.import_module(spec.module)
+    except ModuleNotFoundError as exc:
+        if exc.name == spec.module:
+            raise NotImplementedError(f"the {kind} sandbox is not implemented yet") from exc
+        raise
+    return getattr(module, spec.cls)
+
+
+def _running(
+    kind: str, spec: _Kind, server: SandboxServer, emulator: Any, state_file: str | None
+) -> RunningSandbox:
+    """The started server's URLs and the emulator's demo credentials."""
     base = server.base_url
     return RunningSandbox(
         crm=kind,

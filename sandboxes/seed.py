@@ -283,6 +283,7 @@ def _delay_days(personality: str, position: int, count: int, rng: random.Random)
 def _account(
     index: int, seed: int, as_of: date, invoices_per_account: int, owners: list[SeedUser]
 ) -> tuple[SeedAccount, list[SeedInvoice]]:
+    # One generator per account, drawn from in a fixed order: the same seed gives the same data.
     rng = random.Random(seed * 1_000_003 + index)
     personality = _personality(index, rng)
     country, currency, fx, suffixes, _ = rng.choices(
@@ -290,14 +291,7 @@ def _account(
     )[0]
     name = f"{rng.choice(_FIRST)} {rng.choice(_SECOND)} {rng.choice(suffixes)}"
     industry = rng.choice(INDUSTRIES)
-    # The inactive owner (someone who left) still holds a few healthy accounts nobody reassigned;
-    # risky accounts have active owners so their follow-up tasks can go to them.
-    active = [user for user in owners if user.active]
-    inactive = [user for user in owners if not user.active]
-    if inactive and personality in ("prompt", "slow") and index % 4 == 1:
-        owner = inactive[0]
-    else:
-        owner = active[index % len(active)]
+    owner = _owner(index, personality, owners)
     employees = max(3, int(rng.lognormvariate(4.5, 1.3)))
     revenue_eur = employees * rng.uniform(90_000, 260_000)
     annual_revenue = None if rng.random() < 0.12 else _money(round(revenue_eur * fx, -3))
@@ -310,89 +304,9 @@ def _account(
     terms = rng.choice((14, 30, 30, 30, 45, 60)) if country not in ("IT", "ES", "CN") else 60
     # Typical invoice ~ one month of what this customer buys from us.
     typical = max(800.0, revenue_eur * rng.uniform(0.002, 0.01) / 12) * fx
-
-    count = rng.randint(1, 2) if personality == "thin_file" else invoices_per_account
-    invoices: list[SeedInvoice] = []
-    newest_issue = as_of - timedelta(days=rng.randint(3, 20))
-    issues = [newest_issue - timedelta(days=30 * k + rng.randint(0, 6)) for k in range(count)]
-    issues.reverse()  # oldest first
-    special: dict[int, str] = {}
-    if personality == "disputed" and count:
-        special[max(count - 3, 0)] = "disputed"
-    if personality == "overdue_90" and count:
-        # The oldest invoices are the ones 90+ days past due.
-        for position in range(min(2, count)):
-            special[position] = "overdue_90"
-    if personality == "written_off" and count:
-        special[max(count - 7, 0)] = "written_off"
-    if personality == "over_limit":
-        for position in range(max(count - 4, 0), count):
-            special[position] = "open"
-
-    for position, issue in enumerate(issues):
-        due = issue + timedelta(days=terms)
-        amount = _money(typical * rng.uniform(0.5, 1.6))
-        kind = special.get(position)
-        paid: date | None = due + timedelta(days=_delay_days(personality, position, count, rng))
-        status = "paid"
-        open_amount = Decimal("0.00")
-        if kind == "overdue_90":
-            due = min(due, as_of - timedelta(days=95 + 20 * position))
-            issue = due - timedelta(days=terms)
-            amount = _money(typical * rng.uniform(2.0, 3.5))  # material, not a rounding error
-            paid, status, open_amount = None, "open", amount
-        elif kind == "disputed":
-            due = min(due, as_of - timedelta(days=10))
-            issue = due - timedelta(days=terms)
-            paid, status, open_amount = None, "disputed", amount
-        elif kind == "written_off":
-            due = min(due, as_of - timedelta(days=200))
-            issue = due - timedelta(days=terms)
-            paid, status, open_amount = None, "written_off", Decimal("0.00")
-        elif kind == "open" or (paid is not None and paid > as_of):
-            paid, status, open_amount = None, "open", amount
-            if due < as_of and rng.random() < 0.15:
-                status = "partially_paid"
-                open_amount = _money(float(amount) * rng.uniform(0.3, 0.7))
-        elif rng.random() < 0.02:
-            paid, status = None, "void"
-        invoices.append(
-            SeedInvoice(
-                key=f"inv{index:06d}-{position:02d}",
-                account_key=f"acc{index:06d}",
-                number=f"INV-{index * max(invoices_per_account, 2) + position + 1:07d}",
-                issue_date=issue,
-                due_date=due,
-                amount=amount,
-                open_amount=open_amount,
-                paid_date=paid,
-                status=status,
-            )
-        )
-
-    exposure = sum((inv.open_amount for inv in invoices), Decimal(0))
-    credit_limit: Decimal | None = _round_limit(Decimal(typical * (terms / 30 + 1) * 1.8), fx)
-    if personality == "over_limit":
-        credit_limit = max(_round_limit(exposure * Decimal("0.6"), fx), Decimal(1000 * fx))
-        if credit_limit >= exposure:  # tiny exposure: still make it breach
-            credit_limit = (exposure * Decimal("0.5")).quantize(CENT)
-    elif personality == "thin_file" and rng.random() < 0.5:
-        credit_limit = None
-    low, high = {
-        "prompt": (65, 95),
-        "slow": (45, 75),
-        "deteriorating": (35, 60),
-        "disputed": (40, 70),
-        "overdue_90": (15, 40),
-        "written_off": (8, 30),
-        "thin_file": (40, 70),
-        "over_limit": (35, 60),
-    }[personality]
-    no_score = 0.6 if personality == "thin_file" else 0.12
-    external_score = None if rng.random() < no_score else rng.randint(low, high)
-    insured_limit = None
-    if credit_limit is not None and rng.random() < 0.4:
-        insured_limit = _round_limit(credit_limit * Decimal(str(rng.uniform(0.5, 1.0))), fx)
+    history = _History(index, personality, as_of, invoices_per_account, terms, typical)
+    invoices = _invoices(history, rng)
+    credit_limit, external_score, insured_limit = _credit_terms(history, invoices, fx, rng)
     account = SeedAccount(
         key=f"acc{index:06d}",
         name=name,
@@ -410,6 +324,139 @@ def _account(
         personality=personality,
     )
     return account, invoices
+
+
+def _owner(index: int, personality: str, owners: list[SeedUser]) -> SeedUser:
+    # The inactive owner (someone who left) still holds a few healthy accounts nobody reassigned;
+    # risky accounts have active owners so their follow-up tasks can go to them.
+    active = [user for user in owners if user.active]
+    inactive = [user for user in owners if not user.active]
+    if inactive and personality in ("prompt", "slow") and index % 4 == 1:
+        return inactive[0]
+    return active[index % len(active)]
+
+
+@dataclass(frozen=True, slots=True)
+class _History:
+    """What shapes one account's invoice history."""
+
+    index: int
+    personality: str
+    as_of: date
+    invoices_per_account: int
+    terms: int
+    typical: float
+
+
+def _invoices(history: _History, rng: random.Random) -> list[SeedInvoice]:
+    """The account's invoices, oldest first, about a month apart."""
+    personality, as_of = history.personality, history.as_of
+    count = rng.randint(1, 2) if personality == "thin_file" else history.invoices_per_account
+    newest_issue = as_of - timedelta(days=rng.randint(3, 20))
+    issues = [newest_issue - timedelta(days=30 * k + rng.randint(0, 6)) for k in range(count)]
+    issues.reverse()  # oldest first
+    special: dict[int, str] = {}
+    if personality == "disputed" and count:
+        special[max(count - 3, 0)] = "disputed"
+    if personality == "overdue_90" and count:
+        # The oldest invoices are the ones 90+ days past due.
+        for position in range(min(2, count)):
+            special[position] = "overdue_90"
+    if personality == "written_off" and count:
+        special[max(count - 7, 0)] = "written_off"
+    if personality == "over_limit":
+        for position in range(max(count - 4, 0), count):
+            special[position] = "open"
+    return [
+        _invoice(history, rng, position, issue, count, special.get(position))
+        for position, issue in enumerate(issues)
+    ]
+
+
+def _invoice(
+    history: _History,
+    rng: random.Random,
+    position: int,
+    issue: date,
+    count: int,
+    kind: str | None,
+) -> SeedInvoice:
+    """One invoice, paid as the personality pays or in the state `kind` says."""
+    as_of, terms, typical = history.as_of, history.terms, history.typical
+    due = issue + timedelta(days=terms)
+    amount = _money(typical * rng.uniform(0.5, 1.6))
+    paid: date | None = due + timedelta(days=_delay_days(history.personality, position, count, rng))
+    status = "paid"
+    open_amount = Decimal("0.00")
+    if kind == "overdue_90":
+        due = min(due, as_of - timedelta(days=95 + 20 * position))
+        issue = due - timedelta(days=terms)
+        amount = _money(typical * rng.uniform(2.0, 3.5))  # material, not a rounding error
+        paid, status, open_amount = None, "open", amount
+    elif kind == "disputed":
+        due = min(due, as_of - timedelta(days=10))
+        issue = due - timedelta(days=terms)
+        paid, status, open_amount = None, "disputed", amount
+    elif kind == "written_off":
+        due = min(due, as_of - timedelta(days=200))
+        issue = due - timedelta(days=terms)
+        paid, status, open_amount = None, "written_off", Decimal("0.00")
+    elif kind == "open" or (paid is not None and paid > as_of):
+        paid, status, open_amount = None, "open", amount
+        if due < as_of and rng.random() < 0.15:
+            status = "partially_paid"
+            open_amount = _money(float(amount) * rng.uniform(0.3, 0.7))
+    elif rng.random() < 0.02:
+        paid, status = None, "void"
+    index = history.index
+    return SeedInvoice(
+        key=f"inv{index:06d}-{position:02d}",
+        account_key=f"acc{index:06d}",
+        number=f"INV-{index * max(history.invoices_per_account, 2) + position + 1:07d}",
+        issue_date=issue,
+        due_date=due,
+        amount=amount,
+        open_amount=open_amount,
+        paid_date=paid,
+        status=status,
+    )
+
+
+# External (bureau) score range by personality.
+_SCORE_RANGES = {
+    "prompt": (65, 95),
+    "slow": (45, 75),
+    "deteriorating": (35, 60),
+    "disputed": (40, 70),
+    "overdue_90": (15, 40),
+    "written_off": (8, 30),
+    "thin_file": (40, 70),
+    "over_limit": (35, 60),
+}
+
+
+def _credit_terms(
+    history: _History, invoices: list[SeedInvoice], fx: int, rng: random.Random
+) -> tuple[Decimal | None, int | None, Decimal | None]:
+    """The account's credit limit, external score and insured limit."""
+    personality, terms = history.personality, history.terms
+    exposure = sum((inv.open_amount for inv in invoices), Decimal(0))
+    credit_limit: Decimal | None = _round_limit(
+        Decimal(history.typical * (terms / 30 + 1) * 1.8), fx
+    )
+    if personality == "over_limit":
+        credit_limit = max(_round_limit(exposure * Decimal("0.6"), fx), Decimal(1000 * fx))
+        if credit_limit >= exposure:  # tiny exposure: still make it breach
+            credit_limit = (exposure * Decimal("0.5")).quantize(CENT)
+    elif personality == "thin_file" and rng.random() < 0.5:
+        credit_limit = None
+    low, high = _SCORE_RANGES[personality]
+    no_score = 0.6 if personality == "thin_file" else 0.12
+    external_score = None if rng.random() < no_score else rng.randint(low, high)
+    insured_limit = None
+    if credit_limit is not None and rng.random() < 0.4:
+        insured_limit = _round_limit(credit_limit * Decimal(str(rng.uniform(0.5, 1.0))), fx)
+    return credit_limit, external_score, insured_limit
 
 
 def iter_generate(

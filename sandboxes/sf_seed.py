@@ -32,6 +32,31 @@ if TYPE_CHECKING:
     from sandboxes.salesforce import SalesforceEmulator
 
 
+class _SharedStrings:
+    """One string per date and stamp: a million invoices repeat a few hundred of each."""
+
+    def __init__(self) -> None:
+        self._strings: dict[Any, str] = {}
+
+    def iso(self, day: date) -> str:
+        return self._strings.setdefault(day, day.isoformat())
+
+    def stamp(self, moment: datetime) -> str:
+        return self._strings.setdefault(moment, sf_datetime(moment))
+
+
+def _pairs(
+    portfolio: Portfolio | PortfolioStream,
+) -> Iterable[tuple[SeedAccount, list[SeedInvoice]]]:
+    """Each account with its invoices, from a whole portfolio or a stream of them."""
+    if not isinstance(portfolio, Portfolio):
+        return portfolio.pairs
+    by_account: dict[str, list[SeedInvoice]] = {a.key: [] for a in portfolio.accounts}
+    for invoice in portfolio.invoices:
+        by_account[invoice.account_key].append(invoice)
+    return ((a, by_account[a.key]) for a in portfolio.accounts)
+
+
 class OrgSeed:
     """Part of SalesforceEmulator (sandboxes/salesforce.py), holding no state of its own."""
 
@@ -46,134 +71,133 @@ class OrgSeed:
         # A data load stamps many rows in the same millisecond; adapters must break ties by Id.
         load = datetime.combine(portfolio.as_of - timedelta(days=2), datetime.min.time(), UTC)
         load = load.replace(hour=10)
-        user_ids: dict[str, str] = {}
-        users = self.emulator.rows["User"]
+        stamp = sf_datetime(load - timedelta(days=400))
+        user_ids = self._seed_users(portfolio, stamp)
+        self._seed_currencies(stamp)
+        strings = _SharedStrings()
+        count = 0
+        for index, (acc, invoices) in enumerate(_pairs(portfolio)):
+            modstamp = strings.stamp(load + timedelta(seconds=index // 25))
+            aid = self._seed_account(acc, user_ids[acc.owner_key], modstamp)
+            for inv in invoices:
+                modstamp = strings.stamp(load + timedelta(hours=1, seconds=count // 200))
+                count += 1
+                self._seed_invoice(
+                    inv, aid, acc.currency, modstamp, count, strings, invoice_objects
+                )
+        self.emulator._last_stamp = sf_datetime(load + timedelta(days=1))
+
+    def _seed_users(self, portfolio: Portfolio | PortfolioStream, stamp: str) -> dict[str, str]:
+        """The integration user (the API's caller) and the seed's users; their ids by seed key."""
         integration = self._new_id("User")
         self.emulator.integration_user_id = integration
-        stamp = sf_datetime(load - timedelta(days=400))
-        users[integration] = self._blank("User") | {
-            "Id": integration,
-            "Name": "Integration User",
-            "Username": self.emulator.username,
-            "Email": self.emulator.username,
-            "IsActive": True,
+        users = self.emulator.rows["User"]
+        username = self.emulator.username
+        users[integration] = self._user_row(integration, "Integration User", username, True, stamp)
+        user_ids: dict[str, str] = {}
+        for user in portfolio.users:
+            uid = self._new_id("User")
+            user_ids[user.key] = uid
+            users[uid] = self._user_row(uid, user.name, user.email, user.active, stamp)
+        return user_ids
+
+    def _user_row(
+        self, uid: str, name: str, username: str, active: bool, stamp: str
+    ) -> dict[str, Any]:
+        return self._blank("User") | {
+            "Id": uid,
+            "Name": name,
+            "Username": username,
+            "Email": username,
+            "IsActive": active,
             "CreatedDate": stamp,
             "LastModifiedDate": stamp,
             "SystemModstamp": stamp,
         }
-        for user in portfolio.users:
-            uid = self._new_id("User")
-            user_ids[user.key] = uid
-            users[uid] = self._blank("User") | {
-                "Id": uid,
-                "Name": user.name,
-                "Username": user.email,
-                "Email": user.email,
-                "IsActive": user.active,
-                "CreatedDate": stamp,
-                "LastModifiedDate": stamp,
-                "SystemModstamp": stamp,
+
+    def _seed_account(self, acc: SeedAccount, owner_id: str, modstamp: str) -> str:
+        aid = self._new_id("Account")
+        self.emulator.rows["Account"][aid] = self._blank("Account") | {
+            "Id": aid,
+            "Name": acc.name,
+            "OwnerId": owner_id,
+            "Industry": acc.industry,
+            "BillingCountry": acc.country,
+            "AnnualRevenue": _num(acc.annual_revenue),
+            "NumberOfEmployees": acc.employees,
+            "CurrencyIsoCode": acc.currency,
+            "CreatedDate": sf_datetime(acc.created_at),
+            "LastModifiedDate": modstamp,
+            "SystemModstamp": modstamp,
+            "Payment_Terms_Days__c": float(acc.payment_terms_days),
+            "Credit_Limit__c": _num(acc.credit_limit),
+            "External_Score__c": None if acc.external_score is None else float(acc.external_score),
+            "Insured_Limit__c": _num(acc.insured_limit),
+            "Credit_Hold__c": False,
+            "Manual_Override__c": False,
+        }
+        return aid
+
+    def _seed_invoice(
+        self,
+        inv: SeedInvoice,
+        aid: str,
+        currency: str,
+        modstamp: str,
+        count: int,
+        strings: _SharedStrings,
+        invoice_objects: set[str],
+    ) -> None:
+        """One seed invoice as a Billing invoice (with its payments) and as a custom Invoice__c,
+        for each of the two the org serves."""
+        created = strings.stamp(datetime.combine(inv.issue_date, datetime.min.time(), UTC))
+        issued, due = strings.iso(inv.issue_date), strings.iso(inv.due_date)
+        if "blng__Invoice__c" in invoice_objects:
+            bid = self._new_id("blng__Invoice__c")
+            days = (self.emulator.as_of - inv.due_date).days if inv.open_amount > 0 else 0
+            head = self._invoice_head(bid, inv.number, currency, created, modstamp)
+            self.emulator.rows["blng__Invoice__c"][bid] = head | {
+                "blng__Account__c": aid,
+                "blng__InvoiceDate__c": issued,
+                "blng__DueDate__c": due,
+                "blng__InvoicePostedDate__c": issued,
+                "blng__TotalAmount__c": float(inv.amount),
+                "blng__Balance__c": float(inv.open_amount),
+                "blng__InvoiceStatus__c": "Cancelled" if inv.status == "void" else "Posted",
+                "blng__PaymentStatus__c": _PAYMENT_STATUS[inv.status],
+                "blng__DaysOutstanding__c": float(max(days, 0)),
+                "blng__UniqueId__c": inv.key,
             }
-        self._seed_currencies(stamp)
-        if isinstance(portfolio, Portfolio):
-            by_account: dict[str, list[SeedInvoice]] = {a.key: [] for a in portfolio.accounts}
-            for invoice in portfolio.invoices:
-                by_account[invoice.account_key].append(invoice)
-            pairs: Iterable[tuple[SeedAccount, list[SeedInvoice]]] = (
-                (a, by_account[a.key]) for a in portfolio.accounts
-            )
-        else:
-            pairs = portfolio.pairs
-        # Shared strings: a million invoices repeat a few hundred dates and stamps.
-        strings: dict[Any, str] = {}
-
-        def iso(day: date) -> str:
-            return strings.setdefault(day, day.isoformat())
-
-        def stamp_at(moment: datetime) -> str:
-            return strings.setdefault(moment, sf_datetime(moment))
-
-        accounts = self.emulator.rows["Account"]
-        blng = self.emulator.rows["blng__Invoice__c"]
-        custom = self.emulator.rows["Invoice__c"]
-        with_blng = "blng__Invoice__c" in invoice_objects
-        with_custom = "Invoice__c" in invoice_objects
-        count = 0
-        for index, (acc, invoices) in enumerate(pairs):
-            aid = self._new_id("Account")
-            modstamp = stamp_at(load + timedelta(seconds=index // 25))
-            accounts[aid] = self._blank("Account") | {
-                "Id": aid,
-                "Name": acc.name,
-                "OwnerId": user_ids[acc.owner_key],
-                "Industry": acc.industry,
-                "BillingCountry": acc.country,
-                "AnnualRevenue": _num(acc.annual_revenue),
-                "NumberOfEmployees": acc.employees,
-                "CurrencyIsoCode": acc.currency,
-                "CreatedDate": sf_datetime(acc.created_at),
-                "LastModifiedDate": modstamp,
-                "SystemModstamp": modstamp,
-                "Payment_Terms_Days__c": float(acc.payment_terms_days),
-                "Credit_Limit__c": _num(acc.credit_limit),
-                "External_Score__c": None
-                if acc.external_score is None
-                else float(acc.external_score),
-                "Insured_Limit__c": _num(acc.insured_limit),
-                "Credit_Hold__c": False,
-                "Manual_Override__c": False,
+            self._seed_allocations(inv, bid, aid, currency, modstamp, count)
+        if "Invoice__c" in invoice_objects:
+            cid = self._new_id("Invoice__c")
+            head = self._invoice_head(cid, inv.number, currency, created, modstamp)
+            self.emulator.rows["Invoice__c"][cid] = head | {
+                "Account__c": aid,
+                "Invoice_Date__c": issued,
+                "Due_Date__c": due,
+                "Amount__c": float(inv.amount),
+                "Balance__c": float(inv.open_amount),
+                "Paid_Date__c": strings.iso(inv.paid_date) if inv.paid_date else None,
+                "Status__c": _CUSTOM_STATUS[inv.status],
             }
-            for inv in invoices:
-                modstamp = stamp_at(load + timedelta(hours=1, seconds=count // 200))
-                count += 1
-                created = stamp_at(datetime.combine(inv.issue_date, datetime.min.time(), UTC))
-                issued, due = iso(inv.issue_date), iso(inv.due_date)
-                if with_blng:
-                    bid = self._new_id("blng__Invoice__c")
-                    days = (self.emulator.as_of - inv.due_date).days if inv.open_amount > 0 else 0
-                    blng[bid] = {
-                        "Id": bid,
-                        "IsDeleted": False,
-                        "CreatedDate": created,
-                        "LastModifiedDate": modstamp,
-                        "SystemModstamp": modstamp,
-                        "CreatedById": integration,
-                        "LastModifiedById": integration,
-                        "Name": inv.number,
-                        "CurrencyIsoCode": acc.currency,
-                        "blng__Account__c": aid,
-                        "blng__InvoiceDate__c": issued,
-                        "blng__DueDate__c": due,
-                        "blng__InvoicePostedDate__c": issued,
-                        "blng__TotalAmount__c": float(inv.amount),
-                        "blng__Balance__c": float(inv.open_amount),
-                        "blng__InvoiceStatus__c": "Cancelled" if inv.status == "void" else "Posted",
-                        "blng__PaymentStatus__c": _PAYMENT_STATUS[inv.status],
-                        "blng__DaysOutstanding__c": float(max(days, 0)),
-                        "blng__UniqueId__c": inv.key,
-                    }
-                    self._seed_allocations(inv, bid, aid, acc.currency, modstamp, count)
-                if with_custom:
-                    cid = self._new_id("Invoice__c")
-                    custom[cid] = {
-                        "Id": cid,
-                        "IsDeleted": False,
-                        "CreatedDate": created,
-                        "LastModifiedDate": modstamp,
-                        "SystemModstamp": modstamp,
-                        "CreatedById": integration,
-                        "LastModifiedById": integration,
-                        "Name": inv.number,
-                        "CurrencyIsoCode": acc.currency,
-                        "Account__c": aid,
-                        "Invoice_Date__c": issued,
-                        "Due_Date__c": due,
-                        "Amount__c": float(inv.amount),
-                        "Balance__c": float(inv.open_amount),
-                        "Paid_Date__c": iso(inv.paid_date) if inv.paid_date else None,
-                        "Status__c": _CUSTOM_STATUS[inv.status],
-                    }
-        self.emulator._last_stamp = sf_datetime(load + timedelta(days=1))
+
+    def _invoice_head(
+        self, record_id: str, number: str, currency: str, created: str, modstamp: str
+    ) -> dict[str, Any]:
+        """The system fields, Name and currency both invoice objects start with."""
+        integration = self.emulator.integration_user_id
+        return {
+            "Id": record_id,
+            "IsDeleted": False,
+            "CreatedDate": created,
+            "LastModifiedDate": modstamp,
+            "SystemModstamp": modstamp,
+            "CreatedById": integration,
+            "LastModifiedById": integration,
+            "Name": number,
+            "CurrencyIsoCode": currency,
+        }
 
     def _seed_allocations(
         self, inv: SeedInvoice, invoice_id: str, account_id: str, currency: str, stamp: str, n: int

@@ -11,9 +11,12 @@ and NULLS FIRST/LAST, `LIMIT` and `OFFSET`. Names are case-insensitive, as in Sa
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+_Item = TypeVar("_Item")
 
 
 class SoqlError(Exception):
@@ -238,6 +241,14 @@ class _Parser:
         j = self.i + offset
         return self.toks[j] if j < len(self.toks) else None
 
+    def comma_list(self, item: Callable[[], _Item]) -> list[_Item]:
+        """One or more items separated by commas."""
+        items = [item()]
+        while (tok := self.peek()) is not None and tok.text == ",":
+            self.i += 1
+            items.append(item())
+        return items
+
     def is_kw(self, word: str, offset: int = 0) -> bool:
         tok = self.peek(offset)
         return tok is not None and tok.kind == "ident" and tok.text.lower() == word
@@ -349,19 +360,13 @@ class _Parser:
         if self.is_kw("group"):
             self.i += 1
             self.expect_kw("by")
-            query.group_by.append(self.field_ref())
-            while (tok := self.peek()) is not None and tok.text == ",":
-                self.i += 1
-                query.group_by.append(self.field_ref())
+            query.group_by.extend(self.comma_list(self.field_ref))
         if self.is_kw("having"):
             raise SoqlError("MALFORMED_QUERY", "HAVING is not supported by the sandbox")
         if self.is_kw("order"):
             self.i += 1
             self.expect_kw("by")
-            query.order_by.append(self.order_item())
-            while (tok := self.peek()) is not None and tok.text == ",":
-                self.i += 1
-                query.order_by.append(self.order_item())
+            query.order_by.extend(self.comma_list(self.order_item))
         if self.is_kw("limit"):
             self.i += 1
             query.limit = self.int_value()
@@ -445,10 +450,7 @@ class _Parser:
         if self.is_kw("in"):
             self.i += 1
             self.expect("(")
-            values = [self.value()]
-            while (nxt := self.peek()) is not None and nxt.text == ",":
-                self.i += 1
-                values.append(self.value())
+            values = self.comma_list(self.value)
             self.expect(")")
             return Comparison(ref, "NOTIN" if negate else "IN", tuple(values))
         raise self.fail("an operator")

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sandboxes.server import Request, Response
+from sandboxes.zoho_common import _json_object
 from sandboxes.zoho_schema import LOOKUP_TYPES, ZModule, find_module
 
 if TYPE_CHECKING:
@@ -135,10 +136,7 @@ class BulkReads:
     # ------------------------------------------------------------------ create
 
     def _create(self, request: Request) -> Response:
-        try:
-            body = request.json()
-        except ValueError:
-            body = None
+        body = _json_object(request)
         query = body.get("query") if isinstance(body, dict) else None
         if not isinstance(query, dict):
             return _error(400, "REQUIRED_PARAM_MISSING", "query is missing", {"api_name": "query"})

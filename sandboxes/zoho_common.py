@@ -9,7 +9,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from sandboxes.server import Response
+from sandboxes.server import Request, Response
 
 API_PREFIX = "/crm/v8"
 MAX_PER_PAGE = 200
@@ -42,6 +42,22 @@ def _error(status: int, code: str, message: str, details: dict[str, Any] | None 
     """Zoho's whole-request error envelope."""
     return Response.json(
         status, {"code": code, "details": details or {}, "message": message, "status": "error"}
+    )
+
+
+def _json_object(request: Request) -> dict[str, Any] | None:
+    """The body when it is a JSON object; None when it is empty, malformed or another value."""
+    try:
+        body = request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _missing_param(name: str) -> Response:
+    """Zoho's answer to a request without a parameter it needs."""
+    return _error(
+        400, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", {"param": name}
     )
 
 

@@ -9,8 +9,11 @@ as COQL demands: `(A and (B and C))`; an unbracketed `A and B and C` is a syntax
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+_Item = TypeVar("_Item")
 
 # https://www.zoho.com/crm/developer/docs/api/v8/COQL-Limitations.html
 MAX_COLUMNS = 50
@@ -143,6 +146,14 @@ class _Parser:
         index = self.index + offset
         return self.tokens[index] if index < len(self.tokens) else None
 
+    def comma_list(self, item: Callable[[], _Item]) -> list[_Item]:
+        """One or more items separated by commas."""
+        items = [item()]
+        while (token := self.peek()) is not None and token.text == ",":
+            self.index += 1
+            items.append(item())
+        return items
+
     def error(self, token: Token | None = None) -> CoqlError:
         token = token or self.peek()
         if token is None:
@@ -210,10 +221,7 @@ class _Parser:
 
     def parse(self) -> Query:
         self.expect("select")
-        columns = [self.identifier()]
-        while self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]
-            self.index += 1
-            columns.append(self.identifier())
+        columns = self.comma_list(self.identifier)
         self.expect("from")
         module = self.identifier()
         where: Criteria | None = None
@@ -308,10 +316,7 @@ class _Parser:
             word = token.word if token.kind == "name" else ""
         if word == "in":
             self.expect_punct("(")
-            values = [self.value()]
-            while self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]
-                self.index += 1
-                values.append(self.value())
+            values = self.comma_list(self.value)
             self.expect_punct(")")
             if len(values) > MAX_IN_VALUES:
                 raise CoqlError(

@@ -17,6 +17,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from sandboxes.server import Request, Response
+from sandboxes.zoho_common import _error, _json_object, _missing_param
 from sandboxes.zoho_schema import NONE_VALUE, ZField, ZModule, find_module
 
 if TYPE_CHECKING:
@@ -47,11 +48,6 @@ _DEFAULT_LENGTH = {
     "percent": 5,
     "integer": 9,
 }
-
-
-def _error(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> Response:
-    body = {"code": code, "details": details or {}, "message": message, "status": "error"}
-    return Response.json(status, body)
 
 
 def _element(code: str, message: str, details: dict[str, Any]) -> dict[str, Any]:
@@ -123,19 +119,11 @@ class CustomFields:
         """Create up to five fields; one result element per field, in order."""
         name = request.param("module")
         if not name:
-            return _error(
-                400,
-                "REQUIRED_PARAM_MISSING",
-                "One of the expected parameter is missing",
-                {"param": "module"},
-            )
+            return _missing_param("module")
         module = self.view(find_module(name))
         if module is None:
             return _error(400, "INVALID_MODULE", "the module name given seems to be invalid")
-        try:
-            body = request.json()
-        except ValueError:
-            body = None
+        body = _json_object(request)
         items = body.get("fields") if isinstance(body, dict) else None
         if not isinstance(items, list) or not items:
             return _error(

@@ -11,6 +11,7 @@ from sandboxes.zoho_common import (
     _DATE,
     _error,
     _instant,
+    _json_object,
 )
 from sandboxes.zoho_coql import (
     BoolOp,
@@ -43,10 +44,7 @@ class CoqlQueries:
         self.emulator = emulator
 
     def _coql(self, request: Request) -> Response:
-        try:
-            body = request.json()
-        except ValueError:
-            body = None
+        body = _json_object(request)
         text = body.get("select_query") if isinstance(body, dict) else None
         try:
             if not isinstance(text, str):

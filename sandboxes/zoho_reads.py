@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from sandboxes.zoho_common import (
     _element,
     _error,
     _instant,
+    _missing_param,
     _PageToken,
 )
 from sandboxes.zoho_schema import (
@@ -31,6 +33,18 @@ if TYPE_CHECKING:
     from sandboxes.zoho import ZohoEmulator
 
 
+@dataclass(frozen=True)
+class _ListQuery:
+    """What one list call reads: its order, filters and, when it came with one, its page token."""
+
+    module: str
+    sort_by: str
+    descending: bool
+    since: float | None
+    ids: tuple[str, ...]
+    cursor: _PageToken | None
+
+
 class RecordReads:
     """Part of ZohoEmulator (sandboxes/zoho.py), holding no state of its own."""
 
@@ -40,12 +54,7 @@ class RecordReads:
     def _fields(self, request: Request) -> Response:
         name = request.param("module")
         if not name:
-            return _error(
-                400,
-                "REQUIRED_PARAM_MISSING",
-                "One of the expected parameter is missing",
-                {"param": "module"},
-            )
+            return _missing_param("module")
         module = self.emulator.module_view(find_module(name))
         if module is None:
             return _error(400, "INVALID_MODULE", "the module name given seems to be invalid")
@@ -172,12 +181,7 @@ class RecordReads:
         raw_fields = request.param("fields")
         if not raw_fields:
             # `fields` is mandatory since API v3 (reference §3.1).
-            return _error(
-                400,
-                "REQUIRED_PARAM_MISSING",
-                "One of the expected parameter is missing",
-                {"param": "fields"},
-            )
+            return _missing_param("fields")
         names = self._field_list(module, raw_fields)
         if isinstance(names, Response):
             return names
@@ -190,75 +194,26 @@ class RecordReads:
             return self._bad_param("per_page")  # [A] Zoho's answer past 200 is not documented
         if page < 1:
             return self._bad_param("page")
-        token_text = request.param("page_token")
         with self.emulator._lock:
             rows = list(self.emulator.rows[module.api_name].values())
-            if token_text:
-                cursor = self.emulator._page_tokens.get(token_text)
-                if (
-                    cursor is None
-                    or cursor.module != module.api_name
-                    or cursor.expires < self.emulator.clock()
-                ):
-                    # [A] code and message for a bad or expired page token.
-                    return _error(
-                        400, "INVALID_DATA", "invalid page token", {"param_name": "page_token"}
-                    )
-                sort_by, descending, since, ids = (
-                    cursor.sort_by,
-                    cursor.descending,
-                    cursor.since,
-                    cursor.ids,
-                )
-            else:
-                sort_by = request.param("sort_by") or "id"
-                order = (request.param("sort_order") or "desc").lower()
-                if sort_by not in ("id", "Created_Time", "Modified_Time"):
-                    return self._bad_param("sort_by")
-                if order not in ("asc", "desc"):
-                    return self._bad_param("sort_order")
-                descending = order == "desc"
-                parsed = self._parse_since(request)
-                if isinstance(parsed, Response):
-                    return parsed
-                since = parsed
-                ids = tuple(i for i in (request.param("ids") or "").split(",") if i)
-                cursor = None
-                if page * per_page > DISCRETE_LIMIT:
-                    return _error(
-                        400,
-                        "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
-                        "You can only get the first 2000 records without using page_token param",
-                        {"limit": DISCRETE_LIMIT},
-                    )
+            query = self._list_query(request, module, page, per_page)
+            if isinstance(query, Response):
+                return query
             if not rows:
                 return Response(204)  # an empty module: 204, no body, no Content-Type
-            if ids:
-                rows = [row for row in rows if row["id"] in ids]
-            if since is not None:
+            if query.ids:
+                rows = [row for row in rows if row["id"] in query.ids]
+            if query.since is not None:
                 # "Only records modified after that instant" (reference §3.1): strictly after.
                 rows = [
                     row
                     for row in rows
-                    if row.get("Modified_Time") and _instant(row["Modified_Time"]) > since
+                    if row.get("Modified_Time") and _instant(row["Modified_Time"]) > query.since
                 ]
                 if not rows:
                     return Response(304)
-            rows.sort(key=lambda row: self._sort_key(row, sort_by), reverse=descending)
-            if cursor is not None:
-                # A page token is a cursor: the page starts after the last record it served,
-                # so a record edited mid-read moves to the end instead of shifting the pages.
-                after = cursor.after
-                start = 0
-                if after is not None:
-                    keys = [self._sort_key(row, sort_by) for row in rows]
-                    if descending:
-                        start = sum(1 for key in keys if key >= after)
-                    else:
-                        start = sum(1 for key in keys if key <= after)
-                page = cursor.page + 1
-            else:
-                start = (page - 1) * per_page
+            rows.sort(key=lambda row: self._sort_key(row, query.sort_by), reverse=query.descending)
+            start, page = self._page_start(rows, query, page, per_page)
             chunk = rows[start : start + per_page]
             if not chunk:
                 return Response(204)
@@ -266,18 +221,7 @@ class RecordReads:
             expires = self.emulator.clock() + timedelta(seconds=self.emulator.page_token_ttl_s)
 
             def token_after(index: int, served_page: int) -> str:
-                text = secrets.token_hex(24)
-                self.emulator._page_tokens[text] = _PageToken(
-                    module.api_name,
-                    sort_by,
-                    descending,
-                    since,
-                    ids,
-                    self._sort_key(rows[index], sort_by) if index >= 0 else None,
-                    served_page,
-                    expires,
-                )
-                return text
+                return self._page_token(query, rows, index, served_page, expires)
 
             next_token = token_after(start + len(chunk) - 1, page) if more else None
             previous_token = None
@@ -289,8 +233,8 @@ class RecordReads:
             "per_page": per_page,
             "count": len(data),
             "page": page,
-            "sort_by": sort_by,
-            "sort_order": "desc" if descending else "asc",
+            "sort_by": query.sort_by,
+            "sort_order": "desc" if query.descending else "asc",
             "more_records": more,
             "next_page_token": next_token,
             "previous_page_token": previous_token,
@@ -299,6 +243,91 @@ class RecordReads:
             else None,
         }
         return Response.json(200, {"data": data, "info": info})
+
+    def _list_query(
+        self, request: Request, module: ZModule, page: int, per_page: int
+    ) -> _ListQuery | Response:
+        """What a list call asks for: from its page token, or from its parameters and
+        If-Modified-Since; or the error that refuses them."""
+        token_text = request.param("page_token")
+        if token_text:
+            cursor = self.emulator._page_tokens.get(token_text)
+            if (
+                cursor is None
+                or cursor.module != module.api_name
+                or cursor.expires < self.emulator.clock()
+            ):
+                # [A] code and message for a bad or expired page token.
+                return _error(
+                    400, "INVALID_DATA", "invalid page token", {"param_name": "page_token"}
+                )
+            return _ListQuery(
+                module.api_name,
+                cursor.sort_by,
+                cursor.descending,
+                cursor.since,
+                cursor.ids,
+                cursor,
+            )
+        sort_by = request.param("sort_by") or "id"
+        order = (request.param("sort_order") or "desc").lower()
+        if sort_by not in ("id", "Created_Time", "Modified_Time"):
+            return self._bad_param("sort_by")
+        if order not in ("asc", "desc"):
+            return self._bad_param("sort_order")
+        since = self._parse_since(request)
+        if isinstance(since, Response):
+            return since
+        ids = tuple(i for i in (request.param("ids") or "").split(",") if i)
+        if page * per_page > DISCRETE_LIMIT:
+            return _error(
+                400,
+                "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
+                "You can only get the first 2000 records without using page_token param",
+                {"limit": DISCRETE_LIMIT},
+            )
+        return _ListQuery(module.api_name, sort_by, order == "desc", since, ids, None)
+
+    def _page_start(
+        self, rows: list[dict[str, Any]], query: _ListQuery, page: int, per_page: int
+    ) -> tuple[int, int]:
+        """Where the page starts in the sorted rows, and its number."""
+        cursor = query.cursor
+        if cursor is None:
+            return (page - 1) * per_page, page
+        # A page token is a cursor: the page starts after the last record it served,
+        # so a record edited mid-read moves to the end instead of shifting the pages.
+        after = cursor.after
+        start = 0
+        if after is not None:
+            keys = [self._sort_key(row, query.sort_by) for row in rows]
+            if query.descending:
+                start = sum(1 for key in keys if key >= after)
+            else:
+                start = sum(1 for key in keys if key <= after)
+        return start, cursor.page + 1
+
+    def _page_token(
+        self,
+        query: _ListQuery,
+        rows: list[dict[str, Any]],
+        index: int,
+        served_page: int,
+        expires: datetime,
+    ) -> str:
+        """A new page token that resumes after rows[index] (before the first row: -1)."""
+        text = secrets.token_hex(24)
+        self.emulator._page_tokens[text] = _PageToken(
+            query.module,
+            query.sort_by,
+            query.descending,
+            query.since,
+            query.ids,
+            self._sort_key(rows[index], query.sort_by) if index >= 0 else None,
+            served_page,
+            expires,
+        )
+        return text
 
     def _get_one(self, request: Request, module: ZModule, record_id: str) -> Response:
         with self.emulator._lock:
@@ -348,12 +377,7 @@ class RecordReads:
 
     def _delete_many(self, module: ZModule, ids: list[str]) -> Response:
         if not ids:
-            return _error(
-                400,
-                "REQUIRED_PARAM_MISSING",
-                "One of the expected parameter is missing",
-                {"param": "ids"},
-            )
+            return _missing_param("ids")
         if len(ids) > MAX_WRITE:
             return _error(400, "LIMIT_EXCEEDED", "limit exceeded", {"limit": MAX_WRITE})
         data = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,18 @@ if TYPE_CHECKING:
     from sandboxes.zoho import ZohoEmulator
 
 
+@dataclass
+class _Load:
+    """What one seed load shares: the portfolio, the ids it gave users and accounts, when the
+    import ran and who ran it."""
+
+    portfolio: Portfolio
+    user_ids: dict[str, str]
+    import_at: datetime
+    system: dict[str, Any]
+    account_ids: dict[str, str] = field(default_factory=dict)
+
+
 class OrgSeed:
     """Part of ZohoEmulator (sandboxes/zoho.py), holding no state of its own."""
 
@@ -33,6 +46,20 @@ class OrgSeed:
         return {"id": ""} | {f.api_name: None for f in module.fields} | {"Locked__s": False}
 
     def _seed(self, portfolio: Portfolio) -> None:
+        api_user_id, user_ids = self._seed_users(portfolio)
+        system = self.emulator._user_ref(api_user_id, with_email=False)
+        # Records arrive by bulk import: 20 accounts or 40 invoices share one Modified_Time,
+        # as imports do, so clients' tie-breakers on equal timestamps get exercised.
+        import_at = datetime.combine(portfolio.as_of, dtime(1, 0), UTC)
+        load = _Load(portfolio, user_ids, import_at, system)
+        self._seed_accounts(load)
+        self._seed_invoices(load)
+        self._seed_tasks(load)
+        stamps = [r["Modified_Time"] for rows in self.emulator.rows.values() for r in rows.values()]
+        self.emulator._last_stamp = max(stamps, key=_instant, default="")
+
+    def _seed_users(self, portfolio: Portfolio) -> tuple[str, dict[str, str]]:
+        """The API user and the seed's users; the API user's id and the others' by seed key."""
         api_user: dict[str, Any] = {
             "id": self.emulator._new_id(),
             "full_name": "CRM Risk Integration",
@@ -59,12 +86,14 @@ class OrgSeed:
             }
             self.emulator.users.append(user)
             user_ids[seed_user.key] = user["id"]
-        system = self.emulator._user_ref(api_user["id"], with_email=False)
-        # Records arrive by bulk import: 20 accounts or 40 invoices share one Modified_Time,
-        # as imports do, so clients' tie-breakers on equal timestamps get exercised.
-        import_at = datetime.combine(portfolio.as_of, dtime(1, 0), UTC)
+        return api_user["id"], user_ids
+
+    def _seed_accounts(self, load: _Load) -> None:
+        """The seed's accounts; their record ids go to `load.account_ids`."""
+        portfolio, user_ids, system = load.portfolio, load.user_ids, load.system
+        import_at = load.import_at
         accounts = MODULES["Accounts"]
-        account_ids: dict[str, str] = {}
+        account_ids = load.account_ids
         for index, seed in enumerate(portfolio.accounts):
             row = self._blank(accounts)
             record_id = self.emulator._new_id()
@@ -94,6 +123,11 @@ class OrgSeed:
                 }
             )
             self.emulator.rows["Accounts"][record_id] = row
+
+    def _seed_invoices(self, load: _Load) -> None:
+        """The seed's invoices, each owned by its account's owner."""
+        portfolio, user_ids, system = load.portfolio, load.user_ids, load.system
+        account_ids, import_at = load.account_ids, load.import_at
         invoices = MODULES["Invoices"]
         invoice_at = import_at + timedelta(minutes=30)
         by_key = {seed.key: seed for seed in portfolio.accounts}
@@ -134,9 +168,6 @@ class OrgSeed:
                 }
             )
             self.emulator.rows["Invoices"][record_id] = row
-        self._seed_tasks(portfolio, account_ids, user_ids, import_at, system)
-        stamps = [r["Modified_Time"] for rows in self.emulator.rows.values() for r in rows.values()]
-        self.emulator._last_stamp = max(stamps, key=_instant, default="")
 
     @staticmethod
     def _invoice_status(invoice: SeedInvoice, as_of: date, index: int) -> str:
@@ -146,15 +177,10 @@ class OrgSeed:
             return "Overdue"
         return "Sent" if index % 2 else "Awaiting Payment"
 
-    def _seed_tasks(
-        self,
-        portfolio: Portfolio,
-        account_ids: dict[str, str],
-        user_ids: dict[str, str],
-        when: datetime,
-        system: dict[str, Any],
-    ) -> None:
+    def _seed_tasks(self, load: _Load) -> None:
         # Two tasks a person made by hand, so clients meet tasks that are not theirs.
+        portfolio, user_ids, system = load.portfolio, load.user_ids, load.system
+        account_ids, when = load.account_ids, load.import_at
         active = [u.key for u in portfolio.users if u.active]
         tasks = MODULES["Tasks"]
         for position, (subject, status) in enumerate(

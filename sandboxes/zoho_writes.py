@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from sandboxes.server import Faults, Request, Response
 from sandboxes.zoho_common import (
-    _DATE,
-    _NAME_FIELD,
     MAX_WRITE,
     TRIGGERS,
     _error,
+    _json_object,
     _RecordFailure,
 )
 from sandboxes.zoho_schema import (
-    MODULES,
-    NONE_VALUE,
     WHAT_MODULES,
-    ZField,
     ZModule,
 )
+from sandboxes.zoho_values import coerce
 
 if TYPE_CHECKING:
     from sandboxes.zoho import ZohoEmulator
@@ -43,10 +38,7 @@ class RecordWrites:
     def _write(
         self, request: Request, module: ZModule, mode: str, *, record_id: str | None = None
     ) -> Response:
-        try:
-            body = request.json()
-        except ValueError:
-            body = None
+        body = _json_object(request)
         items = body.get("data") if isinstance(body, dict) else None
         if not isinstance(items, list) or not items:
             # [A] the exact answer to a body without `data` is not documented.
@@ -126,41 +118,9 @@ class RecordWrites:
         dup_fields: list[str],
         faults: Faults,
     ) -> dict[str, Any]:
-        rows = self.emulator.rows[module.api_name]
-        target_id = url_id or (str(item["id"]) if item.get("id") is not None else None)
-        action = "update" if mode == "update" else "insert"
-        duplicate_field: str | None = None
-        if mode == "upsert":
-            if target_id is not None and target_id in rows:
-                action = "update"
-            else:
-                target_id = None
-                for name in dup_fields:
-                    wanted = item.get(name)
-                    if wanted is None:
-                        continue
-                    existing = self._find_duplicate(module, name, wanted, None)
-                    if existing is not None:
-                        target_id, action, duplicate_field = existing, "update", name
-                        break
+        target_id, action, duplicate_field = self._target(module, mode, item, url_id, dup_fields)
         if action == "update":
-            if target_id is None:
-                raise _RecordFailure(
-                    "MANDATORY_NOT_FOUND",
-                    "required field not found",
-                    {"api_name": "id", "json_path": f"$.data[{index}].id"},
-                )
-            if target_id not in rows:
-                raise _RecordFailure(
-                    "INVALID_DATA",
-                    "the related id given seems to be invalid",
-                    {"api_name": "id", "json_path": f"$.data[{index}].id"},
-                )
-            left = self.emulator._locks.get(target_id, 0)
-            if left > 0 or faults.roll(faults.lock_error_rate):
-                if left > 0:
-                    self.emulator._locks[target_id] = left - 1
-                raise _RecordFailure("RECORD_LOCKED", "the record is locked", {"id": target_id})
+            self._check_updatable(module, target_id, index, faults)
         clean = self._validate(module, item, index, action)
         if faults.roll(faults.record_error_rate):
             name = next((k for k in item if k != "id" and not k.startswith("$")), "id")
@@ -169,6 +129,82 @@ class RecordWrites:
                 "invalid data",
                 {"api_name": name, "json_path": f"$.data[{index}].{name}"},
             )
+        self._check_complete_and_unique(module, target_id, clean, index)
+        stamp = self.emulator._stamp()
+        me = self.emulator._user_ref(self.emulator.api_user["id"], with_email=False)
+        target_id, row = self._save(module, action, target_id, clean, stamp, me)
+        element: dict[str, Any] = {
+            "code": "SUCCESS",
+            "details": {
+                "Modified_Time": stamp,
+                "Modified_By": dict(me),
+                "Created_Time": row["Created_Time"],
+                "id": target_id,
+                "Created_By": dict(row["Created_By"] or me),
+            },
+            "message": "record added" if action == "insert" else "record updated",
+            "status": "success",
+        }
+        if mode == "upsert":
+            element = {"code": "SUCCESS", "duplicate_field": duplicate_field, "action": action} | {
+                k: v for k, v in element.items() if k != "code"
+            }
+        return element
+
+    def _target(
+        self,
+        module: ZModule,
+        mode: str,
+        item: dict[str, Any],
+        url_id: str | None,
+        dup_fields: list[str],
+    ) -> tuple[str | None, str, str | None]:
+        """The record written (None: a new one), "insert" or "update", and the duplicate-check
+        field an upsert matched on."""
+        rows = self.emulator.rows[module.api_name]
+        target_id = url_id or (str(item["id"]) if item.get("id") is not None else None)
+        action = "update" if mode == "update" else "insert"
+        if mode != "upsert":
+            return target_id, action, None
+        if target_id is not None and target_id in rows:
+            return target_id, "update", None
+        for name in dup_fields:
+            wanted = item.get(name)
+            if wanted is None:
+                continue
+            existing = self._find_duplicate(module, name, wanted, None)
+            if existing is not None:
+                return existing, "update", name
+        return None, action, None
+
+    def _check_updatable(
+        self, module: ZModule, target_id: str | None, index: int, faults: Faults
+    ) -> None:
+        """An update names a record that exists and is not locked."""
+        if target_id is None:
+            raise _RecordFailure(
+                "MANDATORY_NOT_FOUND",
+                "required field not found",
+                {"api_name": "id", "json_path": f"$.data[{index}].id"},
+            )
+        if target_id not in self.emulator.rows[module.api_name]:
+            raise _RecordFailure(
+                "INVALID_DATA",
+                "the related id given seems to be invalid",
+                {"api_name": "id", "json_path": f"$.data[{index}].id"},
+            )
+        left = self.emulator._locks.get(target_id, 0)
+        if left > 0 or faults.roll(faults.lock_error_rate):
+            if left > 0:
+                self.emulator._locks[target_id] = left - 1
+            raise _RecordFailure("RECORD_LOCKED", "the record is locked", {"id": target_id})
+
+    def _check_complete_and_unique(
+        self, module: ZModule, target_id: str | None, clean: dict[str, Any], index: int
+    ) -> None:
+        """The record as written keeps its mandatory fields and no other record has its unique
+        values."""
+        rows = self.emulator.rows[module.api_name]
         current = rows.get(target_id, {}) if target_id else {}
         merged = {**current, **clean}
         for fdef in module.fields:
@@ -194,8 +230,19 @@ class RecordWrites:
                             },
                         },
                     )
-        stamp = self.emulator._stamp()
-        me = self.emulator._user_ref(self.emulator.api_user["id"], with_email=False)
+
+    def _save(
+        self,
+        module: ZModule,
+        action: str,
+        target_id: str | None,
+        clean: dict[str, Any],
+        stamp: str,
+        me: dict[str, Any],
+    ) -> tuple[str, dict[str, Any]]:
+        """Insert a new record or update `target_id`; its id and row. A task's Closed_Time
+        follows its status."""
+        rows = self.emulator.rows[module.api_name]
         if action == "insert":
             target_id = self.emulator._new_id()
             row = self.emulator.seeder._blank(module)
@@ -221,23 +268,7 @@ class RecordWrites:
         row.update(clean)
         row["Modified_Time"] = stamp
         row["Modified_By"] = me
-        element: dict[str, Any] = {
-            "code": "SUCCESS",
-            "details": {
-                "Modified_Time": stamp,
-                "Modified_By": dict(me),
-                "Created_Time": row["Created_Time"],
-                "id": target_id,
-                "Created_By": dict(row["Created_By"] or me),
-            },
-            "message": "record added" if action == "insert" else "record updated",
-            "status": "success",
-        }
-        if mode == "upsert":
-            element = {"code": "SUCCESS", "duplicate_field": duplicate_field, "action": action} | {
-                k: v for k, v in element.items() if k != "code"
-            }
-        return element
+        return target_id, row
 
     def _find_duplicate(
         self, module: ZModule, name: str, value: Any, exclude: str | None
@@ -282,7 +313,7 @@ class RecordWrites:
                     "the field is read only",
                     {"api_name": key, "json_path": path},
                 )
-            clean[key] = self._coerce(fdef, value, path, item)
+            clean[key] = coerce(self.emulator, fdef, value, path, item)
         if module.api_name == "Tasks" and clean.get("What_Id") is not None:
             se_module = clean.get("$se_module") or item.get("$se_module")
             if se_module is None:
@@ -292,104 +323,3 @@ class RecordWrites:
                     {"api_name": "$se_module", "json_path": f"$.data[{index}].$se_module"},
                 )
         return clean
-
-    def _coerce(self, fdef: ZField, value: Any, path: str, item: dict[str, Any]) -> Any:
-        kind = fdef.value_type
-
-        def invalid(**extra: Any) -> _RecordFailure:
-            details = {"expected_data_type": kind, "api_name": fdef.api_name, "json_path": path}
-            details.update(extra)
-            return _RecordFailure("INVALID_DATA", "invalid data", details)
-
-        if value is None:
-            return None
-        if kind in ("text", "textarea", "email", "phone", "website"):
-            if not isinstance(value, str):
-                raise invalid()
-            if fdef.length is not None and len(value) > fdef.length:
-                raise invalid(maximum_length=fdef.length)
-            return value
-        if kind in ("integer", "bigint"):
-            number = self._to_number(value)
-            if number is None or number != int(number):
-                raise invalid()
-            if fdef.length is not None and len(str(abs(int(number)))) > fdef.length:
-                raise invalid(maximum_length=fdef.length)
-            return int(number)
-        if kind in ("double", "currency", "percent"):
-            number = self._to_number(value)
-            if number is None:
-                raise invalid()
-            places = fdef.decimal_place if fdef.decimal_place is not None else 2
-            # Zoho rounds to the field's decimal places (currency: its precision).
-            rounded = float(
-                Decimal(repr(number)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-            )
-            if fdef.length is not None and len(str(abs(int(rounded)))) > fdef.length - places:
-                raise invalid(maximum_length=fdef.length)
-            return rounded
-        if kind == "boolean":
-            if not isinstance(value, bool):
-                raise invalid()
-            return value
-        if kind == "date":
-            if not isinstance(value, str) or not _DATE.match(value):
-                raise invalid()
-            try:
-                date.fromisoformat(value)
-            except ValueError:
-                raise invalid() from None
-            return value
-        if kind == "datetime":
-            if not isinstance(value, str):
-                raise invalid()
-            try:
-                moment = datetime.fromisoformat(value)
-            except ValueError:
-                raise invalid() from None
-            if moment.tzinfo is None:
-                raise invalid()  # Zoho wants the offset (reference §5.1)
-            return self.emulator.fmt(moment)
-        if kind == "picklist":
-            if not isinstance(value, str):
-                raise invalid()
-            if value == NONE_VALUE:
-                return None
-            if value not in fdef.picklist:
-                raise invalid()
-            return value
-        if kind == "ownerlookup":
-            user_id = value.get("id") if isinstance(value, dict) else value
-            user = self.emulator._user(str(user_id)) if user_id is not None else None
-            if user is None or user["status"] != "active":
-                # [A] an inactive owner: Zoho's exact code is not documented.
-                raise invalid()
-            return self.emulator._user_ref(user["id"])
-        if kind == "lookup":
-            linked_id = value.get("id") if isinstance(value, dict) else value
-            target_name = fdef.lookup or "Accounts"
-            if fdef.api_name == "What_Id":
-                target_name = str(item.get("$se_module") or "")
-            target = MODULES.get(target_name)
-            row = self.emulator.rows[target.api_name].get(str(linked_id)) if target else None
-            if row is None:
-                raise _RecordFailure(
-                    "INVALID_DATA",
-                    "the related id given seems to be invalid",
-                    {"api_name": fdef.api_name, "json_path": path, "expected_data_type": kind},
-                )
-            return {"id": row["id"], "name": row.get(_NAME_FIELD.get(target_name, "id"))}
-        raise invalid()
-
-    @staticmethod
-    def _to_number(value: Any) -> float | None:
-        if isinstance(value, bool):
-            return None
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                return None
-        return None

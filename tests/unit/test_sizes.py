@@ -51,13 +51,6 @@ LONG_FUNCTIONS = {
     "connector/scoring/limits.py::recommend_limit",
     "adapters/_http.py::request",
     "adapters/zoho/fields.py::create_fields",
-    "sandboxes/__init__.py::start",
-    "sandboxes/sf_seed.py::_seed",
-    "sandboxes/seed.py::_account",
-    "sandboxes/zoho_seed.py::_seed",
-    "sandboxes/zoho_reads.py::_list",
-    "sandboxes/zoho_writes.py::_write_one",
-    "sandboxes/zoho_writes.py::_coerce",
     # From the Fxiaoke sandbox (#16), landed before the limits: 82, 94 and 122 lines.
     "sandboxes/fxiaoke/emulator.py::_seed_plan",
     "sandboxes/fxiaoke/emulator.py::_coerce",
