@@ -23,7 +23,6 @@ OVERSIZED_FILES = {
     "connector/mapping/__init__.py",
     "connector/report/build.py",
     "connector/report/html.py",
-    "connector/scoring/backtest.py",
     "connector/service/scheduler.py",
     "adapters/zoho/adapter.py",
     # Landed on main with the Fxiaoke sandbox (#16) before the limits did: 1,072 lines; the
@@ -42,8 +41,6 @@ LONG_FUNCTIONS = {
     "connector/report/figures.py::owner_figures",
     "connector/report/figures.py::limit_figures",
     "connector/report/html.py::_limits",
-    "connector/scoring/backtest.py::evaluate",
-    "connector/scoring/backtest.py::run_backtest",
     "connector/scoring/features.py::extract",
     "connector/scoring/features.py::finish",
     "connector/scoring/timeline.py::at",
