@@ -66,13 +66,17 @@ def _number(fdef: FieldDef, label: str, value: Any) -> int | float:
         raise _wrong(fdef, label, value)
     digits = fdef.digits if kind == "int" else fdef.precision
     scale = 0 if kind == "int" else fdef.scale
-    rounded = round(number, scale)
+    outside = RecordError(
+        "NUMBER_OUTSIDE_VALID_RANGE",
+        f"{label}: value outside of valid range on numeric field: {value}",
+        [fdef.name],
+    )
+    try:
+        rounded = round(number, scale)
+    except InvalidOperation:  # more digits than the decimal context holds (e.g. 1e30)
+        raise outside from None
     if digits and abs(rounded) >= Decimal(10) ** (digits - scale):
-        raise RecordError(
-            "NUMBER_OUTSIDE_VALID_RANGE",
-            f"{label}: value outside of valid range on numeric field: {value}",
-            [fdef.name],
-        )
+        raise outside
     if kind == "int":
         if number != number.to_integral_value():
             raise _wrong(fdef, label, value)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from sandboxes.zoho_common import _DATE, _NAME_FIELD, _RecordFailure
@@ -73,12 +74,16 @@ def _number(fdef: ZField, value: Any, path: str) -> int | float:
     if number is None:
         raise _invalid(fdef, path)
     places = fdef.decimal_place if fdef.decimal_place is not None else 2
-    # Zoho rounds to the field's decimal places (currency: its precision).
-    rounded = float(
-        Decimal(repr(number)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    )
+    too_long = {} if fdef.length is None else {"maximum_length": fdef.length}
+    try:
+        # Zoho rounds to the field's decimal places (currency: its precision).
+        rounded = float(
+            Decimal(repr(number)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+        )
+    except InvalidOperation:  # more digits than any number field holds (e.g. 1e30)
+        raise _invalid(fdef, path, **too_long) from None
     if fdef.length is not None and len(str(abs(int(rounded)))) > fdef.length - places:
-        raise _invalid(fdef, path, maximum_length=fdef.length)
+        raise _invalid(fdef, path, **too_long)
     return rounded
 
 
@@ -123,13 +128,11 @@ def _lookup(
 
 
 def _to_number(value: Any) -> float | None:
+    """The value as a finite number; None for anything else ("NaN" and "inf" are no numbers)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+    try:
+        number = float(value) if isinstance(value, int | float | str) else None
+    except (ValueError, OverflowError):
+        return None
+    return number if number is not None and math.isfinite(number) else None

@@ -428,6 +428,8 @@ def test_soql_errors(sf: Salesforce, query: str, code: str, text: str) -> None:
         ({"Risk_Model_Version__c": "x" * 21}, "STRING_TOO_LONG"),
         ({"Risk_Level__c": "Severe"}, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
         ({"Risk_Score__c": 12345}, "NUMBER_OUTSIDE_VALID_RANGE"),
+        # More digits than a decimal context holds: refused like any number out of range.
+        ({"Credit_Limit__c": 1e30}, "NUMBER_OUTSIDE_VALID_RANGE"),
         ({"OwnerId": "005000000000000AAA"}, "INVALID_CROSS_REFERENCE_KEY"),
         ({"Name": None}, "REQUIRED_FIELD_MISSING"),
     ],

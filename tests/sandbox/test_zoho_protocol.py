@@ -436,6 +436,33 @@ def test_mixed_batch_answers_207_with_one_element_per_record(
     assert again.status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "details"),
+    [
+        ("Annual_Revenue", 1e30, {"expected_data_type": "currency", "maximum_length": 16}),
+        ("Risk_Score", "NaN", {"expected_data_type": "double"}),
+        ("Employees", "inf", {"expected_data_type": "integer"}),
+        ("Credit_Limit", "1e400", {"expected_data_type": "currency"}),
+    ],
+    ids=["too_many_digits", "not_a_number", "infinite_integer", "infinite_currency"],
+)
+def test_a_number_no_field_can_hold_is_refused_as_invalid_data(
+    zoho: Zoho, sandbox: RunningSandbox, field: str, value: Any, details: dict[str, Any]
+) -> None:
+    account = sandbox.emulator.records("Accounts")[0]
+    answer = zoho.call("PUT", "Accounts", json={"data": [{"id": account["id"], field: value}]})
+    assert answer.status_code == 400
+    assert answer.json()["data"] == [
+        {
+            "code": "INVALID_DATA",
+            "details": {**details, "api_name": field, "json_path": f"$.data[0].{field}"},
+            "message": "invalid data",
+            "status": "error",
+        }
+    ]
+    assert sandbox.emulator.records("Accounts")[0] == account
+
+
 def test_all_failed_is_400_and_batches_stop_at_100(zoho: Zoho, sandbox: RunningSandbox) -> None:
     account = sandbox.emulator.records("Accounts")[0]["id"]
     failed = zoho.call("PUT", "Accounts", json={"data": [{"id": account, "Employees": "many"}]})
