@@ -9,67 +9,67 @@ from typing import Any
 
 from connector.protocol import find_task_marker
 from tests.chaos._sandbox_sync import SandboxSync
+from tests.crm_user import crm_user
 
-ACCOUNT_OBJECT = {"salesforce": "Account", "zoho": "Accounts", "fxiaoke": "AccountObj"}
-ID_FIELD = {"salesforce": "Id", "zoho": "id", "fxiaoke": "_id"}
 # Differs between any two runs by design: compared by presence only.
 REVIEWED_AT = "risk_reviewed_at"
 
 
-def _id(crm: str, record: dict[str, Any]) -> str:
-    return str(record[ID_FIELD[crm]])
+def account_records(sync: SandboxSync) -> list[dict[str, Any]]:
+    """The sandbox's account records as stored, the object named by the sandbox's own preset."""
+    records: list[dict[str, Any]] = sync.sandbox.emulator.records(
+        sync.mapping.crm_object("account")
+    )
+    return records
+
+
+def _id(sync: SandboxSync, record: dict[str, Any]) -> str:
+    return str(record[sync.mapping.field("account", "crm_id").crm])
 
 
 def accounts(sync: SandboxSync) -> dict[str, dict[str, Any]]:
     """Every account's values of the fields we own, reviewed-at reduced to 'set or not'."""
-    crm = sync.sandbox.crm
     owned = sync.owned_fields()
     out = {}
-    for record in sync.sandbox.emulator.records(ACCOUNT_OBJECT[crm]):
+    for record in account_records(sync):
         values = {}
         for crm_field, canonical in owned.items():
             value = record.get(crm_field)
             values[crm_field] = (value is not None) if canonical == REVIEWED_AT else value
-        out[_id(crm, record)] = values
+        out[_id(sync, record)] = values
     return out
 
 
 def tasks(sync: SandboxSync) -> tuple[list[tuple[Any, ...]], Counter[str]]:
-    """Our tasks as comparable tuples (ids differ between CRMs) and how often each dedupe key occurs."""
+    """Our tasks as a person at the CRM reads them (tests/crm_user.py, over the CRM's API), as
+    comparable tuples (task ids differ between runs), and how often each dedupe key occurs."""
     rows = []
     keys: Counter[str] = Counter()
-    for task in sync.sandbox.emulator.tasks():
-        # Fxiaoke follow-ups are sales records: text, related records and a status field.
-        text = task.get("Description") or task.get("active_record_content")
-        key = find_task_marker(text)
+    for task in crm_user(sync.sandbox).tasks():
+        key = find_task_marker(task["description"])
         if key is None:
             continue
         keys[key] += 1
-        what = task.get("WhatId") or task.get("What_Id")
-        if isinstance(what, dict):
-            what = what.get("id")
-        related = task.get("related_object_data")
-        if what is None and isinstance(related, list) and related:
-            what = related[0].get("id")
         rows.append(
             (
                 key,
-                str(what),
-                task.get("Subject") or text,
-                task.get("Priority"),
-                task.get("Status") or task.get("field_Fs08h__c"),
-                str(task.get("OwnerId") or task.get("Owner")),
+                str(task["what_id"]),
+                task["subject"],
+                task["priority"],
+                task["status"],
+                str(task["owner_id"]),
             )
         )
     return sorted(rows), keys
 
 
 def _shown(sync: SandboxSync, crm_field: str, value: Any) -> Any:
-    """A stored value as a person sees it: Fxiaoke keeps option codes and epoch ms."""
+    """A stored value as a person sees it, for a sandbox that stores wire values (option codes,
+    epoch ms) and describes them in its `objects` schema (Fxiaoke's does)."""
     objects = getattr(sync.sandbox.emulator, "objects", None)
-    if sync.sandbox.crm != "fxiaoke" or objects is None or value is None:
+    if objects is None or value is None:
         return value
-    definition = objects[ACCOUNT_OBJECT["fxiaoke"]].fields.get(crm_field)
+    definition = objects[sync.mapping.crm_object("account")].fields.get(crm_field)
     if definition is None:
         return value
     if definition.options:
@@ -104,11 +104,10 @@ def audit_mismatches(sync: SandboxSync, store: Any) -> list[str]:
     for row in store.audit(sync.connection.name, limit=10_000_000):
         if row["object"] == "account" and row["action"] == "update":
             newest[(row["record_id"], row["field"])] = row["new_value"]
-    crm = sync.sandbox.crm
     problems = []
     owned = sync.owned_fields()
-    for record in sync.sandbox.emulator.records(ACCOUNT_OBJECT[crm]):
-        record_id = _id(crm, record)
+    for record in account_records(sync):
+        record_id = _id(sync, record)
         for crm_field, canonical in owned.items():
             if (record_id, canonical) not in newest:
                 continue

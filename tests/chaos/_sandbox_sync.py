@@ -27,13 +27,12 @@ def _toml(value: Any) -> str:
 
 UNCAPPED_TASKS: dict[str, Any] = {"max_new_per_run": 100000, "max_new_per_owner": 100000}
 # CHAOS_CONCURRENCY=4: write batches of 5 records sent 4 at a time, so the suite's 24 accounts
-# make several batches in flight together (issue 18). Options a test passes win. Fxiaoke allows
-# no concurrent calls (its adapter declares 1 and takes neither option): it runs as always.
+# make several batches in flight together (issue 18). Every adapter takes both options
+# (tests/unit/test_adapter_settings.py); options a test passes win.
 CONCURRENCY = int(os.environ.get("CHAOS_CONCURRENCY", "0"))
 CONCURRENT_OPTIONS: dict[str, Any] = (
     {"max_concurrency": CONCURRENCY, "write_batch": 5} if CONCURRENCY else {}
 )
-CONCURRENT_CRMS = frozenset({"salesforce", "zoho"})
 
 
 def write_config(
@@ -51,8 +50,7 @@ def write_config(
     New tasks are not capped here: these suites compare the CRM after some runs with the CRM
     after one clean run, which the caps (more tasks open on each later run) would not allow.
     """
-    concurrent = CONCURRENT_OPTIONS if getattr(sandbox, "crm", None) in CONCURRENT_CRMS else {}
-    options = {**concurrent, **(options or {})}
+    options = {**CONCURRENT_OPTIONS, **(options or {})}
     lines = [f"[store]\nurl = {_toml(str(folder / state))}\n", sandbox.config_snippet()]
     for key, value in (settings or {}).items():
         lines.append(f"{key} = {_toml(value)}\n")

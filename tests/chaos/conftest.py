@@ -1,4 +1,4 @@
-"""Chaos fixtures: the seed list and the fault-free reference state per CRM."""
+"""Chaos fixtures: the CRMs (from the registry), the seed list and how a sandbox is started."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from typing import Any
 import pytest
 
 from connector.registry import sandbox_starter
+from tests.conformance.conftest import ADAPTERS
 
-CRMS = ["salesforce", "zoho", "fxiaoke"]
+# Every adapter that has a sandbox CRM, as the registry finds them (the conformance suite's list):
+# a new adapter with a sandbox, a preset and a person's client (tests/crm_user.py) runs this suite
+# unchanged. test_faults.py checks that every built-in adapter is among them.
+CRMS = ADAPTERS
 CHAOS_CRMS = CRMS
 
 

@@ -1,4 +1,4 @@
-"""Fault injection on both sandboxes: after the faults stop, one run leaves the CRM as a fault-free run would.
+"""Fault injection on every sandbox CRM: after the faults stop, one run leaves the CRM as a fault-free run would.
 
 `CHAOS_SEEDS=200 .venv/bin/pytest tests/chaos` runs 200 seeds per CRM by hand (CI: 20).
 """
@@ -26,6 +26,7 @@ from sandboxes import Faults
 from tests.chaos import _crm_state as state
 from tests.chaos._sandbox_sync import SandboxSync, write_config
 from tests.chaos.conftest import CHAOS_CRMS, SEEDS, start_sandbox
+from tests.conformance.conftest import builtin_adapters
 
 ROOT = Path(__file__).resolve().parents[2]
 KILL_SEEDS = int(os.environ.get("CHAOS_KILL_SEEDS", "2"))
@@ -50,6 +51,13 @@ def reference(crm: str, tmp_path: Path) -> Snapshot:
             assert report.status.startswith("succeeded"), report.to_dict()
             _references[crm] = (state.accounts(sync), state.tasks(sync)[0], report.status)
     return _references[crm]
+
+
+def test_every_builtin_adapter_is_under_the_chaos_suite() -> None:
+    builtin = builtin_adapters()
+    assert builtin, "pyproject.toml registers no adapter"
+    missing = set(builtin) - set(CHAOS_CRMS)
+    assert not missing, f"not installed with a sandbox, so no chaos seeds run on: {sorted(missing)}"
 
 
 def fault_plan(rng: random.Random, seed: int) -> Faults:
@@ -130,19 +138,11 @@ def test_faults_then_one_clean_run_converges(crm: str, seed: int, tmp_path: Path
             converge_and_compare(sync, store, expected)
 
 
-def _account_writes(sandbox: Any) -> int:
-    account = state.ACCOUNT_OBJECT[sandbox.crm]
-    return sum(
-        1 for w in sandbox.emulator.writes_log if (w.get("object") or w.get("module")) == account
-    )
-
-
-def _task_writes(sandbox: Any) -> int:
-    return sum(
-        1
-        for w in sandbox.emulator.writes_log
-        if (w.get("object") or w.get("module")) in ("Task", "Tasks", "ActiveRecordObj")
-    )
+def _writes_to(sync: SandboxSync, kind: str) -> int:
+    """How many writes the sandbox applied to the CRM object its preset maps `kind` to."""
+    crm_object = sync.mapping.crm_object(kind)
+    log = sync.sandbox.emulator.writes_log
+    return sum(1 for w in log if (w.get("object") or w.get("module")) == crm_object)
 
 
 # Where the SIGKILL lands: a random moment, or right after the CRM applied the first account batch
@@ -151,14 +151,14 @@ KILL_POINTS = ["random", "after_account_write", "after_task_create"]
 
 
 def _sigkill_at(
-    proc: subprocess.Popen[bytes], sandbox: Any, point: str, rng: random.Random
+    proc: subprocess.Popen[bytes], sync: SandboxSync, point: str, rng: random.Random
 ) -> None:
     deadline = time.monotonic() + 20
     if point == "random":
         time.sleep(rng.uniform(0.8, 2.0))
     else:
-        probe = _account_writes if point == "after_account_write" else _task_writes
-        while probe(sandbox) == 0 and proc.poll() is None and time.monotonic() < deadline:
+        kind = "account" if point == "after_account_write" else "task"
+        while _writes_to(sync, kind) == 0 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.001)
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
@@ -193,6 +193,8 @@ def test_sigkill_of_a_cli_sync_then_restart_converges(
         config = write_config(sandbox, tmp_path, extra="")
         env = {**os.environ, **sandbox.env_vars(), "PYTHONPATH": str(ROOT)}
         as_of = getattr(sandbox.emulator, "as_of", None)
+        with mock.patch.dict(os.environ, sandbox.env_vars()):
+            sync = SandboxSync(sandbox, config)
         proc = subprocess.Popen(
             [sys.executable, "-m", "connector", "sync", "--config", str(config), "--json"]
             + (["--as-of", as_of.isoformat()] if as_of else []),
@@ -201,9 +203,7 @@ def test_sigkill_of_a_cli_sync_then_restart_converges(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _sigkill_at(proc, sandbox, point, rng)
-        with mock.patch.dict(os.environ, sandbox.env_vars()):
-            sync = SandboxSync(sandbox, config)
+        _sigkill_at(proc, sync, point, rng)
         # The dead process's lease expires by time; a store whose clock is past it stands in for waiting.
         later = open_store(
             sync.config.store.url, clock=lambda: datetime.now(UTC) + timedelta(hours=1)
