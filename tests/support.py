@@ -15,7 +15,7 @@ from connector import registry
 from connector.config import AppConfig
 from connector.protocol import ConnectionSettings
 from connector.registry import settings_model
-from connector.service.scheduler import RunResult
+from connector.service.runner import RunResult
 from connector.store import PostgresStore, SqliteStore, SqlStore
 
 STORES: dict[str, type[SqlStore]] = {"sqlite": SqliteStore, "postgres": PostgresStore}

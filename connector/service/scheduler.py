@@ -27,25 +27,15 @@ import signal
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypedDict
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.events import (
-    EVENT_JOB_ERROR,
-    EVENT_JOB_MAX_INSTANCES,
-    EVENT_JOB_MISSED,
-)
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
 from connector.errors import (
     EXIT_INTERRUPTED,
@@ -53,7 +43,6 @@ from connector.errors import (
     ConfigError,
     ConfigProblem,
     LockHeldError,
-    MappingErrors,
     StoreError,
     StoreUnavailableError,
 )
@@ -61,279 +50,22 @@ from connector.redaction import redact
 from connector.service.health import SUCCESS_STATUSES, Expectation, health_report
 from connector.service.metrics import Metrics, MetricsServer
 from connector.service.report_page import HEADERS_EXTRA, LatestReports, check_report_settings
+from connector.service.runner import TRIGGER, ConnectionRunner, Runner, RunResult, new_run_id
+from connector.service.schedules import (
+    HISTORY_SCAN,
+    build_trigger,
+    expected_interval,
+    first_run_time,
+    last_run_started,
+)
 from connector.store import SqlStore, open_store
 from connector.store.coordination import WorkQueue
 from connector.store.holders import holder_id
 
 if TYPE_CHECKING:
-    from connector.config import AppConfig, ConnectionConfig, ScheduleConfig
+    from connector.config import AppConfig
 
 log = logging.getLogger("crm_risk.scheduler")
-
-TRIGGER = "schedule"
-HISTORY_SCAN = 100
-_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-
-
-# -- schedules ----------------------------------------------------------------------------------
-
-
-def _zone(connection: ConnectionConfig) -> ZoneInfo:
-    try:
-        return ZoneInfo(connection.schedule.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            [
-                ConfigProblem(
-                    f"[connections.{connection.name}] schedule.timezone",
-                    f"unknown time zone {connection.schedule.timezone!r}",
-                    "use an IANA name such as 'UTC' or 'Europe/Berlin'",
-                )
-            ]
-        ) from None
-
-
-def _day_number(text: str) -> int:
-    if text.isdigit():
-        number = int(text)
-        if 0 <= number <= 7:
-            return number
-        raise ValueError(f"day of week {number} is outside 0-7")
-    name = text[:3].lower()
-    if name in _DAY_NAMES:
-        return _DAY_NAMES.index(name)
-    raise ValueError(f"unknown day of week {text!r}")
-
-
-def crontab_day_of_week(field: str) -> str:
-    """Translate a crontab day-of-week field into APScheduler 3 day names.
-
-    APScheduler 3 numbers weekdays from Monday = 0, while crontab uses Sunday = 0 (and 7), so a
-    numeric ``1-5`` would silently mean Tuesday to Saturday (APScheduler issue #286). Writing the
-    days as names removes the ambiguity.
-
-    Args:
-        field: the fifth crontab field, e.g. ``1-5``, ``0,6``, ``*/2``, ``mon-fri``.
-
-    Returns:
-        A comma-separated list of day names, or ``*``.
-
-    Raises:
-        ValueError: for a field crontab would reject.
-    """
-    if field in ("*", "?"):
-        return "*"
-    days: list[str] = []
-    for part in field.split(","):
-        base, _, step_text = part.partition("/")
-        step = int(step_text) if step_text else 1
-        if step < 1:
-            raise ValueError(f"step {step} in {field!r} must be positive")
-        if base == "*":
-            low, high = 0, 6
-        elif "-" in base:
-            low_text, high_text = base.split("-", 1)
-            low, high = _day_number(low_text), _day_number(high_text)
-        else:
-            low = _day_number(base)
-            high = 6 if step_text else low
-        if high < low:
-            raise ValueError(f"range {base!r} in {field!r} runs backwards")
-        days.extend(_DAY_NAMES[day % 7] for day in range(low, high + 1, step))
-    return ",".join(dict.fromkeys(days))
-
-
-def build_trigger(connection: ConnectionConfig, interval_override: float | None = None) -> Any:
-    """The APScheduler trigger of a connection's schedule.
-
-    Cron expressions are standard crontab (Sunday = 0), evaluated in the schedule's time zone.
-    As in APScheduler, a cron with both day-of-month and day-of-week restricted needs both to
-    match (crontab would accept either).
-
-    Args:
-        connection: the connection whose [schedule] to use.
-        interval_override: seconds; replaces every schedule (``run --interval-seconds``).
-
-    Returns:
-        An IntervalTrigger or CronTrigger.
-
-    Raises:
-        ConfigError: for an unknown time zone or an invalid cron expression.
-    """
-    schedule = connection.schedule
-    zone = _zone(connection)
-    jitter = schedule.jitter_seconds or None
-    if interval_override is not None:
-        return IntervalTrigger(seconds=interval_override, timezone=zone)
-    if schedule.cron:
-        fields = schedule.cron.split()
-        try:
-            if len(fields) != 5:
-                raise ValueError(f"expected 5 fields, got {len(fields)}")
-            # CronTrigger.from_crontab with the weekday field translated (see crontab_day_of_week),
-            # built directly because from_crontab takes no jitter.
-            return CronTrigger(
-                minute=fields[0],
-                hour=fields[1],
-                day=fields[2],
-                month=fields[3],
-                day_of_week=crontab_day_of_week(fields[4]),
-                timezone=zone,
-                jitter=jitter,
-            )
-        except ValueError as exc:
-            raise ConfigError(
-                [
-                    ConfigProblem(
-                        f"[connections.{connection.name}] schedule.cron",
-                        f"invalid cron expression {schedule.cron!r}: {exc}",
-                        "use five crontab fields: minute hour day-of-month month day-of-week",
-                    )
-                ]
-            ) from None
-    return IntervalTrigger(seconds=_interval_seconds(schedule), timezone=zone, jitter=jitter)
-
-
-def _interval_seconds(schedule: ScheduleConfig) -> int:
-    return schedule.interval_seconds or 3600
-
-
-def due_after(
-    connection: ConnectionConfig, last_started: datetime, interval_override: float | None = None
-) -> datetime | None:
-    """When the run after one that started at `last_started` is due (None: the cron never fires).
-
-    Args:
-        connection: the connection.
-        last_started: when its last run started (aware).
-        interval_override: the `--interval-seconds` override, if any.
-
-    Returns:
-        The due time in UTC, or None.
-    """
-    if interval_override is not None:
-        return (last_started + timedelta(seconds=interval_override)).astimezone(UTC)
-    if connection.schedule.cron:
-        trigger = build_trigger(connection.model_copy(update={"schedule": _no_jitter(connection)}))
-        fire: datetime | None = trigger.get_next_fire_time(None, last_started)
-        return fire.astimezone(UTC) if fire is not None else None
-    seconds = _interval_seconds(connection.schedule)
-    return (last_started + timedelta(seconds=seconds)).astimezone(UTC)
-
-
-def _no_jitter(connection: ConnectionConfig) -> ScheduleConfig:
-    return connection.schedule.model_copy(update={"jitter_seconds": 0})
-
-
-def first_run_time(
-    connection: ConnectionConfig,
-    last_started: datetime | None,
-    now: datetime,
-    interval_override: float | None = None,
-) -> datetime:
-    """The first run time of a job at start-up: now when a run is overdue or none ever ran.
-
-    This is how a run missed while the service was down runs exactly once at start-up.
-
-    Args:
-        connection: the connection.
-        last_started: when its last (non-skipped) run started, from the run history.
-        now: the current time (aware).
-        interval_override: the `--interval-seconds` override, if any.
-
-    Returns:
-        The time to pass as the job's next_run_time.
-    """
-    if last_started is None:
-        return now
-    due = due_after(connection, last_started, interval_override)
-    if due is None or due <= now:
-        return now
-    return due
-
-
-def expected_interval(
-    connection: ConnectionConfig, now: datetime, interval_override: float | None = None
-) -> float:
-    """Seconds between two runs of the schedule (for a cron: the gap between its next two fires).
-
-    Args:
-        connection: the connection.
-        now: the current time (aware).
-        interval_override: the `--interval-seconds` override, if any.
-
-    Returns:
-        The interval in seconds.
-    """
-    if interval_override is not None:
-        return float(interval_override)
-    if not connection.schedule.cron:
-        return float(_interval_seconds(connection.schedule))
-    first = due_after(connection, now)
-    second = due_after(connection, first + timedelta(seconds=1)) if first else None
-    if first is None or second is None:
-        return float(_interval_seconds(connection.schedule))
-    return (second - first).total_seconds()
-
-
-def last_run_started(store: SqlStore, connection: str) -> datetime | None:
-    """When the connection's last run that actually started began (skipped rows do not count).
-
-    Runs from `crm-risk sync` count too: the data is as fresh as the last run of any trigger.
-    """
-    for run in store.recent_runs(connection, limit=HISTORY_SCAN):
-        if run["status"] != "skipped":
-            return datetime.fromisoformat(run["started_at"])
-    return None
-
-
-def next_run_times(config: AppConfig, connection_names: list[str]) -> dict[str, str | None]:
-    """When each connection's next scheduled run is due, from its schedule and the run history.
-
-    Needs no running scheduler. A time in the past means the run is overdue (a service that is
-    not running; it runs at start-up). Disabled or unknown connections map to None. On a store
-    shared by workers, the shared schedule's due time is the answer.
-
-    Args:
-        config: the configuration.
-        connection_names: the connections to report.
-
-    Returns:
-        Connection name -> ISO time in UTC, or None.
-    """
-    now = datetime.now(UTC)
-    result: dict[str, str | None] = {}
-    store = open_store(config.store.url, create=False)
-    try:
-        shared = WorkQueue(store).schedule(connection_names)
-        for name in connection_names:
-            connection = config.connections.get(name)
-            if connection is None or not connection.enabled:
-                result[name] = None
-                continue
-            if name in shared:
-                result[name] = shared[name].next_due_at.isoformat()
-                continue
-            last = last_run_started(store, name)
-            due = now if last is None else due_after(connection, last)
-            result[name] = due.isoformat() if due is not None else None
-    finally:
-        store.close()
-    return result
-
-
-# -- one run --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What the service learns from one run: its report and the writes left for the next one."""
-
-    report: dict[str, Any]
-    pending_retries: int | None = None
-
-
-Runner = Callable[["ConnectionConfig", threading.Event], RunResult]
 
 
 class ServiceOptions(TypedDict, total=False):
@@ -343,132 +75,6 @@ class ServiceOptions(TypedDict, total=False):
     max_runs: int | None
     runner: Runner | None
     clock: Callable[[], datetime] | None
-
-
-def _run_id() -> str:
-    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
-
-
-class ConnectionRunner:
-    """Runs one connection: fresh store connection and adapter, mapping checked once, run_sync.
-
-    Raises LockHeldError when another process holds the lease; every other failure comes back as
-    a `failed` report that is also in the run history.
-    """
-
-    def __init__(self, config: AppConfig, *, holder: str | None = None) -> None:
-        """Remember the configuration; the mapping of each connection is checked at its first run.
-
-        Args:
-            config: the configuration.
-            holder: the lease holder id of every run (a worker's id); default one per run.
-        """
-        self.config = config
-        self.holder = holder
-        self._checked: set[str] = set()
-
-    def _open_store(self) -> SqlStore:
-        return open_store(self.config.store.url)
-
-    def __call__(self, connection: ConnectionConfig, cancel: threading.Event) -> RunResult:
-        """Run one sync of `connection`, stopping before the next batch once `cancel` is set."""
-        from connector.engine.sync import SyncOptions, run_sync
-        from connector.registry import create_adapter
-
-        store = self._open_store()
-        try:
-            try:
-                mapping = self._load_mapping(connection)
-                adapter = create_adapter(connection.crm_settings(), state=store, cancel=cancel)
-            except StoreUnavailableError:
-                raise
-            except Exception as exc:
-                return self._setup_failed(store, connection, exc)
-            try:
-                try:
-                    self._check_mapping(connection, adapter, mapping)
-                except StoreUnavailableError:
-                    raise
-                except Exception as exc:
-                    return self._setup_failed(store, connection, exc)
-                try:
-                    report = run_sync(
-                        config=self.config,
-                        connection=connection,
-                        adapter=adapter,
-                        store=store,
-                        mapping=mapping,
-                        options=SyncOptions(trigger=TRIGGER, cancel=cancel, holder=self.holder),
-                    )
-                except (LockHeldError, StoreUnavailableError):
-                    raise
-                except Exception as exc:
-                    if isinstance(exc, MappingErrors):
-                        # The CRM changed under the check: check again before the next run.
-                        self._checked.discard(connection.name)
-                    # run_sync recorded the failed run before raising; read its report back.
-                    return RunResult(
-                        self._failed_report(store, connection, exc),
-                        len(store.failed_writes(connection.name)),
-                    )
-                return RunResult(report.to_dict(), len(store.failed_writes(connection.name)))
-            finally:
-                adapter.close()
-        finally:
-            store.close()
-
-    def _load_mapping(self, connection: ConnectionConfig) -> Any:
-        from connector.mapping import load_mapping
-
-        source = self.config.source
-        base_dir = Path(source).parent if source and source != "environment" else Path.cwd()
-        return load_mapping(connection.mapping, base_dir=base_dir)
-
-    def _check_mapping(self, connection: ConnectionConfig, adapter: Any, mapping: Any) -> None:
-        """Refuse to run on a mapping error (as `sync` does), checked once per service life."""
-        if connection.name in self._checked:
-            return
-        from connector.engine.drift import refuse_on_mapping_errors
-
-        refuse_on_mapping_errors(adapter, mapping)
-        self._checked.add(connection.name)
-
-    def _setup_failed(
-        self, store: SqlStore, connection: ConnectionConfig, exc: Exception
-    ) -> RunResult:
-        """A run that failed before run_sync started: still recorded, so `status` shows why."""
-        run_id = _run_id()
-        report = {
-            "run_id": run_id,
-            "connection": connection.name,
-            "crm": connection.kind,
-            "trigger": TRIGGER,
-            "status": "failed",
-            "started_at": datetime.now(UTC).isoformat(),
-            "ended_at": datetime.now(UTC).isoformat(),
-            "message": redact(str(exc) or type(exc).__name__),
-        }
-        store.start_run(run_id, connection.name, TRIGGER)
-        store.finish_run(run_id, "failed", report)
-        return RunResult(report, None)
-
-    def _failed_report(
-        self, store: SqlStore, connection: ConnectionConfig, exc: Exception
-    ) -> dict[str, Any]:
-        for run in store.recent_runs(connection.name, limit=1):
-            report = run["report"]
-            if run["status"] == "failed" and report.get("run_id") == run["run_id"]:
-                return dict(report)
-        return {
-            "connection": connection.name,
-            "crm": connection.kind,
-            "trigger": TRIGGER,
-            "status": "failed",
-            "message": redact(str(exc) or type(exc).__name__),
-        }
-
-
-# -- the service ----------------------------------------------------------------------------------
 
 
 # How often a `crm-risk run` service on a SQLite store says it is alive (its row expires after 3).
@@ -807,7 +413,7 @@ class Service:
         self.metrics.record_skipped(name)
         store = self.open_store()
         try:
-            store.record_skipped_run(_run_id(), name, TRIGGER, redact(reason))
+            store.record_skipped_run(new_run_id(), name, TRIGGER, redact(reason))
         finally:
             store.close()
 
@@ -942,14 +548,4 @@ def serve(
     return code
 
 
-__all__ = [
-    "ConnectionRunner",
-    "RunResult",
-    "Service",
-    "build_trigger",
-    "crontab_day_of_week",
-    "expected_interval",
-    "first_run_time",
-    "next_run_times",
-    "serve",
-]
+__all__ = ["Service", "ServiceOptions", "serve"]

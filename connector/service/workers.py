@@ -39,15 +39,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from connector.errors import StoreUnavailableError
 from connector.redaction import redact
-from connector.service.scheduler import (
-    ConnectionRunner,
-    RunResult,
-    Service,
-    ServiceOptions,
-    due_after,
-    first_run_time,
-    last_run_started,
-)
+from connector.service.runner import ConnectionRunner, RunResult
+from connector.service.scheduler import Service, ServiceOptions
+from connector.service.schedules import due_after, first_run_time, last_run_started
 from connector.store.coordination import QueueLoad, WorkQueue
 
 if TYPE_CHECKING:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connector.service.scheduler import RunResult, Service
+from connector.service.runner import RunResult
+from connector.service.scheduler import Service
 from tests.unit.test_metrics import add_run, health_status, make_config, sample, scrape
 
 

@@ -18,13 +18,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from connector.config import AppConfig
 from connector.errors import ConfigError, LockHeldError
 from connector.service import scheduler as scheduler_module
-from connector.service.scheduler import (
-    Service,
-    expected_interval,
-    first_run_time,
-    next_run_times,
-    serve,
-)
+from connector.service.scheduler import Service, serve
+from connector.service.schedules import expected_interval, first_run_time, next_run_times
 from connector.store import open_store
 from tests.support import FakeRunner, scheduled_config
 

@@ -14,7 +14,7 @@ import pytest
 
 from connector.config import AppConfig
 from connector.errors import StoreUnavailableError
-from connector.service.scheduler import RunResult
+from connector.service.runner import RunResult
 from connector.service.workers import WorkerService
 from connector.store import open_store
 from connector.store.coordination import WorkQueue

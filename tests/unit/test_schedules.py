@@ -11,11 +11,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from connector.errors import ConfigError
-from connector.service.scheduler import (
-    Service,
-    build_trigger,
-    crontab_day_of_week,
-)
+from connector.service.scheduler import Service
+from connector.service.schedules import build_trigger, crontab_day_of_week
 from tests.support import FakeRunner, scheduled_config
 
 NOW = datetime(2024, 6, 5, 12, 0, tzinfo=UTC)

@@ -17,13 +17,11 @@ MAX_FUNCTION_LINES = 80
 
 # Still to split (issue 15); each names what is over today.
 OVERSIZED_FILES = {
-    "connector/config.py",
     "connector/engine/sync.py",
     "connector/engine/writer.py",
     "connector/mapping/__init__.py",
     "connector/report/build.py",
     "connector/report/html.py",
-    "connector/service/scheduler.py",
     "adapters/zoho/adapter.py",
     # Landed on main with the Fxiaoke sandbox (#16) before the limits did: 1,072 lines; the
     # emulator splits as sandboxes/zoho.py does (routes, seed, coercion).

@@ -62,7 +62,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         seen = _read_status(store, name, connections, limit=args.limit)
     finally:
         store.close()
-    from connector.service.scheduler import next_run_times
+    from connector.service.schedules import next_run_times
 
     due = next_run_times(config, connections)
     if args.json:
