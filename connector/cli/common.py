@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from rich.console import Console
@@ -91,9 +90,9 @@ def existing_store(config: AppConfig) -> SqlStore | None:
 
 def mapping_for(connection: ConnectionConfig, config: AppConfig) -> FieldMapping:
     """The connection's field mapping (relative paths against the config file's folder)."""
-    from connector.mapping import load_mapping
+    from connector.engine.session import load_connection_mapping
 
-    return load_mapping(connection.mapping, base_dir=Path(config.base_dir or Path.cwd()))
+    return load_connection_mapping(config, connection)
 
 
 def print_json(console: Console, payload: Any) -> None:

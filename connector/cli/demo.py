@@ -20,18 +20,16 @@ from rich.text import Text
 
 from connector.cli.plain import PlainTable
 from connector.config import load_config
-from connector.engine.sync import SyncOptions, run_sync
+from connector.engine.session import open_session
+from connector.engine.sync import SyncOptions
 from connector.errors import EXIT_OK, ConnectorError
-from connector.mapping import load_mapping
 from connector.registry import (
     available_adapters,
     available_sandboxes,
-    create_adapter,
     sandbox_starter,
 )
 from connector.report import build_figures, render_html
 from connector.report.output import write_atomically
-from connector.store import open_store
 
 # The sandboxes seed their portfolio relative to this date, so the demo is the same on every run.
 DEMO_AS_OF = date(2026, 11, 1)
@@ -168,33 +166,14 @@ def _demo_one(
         with _environ(dict(sandbox.env_vars())):
             config = load_config(config_path)
             connection = next(iter(config.connections.values()))
-            mapping = load_mapping(connection.mapping, base_dir=config_path.parent)
-            store = open_store(config.store.url)
-            adapter = create_adapter(connection.crm_settings(), state=store)
-            try:
-                first = run_sync(
-                    config=config,
-                    connection=connection,
-                    adapter=adapter,
-                    store=store,
-                    mapping=mapping,
-                    options=SyncOptions(trigger="demo", as_of=DEMO_AS_OF),
-                )
+            with open_session(config, connection) as session:
+                store = session.store
+                first = session.run(SyncOptions(trigger="demo", as_of=DEMO_AS_OF))
                 calls_after_first = sum(first.api_calls.values())
                 _show_first(console, store, connection.name, first.to_dict())
-                second = run_sync(
-                    config=config,
-                    connection=connection,
-                    adapter=adapter,
-                    store=store,
-                    mapping=mapping,
-                    options=SyncOptions(trigger="demo", as_of=DEMO_AS_OF, portfolio=False),
-                )
+                second = session.run(SyncOptions(trigger="demo", as_of=DEMO_AS_OF, portfolio=False))
                 _show_second(console, second.to_dict(), calls_after_first)
                 _show_report(console, store, config, connection, home / "report.html")
-            finally:
-                adapter.close()
-                store.close()
     console.print(f"{kind} demo took {time.monotonic() - started:.1f} s", style="dim")
 
 

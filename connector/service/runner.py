@@ -1,4 +1,4 @@
-"""One scheduled run of one connection: a fresh store connection and adapter, its report back."""
+"""One scheduled run of one connection: a fresh store connection and engine session, its report back."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from connector.errors import LockHeldError, MappingErrors, StoreUnavailableError
+from connector.engine.session import Session, open_session
+from connector.engine.sync import SyncOptions
+from connector.errors import LockHeldError, StoreUnavailableError
 from connector.redaction import redact
 from connector.store import SqlStore, open_store
 
@@ -41,14 +42,15 @@ def new_run_id() -> str:
 
 
 class ConnectionRunner:
-    """Runs one connection: fresh store connection and adapter, mapping checked once, run_sync.
+    """Runs one connection: a fresh store connection and session, run_sync, the report back.
 
+    The mapping is checked by the engine session's one policy (`connector.engine.session`).
     Raises LockHeldError when another process holds the lease; every other failure comes back as
     a `failed` report that is also in the run history.
     """
 
     def __init__(self, config: AppConfig, *, holder: str | None = None) -> None:
-        """Remember the configuration; the mapping of each connection is checked at its first run.
+        """Remember the configuration.
 
         Args:
             config: the configuration.
@@ -56,73 +58,44 @@ class ConnectionRunner:
         """
         self.config = config
         self.holder = holder
-        self._checked: set[str] = set()
 
     def _open_store(self) -> SqlStore:
         return open_store(self.config.store.url)
 
     def __call__(self, connection: ConnectionConfig, cancel: threading.Event) -> RunResult:
         """Run one sync of `connection`, stopping before the next batch once `cancel` is set."""
-        from connector.engine.sync import SyncOptions, run_sync
-        from connector.registry import create_adapter
-
         store = self._open_store()
         try:
             try:
-                mapping = self._load_mapping(connection)
-                adapter = create_adapter(connection.crm_settings(), state=store, cancel=cancel)
+                session = open_session(self.config, connection, store=store, cancel=cancel)
             except StoreUnavailableError:
                 raise
             except Exception as exc:
                 return self._setup_failed(store, connection, exc)
-            try:
-                try:
-                    self._check_mapping(connection, adapter, mapping)
-                except StoreUnavailableError:
-                    raise
-                except Exception as exc:
-                    return self._setup_failed(store, connection, exc)
-                try:
-                    report = run_sync(
-                        config=self.config,
-                        connection=connection,
-                        adapter=adapter,
-                        store=store,
-                        mapping=mapping,
-                        options=SyncOptions(trigger=TRIGGER, cancel=cancel, holder=self.holder),
-                    )
-                except (LockHeldError, StoreUnavailableError):
-                    raise
-                except Exception as exc:
-                    if isinstance(exc, MappingErrors):
-                        # The CRM changed under the check: check again before the next run.
-                        self._checked.discard(connection.name)
-                    # run_sync recorded the failed run before raising; read its report back.
-                    return RunResult(
-                        self._failed_report(store, connection, exc),
-                        len(store.failed_writes(connection.name)),
-                    )
-                return RunResult(report.to_dict(), len(store.failed_writes(connection.name)))
-            finally:
-                adapter.close()
+            with session:
+                return self._run(session, cancel)
         finally:
             store.close()
 
-    def _load_mapping(self, connection: ConnectionConfig) -> Any:
-        from connector.mapping import load_mapping
-
-        source = self.config.source
-        base_dir = Path(source).parent if source and source != "environment" else Path.cwd()
-        return load_mapping(connection.mapping, base_dir=base_dir)
-
-    def _check_mapping(self, connection: ConnectionConfig, adapter: Any, mapping: Any) -> None:
-        """Refuse to run on a mapping error (as `sync` does), checked once per service life."""
-        if connection.name in self._checked:
-            return
-        from connector.engine.drift import refuse_on_mapping_errors
-
-        refuse_on_mapping_errors(adapter, mapping)
-        self._checked.add(connection.name)
+    def _run(self, session: Session, cancel: threading.Event) -> RunResult:
+        store, connection = session.store, session.connection
+        try:
+            session.check_mapping()
+        except StoreUnavailableError:
+            raise
+        except Exception as exc:
+            return self._setup_failed(store, connection, exc)
+        try:
+            report = session.run(SyncOptions(trigger=TRIGGER, cancel=cancel, holder=self.holder))
+        except (LockHeldError, StoreUnavailableError):
+            raise
+        except Exception as exc:
+            # run_sync recorded the failed run before raising; read its report back.
+            return RunResult(
+                self._failed_report(store, connection, exc),
+                len(store.failed_writes(connection.name)),
+            )
+        return RunResult(report.to_dict(), len(store.failed_writes(connection.name)))
 
     def _setup_failed(
         self, store: SqlStore, connection: ConnectionConfig, exc: Exception

@@ -374,12 +374,12 @@ def test_point9_global_options_are_accepted_after_the_subcommand(
 def test_point9_a_crash_exits_70_and_points_at_a_crash_file(
     org: Org, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import connector.cli.common as cli
+    import connector.engine.session as wiring
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise KeyError("a bug")
 
-    monkeypatch.setattr(cli, "mapping_for", broken)
+    monkeypatch.setattr(wiring, "load_mapping", broken)
     monkeypatch.setenv("TMPDIR", str(org.folder))
     import tempfile
 

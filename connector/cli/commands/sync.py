@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -17,6 +17,11 @@ from connector.cli import common
 from connector.cli.common import Commands
 from connector.cli.plain import plain_console
 from connector.errors import EXIT_INTERRUPTED, RunCancelled, UsageError
+
+if TYPE_CHECKING:
+    from connector.config import AppConfig, ConnectionConfig
+    from connector.engine.report import RunReport
+    from connector.engine.sync import SyncOptions
 
 log = logging.getLogger("crm_risk.cli")
 
@@ -73,12 +78,11 @@ def cmd_sync(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"{option} chooses what `sync --dry-run` prints; add --dry-run")
     config = common.load(args)
     connection = common.pick_connection(config, args.connection)
-    mapping = common.mapping_for(connection, config)
     options = SyncOptions(dry_run=args.dry_run, full=args.full, trigger="cli", as_of=args.as_of)
     # From here on SIGTERM/SIGINT stop the run within seconds, even inside a slow CRM call.
     signals = _install_signal_handlers(options.cancel)
     try:
-        report = _sync_once(args, config, connection, mapping, options)
+        report = _sync_once(args, config, connection, options)
     except RunCancelled:
         # Stopped before the run began (the mapping check, the login): nothing was written.
         if signal.SIGINT not in signals:
@@ -136,33 +140,22 @@ def _interrupted() -> int:
 
 
 def _sync_once(
-    args: argparse.Namespace, config: Any, connection: Any, mapping: Any, options: Any
-) -> Any:
-    """Open the store and the adapter, check the mapping, run the sync; close both."""
-    from connector.engine.sync import run_sync
-    from connector.registry import create_adapter
+    args: argparse.Namespace,
+    config: AppConfig,
+    connection: ConnectionConfig,
+    options: SyncOptions,
+) -> RunReport:
+    """Open the connection, check the mapping, run the sync; close what was opened."""
+    from connector.engine.session import open_session
+    from connector.service.metrics import export_one_shot
 
     with ExitStack() as stack:
-        store = common.state_store(config)
-        stack.callback(store.close)
-        adapter = create_adapter(connection.crm_settings(), state=store, cancel=options.cancel)
-        stack.callback(adapter.close)
-        _refuse_on_mapping_errors(
-            adapter, mapping, store=store, connection=connection.name, force=args.full
-        )
+        session = stack.enter_context(open_session(config, connection, cancel=options.cancel))
+        session.check_mapping(force=args.full)
         if not args.json and sys.stderr.isatty():
             options.progress = _progress_bar(stack)
-        report = run_sync(
-            config=config,
-            connection=connection,
-            adapter=adapter,
-            store=store,
-            mapping=mapping,
-            options=options,
-        )
-        from connector.service.metrics import export_one_shot
-
-        export_one_shot(config, report.to_dict(), len(store.failed_writes(connection.name)))
+        report = session.run(options)
+        export_one_shot(config, report.to_dict(), len(session.store.failed_writes(connection.name)))
     return report
 
 
@@ -188,15 +181,6 @@ def _progress_bar(stack: ExitStack) -> Callable[[str, int, int | None], None]:
         progress.update(tasks[step], completed=done, total=total)
 
     return update
-
-
-def _refuse_on_mapping_errors(
-    adapter: Any, mapping: Any, *, store: Any = None, connection: str = "", force: bool = False
-) -> None:
-    """`sync` refuses to start on a mapping error rather than skipping the field (cached a day)."""
-    from connector.engine.drift import refuse_on_mapping_errors
-
-    refuse_on_mapping_errors(adapter, mapping, store=store, connection=connection, force=force)
 
 
 def _install_signal_handlers(cancel: Any) -> list[int]:
