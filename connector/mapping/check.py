@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector.errors import FatalCrmError, MappingError
-from connector.mapping import CANONICAL_LABELS, CompiledField, FieldMapping
+from connector.mapping.compiled import FieldMapping
+from connector.mapping.fields import CompiledField
+from connector.mapping.schema import CANONICAL_LABELS
 from connector.protocol import FieldDescription, MissingField, ObjectDescription
 
 Describe = Callable[[str], ObjectDescription]

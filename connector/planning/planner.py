@@ -181,56 +181,54 @@ def plan_account(
     """
     desired = desired_values(assessment, write_fields, max_lengths)
     decisions: list[FieldDecision] = []
-    to_write: dict[str, Any] = {}
-    previous: dict[str, Any] = {}
     baseline: dict[str, Any] = {}
-    conflicts: list[str] = []
-    limit_held: Decimal | None = None
     for name, value in desired.items():
         want = normalize(name, value)
         have = normalize(name, crm_values.get(name))
         if want is None:
             continue
-        if account.manual_override and name not in governance.override_flag_allows:
-            decisions.append(FieldDecision(name, "frozen", have, want, "manual override flag"))
-            continue
-        mode = governance.manual_change_mode(name)
-        if write_modes.get(name) == "respect_manual":
-            mode = "respect"
-        elif write_modes.get(name) == "if_empty":
-            mode = "if_empty"
-        person_changed = name in last_written and normalize(name, last_written[name]) != have
-        if want == have:
-            decisions.append(FieldDecision(name, "unchanged", have, want))
+        decision = _decide_field(
+            name,
+            want,
+            have,
+            account=account,
+            assessment=assessment,
+            last_written=last_written,
+            write_mode=write_modes.get(name),
+            governance=governance,
+            limit_rate=limit_rate,
+        )
+        decisions.append(decision)
+        if decision.action == "unchanged" and want == have:
             if normalize(name, last_written.get(name)) != want:
                 baseline[name] = want
-            continue
-        if mode == "if_empty" and have is not None:
-            decisions.append(FieldDecision(name, "kept_if_empty", have, want, "field is not empty"))
-            continue
-        if person_changed and mode == "respect":
-            decisions.append(
-                FieldDecision(name, "conflict", have, want, "changed in the CRM by a person")
-            )
-            conflicts.append(name)
-            continue
-        if name == LIMIT_FIELD:
-            decision = _limit_decision(want, have, assessment, governance, limit_rate)
-            if decision == "held":
-                limit_held = want
-                decisions.append(FieldDecision(name, "held", have, want, "change needs approval"))
-                continue
-        if name == "risk_score" and have is not None and governance.score_write_tolerance > 0:
-            if abs(float(want) - float(have)) < governance.score_write_tolerance:
-                decisions.append(FieldDecision(name, "unchanged", have, want, "within tolerance"))
-                continue
-        decisions.append(FieldDecision(name, "write", have, want, _cause(name, assessment)))
-        to_write[name] = want
-        previous[name] = have
+    return AccountPlan(
+        account_id=account.crm_id,
+        update=_update(account, assessment, decisions, write_fields, crm_values, now),
+        decisions=tuple(decisions),
+        # Only the limit field is ever held.
+        limit_held=next((item.desired for item in decisions if item.action == "held"), None),
+        conflicts=tuple(item.field for item in decisions if item.action == "conflict"),
+        baseline=baseline,
+    )
+
+
+def _update(
+    account: Account,
+    assessment: RiskAssessment,
+    decisions: Sequence[FieldDecision],
+    write_fields: Sequence[str],
+    crm_values: Mapping[str, Any],
+    now: datetime,
+) -> AccountUpdate | None:
+    """The fields decided "write" (stamped with the review time when mapped), or None."""
+    writes = [decision for decision in decisions if decision.action == "write"]
+    to_write = {decision.field: decision.desired for decision in writes}
+    previous = {decision.field: decision.current for decision in writes}
     if to_write and REVIEWED_FIELD in write_fields:
         to_write[REVIEWED_FIELD] = now
         previous[REVIEWED_FIELD] = crm_values.get(REVIEWED_FIELD)
-    update = (
+    return (
         AccountUpdate(
             account_id=account.crm_id,
             fields=to_write,
@@ -240,14 +238,43 @@ def plan_account(
         if to_write
         else None
     )
-    return AccountPlan(
-        account_id=account.crm_id,
-        update=update,
-        decisions=tuple(decisions),
-        limit_held=limit_held,
-        conflicts=tuple(conflicts),
-        baseline=baseline,
-    )
+
+
+def _decide_field(
+    name: str,
+    want: Any,
+    have: Any,
+    *,
+    account: Account,
+    assessment: RiskAssessment,
+    last_written: Mapping[str, Any],
+    write_mode: str | None,
+    governance: GovernancePolicy,
+    limit_rate: Decimal,
+) -> FieldDecision:
+    """What to do with one field whose desired value is known (see plan_account)."""
+    if account.manual_override and name not in governance.override_flag_allows:
+        return FieldDecision(name, "frozen", have, want, "manual override flag")
+    mode = governance.manual_change_mode(name)
+    if write_mode == "respect_manual":
+        mode = "respect"
+    elif write_mode == "if_empty":
+        mode = "if_empty"
+    person_changed = name in last_written and normalize(name, last_written[name]) != have
+    if want == have:
+        return FieldDecision(name, "unchanged", have, want)
+    if mode == "if_empty" and have is not None:
+        return FieldDecision(name, "kept_if_empty", have, want, "field is not empty")
+    if person_changed and mode == "respect":
+        return FieldDecision(name, "conflict", have, want, "changed in the CRM by a person")
+    if name == LIMIT_FIELD:
+        decision = _limit_decision(want, have, assessment, governance, limit_rate)
+        if decision == "held":
+            return FieldDecision(name, "held", have, want, "change needs approval")
+    if name == "risk_score" and have is not None and governance.score_write_tolerance > 0:
+        if abs(float(want) - float(have)) < governance.score_write_tolerance:
+            return FieldDecision(name, "unchanged", have, want, "within tolerance")
+    return FieldDecision(name, "write", have, want, _cause(name, assessment))
 
 
 def _cause(name: str, assessment: RiskAssessment) -> str:
