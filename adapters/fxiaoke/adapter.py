@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import requests
 
 from adapters._http import cancellable_sleep
+from adapters._paging import OffsetRequest, OffsetThenKeyset, offset_then_keyset
 from connector.errors import CrmError, FatalCrmError
 from connector.models import (
     CrmRates,
@@ -42,7 +43,7 @@ from connector.protocol import (
 
 from .client import MAX_LIMIT, FxiaokeClient
 from .fields import instructions
-from .paging import TIME, changed_pages
+from .paging import ORDER, TIME, changed_pages, row_key
 from .settings import FxiaokeSettings, resolve
 from .tasks import FollowUps
 from .values import (
@@ -65,6 +66,8 @@ PAID_DATE = "connector__paid_date"
 MAX_WRITE_BATCH = 50
 # Codes of a whole call that no single record caused: raised, never reported per record.
 _CALL_CODES = frozenset({"10006", "10013"})
+# The highest `offset` a query takes (errorCode 10013 past it; deep-paging.html).
+MAX_OFFSET = 10_000
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -286,8 +289,9 @@ class FxiaokeAdapter:
     ) -> Iterator[RawRecord]:
         """Records modified at or after `since`, ascending by (last_modified_time, _id), page by page.
 
-        Keyset pages (paging.py) on `last_modified_time` in epoch ms; with `since`, records
-        invalidated (作废) since then are merged in with deleted=True.
+        Offset pages up to the 10,000 cap, each checked against the last row read, then key pages
+        (paging.py) on `last_modified_time` in epoch ms; with `since`, records invalidated (作废)
+        since then are merged in with deleted=True.
         """
         projection = self._projection(crm_object, fields)
         size = self.settings.options.page_size
@@ -304,9 +308,30 @@ class FxiaokeAdapter:
                 crm_object, filters=filters, orders=orders, projection=projection, limit=size
             )
 
+        def by_offset(request: OffsetRequest) -> list[dict[str, Any]]:
+            return self.client.query(
+                crm_object,
+                filters=base,
+                orders=ORDER,
+                projection=projection,
+                limit=request.limit,
+                offset=request.offset,
+            )
+
+        paginator = OffsetThenKeyset(row_key, max_limit=size, max_offset=MAX_OFFSET)
+
+        def by_key(after: tuple[int, str] | None) -> Iterator[list[dict[str, Any]]]:
+            log.info(
+                "Fxiaoke %s: offset pages ended (%s) after %s; reading on by key",
+                crm_object,
+                paginator.handover,
+                after,
+            )
+            return changed_pages(query, base, size, after)
+
         live = (
             record
-            for page in changed_pages(query, base, size)
+            for page in offset_then_keyset(paginator, by_offset, by_key)
             for record in self._records(crm_object, page, fields)
         )
         if since is None:

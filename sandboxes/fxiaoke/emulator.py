@@ -195,6 +195,8 @@ class FxiaokeEmulator:
         self.trace_ids: list[tuple[str | None, str]] = []  # (thirdTraceId sent, traceId answered)
         self.flag_log: list[dict[str, Any]] = []  # trigger flags as sent, per write
         self.writes_log: list[dict[str, Any]] = []  # applied writes: object, action, ids
+        # Queries as asked: object, offset, limit, filters, orders (the newest 10,000).
+        self.query_log: deque[dict[str, Any]] = deque(maxlen=10_000)
         self._tokens: dict[str, _Token] = {}
         self._current: dict[str, _Token] = {}  # style -> newest token
         self._token_times: deque[float] = deque()
@@ -894,7 +896,17 @@ class FxiaokeEmulator:
         self, obj: FxObject, data: dict[str, Any], style: str, *, custom: bool
     ) -> dict[str, Any]:
         query = parse_query(obj, data)
+        info = data["search_query_info"]
         with self._lock:
+            self.query_log.append(
+                {
+                    "object": obj.api_name,
+                    "offset": query.offset,
+                    "limit": query.limit,
+                    "filters": info.get("filters") or [],
+                    "orders": info.get("orders") or [],
+                }
+            )
             rows = [
                 row
                 for row in self.rows[obj.api_name].values()
