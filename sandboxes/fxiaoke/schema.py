@@ -179,9 +179,8 @@ def _cny() -> FxField:
     return FxField("mc_currency", "币种", "select_one", options=(("人民币", "CNY"),))
 
 
-def build_objects() -> dict[str, FxObject]:
-    """The objects the sandbox tenant has enabled, by api name."""
-    account = _object(
+def _account() -> FxObject:
+    return _object(
         "AccountObj",
         "客户",
         [
@@ -211,7 +210,10 @@ def build_objects() -> dict[str, FxObject]:
             _money("field_Cb10j__c", "信用额度基准", "custom"),
         ],
     )
-    plan = _object(
+
+
+def _payment_plan() -> FxObject:
+    return _object(
         "PaymentPlanObj",
         "回款计划",
         [
@@ -230,7 +232,10 @@ def build_objects() -> dict[str, FxObject]:
             _cny(),
         ],
     )
-    payment = _object(
+
+
+def _payment() -> FxObject:
+    return _object(
         "PaymentObj",
         "回款",
         [
@@ -244,7 +249,10 @@ def build_objects() -> dict[str, FxObject]:
             _cny(),
         ],
     )
-    order_payment = _object(
+
+
+def _order_payment() -> FxObject:
+    return _object(
         "OrderPaymentObj",
         "回款明细",
         [
@@ -264,7 +272,10 @@ def build_objects() -> dict[str, FxObject]:
             FxField("payment_time", "回款日期", "date"),
         ],
     )
-    active_record = _object(
+
+
+def _active_record() -> FxObject:
+    return _object(
         "ActiveRecordObj",
         "销售记录",
         [
@@ -291,4 +302,9 @@ def build_objects() -> dict[str, FxObject]:
             FxField("field_Du09i__c", "截止日期", "date", "custom"),
         ],
     )
-    return {obj.api_name: obj for obj in (account, plan, payment, order_payment, active_record)}
+
+
+def build_objects() -> dict[str, FxObject]:
+    """The objects the sandbox tenant has enabled, by api name."""
+    objects = (_account(), _payment_plan(), _payment(), _order_payment(), _active_record())
+    return {obj.api_name: obj for obj in objects}
