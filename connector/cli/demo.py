@@ -67,7 +67,7 @@ def demo_config(snippet: str, state_path: Path) -> str:
             'credit_manager_id = ""',
             "# The demo opens every follow-up in its first sync, so its second sync shows that a",
             "# sync with nothing new writes nothing. A first rollout on a real CRM keeps the caps",
-            "# (100 new tasks a run, 10 an owner: config.example.toml, README \"Task caps\").",
+            '# (100 new tasks a run, 10 an owner: config.example.toml, README "Task caps").',
             f"max_new_per_run = {UNCAPPED}",
             f"max_new_per_owner = {UNCAPPED}",
             "",
