@@ -25,6 +25,7 @@ customers, not invoices, because one customer's invoices are not independent.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import pickle
@@ -51,7 +52,7 @@ from connector.scoring.backtest_figures import (
     rounded,
 )
 from connector.scoring.backtest_fit import fit_probability, pre_split_figures, shift_to_recent_level
-from connector.scoring.calibration import probability_late, under_thin_file_rule
+from connector.scoring.calibration import probability_late
 from connector.scoring.curves import propose_curves
 from connector.scoring.features import Features
 from connector.scoring.history import (
@@ -62,7 +63,8 @@ from connector.scoring.history import (
     read_history,
 )
 from connector.scoring.policy import ScoringPolicy, policy_fingerprint
-from connector.scoring.rating import FACTORS, score_features
+from connector.scoring.rating import FACTORS
+from connector.scoring.rating_columns import rate_columns
 from connector.scoring.replay_worker import Worker
 from connector.scoring.replayed import NAN, Rated, Replay, assemble
 from connector.scoring.timeline import CustomerTimeline
@@ -109,6 +111,8 @@ PARALLEL_ROWS = 100_000
 _WORKER_SHARE = 0.45
 # How much longer than this process a worker may take before its part is rated here instead.
 _WORKER_GRACE_SECONDS = 30.0
+# Decisions rated together as numpy columns (their features are held until then).
+_CHUNK = 1024
 
 log = logging.getLogger("crm_risk.backtest")
 
@@ -133,23 +137,21 @@ def decisions(history: History, policy: ScoringPolicy) -> Iterator[Decision]:
     Yields:
         (rows decided that day, features) per customer and issue day.
     """
-    by_customer: dict[int, list[int]] = {}
-    for i, customer in enumerate(history.customer):
-        by_customer.setdefault(customer, []).append(i)
-    issue, due, paid, flags = history.issue, history.due, history.paid, history.flags
-    for rows in by_customer.values():
-        rows.sort(key=issue.__getitem__)
-        settled = [
-            (paid[i] or due[i]) if flags[i] & WRITTEN_OFF else paid[i] for i in rows
-        ]  # fmt: skip
-        issued = [issue[i] for i in rows]
+    for rows in _by_customer(history):
+        at = np.asarray(rows, dtype=np.intp)
+        flags = np.frombuffer(history.flags, dtype=np.uint8)[at]
+        written_off = (flags & WRITTEN_OFF) != 0
+        paid, due = np.asarray(history.paid)[at], np.asarray(history.due)[at]
+        # A write-off without a date counts from the due date.
+        settled = np.where(written_off, np.where(paid != 0, paid, due), paid)
+        issued: list[int] = np.asarray(history.issue)[at].tolist()
         timeline = CustomerTimeline(
-            [history.amount[i] for i in rows],
+            np.asarray(history.amount)[at].tolist(),
             issued,
-            [due[i] for i in rows],
-            settled,
-            [bool(flags[i] & WRITTEN_OFF) for i in rows],
-            [bool(flags[i] & DISPUTED) for i in rows],
+            due.tolist(),
+            settled.tolist(),
+            written_off.tolist(),
+            ((flags & DISPUTED) != 0).tolist(),
             issued[0],
             policy,
         )
@@ -161,6 +163,26 @@ def decisions(history: History, policy: ScoringPolicy) -> Iterator[Decision]:
                 end += 1
             yield rows[start:end], timeline.at(when)
             start = end
+
+
+def _by_customer(history: History) -> Iterator[list[int]]:
+    """Each customer's rows by issue day (file order within a day), customers by first row.
+
+    Sorted with numpy (a stable sort on the customer's first row, then the issue day) rather
+    than in per-customer Python lists, which cost more memory than the history itself.
+    """
+    if not len(history):
+        return
+    _, first, label = np.unique(
+        np.asarray(history.customer), return_index=True, return_inverse=True
+    )
+    order = np.lexsort((np.asarray(history.issue), first[label]))
+    key = first[label][order]
+    del first, label
+    edges = [0, *(np.flatnonzero(key[1:] != key[:-1]) + 1).tolist(), len(order)]
+    del key
+    for start, end in itertools.pairwise(edges):
+        yield order[start:end].tolist()
 
 
 def rate_decisions(decided: Iterable[Decision], policy: ScoringPolicy, rows: int) -> Replay:
@@ -184,37 +206,62 @@ def rate_decisions(decided: Iterable[Decision], policy: ScoringPolicy, rows: int
 
 
 def _rate(decided: Iterable[Decision], policy: ScoringPolicy, rows: int) -> Rated:
-    """Rate each decision once (`rate_decisions` before the figures are spread onto rows)."""
-    tables = policy.probability
-    codes = [code for _, code in FACTORS]
-    by_value = [code in _RANKED_BY_VALUE for code in codes]
+    """Rate each decision once (`rate_decisions` before the figures are spread onto rows).
+
+    Decisions are rated `_CHUNK` at a time, as numpy columns (`rating_columns`: the figures of
+    `score_features`, bit for bit), so only a chunk's features are held at once.
+    """
     owner = array("q", bytes(8 * rows))
-    scores = array("d", [0.0])
-    bands = bytearray(1)
-    thin_file = bytearray(1)
-    probabilities = array("d", [NAN])
-    columns = [array("d", [NAN]) for _ in codes]
-    appends = [column.append for column in columns]
+    rated = Rated(
+        owner, array("d", [0.0]), bytearray(1), array("d", [NAN]), bytearray(1),
+        [array("d", [NAN]) for _ in FACTORS],
+    )  # fmt: skip
     # A score has two decimals and the thin-file flag two values: few distinct probabilities.
     known: dict[tuple[float, bool], float] = {}
+    chunk: list[Features] = []
     for members, features in decided:
-        score, band, raw = score_features(features, policy)
-        thin = under_thin_file_rule(features, policy)
-        probability = known.get((score, thin))
-        if probability is None:
-            found = probability_late(score, thin, tables)
-            probability = known[(score, thin)] = NAN if found is None else found
-        decision = len(scores)
+        decision = len(rated.scores) + len(chunk)
         for i in members:
             owner[i] = decision
-        scores.append(score)
-        bands.append(band)
-        thin_file.append(thin)
-        probabilities.append(probability)
-        for append, ranked, (value, points, available) in zip(appends, by_value, raw, strict=True):
-            shown = value if ranked else points
-            append(NAN if not available or value is None or shown is None else float(shown))
-    return Rated(owner, scores, bands, probabilities, thin_file, columns)
+        chunk.append(features)
+        if len(chunk) == _CHUNK:
+            _rate_chunk(chunk, policy, rated, known)
+            chunk = []
+    _rate_chunk(chunk, policy, rated, known)
+    return rated
+
+
+def _rate_chunk(
+    chunk: list[Features],
+    policy: ScoringPolicy,
+    rated: Rated,
+    known: dict[tuple[float, bool], float],
+) -> None:
+    """Append the figures of a chunk of decisions to `rated` (`known`: probabilities so far)."""
+    if not chunk:
+        return
+    rating = rate_columns(chunk, policy)
+    probability = np.empty(len(chunk), dtype=np.float64)
+    for thin in (False, True):
+        where = rating.thin_file == thin
+        scores, inverse = np.unique(rating.score[where], return_inverse=True)
+        found = []
+        for score in scores.tolist():
+            p = known.get((score, thin))
+            if p is None:
+                late = probability_late(score, thin, policy.probability)
+                p = known[(score, thin)] = NAN if late is None else late
+            found.append(p)
+        probability[where] = np.array(found, dtype=np.float64)[inverse]
+    rated.scores.frombytes(rating.score.tobytes())
+    rated.bands.extend(rating.band.astype(np.uint8).tobytes())
+    rated.thin_file.extend(rating.thin_file.astype(np.uint8).tobytes())
+    rated.probabilities.frombytes(probability.tobytes())
+    for column, factor, (_, code) in zip(rated.factors, rating.factors, FACTORS, strict=True):
+        ranked = code in _RANKED_BY_VALUE
+        shown = factor.value if ranked else factor.points
+        kept = factor.available & factor.value_known & (factor.points_known | ranked)
+        column.frombytes(np.where(kept, shown, NAN).tobytes())
 
 
 def replay(history: History, policy: ScoringPolicy, parallel: bool | None = None) -> Replay:
@@ -305,7 +352,11 @@ def _serve_replay() -> None:
     """
     policy, columns = pickle.load(sys.stdin.buffer)  # noqa: S301 - from the parent process
     part = History(source="", fmt="", encoding="", **columns)
-    rated = _rate(decisions(part, policy), policy, len(part))
+    rows = len(part)
+    del columns
+    rated = _rate(decisions(part, policy), policy, rows)
+    # The part is no longer needed: freed before answering, when the parent's memory peaks.
+    del part
     out = sys.stdout.buffer
     out.write(array("q", [len(rated.scores)]).tobytes())
     for column in rated.buffers():
