@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from connector.models import Account, Invoice, InvoiceStatus
-from connector.scoring.policy import ScoringPolicy
+from connector.scoring.policy import ScoringPolicy, WindowPolicy
 from connector.scoring.portfolio import PortfolioContext
 
 _SKIP = (InvoiceStatus.VOID,)
@@ -207,25 +207,13 @@ def extract(
     today = as_of.toordinal()
     windows = policy.windows
     trailing_start = today - windows.trailing_days
-    recent_start = today - windows.trend_recent_days
-    grace = windows.grace_days
-    write_off_start = today - policy.hard_rules.write_off_lookback_days
-    need_start = today - policy.limits.need_window_days
-    home = policy.home_currency
     months = policy.dso_max_months
     monthly_sales = [0.0] * months
-
-    signed = windows.early_payment == "signed"
-    early_cap = windows.early_credit_days
-    dbt_num = dbt_den = delay_num = 0.0
-    # The open invoices' sums, added by `age_open_invoice` (shared with `scoring.timeline`).
-    opened = InvoiceTotals()
-    rec_num = rec_den = prior_num = prior_den = 0.0
-    late_amt = paid_amt = 0.0
-    invoiced = disputed = need_invoiced = 0.0
+    # The sums `finish` reads (open and paid invoices added as `scoring.timeline` adds them).
+    t = InvoiceTotals()
     first_issue: int | None = None
     terms: list[int] = []
-    currency: str | None = home
+    currency: str | None = policy.home_currency
 
     for inv in invoices:
         if inv.deleted or inv.status in _SKIP:
@@ -233,90 +221,115 @@ def extract(
         issue = inv.issue_date.toordinal()
         if issue > today:
             continue
-        rate = 1.0
-        if home is not None and inv.currency and inv.currency != home and inv.exchange_rate:
-            # The CRMs' convention: units of the invoice currency per unit of home.
-            rate = 1.0 / float(inv.exchange_rate)
+        rate = _home_rate(inv, policy.home_currency)
         if currency is None and inv.currency:
             currency = inv.currency
         amount = float(inv.amount) * rate
         due = inv.due_date.toordinal()
         f.invoice_count += 1
-        if first_issue is None or issue < first_issue:
-            first_issue = issue
+        first_issue = issue if first_issue is None else min(first_issue, issue)
         terms.append(due - issue)
-        age_block = (today - issue) // 30
-        if age_block < months:
+        if (age_block := (today - issue) // 30) < months:
             monthly_sales[age_block] += amount
-        if issue > need_start:
-            need_invoiced += amount
-        if inv.status == InvoiceStatus.WRITTEN_OFF:
-            when = inv.paid_date or (inv.modified_at.date() if inv.modified_at else inv.due_date)
-            if when.toordinal() <= today:
-                if when.toordinal() > write_off_start:
-                    f.write_offs += 1
-                continue
-            # Written off after as_of: on as_of it was still an open invoice (point in time).
-        since = inv.disputed_since
-        is_disputed = (since is not None and since.toordinal() <= today) or (
-            since is None and inv.status == InvoiceStatus.DISPUTED
-        )
-        paid = inv.paid_date
-        paid_ord = paid.toordinal() if paid is not None else None
-        settled_now = (inv.status in _SETTLED or inv.open_amount <= 0) and paid_ord is not None
-        settled_by_as_of = settled_now and paid_ord is not None and paid_ord <= today
+        if issue > today - policy.limits.need_window_days:
+            t.need_invoiced += amount
+        if inv.status == InvoiceStatus.WRITTEN_OFF and (written := _written_off_on(inv)) <= today:
+            f.write_offs += 1 if written > today - policy.hard_rules.write_off_lookback_days else 0
+            continue
+        # Written off after as_of: on as_of it was still an open invoice (point in time).
+        is_disputed, paid_ord, settled_now, settled_by_as_of = _status_at(inv, today)
         # Dispute share over invoices whose dispute status is final at as_of (settled, or
         # disputed): an open undisputed invoice may still be disputed, so it is in neither the
         # numerator nor the denominator (in the backtest, disputes are known only once settled).
         if issue > trailing_start and (is_disputed or settled_by_as_of):
-            invoiced += amount
+            t.invoiced += amount
             if is_disputed:
-                disputed += amount
+                t.disputed += amount
         if settled_by_as_of and paid_ord is not None:
             f.has_experience = True
             if paid_ord > trailing_start:
-                days_late = paid_ord - due
-                beyond = days_late if days_late > 0 else 0
-                # Early credit is limited per invoice, so early payments bank only so much.
-                credit = days_late if early_cap is None or days_late >= -early_cap else -early_cap
-                measure = credit if signed else beyond
-                dbt_num += amount * beyond
-                delay_num += amount * credit
-                dbt_den += amount
-                paid_amt += amount
-                f.settled_count += 1
-                if days_late > grace:
-                    late_amt += amount
-                if paid_ord > recent_start:
-                    rec_num += amount * measure
-                    rec_den += amount
-                else:
-                    prior_num += amount * measure
-                    prior_den += amount
+                _add_paid(f, t, amount, paid_ord, due, today, windows)
             continue
-        if settled_now:
-            # Paid after as_of: at as_of the whole amount was still open.
-            open_amt = amount
-        else:
-            open_amt = float(inv.open_amount) * rate
-            if open_amt <= 0:
-                continue
-        age_open_invoice(f, opened, open_amt, amount, today - due, policy)
-        if is_disputed:
-            f.open_disputes += 1
-            start = since if since is not None else inv.issue_date
-            days = today - start.toordinal()
-            if f.oldest_dispute_days is None or days > f.oldest_dispute_days:
-                f.oldest_dispute_days = days
+        # Paid after as_of: at as_of the whole amount was still open.
+        open_amt = amount if settled_now else float(inv.open_amount) * rate
+        if settled_now or open_amt > 0:
+            age_open_invoice(f, t, open_amt, amount, today - due, policy)
+            if is_disputed:
+                _count_open_dispute(f, inv.disputed_since or inv.issue_date, today)
 
-    terms.sort()
-    totals = InvoiceTotals(
-        dbt_num, dbt_den, opened.open_num, opened.open_den, delay_num, rec_num, rec_den, prior_num,
-        prior_den, late_amt, paid_amt, invoiced, disputed, need_invoiced,
-    )  # fmt: skip
-    median = terms[len(terms) // 2] if terms else None
-    return finish(f, totals, monthly_sales, median, first_issue, currency, account, portfolio,
+    median = sorted(terms)[len(terms) // 2] if terms else None
+    return finish(f, t, monthly_sales, median, first_issue, currency, account, portfolio,
                   policy, today)  # fmt: skip
+
+
+def _status_at(inv: Invoice, today: int) -> tuple[bool, int | None, bool, bool]:
+    """(disputed by `today`, paid day or None, settled now, settled by `today`) of an invoice."""
+    since = inv.disputed_since
+    is_disputed = (since is not None and since.toordinal() <= today) or (
+        since is None and inv.status == InvoiceStatus.DISPUTED
+    )
+    paid = inv.paid_date
+    paid_ord = paid.toordinal() if paid is not None else None
+    settled_now = (inv.status in _SETTLED or inv.open_amount <= 0) and paid_ord is not None
+    return (
+        is_disputed,
+        paid_ord,
+        settled_now,
+        settled_now and paid_ord is not None and paid_ord <= today,
+    )
+
+
+def _written_off_on(inv: Invoice) -> int:
+    """The day (ordinal) a written-off invoice was written off: paid date, else last change, else due."""
+    when = inv.paid_date or (inv.modified_at.date() if inv.modified_at else inv.due_date)
+    return when.toordinal()
+
+
+def _count_open_dispute(f: Features, since: date, today: int) -> None:
+    """Count one open disputed invoice, and how long the oldest open dispute has run."""
+    f.open_disputes += 1
+    days = today - since.toordinal()
+    if f.oldest_dispute_days is None or days > f.oldest_dispute_days:
+        f.oldest_dispute_days = days
+
+
+def _home_rate(inv: Invoice, home: str | None) -> float:
+    """What one unit of the invoice's currency is worth in the home currency (1.0 if the same)."""
+    if home is not None and inv.currency and inv.currency != home and inv.exchange_rate:
+        # The CRMs' convention: units of the invoice currency per unit of home.
+        return 1.0 / float(inv.exchange_rate)
+    return 1.0
+
+
+def _add_paid(
+    f: Features,
+    t: InvoiceTotals,
+    amount: float,
+    paid: int,
+    due: int,
+    today: int,
+    windows: WindowPolicy,
+) -> None:
+    """Count one invoice paid inside the trailing window: DBT, delay, late share, trend halves."""
+    days_late = paid - due
+    beyond = days_late if days_late > 0 else 0
+    # Early credit is limited per invoice, so early payments bank only so much.
+    early_cap = windows.early_credit_days
+    credit = days_late if early_cap is None or days_late >= -early_cap else -early_cap
+    measure = credit if windows.early_payment == "signed" else beyond
+    t.dbt_num += amount * beyond
+    t.delay_num += amount * credit
+    t.dbt_den += amount
+    t.paid_amt += amount
+    f.settled_count += 1
+    if days_late > windows.grace_days:
+        t.late_amt += amount
+    if paid > today - windows.trend_recent_days:
+        t.rec_num += amount * measure
+        t.rec_den += amount
+    else:
+        t.prior_num += amount * measure
+        t.prior_den += amount
 
 
 @dataclass(slots=True)
@@ -418,11 +431,20 @@ def finish(
     Returns:
         `f`, completed.
     """
-    t = totals
-    months = policy.dso_max_months
-    buckets_amt = f.bucket_amounts
     f.currency = currency or account.currency
     f.insolvency = account.insolvency_flag
+    _payment_ratios(f, totals)
+    _tenure_and_need(f, account, terms_median, first_issue, policy, today)
+    _account_figures(f, account, portfolio, policy, today)
+    if f.invoice_count:
+        months = policy.dso_max_months
+        f.dso = _count_back(f.exposure, monthly_sales, months)
+        f.bpdso = _count_back(f.bucket_amounts[0], monthly_sales, months)
+    return f
+
+
+def _payment_ratios(f: Features, t: InvoiceTotals) -> None:
+    """The amounts and ratios from the sums: late and disputed shares, DBT, delay, trend."""
     f.paid_amount = t.paid_amt
     f.invoiced_amount = t.invoiced
     f.disputed_amount = t.disputed
@@ -448,6 +470,16 @@ def finish(
     if f.recent_dbt is not None and f.prior_dbt is not None:
         f.trend = f.recent_dbt - f.prior_dbt
 
+
+def _tenure_and_need(
+    f: Features,
+    account: Account,
+    terms_median: int | None,
+    first_issue: int | None,
+    policy: ScoringPolicy,
+    today: int,
+) -> None:
+    """Tenure (from the account's creation or first invoice), payment terms, the need window."""
     start_ord: int | None = None
     if account.created_at is not None:
         start_ord = account.created_at.date().toordinal()
@@ -464,6 +496,11 @@ def finish(
     span = min(policy.limits.need_window_days, max(30, f.tenure_days))
     f.need_months = span / 30.0
 
+
+def _account_figures(
+    f: Features, account: Account, portfolio: PortfolioContext, policy: ScoringPolicy, today: int
+) -> None:
+    """What the account and the book add: utilisation, agency score, Z'', insurance, concentration."""
     limit = _f(account.current_credit_limit)
     f.current_limit = limit
     if limit is not None and limit > 0:
@@ -496,11 +533,6 @@ def finish(
             portfolio.account_count >= policy.limits.concentration_min_accounts
             and f.concentration_share > policy.limits.concentration_cap_share
         )
-
-    if f.invoice_count:
-        f.dso = _count_back(f.exposure, monthly_sales, months)
-        f.bpdso = _count_back(buckets_amt[0], monthly_sales, months)
-    return f
 
 
 def altman_z_double_prime(account: Account) -> float | None:

@@ -177,32 +177,19 @@ class CustomerTimeline:
             self.off_window.discard(off_out[cursor[3]][1])
             cursor[3] += 1
 
-    def at(self, day: date | int) -> Features:
-        """The features on `day` from the invoices issued before it (days must not go back).
-
-        Args:
-            day: the decision date (a date or its ordinal).
+    def _issued_sums(self, today: int, t: InvoiceTotals) -> list[float]:
+        """Sums over invoices by issue date: the need window and dispute share into `t`.
 
         Returns:
-            What `extract` returns for the account, those invoices, no portfolio and the policy.
+            The invoiced amount per 30-day block back from today (for the DSO), newest first.
         """
-        today = day if isinstance(day, int) else day.toordinal()
-        self._advance(today)
-        known = self.known
-        amount, issue, settled = self.amount, self.issue, self.settled
-        f = Features()
-        f.invoice_count = known
-        f.write_offs = len(self.off_window)
-        f.settled_count = len(self.paid_window)
-        f.has_experience = self.ever_paid
-        t = InvoiceTotals()
-
-        # Sums over invoices by issue date: DSO months, the limit's need window, dispute share.
+        amount, issue = self.amount, self.issue
         monthly = [0.0] * self.months
         month_span = 30 * self.months
         need, trailing = self.need, self.trailing
         need_sum = invoiced = disputed = 0.0
         paid_on, disputed_flags = self.paid_on, self.disputed
+        known = self.known
         for j in range(bisect.bisect_right(issue, today - self.widest, 0, known), known):
             age = today - issue[j]
             a = amount[j]
@@ -217,8 +204,11 @@ class CustomerTimeline:
         t.need_invoiced = need_sum
         t.invoiced = invoiced
         t.disputed = disputed
+        return monthly
 
-        # Paid invoices in the trailing window, in invoice order.
+    def _paid_sums(self, today: int, t: InvoiceTotals) -> None:
+        """Sums over the paid invoices in the trailing window, in invoice order, into `t`."""
+        amount, settled = self.amount, self.settled
         recent_start = today - self.recent
         dbt_num = dbt_den = delay_num = late_amt = 0.0
         rec_num = rec_den = prior_num = prior_den = 0.0
@@ -241,15 +231,37 @@ class CustomerTimeline:
             else:
                 prior_num += measure[j]
                 prior_den += a
+        t.dbt_num, t.dbt_den, t.delay_num = dbt_num, dbt_den, delay_num
+        t.paid_amt, t.late_amt = dbt_den, late_amt
+        t.rec_num, t.rec_den, t.prior_num, t.prior_den = rec_num, rec_den, prior_num, prior_den
+
+    def at(self, day: date | int) -> Features:
+        """The features on `day` from the invoices issued before it (days must not go back).
+
+        Args:
+            day: the decision date (a date or its ordinal).
+
+        Returns:
+            What `extract` returns for the account, those invoices, no portfolio and the policy.
+        """
+        today = day if isinstance(day, int) else day.toordinal()
+        self._advance(today)
+        known = self.known
+        amount, issue = self.amount, self.issue
+        f = Features()
+        f.invoice_count = known
+        f.write_offs = len(self.off_window)
+        f.settled_count = len(self.paid_window)
+        f.has_experience = self.ever_paid
+        t = InvoiceTotals()
+        monthly = self._issued_sums(today, t)
+        self._paid_sums(today, t)
 
         # Open invoices, aged to today.
         due, policy = self.due, self.policy
         for j in self.open:
             age_open_invoice(f, t, amount[j], amount[j], today - due[j], policy)
 
-        t.dbt_num, t.dbt_den, t.delay_num = dbt_num, dbt_den, delay_num
-        t.paid_amt, t.late_amt = dbt_den, late_amt
-        t.rec_num, t.rec_den, t.prior_num, t.prior_den = rec_num, rec_den, prior_num, prior_den
         terms = self.terms
         return finish(
             f,
