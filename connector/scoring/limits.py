@@ -9,7 +9,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from connector.models import Account, Invoice, InvoiceStatus
 from connector.scoring.currency import nice_step, round_in_currency
 from connector.scoring.features import Features
-from connector.scoring.policy import ScoringPolicy
+from connector.scoring.policy import LimitPolicy, ScoringPolicy
 from connector.scoring.portfolio import PortfolioContext
 
 _CENT = Decimal("0.01")
@@ -63,6 +63,21 @@ def recommend_limit(
     """
     lp = policy.limits
     steps: list[str] = []
+    need = _need(account, f, lp, steps)
+    if need is None:
+        return None, tuple(steps)
+    limit = _capacity_base(account, lp, need, steps)
+    multiplier = Decimal(str(lp.band_multipliers[band]))
+    limit = (limit * multiplier).quantize(_CENT)
+    steps.append(f"band {band} multiplier {multiplier} → {_fmt(limit)}")
+    limit = _capped(account, portfolio, lp, limit, steps)
+    rounded = floor_to_step(limit, lp.rounding_step)
+    steps.append(f"floored to step {_fmt(lp.rounding_step)}: {_fmt(rounded)}")
+    return _within_manual(account, rounded, steps), tuple(steps)
+
+
+def _need(account: Account, f: Features, lp: LimitPolicy, steps: list[str]) -> Decimal | None:
+    """What the customer needs (monthly invoicing over terms), or the current limit."""
     cur = f" {f.currency}" if f.currency else ""
     if f.need_invoiced > 0:
         monthly = f.need_invoiced / f.need_months
@@ -79,8 +94,12 @@ def recommend_limit(
         )
     else:
         steps.append("no invoice history and no current limit: no recommendation")
-        return None, tuple(steps)
+        return None
+    return need
 
+
+def _capacity_base(account: Account, lp: LimitPolicy, need: Decimal, steps: list[str]) -> Decimal:
+    """The base: the need, or the lowest capacity input (agency limit, net worth, capital) if lower."""
     capacity: list[tuple[str, Decimal]] = []
     if lp.use_agency_limit and account.agency_limit is not None:
         capacity.append(("agency limit", account.agency_limit))
@@ -113,11 +132,17 @@ def recommend_limit(
         steps.append(
             f"capacity: no agency limit or financials (needs capacity data); base = need {_fmt(limit)}"
         )
+    return limit
 
-    multiplier = Decimal(str(lp.band_multipliers[band]))
-    limit = (limit * multiplier).quantize(_CENT)
-    steps.append(f"band {band} multiplier {multiplier} → {_fmt(limit)}")
 
+def _capped(
+    account: Account,
+    portfolio: PortfolioContext,
+    lp: LimitPolicy,
+    limit: Decimal,
+    steps: list[str],
+) -> Decimal:
+    """The caps: the insured limit plus appetite, the concentration cap, the policy maximum."""
     caps: list[tuple[str, Decimal]] = []
     if account.insured_limit is not None:
         caps.append(
@@ -143,9 +168,11 @@ def recommend_limit(
             steps.append(f"capped by {name}: {_fmt(limit)}")
         else:
             steps.append(f"within {name} ({_fmt(cap)})")
+    return limit
 
-    rounded = floor_to_step(limit, lp.rounding_step)
-    steps.append(f"floored to step {_fmt(lp.rounding_step)}: {_fmt(rounded)}")
+
+def _within_manual(account: Account, rounded: Decimal, steps: list[str]) -> Decimal:
+    """A manual credit limit on the account is never exceeded."""
     manual = account.manual_credit_limit
     if manual is not None:
         if rounded > manual:
@@ -153,7 +180,7 @@ def recommend_limit(
             steps.append(f"manual credit limit {_fmt(manual)} is never exceeded: {_fmt(rounded)}")
         else:
             steps.append(f"within manual credit limit {_fmt(manual)}")
-    return rounded, tuple(steps)
+    return rounded
 
 
 def in_account_currency(

@@ -32,7 +32,6 @@ LONG_FUNCTIONS = {
     "connector/report/figures.py::limit_figures",
     "connector/report/html.py::_limits",
     "connector/scoring/history.py::read_history",
-    "connector/scoring/limits.py::recommend_limit",
     "adapters/_http.py::request",
     "adapters/zoho/fields.py::create_fields",
     # Landed on main meanwhile (issue 18's concurrent writer, 92 lines): the writer is being
