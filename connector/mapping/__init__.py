@@ -7,8 +7,9 @@ top-level `mappings` package, shipped as package data (one copy, read by admins 
 This is the only package that sees canonical names and CRM names side by side (STYLE.md, 7).
 Its modules, each with one job: `schema` (what a file may say), `load` (presets, files and
 `extends`), `convert` (CRM values to canonical ones), `fields` (one field compiled),
-`read` (records to canonical models), `compiled` (the FieldMapping), `dump` (back to TOML) and
-`check` (a mapping against the CRM's live metadata, and the fields to create).
+`read` (records to canonical models), `compiled` (the FieldMapping), `dump` (back to TOML),
+`check` (a mapping against the CRM's live metadata), `plan` (the custom fields to create) and
+`lookup` (where a mapped path lands in the described fields, shared by check and plan).
 """
 
 from __future__ import annotations

@@ -1,26 +1,25 @@
-"""Check a mapping against the CRM's live field metadata, and plan the custom fields it lacks.
+"""Check a mapping against the CRM's live field metadata.
 
 `check_mapping` answers "will this mapping work on this org?" before the first write: every
 mapped field exists, has a compatible type and length, is writable where we write it, and the
-picklist values we use exist. `plan_fields` lists the custom fields to create, and renders them
-as Salesforce CustomField metadata (source format) or as Zoho setup steps.
+picklist values we use exist. `schema_drift` keeps the errors that mean the CRM's schema changed.
+The custom fields to create are planned in `plan.py`.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable
 
 from connector.errors import FatalCrmError, MappingError
 from connector.mapping.compiled import FieldMapping
 from connector.mapping.fields import CompiledField
-from connector.mapping.schema import CANONICAL_LABELS
-from connector.protocol import FieldDescription, MissingField, ObjectDescription
+from connector.mapping.lookup import Describe, resolve, written_values
 
-Describe = Callable[[str], ObjectDescription]
+# Re-exported: cli/commands/fields.py and the mapping tests import plan_fields from here.
+from connector.mapping.plan import plan_fields as plan_fields
+from connector.protocol import FieldDescription, ObjectDescription
+
 # Below this a reasons field holds little more than the first reason.
 MIN_REASONS_LENGTH = 255
 
@@ -87,39 +86,6 @@ class MappingWarning(MappingError):
 
 def _field_key(item: CompiledField) -> str:
     return f"objects.{item.kind}.fields.{item.name}"
-
-
-@dataclass(frozen=True)
-class _Resolved:
-    description: FieldDescription | None
-    # True when the path goes through a relationship: the leaf lives on another object.
-    via_relationship: bool = False
-
-
-def _resolve(path: str, obj: ObjectDescription, case_insensitive: bool) -> _Resolved | None:
-    head, dot, _rest = path.partition(".")
-    fields = obj.fields
-    found = fields.get(head)
-    if found is None and case_insensitive:
-        lowered = {name.lower(): desc for name, desc in fields.items()}
-        found = lowered.get(head.lower())
-    if not dot:
-        return _Resolved(found) if found is not None else None
-    if found is not None:
-        return _Resolved(found, via_relationship=True)
-    # A relationship name the CRM gives a reference field (Owner for OwnerId).
-    wanted = head.lower() if case_insensitive else head
-    for desc in fields.values():
-        name = desc.relationship.lower() if case_insensitive else desc.relationship
-        if desc.relationship and name == wanted:
-            return _Resolved(desc, via_relationship=True)
-    return None
-
-
-def _written_values(item: CompiledField) -> list[str]:
-    """The CRM values the connector can write into a label field."""
-    labels = CANONICAL_LABELS.get(item.name, ())
-    return [str(item.reverse_values.get(label, label)) for label in labels]
 
 
 def check_mapping(mapping: FieldMapping, describe: Describe) -> list[MappingError]:
@@ -206,7 +172,7 @@ def _check_field(
             )
         )
 
-    resolved = _resolve(item.crm, obj, case_insensitive)
+    resolved = resolve(item.crm, obj, case_insensitive)
     if resolved is None:
         head = item.crm.partition(".")[0]
         names = list(obj.fields)
@@ -290,7 +256,7 @@ def _check_text_length(
             f"no max_length: set max_length = {length} so long text is cut, not rejected",
             warning=True,
         )
-    longest = max((len(value) for value in _written_values(item)), default=0)
+    longest = max((len(value) for value in written_values(item)), default=0)
     if desc.family != "picklist" and longest > length:
         add(
             f"text too short: {item.name} values need {longest} characters, the field holds {length}"
@@ -325,7 +291,7 @@ def _check_picklist(
         )
 
     if writes:
-        absent = [value for value in _written_values(item) if value not in allowed]
+        absent = [value for value in written_values(item) if value not in allowed]
         if absent:
             listed = ", ".join(repr(value) for value in absent)
             add(
@@ -376,7 +342,7 @@ def _check_filters(
             path = compiled[filter_key].crm if filter_key in compiled else filter_key
             key = f"objects.{kind}.{rule_name}.{filter_key}"
             file = mapping.file_for(key)
-            resolved = _resolve(path, obj, case_insensitive)
+            resolved = resolve(path, obj, case_insensitive)
             if resolved is None:
                 out.append(
                     MappingError(
@@ -408,94 +374,6 @@ def _check_filters(
                         )
                     )
     return out
-
-
-# -- field planning ------------------------------------------------------------------------------
-
-
-# Digits for numbers the connector writes: the score has one decimal (0-100.0).
-_NUMBER_SIZES: dict[str, tuple[int, int]] = {
-    "risk_score": (4, 1),
-    "probability_late": (5, 4),
-    "external_score": (6, 2),
-    "exchange_rate": (12, 6),
-    "payment_terms_days": (4, 0),
-    "employees": (8, 0),
-}
-
-
-def _creatable(obj: ObjectDescription, path: str) -> bool:
-    if "." in path:
-        return False
-    # The CRM says which names we may create (only unmanaged custom fields, for instance).
-    pattern = obj.creatable_field_pattern
-    return not pattern or re.fullmatch(pattern, path) is not None
-
-
-def _label(name: str) -> str:
-    # A CRM's custom-field suffix (`__c`) is no part of what a person reads.
-    return re.sub(r"__[a-z]$", "", name).replace("_", " ").strip()
-
-
-def _missing_field(item: CompiledField, crm_object: str, crm: str) -> MissingField:
-    common: dict[str, Any] = {
-        "crm": crm,
-        "crm_object": crm_object,
-        "field": item.crm,
-        "canonical": item.name,
-        "label": _label(item.crm),
-        "writable": item.direction in ("write", "read_write"),
-        "description": f"crm-risk-connector: {item.name}",
-    }
-    crm_type = item.crm_type
-    if crm_type == "picklist":
-        values = _written_values(item) or [str(key) for key in item.spec.values or {}]
-        if values:
-            return MissingField(
-                **common, field_type="Picklist", picklist_values=tuple(dict.fromkeys(values))
-            )
-        return MissingField(**common, field_type="Text", length=255)
-    if crm_type == "text":
-        wanted = item.spec.max_length or 32768
-        if wanted <= 255:
-            return MissingField(**common, field_type="Text", length=wanted)
-        return MissingField(**common, field_type="LongTextArea", length=max(wanted, 256))
-    if crm_type in ("string", "id", "reference"):
-        return MissingField(**common, field_type="Text", length=item.spec.max_length or 255)
-    if crm_type == "currency":
-        return MissingField(**common, field_type="Currency", precision=16, scale=2)
-    if crm_type == "percent":
-        return MissingField(**common, field_type="Percent", precision=5, scale=2)
-    if crm_type in ("number", "integer"):
-        precision, scale = _NUMBER_SIZES.get(item.name, (18, 0 if crm_type == "integer" else 2))
-        return MissingField(**common, field_type="Number", precision=precision, scale=scale)
-    if crm_type == "boolean":
-        return MissingField(**common, field_type="Checkbox")
-    if crm_type == "date":
-        return MissingField(**common, field_type="Date")
-    return MissingField(**common, field_type="DateTime")
-
-
-def plan_fields(mapping: FieldMapping, describe: Describe) -> list[MissingField]:
-    """List the custom fields the mapping names that the CRM lacks (objects must exist).
-
-    Returns:
-        One MissingField per field to create, with a type and size fit for what the connector
-        reads or writes there.
-    """
-    missing: list[MissingField] = []
-    for kind in ("account", "invoice"):
-        crm_object = mapping.crm_object(kind)
-        try:
-            obj = describe(crm_object)
-        except FatalCrmError:
-            continue
-        for item in mapping.fields(kind).values():
-            if not item.crm or not _creatable(obj, item.crm):
-                continue
-            if _resolve(item.crm, obj, obj.case_insensitive_names) is None:
-                missing.append(_missing_field(item, crm_object, mapping.crm))
-    return missing
 
 
 # Problems that mean the CRM's schema no longer fits the mapping (as opposed to a value the CRM
