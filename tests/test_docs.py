@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,73 @@ def test_contributing_walks_through_adding_a_crm() -> None:
     ):
         assert step in section, step
     assert "crm_risk_connector.adapters" in section and "crm_risk_connector.sandboxes" in section
+
+
+# --- docs/layout.md: the tree and where each v1 piece went -------------------------------------
+
+LAYOUT = ROOT / "docs" / "layout.md"
+_REPO_PATH = re.compile(r"`((?:connector|adapters|sandboxes|mappings|tests|bench)/[^`\s]*)`")
+_V1_SECTION = "## Where each v1 piece went"
+
+
+def layout_paths(text: str) -> list[str]:
+    """Backticked repository paths the page names as existing now.
+
+    In the v1 section the first cell of a table row is the v1 path (gone by design), so only the
+    other cells there are read; everywhere else every backticked path counts.
+    """
+    paths: list[str] = []
+    in_v1 = False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            in_v1 = line.startswith(_V1_SECTION)
+        if in_v1 and line.startswith("|"):
+            line = "|".join(line.split("|")[2:])
+        paths.extend(_REPO_PATH.findall(line))
+    return paths
+
+
+def missing_layout_paths(text: str, root: Path) -> list[str]:
+    """The paths (and `path::Name` symbols) of `text` that do not exist under `root`."""
+    missing = []
+    for named in layout_paths(text):
+        path, _, symbol = named.partition("::")
+        target = root / path
+        exists = target.is_dir() if path.endswith("/") else target.is_file()
+        if not exists or (symbol and symbol not in _top_level_names(target)):
+            missing.append(named)
+    return missing
+
+
+def _top_level_names(module: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.parse(module.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+def test_every_path_the_layout_page_names_exists() -> None:
+    text = LAYOUT.read_text()
+    assert len(layout_paths(text)) > 200, "the layout page lost its tree"
+    assert missing_layout_paths(text, ROOT) == []
+
+
+def test_the_layout_check_fails_on_a_module_or_symbol_that_is_gone(tmp_path: Path) -> None:
+    (tmp_path / "adapters").mkdir()
+    (tmp_path / "adapters" / "_http.py").write_text("class ApiClient: ...\n")
+    page = (
+        "| `adapters/_http.py` | kept |\n"
+        "| `adapters/_gone.py` | removed |\n"
+        f"{_V1_SECTION}\n"
+        "| v1 | v2 |\n"
+        "| `connector/cli.py` | `adapters/_http.py::ApiClient`, `adapters/_http.py::Retired` |\n"
+    )
+    assert missing_layout_paths(page, tmp_path) == [
+        "adapters/_gone.py",
+        "adapters/_http.py::Retired",
+    ]
