@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from connector.engine import sync as sync_module
+from connector.engine import pull as pull_module
 from connector.engine import writer as writer_module
 from connector.engine.prefetch import Prefetch
 from connector.protocol import find_task_marker
@@ -133,7 +133,7 @@ def test_concurrency_4_ends_in_the_state_audit_and_report_of_a_sequential_run(
         monkeypatch.setattr(
             writer_module.Writer, send, task_flight.wrap(getattr(writer_module.Writer, send))
         )
-    monkeypatch.setattr(sync_module, "Prefetch", ReadAhead)
+    monkeypatch.setattr(pull_module, "Prefetch", ReadAhead)
     monkeypatch.setattr(ReadAhead, "most", 0)
     sequential = _two_syncs(crm, tmp_path / "one", 1)
     assert flight.most == 1

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from connector.engine.calls import call_in_order
 from connector.engine.window import Window
-from connector.engine.writer import call_in_order
 
 
 class Crm:

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from connector.engine import window as window_module
+from connector.engine.calls import call_in_order
 from connector.engine.window import GROW_AFTER, MAX_REFUSALS, Window
-from connector.engine.writer import call_in_order
 from connector.errors import ConcurrencyLimitError
 
 
