@@ -9,7 +9,7 @@ from datetime import datetime
 from connector.engine.calls import Reply, call_in_order
 from connector.engine.digests import Deferred
 from connector.engine.finalize import Finalizing
-from connector.engine.writer_state import PendingAccount
+from connector.engine.writer_state import Finishing
 from connector.models import TaskAction, WriteResult
 from connector.redaction import redact
 from connector.store import TaskLedgerEntry
@@ -64,7 +64,7 @@ class TaskWrites(Finalizing):
             item = self._waiting[action.account_id]
             return (
                 _PRIORITY_RANK.get(action.priority.value, 1),
-                -item.assessment.score,
+                -item.score,
                 action.account_id,
                 action.rule,
             )
@@ -94,7 +94,7 @@ class TaskWrites(Finalizing):
                 owner_id=action.owner_id,
                 account_id=action.account_id,
                 name=item.name,
-                band=item.assessment.band,
+                band=item.band,
                 rule=action.rule,
                 subject=action.subject,
                 priority=action.priority,
@@ -115,7 +115,7 @@ class TaskWrites(Finalizing):
             state="open",
             dedupe_key=action.dedupe_key,
             crm_task_id=None,
-            level=item.tasks.levels.get(action.rule, 0),
+            level=item.levels.get(action.rule, 0),
             priority=action.priority.value,
             owner_id=action.owner_id,
             meta={"subject": action.subject, "baseline": item.baseline_meta.get(action.rule)},
@@ -136,7 +136,7 @@ class TaskWrites(Finalizing):
             response="not sent",
         )
 
-    def _apply_tasks(self, actions: Sequence[TaskAction], items: dict[str, PendingAccount]) -> None:
+    def _apply_tasks(self, actions: Sequence[TaskAction], items: dict[str, Finishing]) -> None:
         if not actions:
             return
         for action in actions:
@@ -210,7 +210,7 @@ class TaskWrites(Finalizing):
         self,
         chunks: Sequence[Sequence[TaskAction]],
         replies: Sequence[Reply[list[WriteResult]]],
-        items: dict[str, PendingAccount],
+        items: dict[str, Finishing],
         *,
         creates: bool,
     ) -> None:
@@ -303,7 +303,7 @@ class TaskWrites(Finalizing):
         self,
         actions: Sequence[TaskAction],
         results: Sequence[WriteResult],
-        items: dict[str, PendingAccount],
+        items: dict[str, Finishing],
     ) -> None:
         if len(results) != len(actions):
             results = [
@@ -323,7 +323,7 @@ class TaskWrites(Finalizing):
         self,
         actions: Sequence[TaskAction],
         results: Sequence[WriteResult],
-        items: dict[str, PendingAccount],
+        items: dict[str, Finishing],
     ) -> None:
         now = self.store.now()
         settled = [
@@ -378,10 +378,10 @@ class TaskWrites(Finalizing):
         self.store.clear_task_intents(self.connection, settled)
 
     def _update_ledger(
-        self, action: TaskAction, result: WriteResult, item: PendingAccount, now: datetime
+        self, action: TaskAction, result: WriteResult, item: Finishing, now: datetime
     ) -> None:
         previous = item.ledger.get(action.rule)
-        level = item.tasks.levels.get(action.rule, previous.level if previous else 0)
+        level = item.levels.get(action.rule, previous.level if previous else 0)
         meta = dict(previous.meta) if previous else {}
         if action.rule in item.baseline_meta:
             meta["baseline"] = item.baseline_meta[action.rule]

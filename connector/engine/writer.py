@@ -87,9 +87,14 @@ class Writer(TaskWrites):
         with self.store.transaction():
             for item in batch:
                 if item.tasks.actions:
-                    self._waiting[item.account_id] = item
+                    # Kept in its compact form until its task actions are answered; packed when
+                    # that may be the end of the run (under caps, creates wait for it).
+                    long_wait = self.caps is not None and any(
+                        action.action == "create" for action in item.tasks.actions
+                    )
+                    self._waiting[item.account_id] = item.finishing(pack=long_wait)
                     self._unanswered[item.account_id] = len(item.tasks.actions)
                     self._task_queue.extend(item.tasks.actions)
                 else:
-                    self._finalize(item)
+                    self._finalize(item.finishing(pack=False))
         self._send_tasks(final=final)

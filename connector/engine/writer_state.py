@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +15,7 @@ from connector.engine.drift import FieldDrift
 from connector.engine.report import RunReport
 from connector.engine.window import Window
 from connector.models import RiskAssessment, TaskAction
-from connector.planning.planner import AccountPlan, TaskPlan
+from connector.planning.planner import AccountPlan, FieldDecision, TaskPlan
 from connector.protocol import CrmAdapter
 from connector.store import SqlStore, TaskLedgerEntry
 
@@ -37,6 +38,82 @@ class PendingAccount:
     downgrade_waiting_from: str | None = None
     # Rules whose new task waits for a later run (a cap): the account is scored again then.
     deferred: set[str] = field(default_factory=set)
+
+    def finishing(self, *, pack: bool) -> Finishing:
+        """What finishing this account needs once its field writes were answered.
+
+        `pack`: its task actions wait (under caps, new tasks wait for the end of the run), so
+        the assessment is kept as compressed JSON, the form the store keeps it in anyway: ~2 KB
+        instead of ~19 KB for the whole plan and assessment, for each of the tens of thousands
+        of accounts of a large run that may wait.
+        """
+        counts: dict[str, int] = {}
+        for decision in self.plan.decisions:
+            counts[decision.action] = counts.get(decision.action, 0) + 1
+        return Finishing(
+            account_id=self.account_id,
+            name=self.name,
+            score=self.assessment.score,
+            band=self.assessment.band,
+            exposure=self.exposure,
+            assessment=(
+                zlib.compress(self.assessment.model_dump_json().encode(), 1)
+                if pack
+                else self.assessment
+            ),
+            decision_counts=counts,
+            baseline=self.plan.baseline,
+            kept_back=tuple(
+                decision
+                for decision in self.plan.decisions
+                if decision.action in ("conflict", "held")
+            ),
+            levels=self.tasks.levels,
+            relevel=self.tasks.relevel,
+            close_without_action=self.tasks.close_without_action,
+            close_causes=self.tasks.close_causes,
+            ledger=self.ledger,
+            baseline_meta=self.baseline_meta,
+            downgrade_waiting_from=self.downgrade_waiting_from,
+        )
+
+
+@dataclass
+class Finishing:
+    """An account whose field writes were answered, until its task actions are: what finishing it
+    needs (counts, baseline, values kept back, ledger changes, the assessment), and no more."""
+
+    account_id: str
+    name: str
+    score: float
+    band: str
+    exposure: Decimal
+    # The assessment, or its JSON compressed while the account waits (see `finishing`).
+    assessment: RiskAssessment | bytes
+    # Fields per planner decision (unchanged, frozen, held, conflict ...).
+    decision_counts: dict[str, int]
+    baseline: dict[str, Any]
+    # The conflict and held decisions: audited ("not sent") and listed by a dry run.
+    kept_back: tuple[FieldDecision, ...]
+    levels: dict[str, int]
+    relevel: dict[str, int]
+    close_without_action: tuple[str, ...]
+    close_causes: dict[str, str]
+    ledger: dict[str, TaskLedgerEntry]
+    baseline_meta: dict[str, Any]
+    downgrade_waiting_from: str | None
+    # Rules whose new task waits for a later run (a cap): the account is scored again then.
+    deferred: set[str] = field(default_factory=set)
+
+    def count(self, action: str) -> int:
+        """How many fields got this planner decision."""
+        return self.decision_counts.get(action, 0)
+
+    def risk_assessment(self) -> RiskAssessment:
+        """The assessment to keep (unpacked when it was packed: the same JSON the store keeps)."""
+        if isinstance(self.assessment, bytes):
+            return RiskAssessment.model_validate_json(zlib.decompress(self.assessment))
+        return self.assessment
 
 
 @dataclass(frozen=True)
@@ -113,7 +190,7 @@ class WriterState:
         self._failed_task_accounts: set[str] = set()
         self._task_queue: list[TaskAction] = []
         self._refused_owners: set[str] = set()
-        self._waiting: dict[str, PendingAccount] = {}
+        self._waiting: dict[str, Finishing] = {}
         self._names: dict[str, str] = {}
         self._unanswered: dict[str, int] = {}
 
