@@ -78,7 +78,7 @@ class PendingAccount:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class Finishing:
     """An account whose field writes were answered, until its task actions are: what finishing it
     needs (counts, baseline, values kept back, ledger changes, the assessment), and no more."""
