@@ -571,12 +571,23 @@ class FxiaokeUser(CrmUser):
 
 
 def crm_user(sandbox: Any) -> CrmUser:
-    """The person's client for this sandbox."""
+    """The person's client for this sandbox.
+
+    Raises:
+        NotImplementedError: no client for the sandbox's CRM yet (a newly added CRM), naming
+            the CRM and this file.
+    """
     users: dict[str, Callable[[Any], CrmUser]] = {
         "salesforce": SalesforceUser,
         "zoho": ZohoUser,
         "fxiaoke": FxiaokeUser,
     }
+    if sandbox.crm not in users:
+        raise NotImplementedError(
+            f"no person's client for the CRM {sandbox.crm!r}: add a CrmUser subclass for it, "
+            f"its FIELDS entry and its line in crm_user() to tests/crm_user.py (CONTRIBUTING.md, "
+            f"'Adding a CRM'); the chaos and sandbox suites check the CRM through it"
+        )
     return users[sandbox.crm](sandbox)
 
 

@@ -95,6 +95,8 @@ class FakeSettings(ConnectionSettings):
     """The settings a `kind = "fake"` connection may carry (tests hand the adapter in themselves)."""
 
     auth: str = "refresh_token"
+    # Which org: the mapping check remembered for one is not trusted for another.
+    base_url: str | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
     refresh_token: SecretStr | None = None
@@ -115,6 +117,7 @@ class FakeAdapter:
         self.write_requests: list[list[RecordChange]] = []
         self.inactive_users: set[str] = set()
         self.first_attempts: dict[str, list[bool]] = {}
+        self.closed = False
 
     def describe(self, crm_object: str) -> ObjectDescription:
         self.calls["describe"] += 1
@@ -335,4 +338,4 @@ class FakeAdapter:
         return ApiUsage(calls=dict(self.calls))
 
     def close(self) -> None:
-        pass
+        self.closed = True

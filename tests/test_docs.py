@@ -124,6 +124,7 @@ def test_contributing_walks_through_adding_a_crm() -> None:
         "create_once",
         "sandboxes/",
         "mappings/",
+        "tests/crm_user.py",
     ):
         assert step in section, step
     assert "crm_risk_connector.adapters" in section and "crm_risk_connector.sandboxes" in section

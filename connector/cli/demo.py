@@ -206,10 +206,12 @@ def _write_demo_secrets(path: Path, sandbox: Any) -> None:
 
 def _show_first(console: Console, store: Any, connection: str, report: dict[str, Any]) -> None:
     writes = report["writes"].get("account", {})
+    # Counted as the table below counts them: an owner's digest task is a task created too.
+    created_tasks = report["tasks"].get("create", 0) + report["tasks"].get("digest", 0)
     console.print(
         f"First sync: read {report['objects'].get('account', {}).get('read', 0)} accounts and "
         f"{report['objects'].get('invoice', {}).get('read', 0)} invoices, scored {report['scored']}, "
-        f"wrote {writes.get('written', 0)} accounts, created {report['tasks'].get('create', 0)} tasks, "
+        f"wrote {writes.get('written', 0)} accounts, created {created_tasks} tasks, "
         f"held {writes.get('held_for_approval', 0)} limit changes for approval, "
         f"{report['api']['calls']} API calls."
     )
@@ -287,7 +289,7 @@ def _show_report(console: Console, store: Any, config: Any, connection: Any, pat
     currency = figures["home_currency"] or ""
     concentration = figures["concentration"]
     console.print(
-        f"Portfolio report: [bold]{path}[/] ({size / 1024:,.0f} KB, opens offline in any browser; "
+        f"Portfolio report: {path} ({size / 1024:,.0f} KB, opens offline in any browser; "
         f"`crm-risk report -c {path.parent / 'crm-risk.toml'} --html FILE` writes it again)"
     )
     console.print(

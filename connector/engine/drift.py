@@ -23,7 +23,7 @@ from connector.errors import CrmError, FatalCrmError, MappingDriftError, Mapping
 from connector.mapping import FieldMapping
 from connector.mapping.check import check_mapping, schema_drift
 from connector.planning.planner import normalize
-from connector.protocol import CrmAdapter, ObjectDescription
+from connector.protocol import ConnectionSettings, CrmAdapter, ObjectDescription, secret_paths
 from connector.redaction import redact
 from connector.store import SqlStore
 
@@ -42,23 +42,46 @@ def mapping_digest(mapping: FieldMapping) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def crm_digest(settings: ConnectionSettings | None) -> str:
+    """A fingerprint of the CRM a connection points at: its kind and non-secret settings.
+
+    Pointing a connection from a sandbox org at production (another base URL, instance or data
+    centre) changes it, so a pass remembered for the old org is not trusted. Secrets are left
+    out, so the stored record holds nothing derived from them.
+    """
+    if settings is None:
+        return ""
+    exclude: dict[str, Any] = {}
+    for path in secret_paths(type(settings)):
+        node = exclude
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = True
+    public = settings.model_dump(mode="json", exclude=exclude)
+    text = json.dumps(public, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def refuse_on_mapping_errors(
     adapter: CrmAdapter,
     mapping: FieldMapping,
     *,
     store: SqlStore | None = None,
     connection: str = "",
+    crm: ConnectionSettings | None = None,
     force: bool = False,
 ) -> None:
     """Stop before a run on any mapping error, rather than skipping the field.
 
-    A passing check is remembered for a day per (connection, effective mapping); `force`, a
-    mapping change, or a drift found by a run (`forget_mapping_check`) checks again.
+    A passing check is remembered for a day per (connection, effective mapping, CRM the
+    connection points at: `crm`, its settings); `force`, a mapping change, a change of CRM or
+    org, or a drift found by a run (`forget_mapping_check`) checks again.
 
     Raises:
         MappingErrors: every error `check_mapping` found (exit 78).
     """
     digest = mapping_digest(mapping)
+    org = crm_digest(crm)
     if store is not None and not force:
         remembered = store.get_value(_check_key(connection))
         try:
@@ -68,6 +91,7 @@ def refuse_on_mapping_errors(
         if (
             isinstance(entry, dict)
             and entry.get("mapping") == digest
+            and entry.get("crm", "") == org
             and time.time() - float(entry.get("at", 0)) < MAPPING_CHECK_TTL_SECONDS
         ):
             return
@@ -79,7 +103,10 @@ def refuse_on_mapping_errors(
     if errors:
         raise MappingErrors(errors)
     if store is not None:
-        store.set_value(_check_key(connection), json.dumps({"mapping": digest, "at": time.time()}))
+        store.set_value(
+            _check_key(connection),
+            json.dumps({"mapping": digest, "crm": org, "at": time.time()}),
+        )
 
 
 def forget_mapping_check(store: SqlStore, connection: str) -> None:

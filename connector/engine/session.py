@@ -7,12 +7,15 @@ mapping the same way, and close what they opened in the same order.
 The mapping-check policy (one for every caller): before a session's first run the mapping is
 checked against the CRM's metadata, and any error stops the run with `MappingErrors` (exit 78)
 before anything is read or written. A passing check is remembered in the state store for a day
-per (connection, effective mapping), so routine runs spend no API calls on metadata, whether
-they come from a long-lived service, from cron starting `crm-risk sync` (a new process each
-time: a per-process memory would check on every run) or from several workers sharing one store.
+per (connection, effective mapping, CRM org), so routine runs spend no API calls on metadata,
+whether they come from a long-lived service, from cron starting `crm-risk sync` (a new process
+each time: a per-process memory would check on every run) or from several workers sharing one
+store.
 It is checked again:
 
 * when the mapping changes (the record carries the effective mapping's digest);
+* when the connection points at another CRM or org (the record carries a digest of its kind and
+  non-secret settings: base URL, instance, data centre...);
 * after a day, so a service that runs for weeks still notices a CRM changed outside any run;
 * when asked (`sync --full`);
 * as soon as a run finds the CRM changed under it: `FieldDrift` forgets the record when a refusal
@@ -103,6 +106,7 @@ class Session:
             self.mapping,
             store=self.store,
             connection=self.connection.name,
+            crm=self.connection.crm_settings(),
             force=force,
         )
         self.mapping_checked = True

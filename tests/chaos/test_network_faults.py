@@ -1,6 +1,7 @@
-"""Issue 22, points 4 and 5 end to end: answers truncated, reset mid-body or drip-fed on every
-sandbox CRM; after the faults stop, one run leaves the CRM as a fault-free run would. And a
-`crm-risk sync` stuck on a drip-fed answer stops within seconds of SIGTERM.
+"""Answers truncated, reset mid-body or drip-fed on every sandbox CRM, end to end (issue 22, 4-5).
+
+After the faults stop, one run leaves the CRM as a fault-free run would. And a `crm-risk sync`
+stuck on a drip-fed answer stops within seconds of SIGTERM.
 
 `CHAOS_SEEDS=200 .venv/bin/pytest tests/chaos` runs 200 seeds per CRM by hand (CI: 20).
 """

@@ -23,6 +23,12 @@ def test_the_demos_second_sync_writes_no_account_and_no_task(
     out = re.sub(r"\s+", " ", capsys.readouterr().out)
     assert "Second sync: wrote 0 accounts and 0 tasks (created 0)" in out
     assert "nothing to write" in out
+    # The first sync's sentence and its task table count the same tasks (digests included).
+    said = re.search(r"created (\d+) tasks", out)
+    table = re.search(r"Follow-up tasks created \((\d+)\)", out)
+    assert said and table and said.group(1) == table.group(1), (said, table)
+    # The plain console prints no markup literally.
+    assert "Portfolio report: " in out and "[bold]" not in out and "[/]" not in out
     with sqlite3.connect(tmp_path / crm / "crm-risk-state.db") as db:
         first, second = (
             json.loads(row[0]) for row in db.execute("select report from runs order by started_at")

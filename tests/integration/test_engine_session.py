@@ -9,6 +9,7 @@ check again, unless a run found the CRM changed under it, a day passed or `--ful
 from __future__ import annotations
 
 import json
+import sqlite3
 import textwrap
 import threading
 import time
@@ -197,6 +198,32 @@ def test_a_remembered_pass_is_trusted_for_a_day(
     assert len(checks) == 2
 
 
+def test_a_pass_remembered_for_one_org_is_not_trusted_once_the_connection_points_at_another(
+    fake_org: tuple[Path, AppConfig], checks: list[str]
+) -> None:
+    path, _ = fake_org
+    toml = path.read_text()
+    sandbox_org = 'kind = "fake"\nbase_url = "https://sandbox.example.test"\n'
+    path.write_text(toml.replace('kind = "fake"\n', sandbox_org))
+    assert cli_sync(path) == 0
+    assert cli_sync(path) == 0
+    assert len(checks) == 1  # the same org: the remembered pass is trusted
+
+    # The admin points the connection at production and restarts: checked again at once.
+    path.write_text(toml.replace('kind = "fake"\n', sandbox_org.replace("sandbox", "prod")))
+    assert cli_sync(path) == 0
+    assert len(checks) == 2
+
+    store = open_store(load_config(path).store.url)
+    try:
+        remembered = store.get_value("mapping_check:fake") or ""
+    finally:
+        store.close()
+    # The record identifies the org by a digest that leaves the secrets out.
+    assert "fake-secret" not in remembered and "fake-refresh" not in remembered
+    assert json.loads(remembered)["crm"] != drift.crm_digest(None)
+
+
 def test_a_session_closes_the_adapter_and_only_the_store_it_opened(
     fake_org: tuple[Path, AppConfig],
 ) -> None:
@@ -206,7 +233,24 @@ def test_a_session_closes_the_adapter_and_only_the_store_it_opened(
         with open_session(config, config.connection("fake"), store=store) as opened:
             assert opened.store is store
             opened.check_mapping()
+            adapter = opened.adapter
+            assert isinstance(adapter, FakeAdapter) and not adapter.closed
+        assert adapter.closed
         # The caller's store is still open after the session closed.
         assert store.get_value("mapping_check:fake")
     finally:
         store.close()
+
+
+def test_a_session_that_opened_its_own_store_closes_it_with_the_adapter(
+    fake_org: tuple[Path, AppConfig],
+) -> None:
+    _, config = fake_org
+    with open_session(config, config.connection("fake")) as opened:
+        opened.check_mapping()
+        adapter, store = opened.adapter, opened.store
+        assert isinstance(adapter, FakeAdapter)
+        assert store.get_value("mapping_check:fake")
+    assert adapter.closed
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        store.get_value("mapping_check:fake")

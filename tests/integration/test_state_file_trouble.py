@@ -141,6 +141,30 @@ def test_point8_store_check_tells_a_sound_file_from_a_damaged_one(cli: Cli, tmp_
     assert str(damaged) in result.stderr and "damaged" in result.stderr
 
 
+def test_store_check_before_any_run_says_there_is_no_state_store_yet_as_backup_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "crm-risk.toml"
+    state = tmp_path / "not-yet" / "state.db"
+    config.write_text(f'[store]\nurl = "{state}"\n')
+
+    backup = main(["store", "backup", "-c", str(config), str(tmp_path / "backup.db")])
+    said_by_backup = capsys.readouterr().err
+    check = main(["store", "check", "-c", str(config)])
+    said_by_check = capsys.readouterr().err
+
+    assert backup == check == 78
+    assert "no state store at" in said_by_check and str(state) in said_by_check
+    assert "cannot write" not in said_by_check
+    assert said_by_check == said_by_backup
+    assert not state.parent.exists()  # neither command created anything
+
+    missing = tmp_path / "backup-that-is-not-there.db"
+    assert main(["store", "check", str(missing)]) == 78
+    said = capsys.readouterr().err
+    assert str(missing) in said and "no such file" in said and "cannot write" not in said
+
+
 def test_point8_store_backup_is_a_sound_owner_only_copy_that_restores(
     cli: Cli, tmp_path: Path
 ) -> None:

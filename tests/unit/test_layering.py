@@ -10,6 +10,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def is_module(name: str) -> bool:
+    """Whether `name` is one of the project's modules or packages (not a name inside one)."""
+    where = ROOT.joinpath(*name.split("."))
+    return where.with_suffix(".py").is_file() or (where / "__init__.py").is_file()
+
+
 def imported_modules(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     names: set[str] = set()
@@ -18,6 +24,12 @@ def imported_modules(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+            # `from connector import cli` imports the module connector.cli, not just the
+            # package; `from connector import __version__` imports only the package.
+            for alias in node.names:
+                name = f"{node.module}.{alias.name}"
+                if is_module(name):
+                    names.add(name)
     return names
 
 
@@ -29,6 +41,15 @@ def test_imported_modules_sees_both_import_forms(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("import adapters.zoho\nfrom adapters.salesforce import SalesforceAdapter\n")
     assert imported_modules(sample) == {"adapters.zoho", "adapters.salesforce"}
+
+
+def test_imported_modules_sees_a_module_imported_from_its_package(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("from connector import cli, __version__\nfrom connector import registry\n")
+    assert imported_modules(sample) == {"connector", "connector.cli", "connector.registry"}
+    core = {name for name in imported_modules(sample) if name.split(".")[0] == "connector"}
+    # An adapter doing this would import more than the contract.
+    assert not core <= ALLOWED_CORE_FOR_ADAPTERS
 
 
 @pytest.mark.parametrize("path", python_files("connector"), ids=lambda p: str(p.relative_to(ROOT)))

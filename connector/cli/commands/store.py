@@ -13,7 +13,7 @@ from rich.console import Console
 from connector.cli import common
 from connector.cli.common import Commands
 from connector.cli.plain import PlainTable
-from connector.errors import EXIT_CONFIG, EXIT_OK, ConfigError, ConfigProblem
+from connector.errors import EXIT_CONFIG, EXIT_OK, ConfigError, ConfigProblem, StoreMissingError
 
 if TYPE_CHECKING:
     from connector.store.sqlite import SqliteStore
@@ -85,7 +85,18 @@ def cmd_store_check(args: argparse.Namespace, console: Console) -> int:
     """SQLite's integrity check on the state file or a backup; exit 78 when it is damaged."""
     from connector.store.sqlite import integrity_problems
 
-    path = args.file or _sqlite_path(common.load(args, offline=True), "check")
+    if args.file:
+        path = args.file
+        if not os.path.exists(path):
+            raise ConfigError(
+                [ConfigProblem(path, "no such file", "give the path of a state file or a backup")]
+            )
+    else:
+        config = common.load(args, offline=True)
+        path = _sqlite_path(config, "check")
+        if not os.path.exists(path):
+            # No run yet: say so as `store backup` does, not as a file we cannot write.
+            raise StoreMissingError(path, config.source)
     problems = integrity_problems(path)
     if args.json:
         common.print_json(console, {"file": path, "ok": not problems, "problems": problems})
