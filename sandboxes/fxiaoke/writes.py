@@ -34,7 +34,11 @@ def _number(definition: FxField, name: str, value: Any) -> Any:
     if not number.is_finite():
         raise _bad_format(definition, f"{name} must be finite")
     places = definition.decimal_places if definition.decimal_places is not None else 2
-    return str(number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+    try:  # rounding 1e30 to the field's places overflows the decimal context
+        rounded = number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    except InvalidOperation as exc:
+        raise _bad_format(definition, f"{name} is out of range") from exc
+    return str(rounded)
 
 
 def _moment(definition: FxField, name: str, value: Any) -> Any:

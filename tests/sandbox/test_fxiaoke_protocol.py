@@ -438,6 +438,42 @@ def test_update_refuses_unknown_fields_and_option_values_that_do_not_exist(
     assert ok["errorCode"] == 0
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("field_CrL4c__c", 1e30),  # rounding to 2 places overflows the decimal context
+        ("field_CrL4c__c", "1e999999"),
+        ("field_Emp2a__c", "NaN"),
+        ("field_Emp2a__c", "-Infinity"),
+    ],
+    ids=["too_many_digits", "huge_exponent", "not_a_number", "infinite"],
+)
+def test_a_number_no_field_can_hold_is_refused_as_a_format_error(
+    fx: RunningSandbox, field: str, value: Any
+) -> None:
+    # A value no field can hold is the field-format error (15002), not 50009 "service timeout",
+    # which the adapter would retry.
+    account = fx.emulator.records("AccountObj")[0]
+    answer = post(
+        fx,
+        "/cgi/crm/v2/data/update",
+        {
+            **legacy(fx),
+            "triggerApprovalFlow": False,
+            "data": {
+                "object_data": {
+                    "_id": account["_id"],
+                    "dataObjectApiName": "AccountObj",
+                    field: value,
+                }
+            },
+        },
+    )
+    assert answer["errorCode"] == 15002, answer
+    assert "格式错误" in answer["errorMessage"]
+    assert fx.emulator.records("AccountObj")[0] == account
+
+
 def test_create_sales_record_returns_data_id_and_never_deduplicates(fx: RunningSandbox) -> None:
     account = fx.emulator.records("AccountObj")[0]
     # developer.fxiaoke.com/openapi_v2/en/object/SalesAndOrders/ActiveRecordObj/add.html, with the

@@ -286,6 +286,23 @@ def test_ratings_are_written_by_label_and_stored_as_the_tenant_option_code(
     assert read.fields["field_Rk01a__c"] == "C"
 
 
+def test_a_number_no_field_can_hold_is_refused_for_that_record_and_never_resent(
+    fx: RunningSandbox,
+) -> None:
+    adapter = adapter_for(fx)
+    accounts = [r["_id"] for r in fx.emulator.records("AccountObj")[:2]]
+    results = adapter.write(
+        "AccountObj",
+        [
+            RecordChange(crm_id=accounts[0], fields={"field_CrL4c__c": Decimal("1e30")}),
+            RecordChange(crm_id=accounts[1], fields={"field_CrL4c__c": Decimal("5000.50")}),
+        ],
+    )
+    # The field-format error (15002) refuses that record only; 50009 would have been resent.
+    assert [(r.status, r.error_code) for r in results] == [("rejected", "15002"), ("ok", "")]
+    assert [entry["action"] for entry in fx.emulator.flag_log] == ["update", "update"]
+
+
 def test_payment_plans_get_open_amount_and_paid_date_from_their_payment_lines(
     fx: RunningSandbox,
 ) -> None:
