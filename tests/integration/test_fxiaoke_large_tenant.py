@@ -265,7 +265,7 @@ def test_an_invalidation_during_an_id_ordered_offset_read_skips_a_row_where_keys
     """Why each offset page checks the last row read: even ordered by `_id` (which edits do not
     reorder), a record invalidated (作废) during a plain offset read leaves the list, every later
     row moves up a place and the row at the next page boundary is never read. The adapter's
-    reader (offset pages checked, then key pages) reads it."""
+    reader (in (last_modified_time, _id) order; offset pages checked, then key pages) reads it."""
     tenant.emulator.interface_limit = None
     waits: list[float] = []
     adapter = adapter_for(tenant, waits)
@@ -282,18 +282,34 @@ def test_an_invalidation_during_an_id_ordered_offset_read_skips_a_row_where_keys
     skipped = live[99]  # was 101st, now 100th: behind the boundary already read
     assert skipped not in first and skipped not in second
 
-    doomed = live[150]
+    stored = sorted(
+        tenant.emulator.records("AccountObj"), key=lambda r: (r["last_modified_time"], r["_id"])
+    )
+    tenant.emulator.query_log.clear()
     reader = adapter.read_changed("AccountObj", ["name"], None)
     seen: list[str] = []
+    reading: dict[str, Any] = {}
     try:
         for record in reader:
             seen.append(record.crm_id)
-            if len(seen) == 50:
-                tenant.emulator.invalidate("AccountObj", doomed)
+            if len(seen) == 150:  # a row already read leaves the list: every later row moves up
+                tenant.emulator.invalidate("AccountObj", seen[0])
+                reading = account_queries(tenant)[-1]  # the offset page being handed out
     finally:
         adapter.close()
     still_live = {row["_id"] for row in tenant.emulator.records("AccountObj")}
-    for record_id in (first[5], doomed):  # the module's tenant serves the other tests whole
+    for record_id in (first[5], seen[0]):  # the module's tenant serves the other tests whole
         tenant.emulator.set_field("AccountObj", record_id, "life_status", "normal")
+    assert seen[0] == stored[0]["_id"]
     assert still_live <= set(seen), "every record still live was read"
     assert len(seen) == len(set(seen)), "and none twice"
+    # The row after the page being read moved up onto its last place: an offset reader's next
+    # page (at offset + limit) would start past it. The adapter's next page overlapped the last
+    # row read, found it a place earlier, and the read went on by key from that row.
+    boundary = reading["offset"] + reading["limit"]
+    assert 150 < boundary < 10_000
+    assert stored[boundary]["_id"] in seen
+    queries = account_queries(tenant)
+    offsets, key_pages = offset_then_keys(queries)
+    assert offsets[-2] == reading  # one offset page after the invalidation, then key pages
+    assert key_pages >= 100
