@@ -38,41 +38,33 @@ fits in well under 300 MB.
 from __future__ import annotations
 
 import csv
-import re
 from array import array
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Literal
 
 from connector.errors import DataError, DataProblem
 from connector.scoring.encoding import detect_encoding
+from connector.scoring.history_values import (
+    DATE_CEILING,
+    DATE_FLOOR,
+    FALSE_TEXTS,
+    TRUE_TEXTS,
+    Row,
+    ibm_date,
+    iso_date,
+    plain_amount,
+    width_problem,
+)
 
 HistoryFormat = Literal["ibm-ar", "canonical"]
 
 SHOWN_PROBLEMS = 20
-# Plausible dates: nothing in a payment history predates 1950 or follows 2100 (year 0001 and
-# 9999 are export defaults for "no date", not dates).
-DATE_FLOOR = date(1950, 1, 1).toordinal()
-DATE_CEILING = date(2100, 12, 31).toordinal()
-# Larger amounts are export garbage (1e308) and would break the arithmetic downstream.
-MAX_AMOUNT = Decimal(10) ** 12
-# Smaller amounts are export garbage too (1e-400 would even become 0.0 as a float).
-MIN_AMOUNT = Decimal("0.001")
-# An amount the fast path may read with `float`: plain digits, an optional fraction.
-_PLAIN_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-# What an amount may look like: ASCII digits, a '.' decimal point, an exponent; `Decimal` alone
-# would also take "1_000" and digits of other scripts.
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_MIN_FLOAT = float(MIN_AMOUNT)
-_NOT_FINITE = frozenset({"nan", "snan", "inf", "infinity"})
 # A column with more distinct values than this is not a segment (it is an id).
 MAX_SEGMENT_VALUES = 50
-_TRUE = frozenset({"1", "true", "yes", "y", "t"})
-_FALSE = frozenset({"", "0", "false", "no", "n", "f"})
 DISPUTED = 1
 WRITTEN_OFF = 2
 
@@ -145,111 +137,6 @@ class History:
         return max(latest, max(self.paid, default=0))
 
 
-# -- values ---------------------------------------------------------------------------------------
-
-
-def _ibm_date(text: str) -> int:
-    month, day, year = text.split("/")
-    if len(year) != 4:
-        raise ValueError(text)
-    return date(int(year), int(month), int(day)).toordinal()
-
-
-def _iso_date(text: str) -> int:
-    return date.fromisoformat(text).toordinal()
-
-
-def _plain_amount(text: str) -> float:
-    """An amount in plain digits that passes every check, as a float; 0.0 for anything else.
-
-    `float` rounds the decimal exactly as `float(Decimal(...))` does (both correctly rounded),
-    at a fraction of the cost; `_Row.amount` checks (and explains) everything else.
-    """
-    if _PLAIN_AMOUNT.fullmatch(text) and len(text.partition(".")[0].lstrip("0")) <= 12:
-        value = float(text)
-        if value >= _MIN_FLOAT:
-            return value
-    return 0.0
-
-
-class _Row:
-    """Checks one CSV record; collects its problems."""
-
-    __slots__ = ("line", "problems", "record")
-
-    def __init__(self, record: list[str], line: int) -> None:
-        self.record = record
-        self.line = line
-        self.problems: list[DataProblem] = []
-
-    def text(self, index: int) -> str:
-        return self.record[index].strip() if 0 <= index < len(self.record) else ""
-
-    def problem(self, column: str, message: str, value: str = "") -> None:
-        self.problems.append(DataProblem(self.line, column, message, value[:60]))
-
-    def date(self, index: int, column: str, parse: Callable[[str], int], pattern: str) -> int:
-        text = self.text(index)
-        if not text:
-            return 0
-        try:
-            ordinal = parse(text)
-        except ValueError:
-            self.problem(column, f"not a date {pattern}", text)
-            return 0
-        if not DATE_FLOOR <= ordinal <= DATE_CEILING:
-            self.problem(column, "implausible date (before 1950 or after 2100)", text)
-            return 0
-        return ordinal
-
-    def amount(self, index: int, column: str) -> float:
-        text = self.text(index)
-        value_fast = _plain_amount(text)
-        if value_fast:
-            return value_fast
-        if not text:
-            self.problem(column, "empty")
-            return 0.0
-        if "," in text:
-            self.problem(
-                column,
-                "a thousands separator or decimal comma: write plain digits with a '.' "
-                "decimal point (1234.56), no grouping",
-                text,
-            )
-            return 0.0
-        if not _NUMBER.fullmatch(text):
-            finite = text.lower().lstrip("+-") not in _NOT_FINITE
-            self.problem(column, "not a number" if finite else "not a finite number", text)
-            return 0.0
-        try:
-            value = Decimal(text)
-        except InvalidOperation:  # an exponent beyond Decimal's range (1e99999999999999999999)
-            self.problem(column, "not a finite number", text)
-            return 0.0
-        if value <= 0:
-            self.problem(
-                column,
-                "not positive; credit notes and zero lines are not invoices, leave them out",
-                text,
-            )
-        elif value > MAX_AMOUNT:
-            self.problem(column, "implausibly large (above 10^12)", text)
-        elif value < MIN_AMOUNT:
-            self.problem(column, "implausibly small (below 0.001)", text)
-        else:
-            return float(value)
-        return 0.0
-
-    def flag(self, index: int, column: str) -> bool:
-        text = self.text(index).lower()
-        if text in _TRUE:
-            return True
-        if text not in _FALSE:
-            self.problem(column, "expected yes/no, true/false or 1/0", text)
-        return False
-
-
 # -- reading --------------------------------------------------------------------------------------
 
 
@@ -292,98 +179,21 @@ def read_history(
             usable row (exit code 65).
     """
     path = Path(path)
-    source = str(path)
     codec, label = detect_encoding(path)
-    history = History(source=source, fmt=fmt, encoding=label)
-    names = _IBM if fmt == "ibm-ar" else _CANONICAL
-    parse_text = _ibm_date if fmt == "ibm-ar" else _iso_date
-    # A history repeats its dates thousands of times: parse each distinct text once.
-    parsed: dict[str, int] = {}
-
-    def parse_date(text: str) -> int:
-        ordinal = parsed.get(text)
-        if ordinal is None:
-            ordinal = parsed[text] = parse_text(text)
-        return ordinal
-
-    pattern = "M/D/YYYY" if fmt == "ibm-ar" else "YYYY-MM-DD"
-    customer_index: dict[str, int] = {}
-    channel_index: dict[str, int] = {}
-    # invoice id -> its row's index, or minus its line when that row was left out anyway (a
-    # tuple per id would cost a 50 MB file some 30 MB more at its peak).
-    seen: dict[str, int] = {}
-    rejected: set[int] = set()
-
+    history = History(source=str(path), fmt=fmt, encoding=label)
     with ExitStack() as stack:
-        writer = None
-        if errors_file is not None:
-            history.errors_file = str(errors_file)
-            out = stack.enter_context(Path(errors_file).open("w", newline="", encoding="utf-8"))
-            writer = csv.writer(out)
-            writer.writerow(["line", "column", "value", "problem"])
-
-        def report(problem: DataProblem) -> None:
-            history.problems_total += 1
-            if len(history.problems) < SHOWN_PROBLEMS:
-                history.problems.append(problem)
-            if writer is not None:
-                writer.writerow(["" if problem.line is None else problem.line, problem.column,
-                                 problem.value, problem.message])  # fmt: skip
-
+        report = stack.enter_context(_reporter(history, errors_file))
         handle = stack.enter_context(path.open(encoding=codec, newline=""))
         records = _records(handle, report)
-        first = next(records, None)
-        if first is None:
-            raise DataError(source, [DataProblem(None, "", "empty file: no header row")])
-        header = {name.strip().lower(): i for i, name in enumerate(first[1])}
-        missing = [names[key] for key in _REQUIRED if names[key].lower() not in header]
-        if missing:
-            raise DataError(
-                source,
-                [DataProblem(first[0], "", f"missing column(s) {', '.join(missing)}")],
-                hint=f"Is --format {fmt} right? Found: {', '.join(first[1])[:200]}",
-            )
-        repeated = [
-            name
-            for name in names.values()
-            if sum(1 for found in first[1] if found.strip().lower() == name.lower()) > 1
-        ]
-        if repeated:
-            raise DataError(
-                source,
-                [
-                    DataProblem(
-                        first[0],
-                        "",
-                        f"column(s) {', '.join(repeated)} more than once in the header: "
-                        "which one holds the data is unclear",
-                    )
-                ],
-                hint="Keep one column of each name: rename or remove the others.",
-            )
-        col = {key: header.get(name.lower(), -1) for key, name in names.items()}
-        width = len(first[1])
-        at_customer, at_invoice, at_issue, at_due, at_amount = (col[key] for key in _REQUIRED)
-        at_paid, at_disputed, at_channel = col["paid_date"], col["disputed"], col["channel"]
-        at_written_off = col.get("written_off", -1)
-        issue_name, due_name = names["issue_date"], names["due_date"]
-        # Date texts already met -> their ordinal, or -1 when not a plausible date.
-        checked: dict[str, int] = {"": 0}
-
-        def learn(text: str) -> int:
-            try:
-                ordinal = parse_date(text)
-            except ValueError:
-                ordinal = -1
-            if not DATE_FLOOR <= ordinal <= DATE_CEILING:
-                ordinal = -1
-            checked[text] = ordinal
-            return ordinal
-
+        slow = _SlowPath(history, fmt, report, _columns(history, next(records, None)))
+        at_customer, at_invoice, at_issue, at_due, at_amount = slow.at_required
+        at_paid, at_disputed, at_channel, at_written_off = slow.at_optional
+        width, seen, checked, learn = slow.width, slow.seen, slow.checked, slow.learn
+        customer_index, channel_index = slow.customer_index, slow.channel_index
         for line, record in records:
             history.rows_read += 1
-            # The common case first: a row that passes every check, read without `_Row`;
-            # anything else (or anything odd) goes through `_Row`, which finds and explains it.
+            # The common case first: a row that passes every check, read without `Row`;
+            # anything else (or anything odd) goes through `_SlowPath`, which explains it.
             if len(record) == width:
                 customer = record[at_customer].strip()
                 invoice_id = record[at_invoice].strip()
@@ -399,14 +209,14 @@ def read_history(
                 paid = checked.get(text)
                 if paid is None:
                     paid = learn(text)
-                amount = _plain_amount(record[at_amount].strip())
+                amount = plain_amount(record[at_amount].strip())
                 flags = 0
                 if at_disputed >= 0:
                     text = record[at_disputed].strip().lower()
-                    flags = DISPUTED if text in _TRUE else 0 if text in _FALSE else -1
+                    flags = DISPUTED if text in TRUE_TEXTS else 0 if text in FALSE_TEXTS else -1
                 if at_written_off >= 0 and flags >= 0:
                     text = record[at_written_off].strip().lower()
-                    flags |= WRITTEN_OFF if text in _TRUE else 0 if text in _FALSE else -1
+                    flags |= WRITTEN_OFF if text in TRUE_TEXTS else 0 if text in FALSE_TEXTS else -1
                 if (
                     customer
                     and invoice_id
@@ -429,77 +239,215 @@ def read_history(
                     history.channel.append(_segment(channel_index, value))
                     history.line.append(line)
                     continue
-            row = _Row(record, line)
-            if len(record) < width or any(part.strip() for part in record[width:]):
-                # Shifted values would be misread (an amount 1,234.56 without quotes is two
-                # fields), so the row is left out whole, for this reason alone.
-                row.problem("", _width_problem(len(record), width))
-                history.rows_rejected += 1
-                report(row.problems[0])
-                continue
-            customer = row.text(at_customer)
-            if not customer:
-                row.problem(names["customer_id"], "empty")
-            invoice_id = row.text(at_invoice)
-            if not invoice_id:
-                row.problem(names["invoice_id"], "empty")
-            issue = row.date(at_issue, issue_name, parse_date, pattern)
-            due = row.date(at_due, due_name, parse_date, pattern)
-            paid = row.date(at_paid, names.get("paid_date", ""), parse_date, pattern)
-            if not row.text(at_issue):
-                row.problem(issue_name, "empty")
-            if not row.text(at_due):
-                row.problem(due_name, "empty")
-            if issue and due and due < issue:
-                row.problem(due_name, "before the issue date", row.text(at_due))
-            if issue and paid and paid < issue:
-                row.problem(names["paid_date"], "before the issue date", row.text(at_paid))
-            amount = row.amount(at_amount, names["amount"])
-            flags = 0
-            if at_disputed >= 0 and row.flag(at_disputed, names["disputed"]):
-                flags |= DISPUTED
-            if at_written_off >= 0 and row.flag(at_written_off, names["written_off"]):
-                flags |= WRITTEN_OFF
-            if invoice_id:
-                # A stored row's index, or minus the line of a row left out anyway.
-                earlier = seen.get(invoice_id)
-                if earlier is None:
-                    seen[invoice_id] = -line if row.problems else len(history.issue)
-                else:
-                    earlier_line = history.line[earlier] if earlier >= 0 else -earlier
-                    row.problem(
-                        names["invoice_id"],
-                        f"duplicate invoice id (also on line {earlier_line}): both rows left out",
-                        invoice_id,
-                    )
-                    if earlier >= 0 and earlier not in rejected:
-                        rejected.add(earlier)
-                        history.rows_rejected += 1
-            if row.problems:
-                history.rows_rejected += 1
-                for problem in row.problems:
-                    report(problem)
-                continue
-            history.customer.append(customer_index.setdefault(customer, len(customer_index)))
-            history.issue.append(issue)
-            history.due.append(due)
-            history.paid.append(paid)
-            history.amount.append(amount)
-            history.flags.append(flags)
-            history.channel.append(_segment(channel_index, row.text(at_channel)))
-            history.line.append(line)
-    history.customers = list(customer_index)
-    history.channels = list(channel_index)
+            slow.take(record, line)
+    return _finish(history, slow, errors_file)
+
+
+@contextmanager
+def _reporter(
+    history: History, errors_file: Path | str | None
+) -> Iterator[Callable[[DataProblem], None]]:
+    """The function that counts a problem, keeps the first few and writes all to errors_file."""
+    with ExitStack() as stack:
+        writer = None
+        if errors_file is not None:
+            history.errors_file = str(errors_file)
+            out = stack.enter_context(Path(errors_file).open("w", newline="", encoding="utf-8"))
+            writer = csv.writer(out)
+            writer.writerow(["line", "column", "value", "problem"])
+
+        def report(problem: DataProblem) -> None:
+            history.problems_total += 1
+            if len(history.problems) < SHOWN_PROBLEMS:
+                history.problems.append(problem)
+            if writer is not None:
+                writer.writerow(["" if problem.line is None else problem.line, problem.column,
+                                 problem.value, problem.message])  # fmt: skip
+
+        yield report
+
+
+def _columns(history: History, first: tuple[int, list[str]] | None) -> tuple[dict[str, int], int]:
+    """Each column key's index in the header (-1 = absent), and the header's width.
+
+    Raises:
+        DataError: no header, a required column missing, or a column named more than once.
+    """
+    source, fmt = history.source, history.fmt
+    names = _IBM if fmt == "ibm-ar" else _CANONICAL
+    if first is None:
+        raise DataError(source, [DataProblem(None, "", "empty file: no header row")])
+    header = {name.strip().lower(): i for i, name in enumerate(first[1])}
+    missing = [names[key] for key in _REQUIRED if names[key].lower() not in header]
+    if missing:
+        raise DataError(
+            source,
+            [DataProblem(first[0], "", f"missing column(s) {', '.join(missing)}")],
+            hint=f"Is --format {fmt} right? Found: {', '.join(first[1])[:200]}",
+        )
+    repeated = [
+        name
+        for name in names.values()
+        if sum(1 for found in first[1] if found.strip().lower() == name.lower()) > 1
+    ]
+    if repeated:
+        raise DataError(
+            source,
+            [
+                DataProblem(
+                    first[0],
+                    "",
+                    f"column(s) {', '.join(repeated)} more than once in the header: "
+                    "which one holds the data is unclear",
+                )
+            ],
+            hint="Keep one column of each name: rename or remove the others.",
+        )
+    return {key: header.get(name.lower(), -1) for key, name in names.items()}, len(first[1])
+
+
+class _SlowPath:
+    """The reading state shared with the fast loop, and the checks that explain a bad row."""
+
+    def __init__(
+        self,
+        history: History,
+        fmt: HistoryFormat,
+        report: Callable[[DataProblem], None],
+        columns: tuple[dict[str, int], int],
+    ) -> None:
+        self.history, self.report = history, report
+        self.names = _IBM if fmt == "ibm-ar" else _CANONICAL
+        self.parse_text = ibm_date if fmt == "ibm-ar" else iso_date
+        self.pattern = "M/D/YYYY" if fmt == "ibm-ar" else "YYYY-MM-DD"
+        # A history repeats its dates thousands of times: parse each distinct text once.
+        self.parsed: dict[str, int] = {}
+        # Date texts already met -> their ordinal, or -1 when not a plausible date.
+        self.checked: dict[str, int] = {"": 0}
+        self.customer_index: dict[str, int] = {}
+        self.channel_index: dict[str, int] = {}
+        # invoice id -> its row's index, or minus its line when that row was left out anyway
+        # (a tuple per id would cost a 50 MB file some 30 MB more at its peak).
+        self.seen: dict[str, int] = {}
+        self.rejected: set[int] = set()
+        col, self.width = columns
+        self.at_required = tuple(col[key] for key in _REQUIRED)
+        self.at_paid, self.at_disputed, self.at_channel = (
+            col["paid_date"], col["disputed"], col["channel"]
+        )  # fmt: skip
+        self.at_written_off = col.get("written_off", -1)
+        self.at_optional = (self.at_paid, self.at_disputed, self.at_channel, self.at_written_off)
+
+    def parse_date(self, text: str) -> int:
+        ordinal = self.parsed.get(text)
+        if ordinal is None:
+            ordinal = self.parsed[text] = self.parse_text(text)
+        return ordinal
+
+    def learn(self, text: str) -> int:
+        """A date text's ordinal (-1 = not a plausible date), remembered in `checked`."""
+        try:
+            ordinal = self.parse_date(text)
+        except ValueError:
+            ordinal = -1
+        if not DATE_FLOOR <= ordinal <= DATE_CEILING:
+            ordinal = -1
+        self.checked[text] = ordinal
+        return ordinal
+
+    def take(self, record: list[str], line: int) -> None:
+        """Check a row the fast loop did not take: store it, or report its problems."""
+        history, width = self.history, self.width
+        row = Row(record, line)
+        if len(record) < width or any(part.strip() for part in record[width:]):
+            # Shifted values would be misread (an amount 1,234.56 without quotes is two
+            # fields), so the row is left out whole, for this reason alone.
+            row.problem("", width_problem(len(record), width))
+            history.rows_rejected += 1
+            self.report(row.problems[0])
+            return
+        customer, invoice_id, issue, due, paid, amount, flags = self._fields(row)
+        if invoice_id:
+            self._check_unique(row, invoice_id)
+        if row.problems:
+            history.rows_rejected += 1
+            for problem in row.problems:
+                self.report(problem)
+            return
+        history.customer.append(self.customer_index.setdefault(customer, len(self.customer_index)))
+        history.issue.append(issue)
+        history.due.append(due)
+        history.paid.append(paid)
+        history.amount.append(amount)
+        history.flags.append(flags)
+        history.channel.append(_segment(self.channel_index, row.text(self.at_channel)))
+        history.line.append(line)
+
+    def _fields(self, row: Row) -> tuple[str, str, int, int, int, float, int]:
+        """A row's values (customer, invoice, issue, due, paid, amount, flags), noting problems."""
+        names, parse_date, pattern = self.names, self.parse_date, self.pattern
+        at_customer, at_invoice, at_issue, at_due, at_amount = self.at_required
+        at_paid, at_disputed, at_written_off = self.at_paid, self.at_disputed, self.at_written_off
+        issue_name, due_name = names["issue_date"], names["due_date"]
+        customer = row.text(at_customer)
+        if not customer:
+            row.problem(names["customer_id"], "empty")
+        invoice_id = row.text(at_invoice)
+        if not invoice_id:
+            row.problem(names["invoice_id"], "empty")
+        issue = row.date(at_issue, issue_name, parse_date, pattern)
+        due = row.date(at_due, due_name, parse_date, pattern)
+        paid = row.date(at_paid, names.get("paid_date", ""), parse_date, pattern)
+        if not row.text(at_issue):
+            row.problem(issue_name, "empty")
+        if not row.text(at_due):
+            row.problem(due_name, "empty")
+        if issue and due and due < issue:
+            row.problem(due_name, "before the issue date", row.text(at_due))
+        if issue and paid and paid < issue:
+            row.problem(names["paid_date"], "before the issue date", row.text(at_paid))
+        amount = row.amount(at_amount, names["amount"])
+        flags = 0
+        if at_disputed >= 0 and row.flag(at_disputed, names["disputed"]):
+            flags |= DISPUTED
+        if at_written_off >= 0 and row.flag(at_written_off, names["written_off"]):
+            flags |= WRITTEN_OFF
+        return customer, invoice_id, issue, due, paid, amount, flags
+
+    def _check_unique(self, row: Row, invoice_id: str) -> None:
+        """Note a repeated invoice id on the row, and leave out the earlier stored row too."""
+        # A stored row's index, or minus the line of a row left out anyway.
+        earlier = self.seen.get(invoice_id)
+        if earlier is None:
+            self.seen[invoice_id] = -row.line if row.problems else len(self.history.issue)
+            return
+        earlier_line = self.history.line[earlier] if earlier >= 0 else -earlier
+        row.problem(
+            self.names["invoice_id"],
+            f"duplicate invoice id (also on line {earlier_line}): both rows left out",
+            invoice_id,
+        )
+        if earlier >= 0 and earlier not in self.rejected:
+            self.rejected.add(earlier)
+            self.history.rows_rejected += 1
+
+
+def _finish(history: History, slow: _SlowPath, errors_file: Path | str | None) -> History:
+    """Complete the load report: segment lists, duplicates dropped; refuse a file with no row."""
+    history.customers = list(slow.customer_index)
+    history.channels = list(slow.channel_index)
     if len(history.channels) > MAX_SEGMENT_VALUES:
         history.channels = []
         history.channel = array("h", [-1]) * len(history.issue)
-    if rejected:
-        _drop(history, rejected)
+    if slow.rejected:
+        _drop(history, slow.rejected)
     if not len(history):
         if history.rows_read == 0:
-            raise DataError(source, [DataProblem(None, "", "no invoice rows after the header")])
+            raise DataError(
+                history.source, [DataProblem(None, "", "no invoice rows after the header")]
+            )
         raise DataError(
-            source,
+            history.source,
             history.problems,
             total=history.problems_total,
             hint=_more_hint(history, errors_file),
@@ -518,15 +466,6 @@ def _segment(values: dict[str, int], value: str) -> int:
             return -1
         index = values[value] = len(values)
     return index
-
-
-def _width_problem(fields: int, width: int) -> str:
-    if fields > width:
-        return (
-            f"{fields} fields where the header has {width}: a value with a comma not in quotes "
-            "(such as an amount 1,234.56)? Quote it, or remove the extra fields"
-        )
-    return f"{fields} fields where the header has {width}: the row is cut short; complete it"
 
 
 def _more_hint(history: History, errors_file: Path | str | None) -> str:

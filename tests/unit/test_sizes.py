@@ -26,7 +26,6 @@ LONG_FUNCTIONS = {
     "connector/report/figures.py::owner_figures",
     "connector/report/figures.py::limit_figures",
     "connector/report/html.py::_limits",
-    "connector/scoring/history.py::read_history",
     "adapters/_http.py::request",
     "adapters/zoho/fields.py::create_fields",
 }
