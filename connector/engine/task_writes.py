@@ -9,7 +9,7 @@ from datetime import datetime
 from connector.engine.calls import Reply, call_in_order
 from connector.engine.digests import Deferred
 from connector.engine.finalize import Finalizing
-from connector.engine.writer_state import Finishing
+from connector.engine.writer_state import Finishing, HeldCreate, Queued
 from connector.models import TaskAction, WriteResult
 from connector.redaction import redact
 from connector.store import TaskLedgerEntry
@@ -25,7 +25,7 @@ class TaskWrites(Finalizing):
     def _send_tasks(self, *, final: bool) -> None:
         creates = [action for action in self._task_queue if action.action == "create"]
         others = [action for action in self._task_queue if action.action != "create"]
-        handled: list[TaskAction] = []
+        handled: list[Queued] = []
         if self.approval_digest:
             # Held limit changes join the credit manager's digest, not a task each.
             queued = [action for action in creates if action.rule == "limit_approval"]
@@ -35,7 +35,7 @@ class TaskWrites(Finalizing):
             handled += queued
         if self.caps is not None:
             # Creates wait for the end of the run, so the caps keep the most urgent ones.
-            send_creates: list[TaskAction] = []
+            send_creates: list[Queued] = []
             if final:
                 send_creates, deferred = self._cap(creates)
                 for action in deferred:
@@ -48,7 +48,13 @@ class TaskWrites(Finalizing):
         send_others = others if final else others[: len(others) - len(others) % self.batch_size]
         sent = {id(action) for action in (*send_creates, *send_others, *handled)}
         self._task_queue = [action for action in self._task_queue if id(action) not in sent]
-        self._apply_tasks([*send_creates, *send_others], self._waiting)
+        self._apply_tasks(
+            [
+                action.task() if isinstance(action, HeldCreate) else action
+                for action in (*send_creates, *send_others)
+            ],
+            self._waiting,
+        )
         with self.store.transaction():
             for action in (*send_creates, *send_others, *handled):
                 self._unanswered[action.account_id] -= 1
@@ -56,11 +62,11 @@ class TaskWrites(Finalizing):
                     del self._unanswered[action.account_id]
                     self._finalize(self._waiting.pop(action.account_id))
 
-    def _cap(self, creates: list[TaskAction]) -> tuple[list[TaskAction], list[TaskAction]]:
+    def _cap(self, creates: list[Queued]) -> tuple[list[Queued], list[Queued]]:
         """The creates within the caps (most urgent first: priority, then risk score)."""
         assert self.caps is not None
 
-        def urgency(action: TaskAction) -> tuple[int, float, str, str]:
+        def urgency(action: Queued) -> tuple[int, float, str, str]:
             item = self._waiting[action.account_id]
             return (
                 _PRIORITY_RANK.get(action.priority.value, 1),
@@ -69,8 +75,8 @@ class TaskWrites(Finalizing):
                 action.rule,
             )
 
-        allowed: list[TaskAction] = []
-        deferred: list[TaskAction] = []
+        allowed: list[Queued] = []
+        deferred: list[Queued] = []
         per_owner: dict[str | None, int] = {}
         for action in sorted(creates, key=urgency):
             owner = action.owner_id
@@ -85,7 +91,7 @@ class TaskWrites(Finalizing):
             allowed.append(action)
         return allowed, deferred
 
-    def _defer(self, action: TaskAction) -> None:
+    def _defer(self, action: Queued) -> None:
         item = self._waiting[action.account_id]
         item.deferred.add(action.rule)
         self.report.tasks["deferred"] += 1
@@ -101,7 +107,7 @@ class TaskWrites(Finalizing):
             )
         )
 
-    def _queue_approval(self, action: TaskAction) -> None:
+    def _queue_approval(self, action: Queued) -> None:
         """A held limit change: a ledger row the approval digest lists (no task of its own)."""
         item = self._waiting[action.account_id]
         self.report.tasks["planned_approval"] += 1

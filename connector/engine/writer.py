@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from connector.engine.task_writes import TaskWrites
-from connector.engine.writer_state import PendingAccount
+from connector.engine.writer_state import HeldCreate, PendingAccount
 from connector.errors import FatalCrmError, RunCancelled
 
 
@@ -94,7 +94,10 @@ class Writer(TaskWrites):
                     )
                     self._waiting[item.account_id] = item.finishing(pack=long_wait)
                     self._unanswered[item.account_id] = len(item.tasks.actions)
-                    self._task_queue.extend(item.tasks.actions)
+                    self._task_queue.extend(
+                        HeldCreate.of(action) if long_wait and action.action == "create" else action
+                        for action in item.tasks.actions
+                    )
                 else:
                     self._finalize(item.finishing(pack=False))
         self._send_tasks(final=final)

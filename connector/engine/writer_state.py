@@ -8,13 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from connector.engine.digests import Deferred
 from connector.engine.drift import FieldDrift
 from connector.engine.report import RunReport
 from connector.engine.window import Window
-from connector.models import RiskAssessment, TaskAction
+from connector.models import RiskAssessment, TaskAction, TaskPriority
 from connector.planning.planner import AccountPlan, FieldDecision, TaskPlan
 from connector.protocol import CrmAdapter
 from connector.store import SqlStore, TaskLedgerEntry
@@ -124,6 +124,41 @@ class TaskCaps:
     per_owner: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class HeldCreate:
+    """A new task waiting for the end of a capped run: what the caps and a deferral read, the rest
+    packed (most such creates are deferred, and only the sent ones need the whole action)."""
+
+    account_id: str
+    rule: str
+    owner_id: str | None
+    subject: str
+    priority: TaskPriority
+    dedupe_key: str
+    packed: bytes
+    action: Literal["create"] = "create"
+
+    @classmethod
+    def of(cls, task: TaskAction) -> HeldCreate:
+        return cls(
+            account_id=task.account_id,
+            rule=task.rule,
+            owner_id=task.owner_id,
+            subject=task.subject,
+            priority=task.priority,
+            dedupe_key=task.dedupe_key,
+            packed=zlib.compress(task.model_dump_json().encode(), 1),
+        )
+
+    def task(self) -> TaskAction:
+        """The whole action, as it was queued."""
+        return TaskAction.model_validate_json(zlib.decompress(self.packed))
+
+
+# A queued task action: whole, or packed while it waits for the end of a capped run.
+Queued = TaskAction | HeldCreate
+
+
 def downgrade_waiting_key(connection: str, account_id: str) -> str:
     """Where the band a capped downgrade fell from is kept until its task opens."""
     return f"downgrade-waiting/{connection}/{account_id}"
@@ -188,7 +223,7 @@ class WriterState:
         # Accounts with a failed task action keep last run's assessment as "previous", so a
         # downgrade that should have opened a task is detected again next run.
         self._failed_task_accounts: set[str] = set()
-        self._task_queue: list[TaskAction] = []
+        self._task_queue: list[Queued] = []
         self._refused_owners: set[str] = set()
         self._waiting: dict[str, Finishing] = {}
         self._names: dict[str, str] = {}

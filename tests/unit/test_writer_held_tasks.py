@@ -7,7 +7,7 @@ import tracemalloc
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from connector.engine.writer_state import PendingAccount
+from connector.engine.writer_state import HeldCreate, PendingAccount
 from connector.models import Account, Invoice, InvoiceStatus, TaskAction
 from connector.planning.governance import GovernancePolicy
 from connector.planning.planner import TaskPlan, plan_account
@@ -120,3 +120,25 @@ def test_a_waiting_account_keeps_every_figure_finishing_reports() -> None:
         assert item.baseline_meta == pending.baseline_meta
     assert {decision.action for decision in plan.decisions} >= {"held", "conflict", "write"}
     assert pending.finishing(pack=False).assessment is pending.assessment
+
+
+def test_a_waiting_create_is_sent_as_it_was_queued() -> None:
+    task = (
+        _pending()
+        .tasks.actions[0]
+        .model_copy(
+            update={"owner_id": "005-owner", "due_date": date(2025, 7, 7), "cause": "fell from A"}
+        )
+    )
+    held = HeldCreate.of(task)
+    assert held.task() == task
+    assert held.task().model_dump_json() == task.model_dump_json()
+    # What the caps order by and a deferral lists, without unpacking.
+    assert (held.account_id, held.rule, held.owner_id, held.priority, held.subject) == (
+        task.account_id,
+        task.rule,
+        task.owner_id,
+        task.priority,
+        task.subject,
+    )
+    assert len(held.packed) < len(task.model_dump_json())
