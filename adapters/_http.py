@@ -272,6 +272,30 @@ class RetryingClient:
         self._endpoint_name = endpoint_name or (lambda method, url: f"{method} {url.split('?')[0]}")
         self.on_response: list[Callable[[requests.Response], None]] = []
 
+    def derive(
+        self,
+        classify: ErrorClassifier,
+        *,
+        policy: RetryPolicy | None = None,
+        endpoint_name: Callable[[str, str], str] | None = None,
+        url_setting: str | None = None,
+    ) -> RetryingClient:
+        """A client on the same session, timeouts and cancel event with another error table.
+
+        For a CRM's token endpoint, whose errors read differently from its API's. The new client
+        counts its own calls and has no response hooks; what is not given is kept from this one.
+        """
+        return RetryingClient(
+            self.session,
+            classify,
+            timeout=self.timeout,
+            policy=policy or self.policy,
+            endpoint_name=endpoint_name or self._endpoint_name,
+            deadline=self.deadline,
+            cancel=self.cancel,
+            url_setting=self.url_setting if url_setting is None else url_setting,
+        )
+
     def request(
         self,
         method: str,
@@ -316,60 +340,10 @@ class RetryingClient:
             # verify per request: REQUESTS_CA_BUNDLE in the environment would otherwise
             # override the session's CA bundle (the sandbox's test CA).
             kwargs.setdefault("verify", self.session.verify)
-            limit = max(deadline or self.deadline, self.timeout)
-            sent = time.monotonic()
-            with WATCHDOG.watch(limit, self.cancel) as call:
-                try:
-                    response = self.session.request(
-                        method,
-                        url,
-                        headers=headers,
-                        timeout=self.timeout,
-                        stream=sink is not None,
-                        **kwargs,
-                    )
-                    if sink is not None:
-                        _download(response, sink)
-                except TRANSPORT_ERRORS as exc:
-                    setup = tls_setup_problem(exc, url, self.url_setting)
-                    if setup is not None and call.aborted is None:
-                        raise setup from None
-                    response = None
-                    failure = exc
-            if call.aborted is not None:
-                # What arrived before the socket was shut may look whole (headers cut short
-                # read as an empty 200): never use it.
-                response = None
-            if call.aborted == "cancelled":
-                raise RunCancelled(f"stopped during {method} {redact_url(url)}")
-            if response is None:
-                if call.aborted == "deadline":
-                    error: CrmError = RetriableCrmError(
-                        f"{method} {redact_url(url)} took longer than the {limit:g} s "
-                        "deadline (deadline_seconds); abandoned",
-                        code="DEADLINE",
-                    )
-                else:
-                    error = RetriableCrmError(
-                        f"{method} {redact_url(url)} failed: {transport_reason(failure)}",
-                        code="CONNECTION",
-                    )
-            else:
-                log.debug(
-                    "%s %s -> HTTP %d in %.0f ms",
-                    method,
-                    redact_url(url),
-                    response.status_code,
-                    (time.monotonic() - sent) * 1000,
-                )
-                for hook in self.on_response:
-                    hook(response)
-                classified = self.classify(response)
-                if classified is None:
-                    return response
-                error = classified
-                if isinstance(error, CrmSetupError) and not error.setting:
-                    error.setting = self.url_setting
+            answer = self._send_once(method, url, headers, sink, deadline, kwargs)
+            if isinstance(answer, requests.Response):
+                return answer
+            error = answer
             if (
                 not (retry and isinstance(error, RetriableCrmError))
                 or attempt > self.policy.max_retries
@@ -387,6 +361,72 @@ class RetryingClient:
                 redact(str(error)),
             )
             cancellable_sleep(self.policy.sleep, self.cancel)(wait)
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        sink: IO[bytes] | None,
+        deadline: float | None,
+        kwargs: dict[str, Any],
+    ) -> requests.Response | CrmError:
+        """One attempt under the watchdog: the accepted response, or the error it stands for.
+
+        Raises:
+            RunCancelled: the cancel event was set while the call was in flight.
+            CrmSetupError: the TLS set-up is wrong (never retried).
+        """
+        limit = max(deadline or self.deadline, self.timeout)
+        sent = time.monotonic()
+        with WATCHDOG.watch(limit, self.cancel) as call:
+            try:
+                response = self.session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    timeout=self.timeout,
+                    stream=sink is not None,
+                    **kwargs,
+                )
+                if sink is not None:
+                    _download(response, sink)
+            except TRANSPORT_ERRORS as exc:
+                setup = tls_setup_problem(exc, url, self.url_setting)
+                if setup is not None and call.aborted is None:
+                    raise setup from None
+                response = None
+                failure = exc
+        if call.aborted is not None:
+            # What arrived before the socket was shut may look whole (headers cut short
+            # read as an empty 200): never use it.
+            response = None
+        if call.aborted == "cancelled":
+            raise RunCancelled(f"stopped during {method} {redact_url(url)}")
+        if response is None:
+            if call.aborted == "deadline":
+                return RetriableCrmError(
+                    f"{method} {redact_url(url)} took longer than the {limit:g} s "
+                    "deadline (deadline_seconds); abandoned",
+                    code="DEADLINE",
+                )
+            return RetriableCrmError(
+                f"{method} {redact_url(url)} failed: {transport_reason(failure)}",
+                code="CONNECTION",
+            )
+        log.debug(
+            "%s %s -> HTTP %d in %.0f ms",
+            method,
+            redact_url(url),
+            response.status_code,
+            (time.monotonic() - sent) * 1000,
+        )
+        for hook in self.on_response:
+            hook(response)
+        error = self.classify(response)
+        if isinstance(error, CrmSetupError) and not error.setting:
+            error.setting = self.url_setting
+        return response if error is None else error
 
 
 class SessionAuth(Protocol):

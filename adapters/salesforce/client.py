@@ -121,16 +121,7 @@ class SalesforceClient:
         )
         self.http.on_response.append(self._track_usage)
         self.http.on_response.append(_stop_on_daily_limit)
-        self.token_http = RetryingClient(
-            self.session,
-            classify_token,
-            timeout=settings.timeout_seconds,
-            policy=policy,
-            endpoint_name=endpoint_name,
-            deadline=settings.deadline_seconds,
-            cancel=cancel,
-            url_setting=login_setting,
-        )
+        self.token_http = self.http.derive(classify_token)
         self.auth = Authenticator(settings, self.token_http, state=state)
         self.sf: Salesforce | None = None
         self.token: Token | None = None

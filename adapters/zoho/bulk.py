@@ -41,27 +41,16 @@ from connector.models import RawRecord
 
 from .client import ZohoClient
 from .settings import ZohoOptions
+from .values import MODIFIED, parse_time
 
 log = logging.getLogger("crm_risk.zoho")
 
 BULK_PATH = "/crm/bulk/v8/read"
-MODIFIED = "Modified_Time"
 _DECIMALS = frozenset({"number", "currency", "percent"})
 
 
 class BulkReadFailed(CrmError):
     """A bulk read job ended FAILED, never completed, or its file was unreadable: read via REST."""
-
-
-def parse_time(value: Any) -> datetime | None:
-    """A Zoho datetime as an aware UTC instant, or None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def convert(value: str, family: str) -> Any:

@@ -8,12 +8,13 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import requests
 
 from adapters._http import ApiClient, RetryingClient, RetryPolicy, make_session
+from adapters._tasks import chunks
 from adapters.zoho.settings import ZohoSettings
 from connector.errors import (
     AuthError,
@@ -27,11 +28,13 @@ from connector.protocol import KeyValueStore
 from . import coql
 from .auth import TokenProvider, resolve_endpoints
 from .errors import classify, classify_token
+from .values import MODIFIED
 
 log = logging.getLogger("crm_risk.zoho")
 
 API_VERSION = "v8"
 PER_PAGE = 200
+MAX_WRITE_BATCH = 100  # PUT/POST /crm/v8/{module}: at most 100 records per call (reference §5.1)
 # `page` reaches only the first 2,000 records; past that Zoho wants `page_token` (reference §3.1).
 DISCRETE_PAGING_LIMIT = 2000
 # Concurrency per org and app: Standard edition allows 10, heavy APIs have a sub-limit of about
@@ -112,14 +115,10 @@ class ZohoClient:
         )
         self.http.on_response.append(self._read_credits_header)
         # Token calls: no automatic retry; TokenProvider waits on the throttle itself.
-        self._token_http = RetryingClient(
-            self.session,
+        self._token_http = self.http.derive(
             classify_token,
-            timeout=settings.timeout_seconds,
             policy=RetryPolicy(max_retries=0, sleep=sleep),
             endpoint_name=lambda method, url: "POST oauth/v2/token",
-            deadline=settings.deadline_seconds,
-            cancel=cancel,
             url_setting=endpoints.token_setting,
         )
         self.auth = TokenProvider(
@@ -342,6 +341,26 @@ class ZohoClient:
             return [], False
         rows = [row for row in body.get("data") or [] if isinstance(row, dict)]
         return rows, bool((body.get("info") or {}).get("more_records"))
+
+    def coql_rows(
+        self, module: str, columns: Sequence[str], ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Rows by id for up to any number of ids and columns: 50 ids and 49 columns + id a call."""
+        joined: dict[str, dict[str, Any]] = {}
+        wanted = [column for column in columns if column != "id"]
+        for id_chunk in chunks(list(dict.fromkeys(ids)), coql.MAX_IN_VALUES):
+            for column_chunk in chunks(wanted or [MODIFIED], coql.MAX_COLUMNS - 1):
+                query = coql.select(
+                    module,
+                    ["id", *column_chunk],
+                    coql.in_list("id", id_chunk),
+                    limit=len(id_chunk),
+                )
+                rows, _more = self.coql(query, limit=len(id_chunk))
+                for row in rows:
+                    if row.get("id") is not None:
+                        joined.setdefault(str(row["id"]), {}).update(row)
+        return joined
 
     # -- writes -----------------------------------------------------------------------------
 

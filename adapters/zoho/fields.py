@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from adapters._tasks import chunks
 from connector.errors import AuthError, FatalCrmError, QuotaExhaustedError, RetriableCrmError
 from connector.models import WriteResult
 from connector.protocol import FieldSpec
@@ -91,76 +92,77 @@ def create_fields(client: ZohoClient, module: str, specs: Sequence[FieldSpec]) -
         try:
             sendable.append((index, spec, field_body(spec)))
         except ValueError as exc:
-            results[index] = WriteResult(
+            results[index] = _rejected(spec, "UNSUPPORTED_TYPE", str(exc))
+    for batch in chunks(sendable, MAX_FIELDS_PER_CALL):
+        answered = _create_batch(client, module, batch)
+        for (index, _, _), result in zip(batch, answered, strict=True):
+            results[index] = result
+    return [results[index] for index in range(len(specs))]
+
+
+def _create_batch(
+    client: ZohoClient,
+    module: str,
+    batch: Sequence[tuple[int, FieldSpec, dict[str, Any]]],
+) -> list[WriteResult]:
+    """One POST settings/fields for up to five fields; a result per field, in order."""
+    specs = [spec for _, spec, _ in batch]
+    elements: list[Any] | None
+    try:
+        # No blind retry: a create whose answer was lost may have landed.
+        response = client.request(
+            "POST",
+            "settings/fields",
+            params={"module": module},
+            json_body={"fields": [body for _, _, body in batch]},
+            retry=False,
+        )
+        body = client.body(response)
+        got = body.get("fields") if isinstance(body, dict) else None
+        elements = got if isinstance(got, list) else None
+    except (QuotaExhaustedError, AuthError):
+        raise
+    except FatalCrmError as exc:
+        # The whole call refused (e.g. INVALID_DATA on a field, DUPLICATE_DATA, LIMIT_EXCEEDED):
+        # every field of it is rejected with that code; none was created.
+        return [_rejected(spec, exc.code, str(exc)) for spec in specs]
+    except RetriableCrmError as exc:
+        elements = None
+        lost = redact(str(exc))
+    else:
+        lost = "Zoho's answer did not list one result per field"
+    if elements is None or len(elements) != len(batch):
+        return [
+            WriteResult(
                 crm_id=spec.name,
-                status="rejected",
-                error_code="UNSUPPORTED_TYPE",
-                message=str(exc),
-                fields=(spec.name,),
+                status="unknown",
+                error_code="RESULT_UNKNOWN",
+                message=lost,
+                retriable=True,
                 key=spec.name,
             )
-    for start in range(0, len(sendable), MAX_FIELDS_PER_CALL):
-        batch = sendable[start : start + MAX_FIELDS_PER_CALL]
-        elements: list[Any] | None
-        try:
-            # No blind retry: a create whose answer was lost may have landed.
-            response = client.request(
-                "POST",
-                "settings/fields",
-                params={"module": module},
-                json_body={"fields": [body for _, _, body in batch]},
-                retry=False,
-            )
-            body = client.body(response)
-            got = body.get("fields") if isinstance(body, dict) else None
-            elements = got if isinstance(got, list) else None
-        except (QuotaExhaustedError, AuthError):
-            raise
-        except FatalCrmError as exc:
-            # The whole call refused (e.g. INVALID_DATA on a field, DUPLICATE_DATA, LIMIT_EXCEEDED):
-            # every field of it is rejected with that code; none was created.
-            for index, spec, _ in batch:
-                results[index] = WriteResult(
-                    crm_id=spec.name,
-                    status="rejected",
-                    error_code=exc.code,
-                    message=str(exc),
-                    fields=(spec.name,),
-                    key=spec.name,
-                )
-            continue
-        except RetriableCrmError as exc:
-            elements = None
-            lost = redact(str(exc))
-        else:
-            lost = "Zoho's answer did not list one result per field"
-        if elements is None or len(elements) != len(batch):
-            for index, spec, _ in batch:
-                results[index] = WriteResult(
-                    crm_id=spec.name,
-                    status="unknown",
-                    error_code="RESULT_UNKNOWN",
-                    message=lost,
-                    retriable=True,
-                    key=spec.name,
-                )
-            continue
-        for (index, spec, _), element in zip(batch, elements, strict=True):
-            outcome = record_outcome(element)
-            details = element.get("details") if isinstance(element, dict) else None
-            api_name = details.get("api_name") if isinstance(details, dict) else None
-            if outcome.ok:
-                results[index] = WriteResult(
-                    crm_id=str(api_name or spec.name), status="ok", key=spec.name
-                )
-            else:
-                results[index] = WriteResult(
-                    crm_id=spec.name,
-                    status="rejected",
-                    error_code=outcome.code,
-                    message=outcome.message,
-                    fields=(spec.name,),
-                    retriable=outcome.retriable,
-                    key=spec.name,
-                )
-    return [results[index] for index in range(len(specs))]
+            for spec in specs
+        ]
+    return [_created(spec, element) for spec, element in zip(specs, elements, strict=True)]
+
+
+def _created(spec: FieldSpec, element: Any) -> WriteResult:
+    """The result of one field from its element of Zoho's answer."""
+    outcome = record_outcome(element)
+    details = element.get("details") if isinstance(element, dict) else None
+    api_name = details.get("api_name") if isinstance(details, dict) else None
+    if outcome.ok:
+        return WriteResult(crm_id=str(api_name or spec.name), status="ok", key=spec.name)
+    return _rejected(spec, outcome.code, outcome.message, retriable=outcome.retriable)
+
+
+def _rejected(spec: FieldSpec, code: str, message: str, *, retriable: bool = False) -> WriteResult:
+    return WriteResult(
+        crm_id=spec.name,
+        status="rejected",
+        error_code=code,
+        message=message,
+        fields=(spec.name,),
+        retriable=retriable,
+        key=spec.name,
+    )

@@ -8,8 +8,7 @@ prints exactly what the HTML draws.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -19,21 +18,6 @@ from connector.scoring.policy import BANDS
 from connector.scoring.portfolio import Concentration, PortfolioReport
 
 BUCKETS: tuple[str, ...] = ("current", "1_30", "31_60", "61_90", "90_plus")
-# Utilisation classes (exposure / current limit): Infor's 80/90/100 % alert lines.
-UTILISATION_CLASSES: tuple[tuple[str, float, float], ...] = (
-    ("0_50", 0.0, 0.5),
-    ("50_80", 0.5, 0.8),
-    ("80_90", 0.8, 0.9),
-    ("90_100", 0.9, 1.0),
-    ("100_plus", 1.0, float("inf")),
-)
-# Age classes of held limit approvals, in days.
-AGE_CLASSES: tuple[tuple[str, int, int], ...] = (
-    ("0_7", 0, 7),
-    ("8_30", 8, 30),
-    ("31_90", 31, 90),
-    ("90_plus", 91, 10**9),
-)
 NEW = "new"
 EXITED = "exited"
 _ZERO = Decimal(0)
@@ -338,187 +322,6 @@ def concentration_figures(portfolio: PortfolioReport, settings: Settings) -> dic
     }
 
 
-# -- owners ---------------------------------------------------------------------------------------
-
-
-def _on_time(item: FollowUp) -> bool:
-    return item.closed_at is not None and item.closed_at.date() <= item.due
-
-
-def owner_figures(
-    rows: Sequence[BookRow], followups: Sequence[FollowUp], now: datetime, settings: Settings
-) -> dict[str, Any]:
-    """Per person: exposure by band of the accounts they own, overdue exposure, and their follow-ups.
-
-    Follow-ups count for the person they are assigned to (an account manager's past-due tasks,
-    a credit manager's approvals), so each row is that person's own backlog and record.
-
-    Args:
-        rows: every scored account.
-        followups: every ledger episode (open and closed).
-        now: the report's moment: the 90-day window and ages end here.
-        settings: the window length.
-
-    Returns:
-        `rules` (columns) and `owners` (rows, largest exposure first).
-    """
-    owners: dict[str, dict[str, Any]] = {}
-
-    def entry(owner: str | None) -> dict[str, Any]:
-        key = owner or ""
-        if key not in owners:
-            owners[key] = {
-                "owner_id": owner,
-                "accounts": 0,
-                "exposure": _ZERO,
-                "by_band": dict.fromkeys(BANDS, _ZERO),
-                "overdue": _ZERO,
-                "open": Counter[str](),
-                "closed_in_window": 0,
-                "closed_on_time": 0,
-                "oldest_open": None,
-            }
-        return owners[key]
-
-    names = {row.account_id: row.name for row in rows}
-    for row in rows:
-        item = entry(row.owner_id)
-        item["accounts"] += 1
-        item["exposure"] += row.exposure
-        item["by_band"][row.band] += row.exposure
-        item["overdue"] += row.overdue
-    window_start = now - timedelta(days=settings.window_days)
-    rules: set[str] = set()
-    for task in followups:
-        item = entry(task.assignee)
-        if task.closed_at is None:
-            rules.add(task.rule)
-            item["open"][task.rule] += 1
-            age = (now.date() - task.opened_at.date()).days
-            oldest = item["oldest_open"]
-            if oldest is None or age > oldest["days"]:
-                item["oldest_open"] = {
-                    "days": age,
-                    "rule": task.rule,
-                    "account_id": task.account_id,
-                    "name": names.get(task.account_id, task.account_id),
-                    "overdue": now.date() > task.due,
-                }
-        elif window_start <= task.closed_at <= now:
-            item["closed_in_window"] += 1
-            item["closed_on_time"] += int(_on_time(task))
-    out = []
-    for item in owners.values():
-        closed = item["closed_in_window"]
-        out.append(
-            {
-                "owner_id": item["owner_id"],
-                "accounts": item["accounts"],
-                "exposure": money(item["exposure"]),
-                "by_band": {band: money(amount) for band, amount in item["by_band"].items()},
-                "overdue": money(item["overdue"]),
-                "open": dict(sorted(item["open"].items())),
-                "open_total": sum(item["open"].values()),
-                "closed_in_window": closed,
-                "closed_on_time": item["closed_on_time"],
-                "on_time_share": round(item["closed_on_time"] / closed, 4) if closed else None,
-                "oldest_open": item["oldest_open"],
-            }
-        )
-    out.sort(key=lambda o: (-Decimal(o["exposure"]), -o["open_total"], o["owner_id"] or ""))
-    return {"window_days": settings.window_days, "rules": sorted(rules), "owners": out}
-
-
-# -- limits ---------------------------------------------------------------------------------------
-
-
-def limit_figures(
-    rows: Sequence[BookRow],
-    approvals: Iterable[FollowUp],
-    now: datetime,
-    settings: Settings,
-) -> dict[str, Any]:
-    """Current against recommended limits by band, held approvals and their age, utilisation.
-
-    Args:
-        rows: every scored account (limits in the home currency).
-        approvals: open limit-approval follow-ups (held changes).
-        now: the moment ages are measured to.
-        settings: list length.
-
-    Returns:
-        `by_band`, `changes`, `utilisation`, `held` (count, age classes, the oldest listed).
-    """
-    current = dict.fromkeys(BANDS, _ZERO)
-    recommended = dict.fromkeys(BANDS, _ZERO)
-    changes = Counter[str]()
-    classes = Counter[str]()
-    class_exposure = {name: _ZERO for name, _, _ in UTILISATION_CLASSES}
-    by_id = {row.account_id: row for row in rows}
-    for row in rows:
-        if row.current_limit is not None:
-            current[row.band] += row.current_limit
-        if row.recommended_limit is not None:
-            recommended[row.band] += row.recommended_limit
-        if row.current_limit is None and row.recommended_limit is None:
-            changes["no_basis"] += 1
-        elif row.current_limit is None:
-            changes["first_limit"] += 1
-        elif row.recommended_limit is None or row.recommended_limit == row.current_limit:
-            changes["unchanged"] += 1
-        elif row.recommended_limit > row.current_limit:
-            changes["increase"] += 1
-        else:
-            changes["decrease"] += 1
-        if row.current_limit is None or row.current_limit <= 0:
-            name = "no_limit"
-            class_exposure.setdefault(name, _ZERO)
-        else:
-            used = float(row.exposure / row.current_limit)
-            name = next(n for n, low, high in UTILISATION_CLASSES if low <= used < high)
-        classes[name] += 1
-        class_exposure[name] += row.exposure
-    held: list[dict[str, Any]] = []
-    ages = Counter[str]()
-    for task in approvals:
-        if task.closed_at is not None:
-            continue
-        days = (now.date() - task.opened_at.date()).days
-        ages[next(n for n, low, high in AGE_CLASSES if low <= max(days, 0) <= high)] += 1
-        found = by_id.get(task.account_id)
-        held.append(
-            {
-                "account_id": task.account_id,
-                "name": found.name if found else task.account_id,
-                "owner_id": found.owner_id if found else None,
-                "band": found.band if found else None,
-                "current_limit": money(found.current_limit) if found else None,
-                "recommended_limit": money(found.recommended_limit) if found else None,
-                "days": days,
-            }
-        )
-    held.sort(key=lambda h: (-h["days"], h["name"]))
-    return {
-        "by_band": [
-            {"band": b, "current": money(current[b]), "recommended": money(recommended[b])}
-            for b in BANDS
-        ],
-        "changes": {
-            key: changes.get(key, 0)
-            for key in ("increase", "decrease", "unchanged", "first_limit", "no_basis")
-        },
-        "utilisation": [
-            {"class": name, "accounts": classes.get(name, 0), "exposure": money(amount)}
-            for name, amount in class_exposure.items()
-        ],
-        "held": {
-            "count": len(held),
-            "ages": [{"class": name, "count": ages.get(name, 0)} for name, _, _ in AGE_CLASSES],
-            "oldest": held[: settings.max_listed],
-        },
-    }
-
-
 # -- model health ----------------------------------------------------------------------------------
 
 
@@ -581,10 +384,8 @@ __all__ = [
     "book_figures",
     "concentration_figures",
     "confidence_figures",
-    "limit_figures",
     "migration",
     "money",
     "movement_figures",
-    "owner_figures",
     "pick_baseline",
 ]

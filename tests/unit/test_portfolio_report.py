@@ -11,18 +11,18 @@ import pytest
 from pydantic import ValidationError
 
 from connector.models import Account, Invoice, InvoiceStatus
-from connector.report.build import health_sample
 from connector.report.figures import (
     BookRow,
     FollowUp,
     Settings,
     Snapshot,
-    limit_figures,
     migration,
     movement_figures,
-    owner_figures,
 )
+from connector.report.health import health_sample
 from connector.report.html import render_html
+from connector.report.limits import limit_figures
+from connector.report.owners import owner_figures
 from connector.report.svg import Chart, RefLine, Series, bar_chart, hbar_chart, nice_ceiling
 from connector.scoring import PortfolioContext
 from connector.scoring.policy import ScoringPolicy

@@ -11,7 +11,7 @@ import pytest
 import responses
 
 from adapters.zoho import ZohoAdapter
-from adapters.zoho.adapter import if_modified_since
+from adapters.zoho.values import if_modified_since
 from connector.errors import FatalCrmError
 
 from ._support import API, T0, load, stamp

@@ -252,7 +252,7 @@ def test_what_id_lookup_refused_falls_back_to_a_scan(
     )
     coql_answer(mock, [task_row(key)])
     assert adapter.find_tasks({key: "6493490000001291001"})[key].crm_task_id == TASK_ID
-    assert adapter.task_lookup == "scan"
+    assert adapter.tasks.lookup == "scan"
     assert "id is not null" in json.loads(mock.calls[-1].request.body)["select_query"]
 
 
