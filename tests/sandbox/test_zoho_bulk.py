@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from adapters.zoho import ZohoAdapter
-from adapters.zoho.settings import ZohoSettings
 from sandboxes import RunningSandbox, start_zoho
-from tests.support import MemoryKv
+from tests.adapters.zoho._support import sandbox_adapter
 
 FIELDS = [
     "Account_Name.id",
@@ -31,19 +30,7 @@ def sandbox() -> Iterator[RunningSandbox]:
 
 
 def _adapter(sandbox: RunningSandbox, **options: Any) -> ZohoAdapter:
-    settings = ZohoSettings(
-        name="bulk",
-        kind="zoho",
-        base_url=sandbox.base_url,
-        token_url=sandbox.token_url,
-        client_id=sandbox.client_id,
-        client_secret=sandbox.client_secret,
-        refresh_token=sandbox.refresh_token,
-        ca_bundle=sandbox.ca_bundle,
-        max_retries=1,
-        options=options,
-    )
-    return ZohoAdapter(settings, state=MemoryKv(), sleep=lambda seconds: None)
+    return sandbox_adapter(sandbox, "bulk", max_retries=1, **options)
 
 
 def _by_id_lookups(fields: dict[str, Any]) -> dict[str, Any]:

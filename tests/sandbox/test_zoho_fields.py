@@ -9,13 +9,12 @@ from typing import Any
 import pytest
 
 from adapters.zoho import ZohoAdapter
-from adapters.zoho.settings import ZohoSettings
 from connector.mapping import load_mapping
 from connector.mapping.check import check_mapping, plan_fields
 from connector.models import RecordChange
 from connector.protocol import FieldCreator, FieldSpec
 from sandboxes import RunningSandbox, start_zoho
-from tests.support import MemoryKv
+from tests.adapters.zoho._support import sandbox_adapter
 
 
 @pytest.fixture
@@ -27,18 +26,7 @@ def sandbox() -> Iterator[RunningSandbox]:
 
 @pytest.fixture
 def adapter(sandbox: RunningSandbox) -> Iterator[ZohoAdapter]:
-    settings = ZohoSettings(
-        name="fields",
-        kind="zoho",
-        base_url=sandbox.base_url,
-        token_url=sandbox.token_url,
-        client_id=sandbox.client_id,
-        client_secret=sandbox.client_secret,
-        refresh_token=sandbox.refresh_token,
-        ca_bundle=sandbox.ca_bundle,
-        max_retries=1,
-    )
-    live = ZohoAdapter(settings, state=MemoryKv(), sleep=lambda seconds: None)
+    live = sandbox_adapter(sandbox, "fields", max_retries=1)
     yield live
     live.close()
 

@@ -1,4 +1,4 @@
-"""Shared helpers for the Zoho adapter tests: fixture loading, settings, an in-memory store."""
+"""Shared helpers for the Zoho adapter tests: fixture loading, settings, an adapter on a sandbox."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from adapters.zoho import ZohoAdapter
 from adapters.zoho.settings import ZohoSettings
+from tests.support import MemoryKv
 
 PLUS3 = timezone(timedelta(hours=3))
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "http" / "zoho"
@@ -39,3 +41,20 @@ def make_settings(**overrides: Any) -> ZohoSettings:
     }
     values.update(overrides)
     return ZohoSettings(**values)
+
+
+def sandbox_adapter(sandbox: Any, name: str, *, max_retries: int, **options: Any) -> ZohoAdapter:
+    """An adapter on a running Zoho sandbox: its credentials and CA, tokens kept in memory, no waits."""
+    settings = ZohoSettings(
+        name=name,
+        kind="zoho",
+        base_url=sandbox.base_url,
+        token_url=sandbox.token_url,
+        client_id=sandbox.client_id,
+        client_secret=sandbox.client_secret,
+        refresh_token=sandbox.refresh_token,
+        ca_bundle=sandbox.ca_bundle,
+        max_retries=max_retries,
+        options=options,
+    )
+    return ZohoAdapter(settings, state=MemoryKv(), sleep=lambda seconds: None)

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 from adapters.zoho import ZohoAdapter
-from adapters.zoho.settings import ZohoSettings
 from connector.models import RecordChange, TaskAction, TaskPriority
-from tests.support import MemoryKv
+from tests.adapters.zoho._support import sandbox_adapter
 
 
 @pytest.fixture
@@ -24,18 +23,7 @@ def sandbox() -> Iterator[Any]:
 
 @pytest.fixture
 def live(sandbox: Any) -> Iterator[ZohoAdapter]:
-    settings = ZohoSettings(
-        name="smoke",
-        kind="zoho",
-        base_url=sandbox.base_url,
-        token_url=sandbox.token_url,
-        client_id=sandbox.client_id,
-        client_secret=sandbox.client_secret,
-        refresh_token=sandbox.refresh_token,
-        ca_bundle=sandbox.ca_bundle,
-        max_retries=2,
-    )
-    adapter = ZohoAdapter(settings, state=MemoryKv(), sleep=lambda seconds: None)
+    adapter = sandbox_adapter(sandbox, "smoke", max_retries=2)
     yield adapter
     adapter.close()
 
