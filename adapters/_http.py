@@ -21,9 +21,11 @@ from typing import IO, Any, Protocol
 import requests
 import urllib3
 
+from adapters._settings import HttpSettings
 from adapters._transport import WATCHDOG, AbortableAdapter
 from connector import __version__
 from connector.errors import CrmError, CrmSetupError, RetriableCrmError, RunCancelled
+from connector.protocol import KeyValueStore
 from connector.redaction import redact, redact_url
 
 log = logging.getLogger("crm_risk.http")
@@ -57,6 +59,24 @@ def make_session(*, ca_bundle: str | None = None, verify_tls: bool = True) -> re
     elif ca_bundle:
         session.verify = ca_bundle
     return session
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What an adapter hands the client it builds besides the settings: the token store, a given
+    session, how to wait and read the clock, and the stop event."""
+
+    state: KeyValueStore | None = None
+    session: requests.Session | None = None
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
+    cancel: threading.Event | None = None
+
+    def open_session(self, settings: HttpSettings) -> requests.Session:
+        """The given session, else a new one with the settings' TLS trust (the client closes it)."""
+        return self.session or make_session(
+            ca_bundle=settings.ca_bundle, verify_tls=settings.verify_tls
+        )
 
 
 def _check_ca_bundle(path: str) -> None:

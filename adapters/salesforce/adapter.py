@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from adapters._http import cancellable_sleep
+from adapters._http import Wiring, cancellable_sleep
 from adapters.salesforce import bulk, metadata, soql
 from adapters.salesforce.client import SalesforceClient
 from adapters.salesforce.errors import (
@@ -107,9 +107,7 @@ class SalesforceAdapter:
         # Every wait (retry back-off, bulk polls) ends at once when a stop is requested.
         sleep = cancellable_sleep(sleep, cancel)
         self.sleep = sleep
-        self.client = SalesforceClient(
-            settings, state=state, session=session, sleep=sleep, cancel=cancel
-        )
+        self.client = SalesforceClient(settings, Wiring(state, session, sleep, cancel=cancel))
         self.bulk_read_threshold = options.bulk_read_threshold
         self.bulk_page_size = options.bulk_page_size
         self.bulk_write = options.bulk_write

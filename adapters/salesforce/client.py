@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Generator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from simple_salesforce.api import Salesforce
 
-from adapters._http import ApiClient, RetryingClient, RetryPolicy, make_session
+from adapters._http import ApiClient, RetryingClient, RetryPolicy, Wiring
 from adapters.salesforce.auth import Authenticator, Token
 from adapters.salesforce.errors import (
     SessionExpiredError,
@@ -24,7 +23,7 @@ from adapters.salesforce.errors import (
 )
 from adapters.salesforce.settings import SalesforceSettings
 from connector.errors import AuthError, CrmError, QuotaExhaustedError
-from connector.protocol import ApiUsage, KeyValueStore
+from connector.protocol import ApiUsage
 
 DEFAULT_API_VERSION = "62.0"
 
@@ -87,26 +86,16 @@ class SalesforceClient:
     and its own refresh loops without bound on a permanent 401 (reference §1.3, #804).
     """
 
-    def __init__(
-        self,
-        settings: SalesforceSettings,
-        *,
-        state: KeyValueStore | None = None,
-        session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        cancel: threading.Event | None = None,
-    ) -> None:
+    def __init__(self, settings: SalesforceSettings, wiring: Wiring) -> None:
         self.settings = settings
-        self.sleep = sleep
+        self.sleep = wiring.sleep
         self.version = str(settings.api_version or DEFAULT_API_VERSION).lstrip("v")
-        self._own_session = session is None
-        self.session = session or make_session(
-            ca_bundle=settings.ca_bundle, verify_tls=settings.verify_tls
-        )
+        self._own_session = wiring.session is None
+        self.session = wiring.open_session(settings)
         if settings.ca_bundle or not settings.verify_tls:
             # REQUESTS_CA_BUNDLE in the environment would override session.verify (reference §1.11).
             self.session.trust_env = False
-        policy = RetryPolicy(max_retries=settings.max_retries, sleep=sleep)
+        policy = RetryPolicy(max_retries=settings.max_retries, sleep=wiring.sleep)
         # The instance URL comes from the token answer, so from the login (or token) URL.
         login_setting = "token_url" if settings.token_url else "login_url"
         self.http = RetryingClient(
@@ -116,13 +105,13 @@ class SalesforceClient:
             policy=policy,
             endpoint_name=endpoint_name,
             deadline=settings.deadline_seconds,
-            cancel=cancel,
+            cancel=wiring.cancel,
             url_setting=login_setting,
         )
         self.http.on_response.append(self._track_usage)
         self.http.on_response.append(_stop_on_daily_limit)
         self.token_http = self.http.derive(classify_token)
-        self.auth = Authenticator(settings, self.token_http, state=state)
+        self.auth = Authenticator(settings, self.token_http, state=wiring.state)
         self.sf: Salesforce | None = None
         self.token: Token | None = None
         self._login_lock = threading.Lock()

@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from adapters._http import cancellable_sleep
+from adapters._http import Wiring, cancellable_sleep
 from adapters._tasks import chunks
 from connector.errors import CrmError, FatalCrmError
 from connector.models import CrmRates, RawRecord, RecordChange, TaskAction, TaskState, WriteResult
@@ -101,7 +101,7 @@ class ZohoAdapter:
         self.settings = settings
         # Every wait (back-off, token throttle, bulk polls) ends at once when a stop is requested.
         sleep = cancellable_sleep(sleep, cancel)
-        self.client = ZohoClient(settings, state=state, session=session, sleep=sleep, cancel=cancel)
+        self.client = ZohoClient(settings, Wiring(state, session, sleep, cancel=cancel))
         options = settings.options
         # Without "trigger": [] every write fires the org's workflows, approvals and blueprints.
         self.trigger = list(options.trigger)

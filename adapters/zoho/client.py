@@ -6,14 +6,13 @@ import json
 import logging
 import re
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import requests
 
-from adapters._http import ApiClient, RetryingClient, RetryPolicy, make_session
+from adapters._http import ApiClient, RetryingClient, RetryPolicy, Wiring
 from adapters._tasks import chunks
 from adapters.zoho.settings import ZohoSettings
 from connector.errors import (
@@ -23,7 +22,6 @@ from connector.errors import (
     QuotaExhaustedError,
     RetriableCrmError,
 )
-from connector.protocol import KeyValueStore
 
 from . import coql
 from .auth import TokenProvider, resolve_endpoints
@@ -77,31 +75,20 @@ class PageCursor:
 class ZohoClient:
     """One connection to one Zoho org: every call goes through `request`, which meters credits."""
 
-    def __init__(
-        self,
-        settings: ZohoSettings,
-        *,
-        state: KeyValueStore | None = None,
-        session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.time,
-        cancel: threading.Event | None = None,
-    ) -> None:
+    def __init__(self, settings: ZohoSettings, wiring: Wiring) -> None:
         self.settings = settings
         options = settings.options
         endpoints = resolve_endpoints(settings)
         self.api_base = endpoints.api_base
         self.version = settings.api_version or API_VERSION
-        self._own_session = session is None
-        self.session = session or make_session(
-            ca_bundle=settings.ca_bundle, verify_tls=settings.verify_tls
-        )
+        self._own_session = wiring.session is None
+        self.session = wiring.open_session(settings)
         # Zoho sends no Retry-After: exponential backoff with full jitter (2, 4, 8 ... 60 s).
         policy = RetryPolicy(
             max_retries=settings.max_retries,
             base_delay=options.backoff_base_seconds,
             max_delay=options.backoff_max_seconds,
-            sleep=sleep,
+            sleep=wiring.sleep,
         )
         self.http = RetryingClient(
             self.session,
@@ -110,14 +97,14 @@ class ZohoClient:
             policy=policy,
             endpoint_name=self._endpoint_name,
             deadline=settings.deadline_seconds,
-            cancel=cancel,
+            cancel=wiring.cancel,
             url_setting=endpoints.api_setting,
         )
         self.http.on_response.append(self._read_credits_header)
         # Token calls: no automatic retry; TokenProvider waits on the throttle itself.
         self._token_http = self.http.derive(
             classify_token,
-            policy=RetryPolicy(max_retries=0, sleep=sleep),
+            policy=RetryPolicy(max_retries=0, sleep=wiring.sleep),
             endpoint_name=lambda method, url: "POST oauth/v2/token",
             url_setting=endpoints.token_setting,
         )
@@ -125,9 +112,9 @@ class ZohoClient:
             settings,
             endpoints,
             self._post_token,
-            state=state,
-            sleep=sleep,
-            clock=clock,
+            state=wiring.state,
+            sleep=wiring.sleep,
+            clock=wiring.clock,
             backoff=lambda attempt: policy.delay(attempt, None),
         )
         self.max_concurrency = options.max_concurrency
