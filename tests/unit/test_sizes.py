@@ -16,8 +16,7 @@ MAX_FILE_LINES = 600
 MAX_FUNCTION_LINES = 80
 
 # Still to split (issue 15); each names what is over today.
-OVERSIZED_FILES = {
-}
+OVERSIZED_FILES: set[str] = set()  # every file is within the limit now
 LONG_FUNCTIONS = {
 }
 
