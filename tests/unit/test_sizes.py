@@ -17,8 +17,7 @@ MAX_FUNCTION_LINES = 80
 
 # Still to split (issue 15); each names what is over today.
 OVERSIZED_FILES: set[str] = set()  # every file is within the limit now
-LONG_FUNCTIONS = {
-}
+LONG_FUNCTIONS: set[str] = set()  # every function is within the limit now
 
 
 def measured() -> tuple[dict[str, int], dict[str, int]]:
